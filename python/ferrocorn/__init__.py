@@ -1,0 +1,5 @@
+"""ferrocorn: a drop-in replacement for Gunicorn with a Rust engine, master and workers."""
+
+from ferrocorn._ferrocorn import version as _version
+
+__version__ = _version()

@@ -1,0 +1,13 @@
+"""``ferrocorn`` and ``python -m ferrocorn``: the Gunicorn-compatible command line."""
+
+import sys
+
+
+def main():
+    from ferrocorn._ferrocorn import run
+
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

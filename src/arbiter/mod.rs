@@ -1,0 +1,523 @@
+//! The master: binds the listeners, forks and supervises workers, and reacts
+//! to signals, one at a time, in one loop (Gunicorn's `arbiter.py`). It never
+//! runs request code and holds no threads, so forking is always safe.
+
+pub mod pidfile;
+pub mod scoreboard;
+pub mod signals;
+
+use crate::net::bind::BindSpec;
+use crate::net::listener::Listener;
+use crate::python::{AppLoadError, Forked};
+use crate::settings::{Loaded, Settings};
+use crate::workers::{WorkerCtx, WorkerKind, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
+use pidfile::Pidfile;
+use pyo3::prelude::*;
+use scoreboard::{now_ms, Scoreboard};
+use signals::SignalQueue;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How `run` ended in this process.
+pub enum Outcome {
+    /// The master is done: exit with this status.
+    Exit(i32),
+    /// This process is a freshly forked worker.
+    Worker(Box<WorkerCtx>),
+}
+
+/// Why the loop stopped turning; `?` carries it up the master's stack.
+enum Interrupt {
+    /// We are the child of a fork: unwind the master's frames.
+    Worker(Box<WorkerCtx>),
+    Stop { graceful: bool },
+    Halt { reason: String, status: i32 },
+}
+
+impl From<Box<WorkerCtx>> for Interrupt {
+    fn from(ctx: Box<WorkerCtx>) -> Self {
+        Interrupt::Worker(ctx)
+    }
+}
+
+struct Worker {
+    age: u64,
+    slot: usize,
+    aborted: bool,
+    /// When the master asked it to stop (TTOU, HUP, shrink); it is no longer
+    /// counted as one of the pool and gets graceful_timeout to finish.
+    retiring_since: Option<Instant>,
+}
+
+pub struct Arbiter {
+    argv: Vec<String>,
+    settings: Arc<Settings>,
+    app_uri: String,
+    kind: WorkerKind,
+    listeners: Vec<Listener>,
+    workers: HashMap<i32, Worker>,
+    num_workers: usize,
+    worker_age: u64,
+    board: Scoreboard,
+    signals: SignalQueue,
+    pidfile: Option<Pidfile>,
+    app: Option<Py<PyAny>>,
+    pid: i32,
+    rng: u64,
+}
+
+/// Binds every `--bind` address, retrying a busy address like Gunicorn
+/// (five attempts a second apart).
+pub fn bind_all(settings: &Settings) -> Result<Vec<Listener>, String> {
+    let mut out = Vec::new();
+    for bind in &settings.bind {
+        let spec = BindSpec::parse(bind)?;
+        let mut last = None;
+        for attempt in 0..5 {
+            match Listener::bind(&spec, settings.backlog.min(i32::MAX as i64) as i32, settings.reuse_port) {
+                Ok(l) => {
+                    last = None;
+                    out.push(l);
+                    break;
+                }
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::AddrInUse {
+                        crate::log::error!("Connection in use: {spec}");
+                    }
+                    if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                        crate::log::error!("Invalid address: {spec}");
+                    }
+                    crate::log::error!("connection to {spec} failed: {e}");
+                    last = Some(e);
+                    if attempt < 4 {
+                        crate::log::debug!("Retrying in 1 second.");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+        if last.is_some() {
+            return Err(format!("Can't connect to {spec}"));
+        }
+    }
+    Ok(out)
+}
+
+impl Arbiter {
+    pub fn new(py: Python<'_>, loaded: Loaded, argv: Vec<String>) -> Result<Arbiter, String> {
+        let kind = WorkerKind::resolve(&loaded.settings.worker_class, loaded.settings.threads)?;
+        let signals = SignalQueue::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let board = Scoreboard::new().map_err(|e| format!("cannot map the scoreboard: {e}"))?;
+        let num_workers = loaded.settings.workers.max(0) as usize;
+        let seed = now_ms() ^ (u64::from(std::process::id()) << 32);
+        let _ = py;
+        Ok(Arbiter {
+            argv,
+            settings: Arc::new(loaded.settings),
+            app_uri: loaded.app_uri,
+            kind,
+            listeners: Vec::new(),
+            workers: HashMap::new(),
+            num_workers,
+            worker_age: 0,
+            board,
+            signals,
+            pidfile: None,
+            app: None,
+            pid: std::process::id() as i32,
+            rng: seed | 1,
+        })
+    }
+
+    fn proc_name(&self) -> String {
+        self.settings.proc_name.clone().unwrap_or_else(|| self.settings.default_proc_name.clone())
+    }
+
+    pub fn run(mut self, py: Python<'_>) -> Outcome {
+        match self.main(py) {
+            Ok(never) => match never {},
+            Err(Interrupt::Worker(ctx)) => Outcome::Worker(ctx),
+            Err(Interrupt::Stop { graceful }) => {
+                self.stop(py, graceful);
+                Outcome::Exit(self.halt(None, 0))
+            }
+            Err(Interrupt::Halt { reason, status }) => {
+                self.stop(py, true);
+                Outcome::Exit(self.halt(Some(reason), status))
+            }
+        }
+    }
+
+    fn main(&mut self, py: Python<'_>) -> Result<std::convert::Infallible, Interrupt> {
+        self.start(py)?;
+        crate::util::proctitle::set(&format!("ferrocorn: master [{}]", self.proc_name()));
+        self.manage_workers(py)?;
+        loop {
+            let signals = &self.signals;
+            let queued = py.detach(|| signals.wait(Duration::from_secs(1)));
+            for sig in queued {
+                self.handle_signal(py, sig)?;
+            }
+            self.murder_workers();
+            self.manage_workers(py)?;
+        }
+    }
+
+    fn start(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
+        crate::log::info!("Starting ferrocorn {}", env!("CARGO_PKG_VERSION"));
+        if let Some(path) = &self.settings.pidfile {
+            let pf = Pidfile::create(path, self.pid).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+            self.pidfile = Some(pf);
+        }
+        if self.settings.preload_app {
+            self.app = Some(self.preload(py)?);
+        }
+        if !self.settings.reuse_port {
+            self.listeners = bind_all(&self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+        }
+        let shown: Vec<String> = self.listeners.iter().map(|l| l.to_string()).collect();
+        crate::log::info!("Listening at: {} ({})", shown.join(","), self.pid);
+        crate::log::info!("Using worker: {}", self.kind);
+        Ok(())
+    }
+
+    fn preload(&self, py: Python<'_>) -> Result<Py<PyAny>, Interrupt> {
+        crate::python::load_app(py, &self.app_uri).map_err(|e| {
+            let reason = match e {
+                AppLoadError::NotFound(reason) => reason,
+                AppLoadError::Raised(err) => {
+                    crate::log::error!("Exception while loading the application\n{}", crate::python::format_exception(py, &err));
+                    crate::python::exception_text(py, &err)
+                }
+            };
+            Interrupt::Halt { reason: format!("App failed to load: {reason}"), status: 1 }
+        })
+    }
+
+    fn handle_signal(&mut self, py: Python<'_>, sig: libc::c_int) -> Result<(), Interrupt> {
+        if sig == libc::SIGCHLD {
+            crate::log::debug!("Handling signal: chld");
+            return self.reap_workers();
+        }
+        if sig == 0 {
+            return Ok(());
+        }
+        crate::log::info!("Handling signal: {}", signals::name(sig));
+        match sig {
+            libc::SIGHUP => self.reload(py),
+            libc::SIGTERM => Err(Interrupt::Stop { graceful: true }),
+            libc::SIGINT | libc::SIGQUIT => Err(Interrupt::Stop { graceful: false }),
+            libc::SIGTTIN => {
+                self.num_workers += 1;
+                self.manage_workers(py)
+            }
+            libc::SIGTTOU => {
+                if self.num_workers > 1 {
+                    self.num_workers -= 1;
+                }
+                self.manage_workers(py)
+            }
+            libc::SIGUSR1 => {
+                if let Err(e) = crate::log::reopen() {
+                    crate::log::error!("reopening log files failed: {e}");
+                }
+                self.kill_workers(libc::SIGUSR1);
+                Ok(())
+            }
+            libc::SIGUSR2 => {
+                crate::log::warning!("USR2 (re-exec upgrade) is not supported yet; signal ignored");
+                Ok(())
+            }
+            libc::SIGWINCH => {
+                crate::log::debug!("SIGWINCH ignored. Not daemonized");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// HUP: read the settings again, start a new generation of workers with
+    /// them, and stop the old generation gracefully.
+    fn reload(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
+        crate::log::info!("Hang up: Master");
+        let loaded = match crate::settings::load(py, &self.argv) {
+            Ok(l) => l,
+            Err(exit) => {
+                // Gunicorn exits here; a running server keeps its old
+                // configuration instead, and says why.
+                crate::log::error!("Reload failed, keeping the previous configuration:{}", exit.message.trim_end());
+                return Ok(());
+            }
+        };
+        let kind = match WorkerKind::resolve(&loaded.settings.worker_class, loaded.settings.threads) {
+            Ok(k) => k,
+            Err(e) => {
+                crate::log::error!("Reload failed, keeping the previous configuration: {e}");
+                return Ok(());
+            }
+        };
+        if let Err(e) = crate::runtime::apply(py, &loaded.settings, Some(&self.settings)) {
+            crate::log::error!("Reload failed, keeping the previous configuration: {e}");
+            return Ok(());
+        }
+        if let Err(e) = crate::runtime::configure_logs(&loaded.settings) {
+            crate::log::error!("{e}");
+        }
+        let old_binds = self.settings.bind.clone();
+        self.settings = Arc::new(loaded.settings);
+        self.app_uri = loaded.app_uri;
+        self.kind = kind;
+        if old_binds != self.settings.bind && !self.settings.reuse_port {
+            for l in self.listeners.drain(..) {
+                l.close(true);
+            }
+            self.listeners = bind_all(&self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+            let shown: Vec<String> = self.listeners.iter().map(|l| l.to_string()).collect();
+            crate::log::info!("Listening at: {}", shown.join(","));
+        }
+        if let Some(pf) = self.pidfile.take() {
+            pf.unlink();
+        }
+        if let Some(path) = &self.settings.pidfile {
+            match Pidfile::create(path, self.pid) {
+                Ok(pf) => self.pidfile = Some(pf),
+                Err(e) => crate::log::error!("{e}"),
+            }
+        }
+        crate::util::proctitle::set(&format!("ferrocorn: master [{}]", self.proc_name()));
+        // The new generation starts before the old one is asked to stop,
+        // so the listeners always have someone accepting.
+        let now = Instant::now();
+        for w in self.workers.values_mut() {
+            if w.retiring_since.is_none() {
+                w.retiring_since = Some(now);
+            }
+        }
+        self.num_workers = self.settings.workers.max(0) as usize;
+        self.manage_workers(py)?;
+        self.kill_retiring_once();
+        Ok(())
+    }
+
+    fn active(&self) -> usize {
+        self.workers.values().filter(|w| w.retiring_since.is_none()).count()
+    }
+
+    fn manage_workers(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
+        while self.active() < self.num_workers {
+            if !self.spawn_worker(py)? {
+                break;
+            }
+            // Gunicorn staggers spawns by up to 0.1 s.
+            let pause = Duration::from_millis(self.next_random() % 100);
+            py.detach(|| std::thread::sleep(pause));
+        }
+        let excess = self.active().saturating_sub(self.num_workers);
+        if excess > 0 {
+            let mut oldest: Vec<(u64, i32)> =
+                self.workers.iter().filter(|(_, w)| w.retiring_since.is_none()).map(|(p, w)| (w.age, *p)).collect();
+            oldest.sort_unstable();
+            let now = Instant::now();
+            for (_, pid) in oldest.into_iter().take(excess) {
+                if let Some(w) = self.workers.get_mut(&pid) {
+                    w.retiring_since = Some(now);
+                }
+                kill(pid, libc::SIGTERM);
+            }
+        }
+        // A retiring worker that outlives graceful_timeout is killed.
+        let grace = Duration::from_secs(self.settings.graceful_timeout.max(0) as u64);
+        let overdue: Vec<i32> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.retiring_since.is_some_and(|t| t.elapsed() > grace))
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in overdue {
+            kill(pid, libc::SIGKILL);
+        }
+        Ok(())
+    }
+
+    fn kill_retiring_once(&self) {
+        for (pid, w) in &self.workers {
+            if w.retiring_since.is_some() {
+                kill(*pid, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Forks one worker. Ok(false) when no scoreboard slot is left.
+    fn spawn_worker(&mut self, py: Python<'_>) -> Result<bool, Interrupt> {
+        let Some(slot) = self.board.claim() else {
+            crate::log::error!("Cannot start more than {} workers", scoreboard::MAX_WORKERS);
+            self.num_workers = self.active();
+            return Ok(false);
+        };
+        self.worker_age += 1;
+        let max_requests = match self.settings.max_requests {
+            0 => u64::MAX,
+            n => {
+                let jitter = self.settings.max_requests_jitter.max(0) as u64;
+                n as u64 + if jitter > 0 { self.next_random() % (jitter + 1) } else { 0 }
+            }
+        };
+        match crate::python::fork(py) {
+            Ok(Forked::Parent(pid)) => {
+                self.board.slot(slot).pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+                self.workers.insert(pid, Worker { age: self.worker_age, slot, aborted: false, retiring_since: None });
+                Ok(true)
+            }
+            Ok(Forked::Child) => {
+                self.signals.reset_in_child();
+                let ctx = WorkerCtx {
+                    kind: self.kind,
+                    age: self.worker_age,
+                    ppid: self.pid,
+                    listeners: self.listeners.clone(),
+                    slot: self.board.handle(slot),
+                    settings: self.settings.clone(),
+                    app_uri: self.app_uri.clone(),
+                    app: self.app.as_ref().map(|a| a.clone_ref(py)),
+                    max_requests,
+                    proc_name: self.proc_name(),
+                };
+                Err(Interrupt::Worker(Box::new(ctx)))
+            }
+            Err(e) => {
+                self.board.release(slot);
+                crate::log::error!("fork failed: {e}");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Sends ABRT, then KILL, to workers silent for longer than `timeout`.
+    fn murder_workers(&mut self) {
+        let timeout = self.settings.timeout.max(0) as u64;
+        if timeout == 0 {
+            return;
+        }
+        let now = now_ms();
+        for (pid, w) in self.workers.iter_mut() {
+            if self.board.slot(w.slot).silent_for_ms(now) <= timeout * 1000 {
+                continue;
+            }
+            if !w.aborted {
+                crate::log::critical!("WORKER TIMEOUT (pid:{pid})");
+                w.aborted = true;
+                kill(*pid, libc::SIGABRT);
+            } else {
+                kill(*pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    fn reap_workers(&mut self) -> Result<(), Interrupt> {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid with a valid out-pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return Ok(());
+            }
+            let Some(worker) = self.workers.remove(&pid) else {
+                crate::log::debug!("Reaped unknown child process (pid:{pid}, status:{status})");
+                continue;
+            };
+            self.board.release(worker.slot);
+            let mut exit_code = None;
+            if libc::WIFEXITED(status) {
+                exit_code = Some(libc::WEXITSTATUS(status));
+            } else if libc::WIFSIGNALED(status) {
+                let sig = libc::WTERMSIG(status);
+                let name = signals::full_name(sig);
+                match sig {
+                    libc::SIGKILL => crate::log::error!("Worker (pid:{pid}) was sent {name}! Perhaps out of memory?"),
+                    libc::SIGTERM => crate::log::info!("Worker (pid:{pid}) was sent {name}!"),
+                    _ => crate::log::warning!("Worker (pid:{pid}) was sent {name}!"),
+                }
+            }
+            if let Some(code) = exit_code.filter(|c| *c != 0) {
+                crate::log::error!("Worker (pid:{pid}) exited with code {code}.");
+            }
+            match exit_code {
+                Some(WORKER_BOOT_ERROR) => {
+                    return Err(Interrupt::Halt { reason: "Worker failed to boot.".into(), status: WORKER_BOOT_ERROR })
+                }
+                Some(APP_LOAD_ERROR) => {
+                    return Err(Interrupt::Halt { reason: "App failed to load.".into(), status: APP_LOAD_ERROR })
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn kill_workers(&self, sig: libc::c_int) {
+        for pid in self.workers.keys() {
+            kill(*pid, sig);
+        }
+    }
+
+    /// Stops every worker: TERM (graceful) or QUIT (fast), waiting up to
+    /// graceful_timeout (2 s after a fast stop is asked for), then KILL.
+    fn stop(&mut self, py: Python<'_>, graceful: bool) {
+        let unlink = !self.settings.reuse_port;
+        for l in self.listeners.drain(..) {
+            l.close(unlink);
+        }
+        let sig = if graceful { libc::SIGTERM } else { libc::SIGQUIT };
+        let mut deadline = Instant::now() + Duration::from_secs(self.settings.graceful_timeout.max(0) as u64);
+        self.kill_workers(sig);
+        let mut quick = !graceful;
+        while !self.workers.is_empty() && Instant::now() < deadline {
+            if !quick && self.signals.drain().iter().any(|s| *s == libc::SIGINT || *s == libc::SIGQUIT) {
+                crate::log::info!("Quick shutdown requested");
+                quick = true;
+                self.kill_workers(libc::SIGQUIT);
+                deadline = Instant::now() + Duration::from_secs(2);
+            }
+            let _ = self.reap_workers();
+            py.detach(|| std::thread::sleep(Duration::from_millis(100)));
+        }
+        self.kill_workers(libc::SIGKILL);
+        let _ = self.reap_workers();
+    }
+
+    fn halt(&mut self, reason: Option<String>, status: i32) -> i32 {
+        if status == 0 {
+            crate::log::info!("Shutting down: Master");
+        } else {
+            crate::log::error!("Shutting down: Master");
+        }
+        if let Some(reason) = reason {
+            if status == 0 {
+                crate::log::info!("Reason: {reason}");
+            } else {
+                crate::log::error!("Reason: {reason}");
+            }
+        }
+        if let Some(pf) = self.pidfile.take() {
+            pf.unlink();
+        }
+        status
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64: spreads spawn pauses and max-requests jitter; nothing
+        // here needs a cryptographic generator.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+fn kill(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a pid we forked; ESRCH (already gone) is harmless,
+    // the reaper will account for it.
+    unsafe { libc::kill(pid, sig) };
+}

@@ -1,0 +1,165 @@
+//! Worker liveness and counters in one anonymous shared mapping made before
+//! the first fork: each worker beats into its slot, the master reads every
+//! slot. No temp files, so a slow disk cannot stall a heartbeat (Gunicorn's
+//! `utime` on a temp file can), and no per-request IPC.
+
+use std::io;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// One worker's slot; 64 bytes so workers never share a cache line.
+#[repr(C, align(64))]
+pub struct Slot {
+    pub pid: AtomicI32,
+    /// CLOCK_MONOTONIC milliseconds of the last beat (system-wide clock).
+    pub last_beat_ms: AtomicU64,
+    pub requests: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+impl Slot {
+    pub fn beat(&self) {
+        self.last_beat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn silent_for_ms(&self, now: u64) -> u64 {
+        now.saturating_sub(self.last_beat_ms.load(Ordering::Relaxed))
+    }
+
+    fn reset(&self) {
+        self.pid.store(0, Ordering::Relaxed);
+        self.last_beat_ms.store(0, Ordering::Relaxed);
+        self.requests.store(0, Ordering::Relaxed);
+        self.in_flight.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The shared mapping itself; unmapped when the last handle goes, so a
+/// worker keeps its slot valid after the master's structures are dropped in
+/// the forked child.
+struct Mapping {
+    base: *mut Slot,
+    len: usize,
+}
+
+// SAFETY: slots are only touched through atomics; the mapping lives as long
+// as any handle to it.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `Scoreboard::new` mapped.
+        unsafe { libc::munmap(self.base.cast(), self.len * std::mem::size_of::<Slot>()) };
+    }
+}
+
+pub struct Scoreboard {
+    map: Arc<Mapping>,
+    free: Vec<usize>,
+}
+
+/// One worker's view of its own slot.
+#[derive(Clone)]
+pub struct SlotHandle {
+    map: Arc<Mapping>,
+    index: usize,
+}
+
+impl std::ops::Deref for SlotHandle {
+    type Target = Slot;
+    fn deref(&self) -> &Slot {
+        // SAFETY: `index` was checked when the handle was made.
+        unsafe { &*self.map.base.add(self.index) }
+    }
+}
+
+/// The most workers one master supervises at once; TTIN past it is refused.
+/// Pages are only backed once touched, so the reservation costs nothing.
+pub const MAX_WORKERS: usize = 4096;
+
+impl Scoreboard {
+    pub fn new() -> io::Result<Scoreboard> {
+        let bytes = MAX_WORKERS * std::mem::size_of::<Slot>();
+        // SAFETY: a fresh anonymous shared mapping; zero-filled by the kernel,
+        // which is a valid state for atomics.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let map = Arc::new(Mapping { base: ptr.cast(), len: MAX_WORKERS });
+        Ok(Scoreboard { map, free: (0..MAX_WORKERS).rev().collect() })
+    }
+
+    pub fn slot(&self, index: usize) -> &Slot {
+        assert!(index < self.map.len, "scoreboard slot out of range");
+        // SAFETY: index checked; the mapping is valid for `len` slots.
+        unsafe { &*self.map.base.add(index) }
+    }
+
+    pub fn handle(&self, index: usize) -> SlotHandle {
+        assert!(index < self.map.len, "scoreboard slot out of range");
+        SlotHandle { map: self.map.clone(), index }
+    }
+
+    /// Takes a free slot for a worker about to be forked; its beat starts
+    /// now, so a worker gets `timeout` seconds to boot, as in Gunicorn.
+    pub fn claim(&mut self) -> Option<usize> {
+        let index = self.free.pop()?;
+        let slot = self.slot(index);
+        slot.reset();
+        slot.beat();
+        Some(index)
+    }
+
+    pub fn release(&mut self, index: usize) {
+        self.slot(index).reset();
+        self.free.push(index);
+    }
+}
+
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_shared_with_a_forked_child() {
+        let mut board = Scoreboard::new().expect("mmap");
+        let i = board.claim().expect("slot");
+        board.slot(i).requests.store(0, Ordering::Relaxed);
+        // SAFETY: the child only touches atomics and exits with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            board.slot(i).requests.store(42, Ordering::Relaxed);
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(board.slot(i).requests.load(Ordering::Relaxed), 42);
+        board.release(i);
+        assert_eq!(board.slot(i).requests.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_claimed_slot_starts_with_a_fresh_beat() {
+        let mut board = Scoreboard::new().expect("mmap");
+        let i = board.claim().expect("slot");
+        assert!(board.slot(i).silent_for_ms(now_ms()) < 1000);
+    }
+}

@@ -1,0 +1,93 @@
+//! ferrocorn: a Gunicorn-compatible server whose master, workers and HTTP
+//! engine are Rust, serving Python WSGI apps through PyO3. `run(argv)` is the
+//! whole program; the `ferrocorn` console script calls it.
+
+pub mod app_spec;
+pub mod arbiter;
+pub mod http;
+pub mod log;
+pub mod net;
+pub mod python;
+pub mod runtime;
+pub mod settings;
+pub mod util;
+pub mod workers;
+pub mod wsgi;
+
+use pyo3::prelude::*;
+
+pub const SERVER_HEADER: &str = "ferrocorn";
+pub const SERVER_SOFTWARE: &str = concat!("ferrocorn/", env!("CARGO_PKG_VERSION"));
+
+/// The whole program: returns the exit status. In a forked worker this
+/// returns when the worker ends, so Python unwinds and exits normally.
+#[pyfunction]
+fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
+    let loaded = match settings::load(py, &argv) {
+        Ok(l) => l,
+        Err(exit) => {
+            if exit.status == 0 {
+                print!("{}", exit.message);
+            } else {
+                eprint!("{}", exit.message);
+            }
+            return Ok(exit.status);
+        }
+    };
+    if let Err(e) = runtime::configure_logs(&loaded.settings) {
+        eprintln!("\nError: {e}\n");
+        return Ok(1);
+    }
+    runtime::apply(py, &loaded.settings, None)?;
+    for (name, why) in &loaded.unneeded {
+        log::info!("Setting {name} has no effect in ferrocorn: {why}");
+    }
+    for extra in &loaded.ignored_args {
+        log::warning!("Ignoring extra argument {extra:?} (only the first APP_MODULE is used)");
+    }
+    if loaded.settings.print_config {
+        println!("{}", settings::print_config(&loaded.settings));
+    }
+    if loaded.settings.print_config || loaded.settings.check_config {
+        return Ok(check_app(py, &loaded.app_uri));
+    }
+    let arbiter = match arbiter::Arbiter::new(py, loaded, argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("\nError: {e}\n");
+            return Ok(1);
+        }
+    };
+    match arbiter.run(py) {
+        arbiter::Outcome::Exit(status) => Ok(status),
+        arbiter::Outcome::Worker(ctx) => workers::run(py, *ctx),
+    }
+}
+
+/// `--check-config`: the app must import and build.
+fn check_app(py: Python<'_>, uri: &str) -> i32 {
+    match python::load_app(py, uri) {
+        Ok(_) => 0,
+        Err(python::AppLoadError::NotFound(reason)) => {
+            eprintln!("\nError while loading the application:\n\n{reason}");
+            1
+        }
+        Err(python::AppLoadError::Raised(err)) => {
+            eprintln!("\nError while loading the application:\n\n{}", python::format_exception(py, &err));
+            1
+        }
+    }
+}
+
+#[pyfunction]
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+#[pymodule]
+fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    wsgi::register(m)?;
+    Ok(())
+}

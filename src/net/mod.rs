@@ -1,0 +1,6 @@
+//! Listening sockets (TCP, Unix, inherited fds) and the PROXY protocol.
+
+pub mod bind;
+pub mod listener;
+pub mod proxy_protocol;
+pub mod stream;

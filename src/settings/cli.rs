@@ -1,0 +1,242 @@
+//! The command line, generated from the settings table with Gunicorn's flags.
+//! The same parser reads `GUNICORN_CMD_ARGS` and `FERROCORN_CMD_ARGS`.
+
+use super::input::Input;
+use super::spec::{Action, Spec};
+use super::table::SPECS;
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+/// What one command line (or env var) said: only the settings it named, in
+/// table order, and the positional arguments.
+#[derive(Debug, Default)]
+pub struct CliArgs {
+    pub settings: Vec<(&'static str, Input)>,
+    pub positionals: Vec<String>,
+}
+
+/// Why parsing stopped: clap's own message (usage error, --help, --version),
+/// printed as clap prints it, with the exit status it implies.
+#[derive(Debug)]
+pub struct CliExit {
+    pub message: String,
+    pub status: i32,
+}
+
+pub fn command() -> Command {
+    let mut cmd = Command::new("ferrocorn")
+        .version(concat!("(version ", env!("CARGO_PKG_VERSION"), ")"))
+        .about("A Gunicorn-compatible WSGI server with a Rust engine")
+        .override_usage("ferrocorn [OPTIONS] [APP_MODULE]")
+        // argparse lets a later flag win and accepts unambiguous prefixes.
+        .args_override_self(true)
+        .infer_long_args(true)
+        .disable_version_flag(true)
+        .arg(
+            Arg::new("version")
+                .short('v')
+                .long("version")
+                .action(ArgAction::Version)
+                .help("show program's version number and exit"),
+        )
+        .arg(Arg::new("args").num_args(0..).value_name("APP_MODULE").help("The WSGI application, MODULE:VARIABLE"));
+    for spec in SPECS.iter().filter(|s| !s.cli.is_empty()) {
+        cmd = cmd.arg(arg_for(spec));
+    }
+    cmd
+}
+
+fn arg_for(spec: &'static Spec) -> Arg {
+    let mut arg = Arg::new(spec.name);
+    let mut longs = spec.cli.iter().filter_map(|f| f.strip_prefix("--"));
+    if let Some(first) = longs.next() {
+        arg = arg.long(first);
+    }
+    for alias in longs {
+        arg = arg.visible_alias(alias);
+    }
+    if let Some(short) = spec.cli.iter().find(|f| f.len() == 2 && !f.starts_with("--")) {
+        if let Some(c) = short.chars().nth(1) {
+            arg = arg.short(c);
+        }
+    }
+    if let Some(meta) = spec.meta {
+        arg = arg.value_name(meta);
+    }
+    let help = format!("{} [{}]", spec.help, spec.doc_default);
+    arg = arg.help(help);
+    match spec.action {
+        Action::Store => arg.action(ArgAction::Set).num_args(1).allow_negative_numbers(true),
+        Action::Append => arg.action(ArgAction::Append).num_args(1).allow_negative_numbers(true),
+        Action::StoreTrue | Action::StoreFalse => arg.action(ArgAction::SetTrue),
+        Action::OptionalValue(missing) => {
+            arg.action(ArgAction::Set).num_args(0..=1).default_missing_value(missing)
+        }
+    }
+}
+
+pub fn parse<I, S>(argv: I) -> Result<CliArgs, CliExit>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(argv).map_err(|e| CliExit {
+        message: e.render().to_string(),
+        status: e.exit_code(),
+    })?;
+    Ok(extract(&matches))
+}
+
+fn extract(m: &ArgMatches) -> CliArgs {
+    let mut out = CliArgs::default();
+    for spec in SPECS.iter().filter(|s| !s.cli.is_empty()) {
+        if m.value_source(spec.name) != Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let input = match spec.action {
+            Action::StoreTrue => Input::Bool(true),
+            Action::StoreFalse => Input::Bool(false),
+            Action::Append => Input::List(
+                m.get_many::<String>(spec.name)
+                    .map(|vals| vals.map(|v| Input::Str(v.clone())).collect())
+                    .unwrap_or_default(),
+            ),
+            Action::Store | Action::OptionalValue(_) => match m.get_one::<String>(spec.name) {
+                Some(v) => Input::Str(v.clone()),
+                None => continue,
+            },
+        };
+        out.settings.push((spec.name, input));
+    }
+    out.positionals = m.get_many::<String>("args").map(|v| v.cloned().collect()).unwrap_or_default();
+    out
+}
+
+/// Splits an environment variable's value the way Python's `shlex.split` does
+/// for the common cases: whitespace separates words, single quotes are literal,
+/// double quotes allow backslash escapes, a backslash outside quotes escapes
+/// the next character.
+pub fn shell_split(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(ch) => cur.push(ch),
+                        None => return Err("No closing quotation".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(ch @ ('"' | '\\' | '$' | '`')) => cur.push(ch),
+                            Some(ch) => {
+                                cur.push('\\');
+                                cur.push(ch);
+                            }
+                            None => return Err("No closing quotation".into()),
+                        },
+                        Some(ch) => cur.push(ch),
+                        None => return Err("No closing quotation".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(ch) => cur.push(ch),
+                    None => return Err("No escaped character".into()),
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_of(args: &[&str]) -> Vec<(&'static str, String)> {
+        let mut argv = vec!["ferrocorn"];
+        argv.extend_from_slice(args);
+        parse(argv).expect("parses").settings.into_iter().map(|(n, i)| (n, i.describe())).collect()
+    }
+
+    #[test]
+    fn gunicorn_flag_forms() {
+        assert_eq!(settings_of(&["-w", "4"]), vec![("workers", "4".into())]);
+        assert_eq!(settings_of(&["-w4"]), vec![("workers", "4".into())]);
+        assert_eq!(settings_of(&["--workers=4"]), vec![("workers", "4".into())]);
+        // argparse accepts unambiguous prefixes, and refuses ambiguous ones
+        assert_eq!(settings_of(&["--graceful", "3"]), vec![("graceful_timeout", "3".into())]);
+        assert!(parse(["ferrocorn", "--work", "3"]).is_err());
+        // the last occurrence wins
+        assert_eq!(settings_of(&["-t", "5", "-t", "7"]), vec![("timeout", "7".into())]);
+        assert_eq!(settings_of(&["--limit-request-field_size", "0"]), vec![("limit_request_field_size", "0".into())]);
+        assert_eq!(settings_of(&["--log-file", "-"]), vec![("errorlog", "-".into())]);
+    }
+
+    #[test]
+    fn append_flags_collect() {
+        assert_eq!(
+            settings_of(&["-b", "127.0.0.1:1", "--bind", "unix:/tmp/s"]),
+            vec![("bind", "['127.0.0.1:1', 'unix:/tmp/s']".into())]
+        );
+    }
+
+    #[test]
+    fn flags_and_optional_values() {
+        assert_eq!(settings_of(&["--preload"]), vec![("preload_app", "True".into())]);
+        assert_eq!(settings_of(&["--no-sendfile"]), vec![("sendfile", "False".into())]);
+        assert_eq!(settings_of(&["--proxy-protocol"]), vec![("proxy_protocol", "auto".into())]);
+        assert_eq!(settings_of(&["--proxy-protocol", "v2"]), vec![("proxy_protocol", "v2".into())]);
+    }
+
+    #[test]
+    fn positionals() {
+        let a = parse(["ferrocorn", "-w", "2", "app:app"]).expect("parses");
+        assert_eq!(a.positionals, vec!["app:app".to_owned()]);
+        let b = parse(["ferrocorn", "app:app", "--preload"]).expect("parses");
+        assert_eq!(b.positionals, vec!["app:app".to_owned()]);
+    }
+
+    #[test]
+    fn usage_errors_and_version() {
+        let e = parse(["ferrocorn", "--no-such-flag"]).expect_err("refused");
+        assert_eq!(e.status, 2);
+        let v = parse(["ferrocorn", "--version"]).expect_err("version exits");
+        assert_eq!(v.status, 0);
+        assert!(v.message.contains(env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn shell_split_like_shlex() {
+        assert_eq!(shell_split("-w 3  --bind '127.0.0.1:1'").unwrap(), vec!["-w", "3", "--bind", "127.0.0.1:1"]);
+        assert_eq!(shell_split(r#"--access-logformat "%(h)s \"x\"""#).unwrap(), vec![r#"--access-logformat"#, r#"%(h)s "x""#]);
+        assert!(shell_split("'open").is_err());
+    }
+}

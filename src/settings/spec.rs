@@ -1,0 +1,131 @@
+//! What the settings table says about one setting, and the small value
+//! types it uses. The rows themselves are in `table.rs`.
+
+use pyo3::prelude::*;
+
+/// How the command line gives a value (Gunicorn's argparse `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `--flag VALUE`.
+    Store,
+    /// `--flag` alone sets True.
+    StoreTrue,
+    /// `--flag` alone sets False (Gunicorn's `store_const` for `--no-sendfile`).
+    StoreFalse,
+    /// Repeatable; every occurrence is collected into a list.
+    Append,
+    /// `--flag [VALUE]`: the value is optional and defaults to the given one.
+    OptionalValue(&'static str),
+}
+
+/// Whether ferrocorn does what Gunicorn does with a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    Yes,
+    /// Recognised, but a value other than the default is refused at start-up
+    /// naming the feature that will bring it.
+    NotYet(&'static str),
+    /// Accepted and validated, with no effect because ferrocorn does not need
+    /// it; the reason is printed in the docs.
+    Unneeded(&'static str),
+}
+
+#[derive(Debug)]
+pub struct Spec {
+    pub name: &'static str,
+    pub section: &'static str,
+    pub cli: &'static [&'static str],
+    pub meta: Option<&'static str>,
+    pub action: Action,
+    /// The default as Gunicorn's docs and `--help` show it.
+    pub doc_default: &'static str,
+    pub support: Support,
+    pub help: &'static str,
+}
+
+/// A hook or other Python callable from a config file.
+#[derive(Debug, Default)]
+pub struct PyCallable(pub Option<Py<PyAny>>);
+
+/// How `--print-config` shows a value: like Python's `str()` of Gunicorn's.
+pub trait Show {
+    fn show(&self) -> String;
+}
+
+impl Show for bool {
+    fn show(&self) -> String {
+        if *self { "True" } else { "False" }.to_owned()
+    }
+}
+
+impl Show for i64 {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Show for String {
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+impl Show for Option<String> {
+    fn show(&self) -> String {
+        self.clone().unwrap_or_else(|| "None".to_owned())
+    }
+}
+
+impl Show for Vec<String> {
+    fn show(&self) -> String {
+        let items: Vec<String> = self.iter().map(|s| py_str_repr(s)).collect();
+        format!("[{}]", items.join(", "))
+    }
+}
+
+impl Show for Vec<(String, String)> {
+    fn show(&self) -> String {
+        let items: Vec<String> =
+            self.iter().map(|(k, v)| format!("{}: {}", py_str_repr(k), py_str_repr(v))).collect();
+        format!("{{{}}}", items.join(", "))
+    }
+}
+
+impl Show for PyCallable {
+    fn show(&self) -> String {
+        match &self.0 {
+            None => "None".to_owned(),
+            Some(obj) => Python::attach(|py| {
+                let b = obj.bind(py);
+                let name = b
+                    .getattr("__qualname__")
+                    .and_then(|n| n.extract::<String>())
+                    .unwrap_or_else(|_| b.to_string());
+                format!("<{name}()>")
+            }),
+        }
+    }
+}
+
+/// Python's `repr()` of a str, for messages and lists that show one.
+pub fn py_str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}

@@ -1,0 +1,128 @@
+//! Worker processes: what a forked worker is given, how it boots (signals,
+//! app import) and which engine serves. Each worker type is an engine mode
+//! plus a place where Python runs; `sync` is the first.
+
+pub mod access;
+pub mod conn;
+pub mod kind;
+pub mod signals;
+pub mod sync;
+
+pub use kind::WorkerKind;
+
+use crate::arbiter::scoreboard::SlotHandle;
+use crate::http::policy::{AllowList, HeaderMapPolicy, HttpPolicy};
+use crate::net::listener::Listener;
+use crate::net::proxy_protocol::ProxyMode;
+use crate::python::AppLoadError;
+use crate::settings::Settings;
+use pyo3::prelude::*;
+use std::sync::Arc;
+
+/// Exit statuses the master reads (Gunicorn's Arbiter constants).
+pub const WORKER_BOOT_ERROR: i32 = 3;
+pub const APP_LOAD_ERROR: i32 = 4;
+
+/// Everything a worker takes from the master across fork.
+pub struct WorkerCtx {
+    pub kind: WorkerKind,
+    pub age: u64,
+    pub ppid: i32,
+    pub listeners: Vec<Listener>,
+    pub slot: SlotHandle,
+    pub settings: Arc<Settings>,
+    pub app_uri: String,
+    /// The application, when `--preload` loaded it in the master.
+    pub app: Option<Py<PyAny>>,
+    /// max_requests plus this worker's jitter; u64::MAX when unlimited.
+    pub max_requests: u64,
+    pub proc_name: String,
+}
+
+/// Runs in the child right after fork; returns the process exit status.
+/// Errors are SystemExit from a signal handler, which Python turns into
+/// the exit status when it unwinds.
+pub fn run(py: Python<'_>, mut ctx: WorkerCtx) -> PyResult<i32> {
+    let pid = std::process::id();
+    crate::util::proctitle::set(&format!("ferrocorn: worker [{}]", ctx.proc_name));
+    crate::log::info!("Booting worker with pid: {pid}");
+    let status = boot_and_serve(py, &mut ctx);
+    crate::log::info!("Worker exiting (pid: {pid})");
+    status
+}
+
+fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
+    if ctx.settings.reuse_port {
+        // Each worker binds its own SO_REUSEPORT sockets and the kernel
+        // spreads connections between them (the master binds none).
+        match crate::arbiter::bind_all(&ctx.settings) {
+            Ok(listeners) => ctx.listeners = listeners,
+            Err(e) => {
+                crate::log::error!("{e}");
+                return Ok(WORKER_BOOT_ERROR);
+            }
+        }
+    }
+    let wakeup = signals::install(py)?;
+    let app = match ctx.app.take() {
+        Some(app) => app,
+        None => match crate::python::load_app(py, &ctx.app_uri) {
+            Ok(app) => app,
+            Err(AppLoadError::NotFound(reason)) => {
+                eprintln!("{reason}");
+                return Ok(APP_LOAD_ERROR);
+            }
+            Err(AppLoadError::Raised(err)) => {
+                if is_exit(py, &err) {
+                    return Err(err);
+                }
+                crate::log::error!("Exception in worker process\n{}", crate::python::format_exception(py, &err));
+                eprintln!("{}", crate::python::exception_text(py, &err));
+                return Ok(WORKER_BOOT_ERROR);
+            }
+        },
+    };
+    let policy = http_policy(&ctx.settings).map_err(pyo3::exceptions::PyValueError::new_err)?;
+    let served = match ctx.kind {
+        WorkerKind::Sync => sync::serve(py, ctx, app, policy, wakeup),
+        other => Err(pyo3::exceptions::PyRuntimeError::new_err(format!("worker class {other} is not available"))),
+    };
+    match served {
+        Ok(()) => Ok(0),
+        Err(err) if is_exit(py, &err) => Err(err),
+        Err(err) => {
+            crate::log::error!("Exception in worker process\n{}", crate::python::format_exception(py, &err));
+            Ok(-1)
+        }
+    }
+}
+
+pub fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+        || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+}
+
+/// The HTTP layer's view of the security settings.
+pub fn http_policy(s: &Settings) -> Result<HttpPolicy, String> {
+    Ok(HttpPolicy {
+        limit_request_line: s.limit_request_line,
+        limit_request_fields: s.limit_request_fields,
+        limit_request_field_size: s.limit_request_field_size,
+        header_map: match s.header_map.as_str() {
+            "refuse" => HeaderMapPolicy::Refuse,
+            "dangerous" => HeaderMapPolicy::Dangerous,
+            _ => HeaderMapPolicy::Drop,
+        },
+        permit_unconventional_http_method: s.permit_unconventional_http_method,
+        permit_unconventional_http_version: s.permit_unconventional_http_version,
+        casefold_http_method: s.casefold_http_method,
+        permit_obsolete_folding: s.permit_obsolete_folding,
+        strip_header_spaces: s.strip_header_spaces,
+        forwarded_allow: AllowList::parse(&s.forwarded_allow_ips)?,
+        secure_scheme_headers: s.secure_scheme_headers.clone(),
+        forwarder_headers: s.forwarder_headers.clone(),
+        proxy_protocol: s.proxy_protocol.parse::<ProxyMode>().map_err(|_| "bad proxy_protocol".to_owned())?,
+        proxy_allow: AllowList::parse(&s.proxy_allow_ips)?,
+        is_ssl: false,
+    })
+}

@@ -1,0 +1,201 @@
+"""End-to-end fixtures: real `ferrocorn` processes on loopback.
+
+Every server a test starts is stopped by its own pid (TERM, then KILL) when
+the test ends, and its error log is kept in a file the test can read.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+APPS = os.path.join(HERE, "apps")
+CONFORMANCE = os.path.join(os.path.dirname(HERE), "conformance")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def children(pid):
+    """Direct child pids of `pid` (the master's workers)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(entry))
+    return sorted(out)
+
+
+def cmdline(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+class Server:
+    def __init__(self, args, tmp_path, env=None, cwd=None, port=None, wait=True, bind=True):
+        self.port = port or free_port()
+        self.log_path = str(tmp_path / ("server-%d.log" % self.port))
+        self.out_path = str(tmp_path / ("server-%d.out" % self.port))
+        argv = [sys.executable, "-m", "ferrocorn"]
+        if bind:
+            argv += ["-b", "127.0.0.1:%d" % self.port]
+        argv += list(args)
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = APPS + os.pathsep + full_env.get("PYTHONPATH", "")
+        full_env.pop("GUNICORN_CMD_ARGS", None)
+        full_env.pop("FERROCORN_CMD_ARGS", None)
+        if env:
+            full_env.update(env)
+        self._err = open(self.log_path, "wb")
+        self._out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err, env=full_env,
+                                     cwd=cwd or str(tmp_path))
+        self.pid = self.proc.pid
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout=20.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("server exited (%s) at start:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                # a worker must also have booted and be serving
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("server did not listen:\n" + self.log())
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def out(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def workers(self):
+        return children(self.pid)
+
+    def wait_workers(self, n, timeout=15.0, exclude=()):
+        return wait_for(lambda: (lambda w: w if len(w) == n and not set(w) & set(exclude) else None)(self.workers()),
+                        timeout=timeout, what="%d workers" % n)
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout=30.0):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        # workers orphaned by a killed master must not outlive the test
+        for pid in children(self.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._err.close()
+        self._out.close()
+
+    def request(self, method="GET", path="/", body=None, headers=None, timeout=10):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), data
+        finally:
+            conn.close()
+
+    def raw(self, data, timeout=5, shut_write=False):
+        """Sends raw bytes; returns everything the server sends until it closes."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        try:
+            s.sendall(data)
+            if shut_write:
+                s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+            return out
+        finally:
+            s.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    started = []
+
+    def start(*args, **kwargs):
+        s = Server(args, tmp_path, **kwargs)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def run_ferrocorn(args, tmp_path, env=None, timeout=30, cwd=None):
+    """Runs ferrocorn to completion (for commands that exit: --version, bad configs)."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = APPS + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.pop("GUNICORN_CMD_ARGS", None)
+    full_env.pop("FERROCORN_CMD_ARGS", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "ferrocorn"] + list(args), capture_output=True,
+                          env=full_env, timeout=timeout, cwd=cwd or str(tmp_path), text=True)
