@@ -51,7 +51,7 @@ fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     if loaded.settings.print_config || loaded.settings.check_config {
         return Ok(check_app(py, &loaded.app_uri));
     }
-    let arbiter = match arbiter::Arbiter::new(py, loaded, argv) {
+    let arbiter = match arbiter::Arbiter::new(loaded, argv) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("\nError: {e}\n");

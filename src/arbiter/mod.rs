@@ -70,9 +70,16 @@ pub struct Arbiter {
 /// Binds every `--bind` address, retrying a busy address like Gunicorn
 /// (five attempts a second apart).
 pub fn bind_all(settings: &Settings) -> Result<Vec<Listener>, String> {
+    let specs = settings.bind.iter().map(|b| BindSpec::parse(b)).collect::<Result<Vec<_>, _>>()?;
+    // Like Gunicorn, once any fd:// is given only the inherited sockets are
+    // used; unlike it, say so about the addresses left out.
+    let any_fd = specs.iter().any(|s| matches!(s, BindSpec::Fd(_)));
     let mut out = Vec::new();
-    for bind in &settings.bind {
-        let spec = BindSpec::parse(bind)?;
+    for spec in specs {
+        if any_fd && !matches!(spec, BindSpec::Fd(_)) {
+            crate::log::warning!("Not binding {spec}: with fd:// binds only the inherited sockets are used");
+            continue;
+        }
         let mut last = None;
         for attempt in 0..5 {
             match Listener::bind(&spec, settings.backlog.min(i32::MAX as i64) as i32, settings.reuse_port) {
@@ -105,13 +112,12 @@ pub fn bind_all(settings: &Settings) -> Result<Vec<Listener>, String> {
 }
 
 impl Arbiter {
-    pub fn new(py: Python<'_>, loaded: Loaded, argv: Vec<String>) -> Result<Arbiter, String> {
+    pub fn new(loaded: Loaded, argv: Vec<String>) -> Result<Arbiter, String> {
         let kind = WorkerKind::resolve(&loaded.settings.worker_class, loaded.settings.threads)?;
         let signals = SignalQueue::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let board = Scoreboard::new().map_err(|e| format!("cannot map the scoreboard: {e}"))?;
         let num_workers = loaded.settings.workers.max(0) as usize;
         let seed = now_ms() ^ (u64::from(std::process::id()) << 32);
-        let _ = py;
         Ok(Arbiter {
             argv,
             settings: Arc::new(loaded.settings),

@@ -53,8 +53,18 @@ impl Listener {
 
     /// Takes over a socket somebody else bound (fd://N, systemd, re-exec).
     pub fn from_fd(fd: RawFd, backlog: i32) -> io::Result<Listener> {
-        // SAFETY: the fd was handed to us to own (Gunicorn closes its own
-        // copy the same way); a wrong number fails in getsockname below.
+        // Only a socket is taken over: wrapping any other fd would close it
+        // on the error path.
+        // SAFETY: fstat fills `st` for any fd number; errors are reported.
+        let is_socket = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+        };
+        if !is_socket {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} is not a socket")));
+        }
+        // SAFETY: the fd is a socket handed to us to own (Gunicorn closes its
+        // own copy the same way).
         let sock = unsafe { Socket::from_raw_fd(fd) };
         sock.local_addr()?;
         Self::finish(sock, backlog)

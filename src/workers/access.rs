@@ -11,7 +11,6 @@ use pyo3::types::{PyDict, PyString};
 use std::time::Duration;
 
 pub fn log_request(
-    py: Python<'_>,
     format: &AccessFormat,
     environ: &Bound<'_, PyDict>,
     head: &RequestHead,
@@ -78,7 +77,6 @@ pub fn log_request(
         environ: &env,
         ..AccessRecord::new(Text::Str(&status), elapsed)
     };
-    let _ = py;
     crate::log::access(format, &record);
 }
 

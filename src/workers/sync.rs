@@ -191,7 +191,6 @@ impl<'a> SyncWorker<'a> {
         };
         let app = self.app.bind(py).clone();
         let outcome = call::run(py, &app, &environ, &response, &input);
-        let mut exit: Option<PyErr> = None;
         let mut error_status: Option<ErrorResponse> = None;
         match outcome {
             Ok(()) => {}
@@ -217,21 +216,11 @@ impl<'a> SyncWorker<'a> {
                     send_error(py, stream, error_status.as_ref());
                 }
             }
-            Err(Failure::Exit { err, headers_sent }) => {
-                if !headers_sent {
-                    error_status = Some(internal_error());
-                    send_error(py, stream, error_status.as_ref());
-                }
-                exit = Some(err);
-            }
         }
         if let Some(format) = &self.access {
-            super::access::log_request(py, format, &environ, &head, &response, error_status.as_ref(), started.elapsed());
+            super::access::log_request(format, &environ, &head, &response, error_status.as_ref(), started.elapsed());
         }
-        match exit {
-            Some(err) => Err(err),
-            None => Ok(()),
-        }
+        Ok(())
     }
 }
 

@@ -17,10 +17,9 @@ pub enum Failure {
     /// The client went away while we wrote (EPIPE, ECONNRESET).
     ClientGone,
     /// The app raised; `headers_sent` says whether a 500 can still be sent.
+    /// This includes SystemExit from the worker's QUIT/ABRT handlers, which
+    /// Gunicorn answers like any app error before the worker stops.
     App { err: PyErr, headers_sent: bool },
-    /// SystemExit or KeyboardInterrupt (a QUIT/ABRT handler ran): answer if
-    /// possible, then the worker stops with this exception.
-    Exit { err: PyErr, headers_sent: bool },
 }
 
 pub fn run(
@@ -46,7 +45,7 @@ pub fn run(
     };
     match err {
         None => Ok(()),
-        Some(err) => Err(classify(py, err, response, input)),
+        Some(err) => Err(classify(err, response, input)),
     }
 }
 
@@ -101,17 +100,12 @@ fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
     Ok(())
 }
 
-fn classify(py: Python<'_>, err: PyErr, response: &Bound<'_, WsgiResponse>, input: &Bound<'_, InputStream>) -> Failure {
+fn classify(err: PyErr, response: &Bound<'_, WsgiResponse>, input: &Bound<'_, InputStream>) -> Failure {
     let (headers_sent, io_failed) = {
         let resp = response.borrow();
         let core = resp.lock();
         (core.headers_sent(), core.io_failed)
     };
-    let is_exit = err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
-        || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py);
-    if is_exit {
-        return Failure::Exit { err, headers_sent };
-    }
     if let Some(body_error) = input.borrow().failure() {
         return Failure::Body(body_error);
     }

@@ -169,15 +169,11 @@ fn size_arg(size: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
     match size {
         None => Ok(None),
         Some(s) if s.is_none() => Ok(None),
-        Some(s) => {
-            if s.is_instance_of::<pyo3::types::PyBool>() || !s.is_instance_of::<pyo3::types::PyInt>() {
-                if !s.is_instance_of::<pyo3::types::PyInt>() {
-                    return Err(PyTypeError::new_err("size must be an integral type"));
-                }
-            }
+        Some(s) if s.is_instance_of::<pyo3::types::PyInt>() => {
             let n: i64 = s.extract()?;
-            Ok(if n < 0 { None } else { Some(n as usize) })
+            Ok(usize::try_from(n).ok())
         }
+        Some(_) => Err(PyTypeError::new_err("size must be an integral type")),
     }
 }
 

@@ -223,3 +223,41 @@ def test_access_log_format(server, tmp_path):
     s.request(path="/p?q=1", headers={"User-Agent": "ua/1", "X-Req": "abc"})
     line = wait_for(lambda: s.out().strip(), what="an access line")
     assert line == '127.0.0.1 "GET /p?q=1 HTTP/1.1" 200 14 "ua/1" abc text/plain GET /p q=1'
+
+
+def test_quit_is_a_fast_stop(server):
+    s = server("-w", "2", "basic:hello")
+    s.wait_workers(2)
+    s.signal(signal.SIGQUIT)
+    assert s.wait_exit(timeout=10) == 0
+    assert "Handling signal: quit" in s.log()
+
+
+def test_reuse_port_workers_bind_their_own_sockets(server):
+    s = server("--reuse-port", "-w", "2", "basic:pid_app")
+    s.wait_workers(2)
+    pids = {int(s.request()[2]) for _ in range(40)}
+    assert pids <= set(s.workers())
+
+
+def test_chdir_and_pythonpath(server, tmp_path):
+    appdir = tmp_path / "project"
+    (appdir / "lib").mkdir(parents=True)
+    (appdir / "here_app.py").write_text(
+        "import os, helper\n"
+        "def app(environ, start_response):\n"
+        "    body = (os.getcwd() + ' ' + helper.NAME).encode()\n"
+        "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
+        "    return [body]\n")
+    (appdir / "lib" / "helper.py").write_text("NAME = 'from-pythonpath'\n")
+    s = server("--chdir", str(appdir), "--pythonpath", str(appdir / "lib"), "here_app:app")
+    assert s.request()[2].decode() == "%s from-pythonpath" % appdir
+
+
+def test_log_level_debug(server):
+    s = server("--log-level", "debug", "basic:hello")
+    s.raw(b"", shut_write=True)  # a connection closed without a request
+    wait_for(lambda: "Closing connection." in s.log(), what="a debug line")
+    quiet = server("--log-level", "warning", "basic:hello")
+    quiet.wait_workers(1)
+    assert "Booting worker" not in quiet.log()

@@ -270,3 +270,19 @@ def test_fd_bind(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_proxy_protocol_from_a_peer_not_allowed_is_forbidden(server):
+    s = server("--proxy-protocol", "v1", "--proxy-allow-from", "10.1.2.3", "basic:environ_app")
+    raw = s.raw(b"PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\nGET / HTTP/1.0\r\n\r\n")
+    assert parse_response(raw)[0] == 403
+
+
+def test_forwarder_header_script_name(server):
+    s = server("--forwarded-allow-ips", "127.0.0.1", "basic:environ_app")
+    env = json.loads(parse_response(s.raw(b"GET /app/x HTTP/1.0\r\nSCRIPT_NAME: /app\r\n\r\n"))[2])
+    assert env["SCRIPT_NAME"] == "/app" and env["PATH_INFO"] == "/x"
+    # from a peer that is not trusted, the underscore header is dropped
+    s2 = server("--forwarded-allow-ips", "10.0.0.1", "basic:environ_app")
+    env = json.loads(parse_response(s2.raw(b"GET /app/x HTTP/1.0\r\nSCRIPT_NAME: /app\r\n\r\n"))[2])
+    assert env["SCRIPT_NAME"] == "" and env["PATH_INFO"] == "/app/x"

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Side-by-side HTTP benchmarks: ferrocorn and its peers, one run, one machine.
+
+    python3 bench/run.py --setup            # once: bench/.venv with the peers and this checkout
+    python3 bench/run.py                    # every scenario
+    python3 bench/run.py --scenario sync-hello --duration 10 --markdown out.md
+
+Every server gets the same app (bench/apps.py), the same load tool (wrk,
+from Debian: apt-get install wrk) and the same load, one server at a time,
+with a warm-up run first. Results print as a table with ratios and are saved
+as JSON in bench/results/. Speed is measured here, never asserted in tests.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+VENV = os.path.join(HERE, ".venv")
+BIN = os.path.join(VENV, "bin")
+PEERS = ["gunicorn==27.0.1", "granian", "uvicorn[standard]"]
+
+# name -> (servers, wrk threads, connections, path). A server is
+# (label, command template with {port} and {bin}, is_baseline).
+SCENARIOS = {
+    "sync-hello": {
+        "what": "Hello-world WSGI, 1 worker, sync worker (Connection: close), wrk -t1 -c64",
+        "threads": 1, "connections": 64,
+        "servers": [
+            ("ferrocorn -k sync -w 1", "{bin}/ferrocorn -k sync -w 1 -b 127.0.0.1:{port} apps:hello", False),
+            ("gunicorn -k sync -w 1", "{bin}/gunicorn -k sync -w 1 --no-control-socket -b 127.0.0.1:{port} apps:hello", True),
+        ],
+    },
+}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": (wrk.stdout or wrk.stderr).split("\n")[0].split(" Copyright")[0].strip(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def setup():
+    if not os.path.exists(BIN):
+        subprocess.check_call([sys.executable, "-m", "venv", VENV])
+    pip = [os.path.join(BIN, "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.check_call(pip + PEERS)
+    subprocess.check_call(pip + ["--force-reinstall", "--no-deps", ROOT])
+
+
+def process_tree_ticks(pid):
+    """CPU ticks (user+system) used so far by pid and its children."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def wait_listening(port, proc, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited with %s" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not listen")
+
+
+def parse_wrk(out):
+    def latency(pct):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, out, re.M)
+        if not m:
+            return None
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50_ms": latency(50),
+        "p99_ms": latency(99),
+        "errors": errors.group(1).strip() if errors else "",
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def run_one(template, sc, duration):
+    port = free_port()
+    cmd = template.format(port=port, bin=BIN)
+    env = dict(os.environ, PYTHONPATH=HERE)
+    proc = subprocess.Popen(cmd.split(), cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, proc)
+        url = "http://127.0.0.1:%d/" % port
+        wrk = ["wrk", "-t%d" % sc["threads"], "-c%d" % sc["connections"], "--latency"]
+        subprocess.run(wrk + ["-d2s", url], capture_output=True)
+        # CPU used by the server (master and workers) and by wrk during the
+        # measured run: a load tool near 100% means the server is not the limit.
+        hz = os.sysconf("SC_CLK_TCK")
+        server_before = process_tree_ticks(proc.pid)
+        wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.time()
+        out = subprocess.run(wrk + ["-d%ds" % duration, url], capture_output=True, text=True).stdout
+        elapsed = time.time() - started
+        wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = parse_wrk(out)
+        result["server_cpu"] = 100.0 * (process_tree_ticks(proc.pid) - server_before) / hz / elapsed
+        result["wrk_cpu"] = 100.0 * ((wrk_after.ru_utime - wrk_before.ru_utime)
+                                     + (wrk_after.ru_stime - wrk_before.ru_stime)) / elapsed
+        return result
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setup", action="store_true", help="create bench/.venv with the peers and this checkout")
+    ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--markdown", help="also write the tables to this file")
+    a = ap.parse_args()
+    if a.setup:
+        setup()
+        if not a.scenario:
+            return
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+    if not os.path.exists(os.path.join(BIN, "ferrocorn")):
+        sys.exit("run bench/run.py --setup first")
+    info = machine()
+    report = {"machine": info, "scenarios": {}}
+    lines = ["Machine: %(cpu)s, %(cores)s cores, Linux %(kernel)s, Python %(python)s, %(wrk)s; %(date)s" % info, ""]
+    for name in a.scenario or list(SCENARIOS):
+        sc = SCENARIOS[name]
+        results = []
+        for label, template, baseline in sc["servers"]:
+            r = run_one(template, sc, a.duration)
+            r.update(label=label, command=template.format(port="PORT", bin="").lstrip("/"), baseline=baseline)
+            results.append(r)
+            print("%-40s %10.0f req/s  p99 %s ms" % (label, r["rps"], fmt(r["p99_ms"], ".2f")), file=sys.stderr)
+        base = next((r for r in results if r["baseline"]), None)
+        lines += ["### %s" % name, "", sc["what"] + ", %d s per server after a 2 s warm-up." % a.duration, "",
+                  "| server | req/s | p50 ms | p99 ms | vs %s | server CPU | wrk CPU | req per server CPU-second | vs %s |"
+                  % (((base["label"] if base else "baseline"),) * 2),
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in results:
+            ratio = "%.2fx" % (r["rps"] / base["rps"]) if base and base["rps"] else "-"
+            eff = r["rps"] / (r["server_cpu"] / 100.0) if r["server_cpu"] else 0.0
+            base_eff = base["rps"] / (base["server_cpu"] / 100.0) if base and base["server_cpu"] else 0.0
+            lines.append("| %s | %.0f | %s | %s | %s | %.0f%% | %.0f%% | %.0f | %s |" % (
+                r["label"], r["rps"], fmt(r["p50_ms"], ".2f"), fmt(r["p99_ms"], ".2f"), ratio,
+                r["server_cpu"], r["wrk_cpu"], eff, "%.2fx" % (eff / base_eff) if base_eff else "-"))
+        lines += ["", "Commands:", ""] + ["    " + r["command"] for r in results] + [""]
+        report["scenarios"][name] = results
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(os.path.join(HERE, "results", "bench-%s.json" % stamp), "w") as f:
+        json.dump(report, f, indent=1)
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
