@@ -20,7 +20,7 @@ mod strings;
 
 use std::fmt;
 
-use crate::log::pyrepr::repr_str;
+use crate::util::pyrepr::repr_str;
 use expr::{Arg, Expr, Parser};
 use lexer::Lexer;
 pub use literal::Literal;

@@ -23,18 +23,6 @@ pub fn string_to_latin1(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Whether CPython's `str.isprintable()` holds for this character. Exact for
-/// U+0000..=U+00FF; above that every character counts as printable, which
-/// only matters for strings Gunicorn never builds.
-fn py_char_printable(c: char) -> bool {
-    let n = u32::from(c);
-    match n {
-        0x20..=0x7e => true,
-        0..=0x1f | 0x7f..=0xa0 | 0xad => false,
-        _ => true,
-    }
-}
-
 /// The quote `repr()` picks: single, unless the text has a single quote and
 /// no double quote.
 fn py_quote(has_single: bool, has_double: bool) -> char {
@@ -47,33 +35,8 @@ fn py_quote(has_single: bool, has_double: bool) -> char {
 
 /// `repr(s)` for a Python `str`, as Gunicorn's `%r` formatting produces it.
 pub fn py_repr(s: &str) -> String {
-    let quote = py_quote(s.contains('\''), s.contains('"'));
     let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if py_char_printable(c) => out.push(c),
-            c => {
-                let n = u32::from(c);
-                if n <= 0xff {
-                    out.push_str(&format!("\\x{n:02x}"));
-                } else if n <= 0xffff {
-                    out.push_str(&format!("\\u{n:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{n:08x}"));
-                }
-            }
-        }
-    }
-    out.push(quote);
+    crate::util::pyrepr::repr_str(s, false, &mut out);
     out
 }
 

@@ -14,8 +14,6 @@ pub mod clock;
 mod error_log;
 mod level;
 mod open_error;
-mod printable;
-pub mod pyrepr;
 mod sink;
 
 use std::fmt;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::pyrepr::repr_str;
+use crate::util::pyrepr::repr_str;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenError {

@@ -1,4 +1,6 @@
 //! Small OS helpers shared by the master and the workers.
 
+mod printable;
 pub mod proctitle;
+pub mod pyrepr;
 pub mod users;

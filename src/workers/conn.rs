@@ -44,6 +44,7 @@ where
 }
 
 /// The bytes read from a connection and not yet consumed.
+#[derive(Default)]
 pub struct ReadBuf {
     pub data: Vec<u8>,
     pub start: usize,
@@ -287,6 +288,7 @@ pub fn wait_fd(fd: i32, events: libc::c_short, timeout: Option<Duration>) -> io:
 /// closes its side, 64 KiB have been drained or 2 seconds have passed, so that
 /// closing with unread data never resets the connection and truncates the
 /// response. The worker serves the next request meanwhile.
+#[derive(Default)]
 pub struct Lingerer {
     socks: Vec<Lingering>,
 }

@@ -48,6 +48,27 @@ def cmdline(pid):
         return f.read().replace(b"\0", b" ").decode().strip()
 
 
+def server_env(extra=None):
+    """The environment a test server runs in: the test apps importable, no
+    settings leaking in from the caller's GUNICORN_CMD_ARGS."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = APPS + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("GUNICORN_CMD_ARGS", None)
+    env.pop("FERROCORN_CMD_ARGS", None)
+    env.update(extra or {})
+    return env
+
+
+def read_all(sock):
+    """Everything the peer sends until it closes."""
+    out = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -79,12 +100,7 @@ class Server:
         if bind:
             argv += ["-b", "127.0.0.1:%d" % self.port]
         argv += list(args)
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = APPS + os.pathsep + full_env.get("PYTHONPATH", "")
-        full_env.pop("GUNICORN_CMD_ARGS", None)
-        full_env.pop("FERROCORN_CMD_ARGS", None)
-        if env:
-            full_env.update(env)
+        full_env = server_env(env)
         self._err = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err, env=full_env,
@@ -164,13 +180,7 @@ class Server:
             s.sendall(data)
             if shut_write:
                 s.shutdown(socket.SHUT_WR)
-            out = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-            return out
+            return read_all(s)
         finally:
             s.close()
 
@@ -191,11 +201,5 @@ def server(tmp_path):
 
 def run_ferrocorn(args, tmp_path, env=None, timeout=30, cwd=None):
     """Runs ferrocorn to completion (for commands that exit: --version, bad configs)."""
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = APPS + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.pop("GUNICORN_CMD_ARGS", None)
-    full_env.pop("FERROCORN_CMD_ARGS", None)
-    if env:
-        full_env.update(env)
     return subprocess.run([sys.executable, "-m", "ferrocorn"] + list(args), capture_output=True,
-                          env=full_env, timeout=timeout, cwd=cwd or str(tmp_path), text=True)
+                          env=server_env(env), timeout=timeout, cwd=cwd or str(tmp_path), text=True)

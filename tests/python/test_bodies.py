@@ -4,6 +4,7 @@ import json
 import socket
 import time
 
+from conftest import read_all
 from test_wsgi import parse_response
 
 
@@ -15,12 +16,7 @@ def test_50mb_upload_streams_without_buffering(server):
     block = b"x" * (1024 * 1024)
     for _ in range(50):
         sock.sendall(block)
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(sock)
     sock.close()
     status, _, body = parse_response(data)
     info = json.loads(body)

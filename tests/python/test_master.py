@@ -261,3 +261,30 @@ def test_log_level_debug(server):
     quiet = server("--log-level", "warning", "basic:hello")
     quiet.wait_workers(1)
     assert "Booting worker" not in quiet.log()
+
+
+def test_hup_reloads_application_code(server, tmp_path):
+    app = tmp_path / "versioned.py"
+    app.write_text("def app(environ, start_response):\n"
+                   "    start_response('200 OK', [('Content-Length', '2')])\n"
+                   "    return [b'v1']\n")
+    s = server("-w", "2", "--pythonpath", str(tmp_path), "versioned:app")
+    old = s.wait_workers(2)
+    assert s.request()[2] == b"v1"
+    app.write_text("def app(environ, start_response):\n"
+                   "    start_response('200 OK', [('Content-Length', '9')])\n"
+                   "    return [b'version 2']\n")
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: (lambda w: len(w) == 2 and not set(w) & set(old))(s.workers()), what="new workers")
+    assert s.request()[2] == b"version 2"
+
+
+def test_timeout_zero_disables_the_watchdog(server):
+    s = server("-t", "0", "basic:sleepy")
+    first = s.wait_workers(1)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", s.request(path="/?3", timeout=20)))
+    t.start()
+    t.join(20)
+    assert result["r"][2] == b"slept 3.0\n"
+    assert s.workers() == first and "WORKER TIMEOUT" not in s.log()

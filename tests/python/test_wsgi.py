@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from conftest import read_all
+
 
 def parse_response(raw):
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -190,12 +192,7 @@ def test_expect_100_continue(server):
     sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
     assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
     sock.sendall(b"hello")
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(sock)
     sock.close()
     assert data.endswith(b"hello")
 
@@ -230,12 +227,7 @@ def test_unix_socket_and_multiple_binds(server, tmp_path):
     c = socket.socket(socket.AF_UNIX)
     c.connect(path)
     c.sendall(b"GET /u HTTP/1.0\r\nHost: example.org:81\r\n\r\n")
-    data = b""
-    while True:
-        chunk = c.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(c)
     env = json.loads(parse_response(data)[2])
     assert env["REMOTE_ADDR"] == "" and env["SERVER_NAME"] == "example.org" and env["SERVER_PORT"] == "81"
     s.stop()

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::record::Text;
-use super::super::pyrepr::repr_chars;
+use crate::util::pyrepr::repr_chars;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Flags {
