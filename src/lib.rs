@@ -4,10 +4,12 @@
 
 pub mod app_spec;
 pub mod arbiter;
+pub mod hooks;
 pub mod http;
 pub mod log;
 pub mod net;
 pub mod python;
+pub mod reload;
 pub mod runtime;
 pub mod settings;
 pub mod util;
@@ -34,11 +36,11 @@ fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
             return Ok(exit.status);
         }
     };
-    if let Err(e) = runtime::configure_logs(&loaded.settings) {
+    runtime::apply(py, &loaded.settings, None)?;
+    if let Err(e) = runtime::configure_logs(py, &loaded.settings) {
         eprintln!("\nError: {e}\n");
         return Ok(1);
     }
-    runtime::apply(py, &loaded.settings, None)?;
     for (name, why) in &loaded.unneeded {
         log::info!("Setting {name} has no effect in ferrocorn: {why}");
     }
@@ -49,7 +51,16 @@ fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         println!("{}", settings::print_config(&loaded.settings));
     }
     if loaded.settings.print_config || loaded.settings.check_config {
-        return Ok(check_app(py, &loaded.app_uri));
+        return Ok(check_app(py, &loaded.settings, &loaded.app_uri));
+    }
+    if loaded.settings.spew {
+        py.import("ferrocorn.debug")?.call_method0("spew")?;
+    }
+    if loaded.settings.daemon {
+        if let Err(e) = util::daemon::daemonize(py, loaded.settings.enable_stdio_inheritance) {
+            eprintln!("\nError: cannot daemonize: {e}\n");
+            return Ok(1);
+        }
     }
     let arbiter = match arbiter::Arbiter::new(loaded, argv) {
         Ok(a) => a,
@@ -65,8 +76,8 @@ fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
 }
 
 /// `--check-config`: the app must import and build.
-fn check_app(py: Python<'_>, uri: &str) -> i32 {
-    match python::load_app(py, uri) {
+fn check_app(py: Python<'_>, settings: &settings::Settings, uri: &str) -> i32 {
+    match python::load_configured_app(py, settings, uri) {
         Ok(_) => 0,
         Err(python::AppLoadError::NotFound(reason)) => {
             eprintln!("\nError while loading the application:\n\n{reason}");
@@ -89,5 +100,7 @@ fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     wsgi::register(m)?;
+    log::python::register(m)?;
+    m.add_class::<hooks::objects::LiveWorker>()?;
     Ok(())
 }

@@ -61,6 +61,24 @@ pub enum AppLoadError {
     Raised(PyErr),
 }
 
+/// The application the settings name: the PasteDeploy app of `--paste`
+/// (its `uri` is the ini file, with an optional `#name`), else APP_MODULE.
+pub fn load_configured_app(
+    py: Python<'_>,
+    settings: &crate::settings::Settings,
+    uri: &str,
+) -> Result<Py<PyAny>, AppLoadError> {
+    if settings.paste.is_none() {
+        return load_app(py, uri);
+    }
+    let loaded = (|| -> PyResult<Py<PyAny>> {
+        let hooks = py.import("ferrocorn._hooks")?;
+        let global_conf = hooks.call_method1("paste_global_conf", (settings.raw_paste_global_conf.clone(),))?;
+        Ok(py.import("ferrocorn._paste")?.call_method1("load", (uri, global_conf))?.unbind())
+    })();
+    loaded.map_err(AppLoadError::Raised)
+}
+
 pub fn load_app(py: Python<'_>, uri: &str) -> Result<Py<PyAny>, AppLoadError> {
     // Gunicorn imports the module before it looks at the object part, so
     // an import error wins over a malformed object.

@@ -41,6 +41,12 @@ impl From<Box<WorkerCtx>> for Interrupt {
     }
 }
 
+impl From<crate::hooks::HookExit> for Interrupt {
+    fn from(e: crate::hooks::HookExit) -> Self {
+        Interrupt::Halt { reason: format!("the {} hook called sys.exit({})", e.hook, e.status), status: e.status }
+    }
+}
+
 struct Worker {
     age: u64,
     slot: usize,
@@ -48,6 +54,19 @@ struct Worker {
     /// When the master asked it to stop (TTOU, HUP, shrink); it is no longer
     /// counted as one of the pool and gets graceful_timeout to finish.
     retiring_since: Option<Instant>,
+}
+
+/// The master's pieces hooks see as `server` (pid, num_workers, ...).
+macro_rules! server_state {
+    ($self:ident) => {
+        crate::hooks::ServerState {
+            settings: &$self.settings,
+            pid: $self.pid,
+            num_workers: $self.num_workers,
+            proc_name: &$self.proc_name(),
+            worker_age: $self.worker_age,
+        }
+    };
 }
 
 pub struct Arbiter {
@@ -65,6 +84,25 @@ pub struct Arbiter {
     app: Option<Py<PyAny>>,
     pid: i32,
     rng: u64,
+    hooks: crate::hooks::Master,
+    /// The active worker count last reported (debug log, statsd gauge).
+    reported_workers: Option<usize>,
+}
+
+/// Binds one address; a Unix socket is bound under `--umask` and chowned to
+/// the workers' user and group, as Gunicorn does.
+fn bind_one(spec: &BindSpec, settings: &Settings) -> std::io::Result<Listener> {
+    let backlog = settings.backlog.min(i32::MAX as i64) as i32;
+    match spec {
+        BindSpec::Unix(path) => {
+            let l = crate::util::owner::with_umask(settings.umask, || Listener::bind(spec, backlog, settings.reuse_port))?;
+            if !path.starts_with('\0') {
+                crate::util::owner::chown(path, settings.user, settings.group)?;
+            }
+            Ok(l)
+        }
+        _ => Listener::bind(spec, backlog, settings.reuse_port),
+    }
 }
 
 /// Binds every `--bind` address, retrying a busy address like Gunicorn
@@ -82,7 +120,7 @@ pub fn bind_all(settings: &Settings) -> Result<Vec<Listener>, String> {
         }
         let mut last = None;
         for attempt in 0..5 {
-            match Listener::bind(&spec, settings.backlog.min(i32::MAX as i64) as i32, settings.reuse_port) {
+            match bind_one(&spec, settings) {
                 Ok(l) => {
                     last = None;
                     out.push(l);
@@ -133,6 +171,8 @@ impl Arbiter {
             app: None,
             pid: std::process::id() as i32,
             rng: seed | 1,
+            hooks: crate::hooks::Master::new(),
+            reported_workers: None,
         })
     }
 
@@ -146,11 +186,11 @@ impl Arbiter {
             Err(Interrupt::Worker(ctx)) => Outcome::Worker(ctx),
             Err(Interrupt::Stop { graceful }) => {
                 self.stop(py, graceful);
-                Outcome::Exit(self.halt(None, 0))
+                Outcome::Exit(self.halt(py, None, 0))
             }
             Err(Interrupt::Halt { reason, status }) => {
                 self.stop(py, true);
-                Outcome::Exit(self.halt(Some(reason), status))
+                Outcome::Exit(self.halt(py, Some(reason), status))
             }
         }
     }
@@ -171,6 +211,9 @@ impl Arbiter {
     }
 
     fn start(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
+        // Gunicorn sets num_workers (and so calls the hook, with no old
+        // value) while it builds its arbiter, before anything else.
+        self.hooks.nworkers_changed(py, &server_state!(self), self.num_workers, None)?;
         crate::log::info!("Starting ferrocorn {}", env!("CARGO_PKG_VERSION"));
         if let Some(path) = &self.settings.pidfile {
             let pf = Pidfile::create(path, self.pid).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
@@ -179,17 +222,28 @@ impl Arbiter {
         if self.settings.preload_app {
             self.app = Some(self.preload(py)?);
         }
+        self.hooks.on_starting(py, &server_state!(self))?;
         if !self.settings.reuse_port {
             self.listeners = bind_all(&self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
         }
         let shown: Vec<String> = self.listeners.iter().map(|l| l.to_string()).collect();
         crate::log::info!("Listening at: {} ({})", shown.join(","), self.pid);
         crate::log::info!("Using worker: {}", self.kind);
+        self.hooks.when_ready(py, &server_state!(self))?;
+        Ok(())
+    }
+
+    /// Changes the pool size and tells `nworkers_changed`, as Gunicorn's
+    /// `num_workers` property does on every assignment.
+    fn set_num_workers(&mut self, py: Python<'_>, n: usize) -> Result<(), Interrupt> {
+        let old = self.num_workers;
+        self.num_workers = n;
+        self.hooks.nworkers_changed(py, &server_state!(self), n, Some(old))?;
         Ok(())
     }
 
     fn preload(&self, py: Python<'_>) -> Result<Py<PyAny>, Interrupt> {
-        crate::python::load_app(py, &self.app_uri).map_err(|e| {
+        crate::python::load_configured_app(py, &self.settings, &self.app_uri).map_err(|e| {
             let reason = match e {
                 AppLoadError::NotFound(reason) => reason,
                 AppLoadError::Raised(err) => {
@@ -204,7 +258,7 @@ impl Arbiter {
     fn handle_signal(&mut self, py: Python<'_>, sig: libc::c_int) -> Result<(), Interrupt> {
         if sig == libc::SIGCHLD {
             crate::log::debug!("Handling signal: chld");
-            return self.reap_workers();
+            return self.reap_workers(py);
         }
         if sig == 0 {
             return Ok(());
@@ -215,13 +269,14 @@ impl Arbiter {
             libc::SIGTERM => Err(Interrupt::Stop { graceful: true }),
             libc::SIGINT | libc::SIGQUIT => Err(Interrupt::Stop { graceful: false }),
             libc::SIGTTIN => {
-                self.num_workers += 1;
+                self.set_num_workers(py, self.num_workers + 1)?;
                 self.manage_workers(py)
             }
             libc::SIGTTOU => {
-                if self.num_workers > 1 {
-                    self.num_workers -= 1;
+                if self.num_workers <= 1 {
+                    return Ok(());
                 }
+                self.set_num_workers(py, self.num_workers - 1)?;
                 self.manage_workers(py)
             }
             libc::SIGUSR1 => {
@@ -233,6 +288,12 @@ impl Arbiter {
             }
             libc::SIGUSR2 => {
                 crate::log::warning!("USR2 (re-exec upgrade) is not supported yet; signal ignored");
+                Ok(())
+            }
+            libc::SIGWINCH if self.settings.daemon => {
+                crate::log::info!("graceful stop of workers");
+                self.set_num_workers(py, 0)?;
+                self.kill_workers(libc::SIGTERM);
                 Ok(())
             }
             libc::SIGWINCH => {
@@ -267,13 +328,21 @@ impl Arbiter {
             crate::log::error!("Reload failed, keeping the previous configuration: {e}");
             return Ok(());
         }
-        if let Err(e) = crate::runtime::configure_logs(&loaded.settings) {
+        if let Err(e) = crate::runtime::configure_logs(py, &loaded.settings) {
             crate::log::error!("{e}");
+        }
+        if loaded.settings.spew {
+            if let Err(e) = py.import("ferrocorn.debug").and_then(|m| m.call_method0("spew")) {
+                crate::log::error!("--spew: {e}");
+            }
         }
         let old_binds = self.settings.bind.clone();
         self.settings = Arc::new(loaded.settings);
         self.app_uri = loaded.app_uri;
         self.kind = kind;
+        // Gunicorn's setup() assigns num_workers (calling nworkers_changed)
+        // before it rebinds and calls on_reload.
+        self.set_num_workers(py, self.settings.workers.max(0) as usize)?;
         if old_binds != self.settings.bind && !self.settings.reuse_port {
             for l in self.listeners.drain(..) {
                 l.close(true);
@@ -282,6 +351,7 @@ impl Arbiter {
             let shown: Vec<String> = self.listeners.iter().map(|l| l.to_string()).collect();
             crate::log::info!("Listening at: {}", shown.join(","));
         }
+        self.hooks.on_reload(py, &server_state!(self))?;
         if let Some(pf) = self.pidfile.take() {
             pf.unlink();
         }
@@ -300,7 +370,6 @@ impl Arbiter {
                 w.retiring_since = Some(now);
             }
         }
-        self.num_workers = self.settings.workers.max(0) as usize;
         self.manage_workers(py)?;
         self.kill_retiring_once();
         Ok(())
@@ -343,7 +412,27 @@ impl Arbiter {
         for pid in overdue {
             kill(pid, libc::SIGKILL);
         }
+        self.report_metrics();
         Ok(())
+    }
+
+    /// Gunicorn's manage_workers reporting: the worker count when it
+    /// changes (debug log and `gunicorn.workers` gauge) and, with
+    /// `--enable-backlog-metric`, the listeners' accept queues.
+    fn report_metrics(&mut self) {
+        let active = self.active();
+        if self.reported_workers != Some(active) {
+            self.reported_workers = Some(active);
+            crate::log::debug!("{active} workers");
+            crate::log::statsd::gauge("gunicorn.workers", active as i64);
+        }
+        if self.settings.enable_backlog_metric {
+            let backlog: i64 = self.listeners.iter().map(Listener::backlog).sum();
+            if backlog >= 0 {
+                crate::log::debug!("socket backlog: {backlog}");
+                crate::log::statsd::histogram("gunicorn.backlog", backlog);
+            }
+        }
     }
 
     fn kill_retiring_once(&self) {
@@ -358,7 +447,7 @@ impl Arbiter {
     fn spawn_worker(&mut self, py: Python<'_>) -> Result<bool, Interrupt> {
         let Some(slot) = self.board.claim() else {
             crate::log::error!("Cannot start more than {} workers", scoreboard::MAX_WORKERS);
-            self.num_workers = self.active();
+            self.set_num_workers(py, self.active())?;
             return Ok(false);
         };
         self.worker_age += 1;
@@ -369,10 +458,14 @@ impl Arbiter {
                 n as u64 + if jitter > 0 { self.next_random() % (jitter + 1) } else { 0 }
             }
         };
+        let hook_worker = self.hooks.pre_fork(py, &server_state!(self), self.worker_age, max_requests)?;
         match crate::python::fork(py) {
             Ok(Forked::Parent(pid)) => {
                 self.board.slot(slot).pid.store(pid, std::sync::atomic::Ordering::Relaxed);
                 self.workers.insert(pid, Worker { age: self.worker_age, slot, aborted: false, retiring_since: None });
+                if let Some(w) = &hook_worker {
+                    self.hooks.forked(py, &server_state!(self), w, pid);
+                }
                 Ok(true)
             }
             Ok(Forked::Child) => {
@@ -388,6 +481,7 @@ impl Arbiter {
                     app: self.app.as_ref().map(|a| a.clone_ref(py)),
                     max_requests,
                     proc_name: self.proc_name(),
+                    hooks: self.hooks.for_child(py, hook_worker.as_ref()),
                 };
                 Err(Interrupt::Worker(Box::new(ctx)))
             }
@@ -420,7 +514,7 @@ impl Arbiter {
         }
     }
 
-    fn reap_workers(&mut self) -> Result<(), Interrupt> {
+    fn reap_workers(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
         loop {
             let mut status = 0;
             // SAFETY: waitpid with a valid out-pointer.
@@ -457,6 +551,7 @@ impl Arbiter {
                 }
                 _ => {}
             }
+            self.hooks.child_exit(py, &server_state!(self), pid)?;
         }
     }
 
@@ -484,14 +579,14 @@ impl Arbiter {
                 self.kill_workers(libc::SIGQUIT);
                 deadline = Instant::now() + Duration::from_secs(2);
             }
-            let _ = self.reap_workers();
+            let _ = self.reap_workers(py);
             py.detach(|| std::thread::sleep(Duration::from_millis(100)));
         }
         self.kill_workers(libc::SIGKILL);
-        let _ = self.reap_workers();
+        let _ = self.reap_workers(py);
     }
 
-    fn halt(&mut self, reason: Option<String>, status: i32) -> i32 {
+    fn halt(&mut self, py: Python<'_>, reason: Option<String>, status: i32) -> i32 {
         if status == 0 {
             crate::log::info!("Shutting down: Master");
         } else {
@@ -507,7 +602,10 @@ impl Arbiter {
         if let Some(pf) = self.pidfile.take() {
             pf.unlink();
         }
-        status
+        match self.hooks.on_exit(py, &server_state!(self)) {
+            Ok(()) => status,
+            Err(exit) => exit.status,
+        }
     }
 
     fn next_random(&mut self) -> u64 {

@@ -14,7 +14,10 @@ pub mod clock;
 mod error_log;
 mod level;
 mod open_error;
+pub mod python;
 mod sink;
+pub mod statsd;
+pub mod syslog;
 
 use std::fmt;
 
@@ -56,11 +59,23 @@ pub fn capture_output() -> Result<(), OpenError> {
     ERROR_LOG.capture_output()
 }
 
-/// USR1 / logrotate: reopen both logs by path. Both are attempted; the
-/// first failure is returned and that log keeps its old file.
+/// USR1 / logrotate: reopen both logs by path (and a Python logger's files,
+/// through its `reopen_files()`). All are attempted; the first failure is
+/// returned and that log keeps its old file.
 pub fn reopen() -> Result<(), OpenError> {
     let error = ERROR_LOG.reopen();
     let access = ACCESS_LOG.reopen();
+    if python::active() {
+        use pyo3::types::PyAnyMethods;
+        pyo3::Python::attach(|py| {
+            if let Some(logger) = python::logger(py) {
+                if let Err(e) = logger.call_method0("reopen_files") {
+                    let tb = crate::python::format_exception(py, &e);
+                    ERROR_LOG.log(Level::Error, format_args!("reopening the Python logger's files failed\n{tb}"));
+                }
+            }
+        });
+    }
     error.and(access)
 }
 
@@ -73,9 +88,36 @@ pub fn enabled(level: Level) -> bool {
     ERROR_LOG.enabled(level)
 }
 
-/// What the macros call.
+/// What the macros call: the Rust error log (and syslog), or the Python
+/// logger when one is configured; statsd counts warnings and worse under
+/// Gunicorn's metric names.
 pub fn emit(level: Level, args: fmt::Arguments<'_>) {
-    ERROR_LOG.log(level, args);
+    record(level, args, false);
+}
+
+/// An error with a traceback (Gunicorn's `log.exception()`): the same
+/// record, counted as `gunicorn.log.exception` instead of `log.error`.
+pub fn emit_exception(args: fmt::Arguments<'_>) {
+    record(Level::Error, args, true);
+}
+
+fn record(level: Level, args: fmt::Arguments<'_>, exception: bool) {
+    if ERROR_LOG.enabled(level) {
+        if python::active() {
+            python::emit(level, &fmt::format(args));
+        } else {
+            ERROR_LOG.log(level, args);
+            syslog::error(level, args);
+        }
+    }
+    let metric = match (level, exception) {
+        (_, true) => "gunicorn.log.exception",
+        (Level::Critical, _) => "gunicorn.log.critical",
+        (Level::Error, _) => "gunicorn.log.error",
+        (Level::Warning, _) => "gunicorn.log.warning",
+        _ => return,
+    };
+    statsd::increment(metric, 1);
 }
 
 /// `wsgi.errors.write()`: bytes to the error log destination as they are.
@@ -86,9 +128,15 @@ pub fn write_raw(bytes: &[u8]) {
 /// One access-log line. A line that cannot be rendered is skipped and the
 /// reason goes to the error log (Gunicorn prints a traceback instead).
 pub fn access(format: &AccessFormat, record: &AccessRecord<'_>) {
-    if let Err(e) = ACCESS_LOG.log(format, record) {
+    if let Err(e) = ACCESS_LOG.log_with(format, record, syslog::access) {
         emit(Level::Error, format_args!("Error formatting access log line with {:?}: {}", format.as_str(), e));
     }
+}
+
+/// Whether a worker needs to render access lines at all: an access log
+/// file, or access lines redirected to syslog.
+pub fn access_wanted() -> bool {
+    ACCESS_LOG.enabled() || syslog::wants_access()
 }
 
 #[allow(unused_macros)]
@@ -126,8 +174,16 @@ macro_rules! critical {
     };
 }
 
+/// `log.exception()`: an error record carrying a traceback.
+#[allow(unused_macros)]
+macro_rules! exception {
+    ($($arg:tt)+) => {
+        $crate::log::emit_exception(::std::format_args!($($arg)+))
+    };
+}
+
 #[allow(unused_imports)]
-pub(crate) use {critical, debug, error, info, warning};
+pub(crate) use {critical, debug, error, exception, info, warning};
 
 #[cfg(test)]
 mod tests;

@@ -92,6 +92,39 @@ impl Listener {
         self.sock.as_raw_fd()
     }
 
+    /// Connections waiting in the accept queue (Gunicorn's `get_backlog`:
+    /// `tcpi_unacked` of a listening TCP socket on Linux); -1 where the
+    /// kernel cannot tell (Unix sockets), 0 if the query fails.
+    pub fn backlog(&self) -> i64 {
+        if !matches!(self.address, Address::Tcp(_)) {
+            return -1;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: getsockopt fills a zeroed tcp_info of the size given.
+            unsafe {
+                let mut info: libc::tcp_info = std::mem::zeroed();
+                let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+                let rc = libc::getsockopt(
+                    self.fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_INFO,
+                    (&mut info as *mut libc::tcp_info).cast(),
+                    &mut len,
+                );
+                if rc == 0 {
+                    i64::from(info.tcpi_unacked)
+                } else {
+                    0
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            -1
+        }
+    }
+
     /// Accepts one pending connection, or None when there is none. The new
     /// socket is blocking and close-on-exec.
     pub fn accept(&self) -> io::Result<Option<(Stream, Peer)>> {

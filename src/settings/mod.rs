@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod docs;
 pub mod input;
+pub mod pyvalue;
 pub mod spec;
 pub mod table;
 pub mod validate;
@@ -98,12 +99,15 @@ pub fn load(py: Python<'_>, argv: &[String]) -> Result<Loaded, Exit> {
     }
 
     let mut positionals = cmdline.positionals.into_iter();
-    let app_uri = match positionals.next() {
-        Some(uri) => {
-            settings.default_proc_name = uri.clone();
-            uri
-        }
-        None => settings.wsgi_app.clone().ok_or_else(|| Exit::error("No application module specified."))?,
+    let app_uri = match settings.paste.clone() {
+        Some(paste) => paste_app(py, &mut settings, paste, &explicit)?,
+        None => match positionals.next() {
+            Some(uri) => {
+                settings.default_proc_name = uri.clone();
+                uri
+            }
+            None => settings.wsgi_app.clone().ok_or_else(|| Exit::error("No application module specified."))?,
+        },
     };
 
     refuse_unsupported(py, &settings)?;
@@ -116,6 +120,26 @@ pub fn load(py: Python<'_>, argv: &[String]) -> Result<Loaded, Exit> {
         })
         .collect();
     Ok(Loaded { settings, app_uri, config_file, unneeded, ignored_args: positionals.collect() })
+}
+
+/// `--paste FILE[#name]` (Gunicorn's `WSGIApplication.init`): the ini file
+/// is the application and the process name, and its `[loggers]` section,
+/// if any, the logging configuration unless one was given.
+fn paste_app(py: Python<'_>, settings: &mut Settings, paste: String, explicit: &[&str]) -> Result<String, Exit> {
+    let cwd = std::env::current_dir().map_err(|e| Exit::error(format!("can't read the current directory: {e}")))?;
+    let config_uri = cwd.join(&paste).to_string_lossy().into_owned();
+    let config_file = config_uri.split('#').next().unwrap_or(&config_uri).to_owned();
+    if !std::path::Path::new(&config_file).exists() {
+        return Err(Exit::error(format!("{} not found", spec::py_str_repr(&config_file))));
+    }
+    settings.default_proc_name = config_file.clone();
+    let has_loggers = std::fs::read_to_string(&config_file)
+        .map(|text| text.lines().any(|l| l.trim() == "[loggers]"))
+        .unwrap_or(false);
+    if has_loggers && !explicit.contains(&"logconfig") {
+        settings.set(py, "logconfig", &Input::Str(config_file)).map_err(Exit::error)?;
+    }
+    Ok(config_uri)
 }
 
 fn reason_of(e: &SettingError) -> String {
@@ -174,7 +198,8 @@ fn read_config_file(py: Python<'_>, location: &str) -> Result<Vec<(String, Input
 }
 
 /// A setting ferrocorn cannot honour yet must not be silently ignored: any
-/// value other than Gunicorn's default stops the start with its name.
+/// value other than Gunicorn's default stops the start, naming the setting,
+/// its flags and the feature that will bring it.
 fn refuse_unsupported(py: Python<'_>, settings: &Settings) -> Result<(), Exit> {
     let defaults = Settings::defaults(py).map_err(Exit::error)?;
     let mut refused = Vec::new();
@@ -182,17 +207,15 @@ fn refuse_unsupported(py: Python<'_>, settings: &Settings) -> Result<(), Exit> {
         if let Support::NotYet(feature) = s.support {
             if settings.show(s.name) != defaults.show(s.name) {
                 let flags = if s.cli.is_empty() { "config file".to_owned() } else { s.cli.join("/") };
-                refused.push(format!("  {} ({flags}): needs {feature}", s.name));
+                refused.push(format!("ferrocorn does not support {} ({flags}) yet: it comes with {feature}", s.name));
             }
         }
     }
     if refused.is_empty() {
         return Ok(());
     }
-    Err(Exit::error(format!(
-        "ferrocorn does not support these settings yet; remove them to start:\n{}",
-        refused.join("\n")
-    )))
+    refused.push("Remove these settings to start.".to_owned());
+    Err(Exit::error(refused.join("\n")))
 }
 
 /// Checks that need more than one setting, or the environment, done once
@@ -210,6 +233,11 @@ fn check_combinations(settings: &Settings) -> Result<(), Exit> {
     crate::workers::WorkerKind::resolve(&settings.worker_class, settings.threads).map_err(Exit::error)?;
     crate::log::AccessFormat::parse(&settings.access_log_format)
         .map_err(|e| Exit::error(format!("Invalid access_log_format: {e}")))?;
+    if settings.syslog {
+        // Gunicorn finds these when it sets up its logger, before binding.
+        crate::log::syslog::SyslogAddr::parse(&settings.syslog_addr).map_err(Exit::error)?;
+        crate::log::syslog::facility(&settings.syslog_facility).map_err(Exit::error)?;
+    }
     Ok(())
 }
 

@@ -47,6 +47,28 @@ pub struct Spec {
 #[derive(Debug, Default)]
 pub struct PyCallable(pub Option<Py<PyAny>>);
 
+/// `--statsd-host`: None, or where metrics go.
+#[derive(Debug, Default)]
+pub struct StatsdHost(pub Option<crate::log::statsd::StatsdAddr>);
+
+impl Show for StatsdHost {
+    fn show(&self) -> String {
+        self.0.as_ref().map_or_else(|| "None".to_owned(), |a| a.to_string())
+    }
+}
+
+impl super::pyvalue::ToPy for StatsdHost {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        use crate::log::statsd::StatsdAddr;
+        use pyo3::IntoPyObjectExt;
+        match &self.0 {
+            None => Ok(py.None().into_bound(py)),
+            Some(StatsdAddr::Udp { host, port }) => super::pyvalue::host_port(py, host, *port),
+            Some(StatsdAddr::Unix(path)) => path.into_bound_py_any(py),
+        }
+    }
+}
+
 /// How `--print-config` shows a value: like Python's `str()` of Gunicorn's.
 pub trait Show {
     fn show(&self) -> String;

@@ -6,7 +6,9 @@
 //! Help texts are Gunicorn's one-line summaries (MIT, the Gunicorn authors).
 
 use super::input::Input;
-use super::spec::{Action, PyCallable, Show, Spec, Support};
+use super::pyvalue::{ClassRef, PyValue, ToPy};
+use super::spec::{Action, PyCallable, Show, Spec, Support, StatsdHost};
+use crate::log::statsd::StatsdAddr;
 use super::validate::{self as v, Validated};
 use super::SettingError;
 use pyo3::prelude::*;
@@ -65,6 +67,14 @@ macro_rules! settings_table {
                     _ => return Err(SettingError::Unknown(name.to_owned())),
                 }
                 Ok(())
+            }
+
+            /// Every setting's Python value, by name (what Gunicorn's
+            /// `Config.__getattr__` returns).
+            pub fn to_py_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+                let d = pyo3::types::PyDict::new(py);
+                $( d.set_item(stringify!($name), ToPy::to_py(&self.$name, py)?)?; )*
+                Ok(d)
             }
 
             /// The value as `--print-config` shows it.
@@ -212,23 +222,11 @@ fn ranged(i: &Input, lo: i64, hi: i64, what: &str) -> Validated<i64> {
     Ok(n)
 }
 
-/// `validate_dict` for settings ferrocorn does not read yet (logconfig_dict):
-/// kept as the text of the value so it can be shown and refused.
-fn any_dict(_: Python<'_>, i: &Input) -> Validated<String> {
-    match i {
-        Input::Dict(items) if items.is_empty() => Ok("{}".into()),
-        Input::Dict(_) => Ok(i.describe()),
-        other => Err(format!("Value is not a dictionary: {} ", other.describe())),
+fn statsd_address(_: Python<'_>, i: &Input) -> Validated<StatsdHost> {
+    match v::opt_string(i)? {
+        None => Ok(StatsdHost(None)),
+        Some(addr) => StatsdAddr::parse(&addr).map(|a| StatsdHost(Some(a))),
     }
-}
-
-fn statsd_address(_: Python<'_>, i: &Input) -> Validated<Option<String>> {
-    let s = v::opt_string(i)?;
-    if let Some(addr) = &s {
-        crate::net::bind::BindSpec::parse(addr)
-            .map_err(|_| "Value must be one of ('host:port', 'unix://PATH')".to_owned())?;
-    }
-    Ok(s)
 }
 
 fn files_or_patterns(_: Python<'_>, i: &Input) -> Validated<Vec<String>> {
@@ -254,10 +252,8 @@ fn control_socket_default() -> Input {
 
 const TLS: &str = "TLS (the ssl settings)";
 const HTTP2: &str = "HTTP/2";
-const HOOKS: &str = "server hooks";
 const ASGI: &str = "the asgi worker";
 const DIRTY: &str = "dirty arbiters";
-const LOGGING: &str = "this logging setting";
 
 settings_table! {
     config: String = {
@@ -359,26 +355,26 @@ settings_table! {
     reload: bool = {
         section: "Debugging", cli: ["--reload"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i), support: Support::NotYet("--reload"),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Restart workers when code changes.",
     },
     reload_engine: String = {
         section: "Debugging", cli: ["--reload-engine"], meta: Some("STRING"), action: Action::Store,
         default: str_in("auto"), doc_default: "auto",
         validate: |_, i| lowered_choice(&["auto", "poll", "inotify"], "reload_engine")(i),
-        support: Support::NotYet("--reload"),
+        support: Support::Yes,
         help: "The implementation that should be used to power reload.",
     },
     reload_extra_files: Vec<String> = {
         section: "Debugging", cli: ["--reload-extra-file"], meta: Some("FILES"), action: Action::Append,
         default: Input::List(vec![]), doc_default: "[]",
-        validate: files_or_patterns, support: Support::NotYet("--reload"),
+        validate: files_or_patterns, support: Support::Yes,
         help: "Extends reload option to also watch and reload on additional files.",
     },
     spew: bool = {
         section: "Debugging", cli: ["--spew"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i), support: Support::NotYet("--spew"),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Install a trace function that spews every line executed by the server.",
     },
     check_config: bool = {
@@ -426,7 +422,7 @@ settings_table! {
     daemon: bool = {
         section: "Server Mechanics", cli: ["-D", "--daemon"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i), support: Support::NotYet("--daemon"),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Daemonize the Gunicorn process.",
     },
     raw_env: Vec<String> = {
@@ -451,26 +447,26 @@ settings_table! {
     user: i64 = {
         section: "Server Mechanics", cli: ["-u", "--user"], meta: Some("USER"), action: Action::Store,
         default: Input::None, doc_default: "<os.geteuid()>",
-        validate: user_id, support: Support::NotYet("--user"),
+        validate: user_id, support: Support::Yes,
         help: "Switch worker processes to run as this user.",
     },
     group: i64 = {
         section: "Server Mechanics", cli: ["-g", "--group"], meta: Some("GROUP"), action: Action::Store,
         default: Input::None, doc_default: "<os.getegid()>",
-        validate: group_id, support: Support::NotYet("--group"),
+        validate: group_id, support: Support::Yes,
         help: "Switch worker process to run as this group.",
     },
     umask: i64 = {
         section: "Server Mechanics", cli: ["-m", "--umask"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(0), doc_default: "0",
         validate: |_, i| v::auto_int(i).and_then(|n| if n < 0 { Err(format!("Value must be positive: {n}")) } else { Ok(n) }),
-        support: Support::NotYet("--umask"),
+        support: Support::Yes,
         help: "A bit mask for the file mode on files written by Gunicorn.",
     },
     initgroups: bool = {
         section: "Server Mechanics", cli: ["--initgroups"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i), support: Support::NotYet("--initgroups"),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Set the worker process's group access list with all of the groups of the user.",
     },
     tmp_upload_dir: Option<String> = {
@@ -506,7 +502,7 @@ settings_table! {
     disable_redirect_access_to_syslog: bool = {
         section: "Logging", cli: ["--disable-redirect-access-to-syslog"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i), support: Support::NotYet(LOGGING),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Disable redirect access logs to syslog.",
     },
     access_log_format: String = {
@@ -531,85 +527,85 @@ settings_table! {
     capture_output: bool = {
         section: "Logging", cli: ["--capture-output"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i), support: Support::NotYet(LOGGING),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Redirect stdout/stderr to specified file in errorlog.",
     },
-    logger_class: String = {
+    logger_class: ClassRef = {
         section: "Logging", cli: ["--logger-class"], meta: Some("STRING"), action: Action::Store,
         default: str_in("gunicorn.glogging.Logger"), doc_default: "gunicorn.glogging.Logger",
-        validate: class_name, support: Support::NotYet(LOGGING),
+        validate: ClassRef::validate, support: Support::Yes,
         help: "The logger you want to use to log events in Gunicorn.",
     },
     logconfig: Option<String> = {
         section: "Logging", cli: ["--log-config"], meta: Some("FILE"), action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: |_, i| v::opt_string(i), support: Support::NotYet(LOGGING),
+        validate: |_, i| v::opt_string(i), support: Support::Yes,
         help: "The log config file to use.",
     },
-    logconfig_dict: String = {
+    logconfig_dict: PyValue = {
         section: "Logging", cli: [], meta: None, action: Action::Store,
         default: Input::Dict(vec![]), doc_default: "{}",
-        validate: any_dict, support: Support::NotYet(LOGGING),
+        validate: PyValue::dict, support: Support::Yes,
         help: "The log config dictionary to use (Python logging.config.dictConfig).",
     },
     logconfig_json: Option<String> = {
         section: "Logging", cli: ["--log-config-json"], meta: Some("FILE"), action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: |_, i| v::opt_string(i), support: Support::NotYet(LOGGING),
+        validate: |_, i| v::opt_string(i), support: Support::Yes,
         help: "The log config to read config from a JSON file.",
     },
     syslog_addr: String = {
         section: "Logging", cli: ["--log-syslog-to"], meta: Some("SYSLOG_ADDR"), action: Action::Store,
         default: str_in("udp://localhost:514"), doc_default: "udp://localhost:514",
-        validate: |_, i| v::string(i), support: Support::NotYet(LOGGING),
+        validate: |_, i| v::string(i), support: Support::Yes,
         help: "Address to send syslog messages.",
     },
     syslog: bool = {
         section: "Logging", cli: ["--log-syslog"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i), support: Support::NotYet(LOGGING),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Send Gunicorn logs to syslog.",
     },
     syslog_prefix: Option<String> = {
         section: "Logging", cli: ["--log-syslog-prefix"], meta: Some("SYSLOG_PREFIX"), action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: |_, i| v::opt_string(i), support: Support::NotYet(LOGGING),
+        validate: |_, i| v::opt_string(i), support: Support::Yes,
         help: "Makes Gunicorn use the parameter as program-name in the syslog entries.",
     },
     syslog_facility: String = {
         section: "Logging", cli: ["--log-syslog-facility"], meta: Some("SYSLOG_FACILITY"), action: Action::Store,
         default: str_in("user"), doc_default: "user",
-        validate: |_, i| v::string(i), support: Support::NotYet(LOGGING),
+        validate: |_, i| v::string(i), support: Support::Yes,
         help: "Syslog facility name.",
     },
     enable_stdio_inheritance: bool = {
         section: "Logging", cli: ["-R", "--enable-stdio-inheritance"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i), support: Support::NotYet(LOGGING),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Enable stdio inheritance.",
     },
-    statsd_host: Option<String> = {
+    statsd_host: StatsdHost = {
         section: "Logging", cli: ["--statsd-host"], meta: Some("STATSD_ADDR"), action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: statsd_address, support: Support::NotYet("statsd metrics"),
+        validate: statsd_address, support: Support::Yes,
         help: "The address of the StatsD server to log to.",
     },
     dogstatsd_tags: String = {
         section: "Logging", cli: ["--dogstatsd-tags"], meta: Some("DOGSTATSD_TAGS"), action: Action::Store,
         default: str_in(""), doc_default: "",
-        validate: |_, i| v::string(i), support: Support::NotYet("statsd metrics"),
+        validate: |_, i| v::string(i), support: Support::Yes,
         help: "A comma-delimited list of datadog statsd (dogstatsd) tags to append to statsd metrics.",
     },
     statsd_prefix: String = {
         section: "Logging", cli: ["--statsd-prefix"], meta: Some("STATSD_PREFIX"), action: Action::Store,
         default: str_in(""), doc_default: "",
-        validate: |_, i| v::string(i), support: Support::NotYet("statsd metrics"),
+        validate: |_, i| v::string(i), support: Support::Yes,
         help: "Prefix to use when emitting statsd metrics.",
     },
     enable_backlog_metric: bool = {
         section: "Logging", cli: ["--enable-backlog-metric"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i), support: Support::NotYet("statsd metrics"),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Enable socket backlog metric (only supported on Linux).",
     },
     proc_name: Option<String> = {
@@ -633,97 +629,97 @@ settings_table! {
     paste: Option<String> = {
         section: "Server Mechanics", cli: ["--paste", "--paster"], meta: Some("STRING"), action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: |_, i| v::opt_string(i), support: Support::NotYet("PasteDeploy apps"),
+        validate: |_, i| v::opt_string(i), support: Support::Yes,
         help: "Load a PasteDeploy config file.",
     },
     on_starting: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable on_starting(1 args)>",
-        validate: hook(1), support: Support::NotYet(HOOKS),
+        validate: hook(1), support: Support::Yes,
         help: "Called just before the master process is initialized.",
     },
     on_reload: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable on_reload(1 args)>",
-        validate: hook(1), support: Support::NotYet(HOOKS),
+        validate: hook(1), support: Support::Yes,
         help: "Called to recycle workers during a reload via SIGHUP.",
     },
     when_ready: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable when_ready(1 args)>",
-        validate: hook(1), support: Support::NotYet(HOOKS),
+        validate: hook(1), support: Support::Yes,
         help: "Called just after the server is started.",
     },
     pre_fork: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable pre_fork(2 args)>",
-        validate: hook(2), support: Support::NotYet(HOOKS),
+        validate: hook(2), support: Support::Yes,
         help: "Called just before a worker is forked.",
     },
     post_fork: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable post_fork(2 args)>",
-        validate: hook(2), support: Support::NotYet(HOOKS),
+        validate: hook(2), support: Support::Yes,
         help: "Called just after a worker has been forked.",
     },
     post_worker_init: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable post_worker_init(1 args)>",
-        validate: hook(1), support: Support::NotYet(HOOKS),
+        validate: hook(1), support: Support::Yes,
         help: "Called just after a worker has initialized the application.",
     },
     worker_int: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable worker_int(1 args)>",
-        validate: hook(1), support: Support::NotYet(HOOKS),
+        validate: hook(1), support: Support::Yes,
         help: "Called just after a worker exited on SIGINT or SIGQUIT.",
     },
     worker_abort: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable worker_abort(1 args)>",
-        validate: hook(1), support: Support::NotYet(HOOKS),
+        validate: hook(1), support: Support::Yes,
         help: "Called when a worker received the SIGABRT signal.",
     },
     pre_exec: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable pre_exec(1 args)>",
-        validate: hook(1), support: Support::NotYet(HOOKS),
+        validate: hook(1), support: Support::Yes,
         help: "Called just before a new master process is forked.",
     },
     pre_request: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable pre_request(2 args)>",
-        validate: hook(2), support: Support::NotYet(HOOKS),
+        validate: hook(2), support: Support::Yes,
         help: "Called just before a worker processes the request.",
     },
     post_request: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable post_request(4 args)>",
-        validate: post_request, support: Support::NotYet(HOOKS),
+        validate: post_request, support: Support::Yes,
         help: "Called after a worker processes the request.",
     },
     child_exit: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable child_exit(2 args)>",
-        validate: hook(2), support: Support::NotYet(HOOKS),
+        validate: hook(2), support: Support::Yes,
         help: "Called just after a worker has been exited, in the master process.",
     },
     worker_exit: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable worker_exit(2 args)>",
-        validate: hook(2), support: Support::NotYet(HOOKS),
+        validate: hook(2), support: Support::Yes,
         help: "Called just after a worker has been exited, in the worker process.",
     },
     nworkers_changed: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable nworkers_changed(3 args)>",
-        validate: hook(3), support: Support::NotYet(HOOKS),
+        validate: hook(3), support: Support::Yes,
         help: "Called just after num_workers has been changed.",
     },
     on_exit: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable on_exit(1 args)>",
-        validate: hook(1), support: Support::NotYet(HOOKS),
+        validate: hook(1), support: Support::Yes,
         help: "Called just before exiting Gunicorn.",
     },
     ssl_context: PyCallable = {
@@ -843,7 +839,7 @@ settings_table! {
     raw_paste_global_conf: Vec<String> = {
         section: "Server Mechanics", cli: ["--paste-global"], meta: Some("CONF"), action: Action::Append,
         default: Input::List(vec![]), doc_default: "[]",
-        validate: |_, i| v::string_list(i), support: Support::NotYet("PasteDeploy apps"),
+        validate: |_, i| v::string_list(i), support: Support::Yes,
         help: "Set a PasteDeploy global config variable in key=value form.",
     },
     permit_obsolete_folding: bool = {

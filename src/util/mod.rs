@@ -4,3 +4,5 @@ mod printable;
 pub mod proctitle;
 pub mod pyrepr;
 pub mod users;
+pub mod daemon;
+pub mod owner;

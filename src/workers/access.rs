@@ -1,14 +1,89 @@
 //! One access-log line per request, with the atoms read back from the
 //! environ after the app ran (so middleware that rewrote REMOTE_ADDR, as
-//! ProxyFix does, is honoured, as in Gunicorn).
+//! ProxyFix does, is honoured, as in Gunicorn); and the other per-request
+//! records: statsd metrics, or a Python logger's `access()`.
 
 use crate::http::error::ErrorResponse;
 use crate::http::request::RequestHead;
 use crate::log::{AccessFormat, AccessRecord, EnvValue, EnvironLookup, Text};
+use crate::net::stream::Peer;
+use crate::settings::Settings;
 use crate::wsgi::response::WsgiResponse;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use std::time::Duration;
+
+/// What a worker records after each request, decided once per worker.
+pub struct RequestLog {
+    /// Rendered by Rust (no GIL needed): for the access log file or syslog.
+    format: Option<AccessFormat>,
+    /// A Python logger gets every request through its `access()`.
+    python: bool,
+}
+
+/// One finished request, for [`RequestLog::record`].
+pub struct Finished<'a, 'py> {
+    pub environ: &'a Bound<'py, PyDict>,
+    pub head: &'a RequestHead,
+    pub peer: Peer,
+    pub response: &'a Bound<'py, WsgiResponse>,
+    pub error: Option<&'a ErrorResponse>,
+    pub elapsed: Duration,
+}
+
+impl RequestLog {
+    pub fn new(settings: &Settings) -> Result<RequestLog, String> {
+        let python = crate::log::python::active();
+        let format = if !python && crate::log::access_wanted() {
+            Some(AccessFormat::parse(&settings.access_log_format)?)
+        } else {
+            None
+        };
+        Ok(RequestLog { format, python })
+    }
+
+    pub fn record(&self, py: Python<'_>, done: &Finished<'_, '_>) {
+        if let Some(format) = &self.format {
+            log_request(format, done.environ, done.head, done.response, done.error, done.elapsed);
+        }
+        if self.python {
+            python_access(py, done);
+        }
+        if crate::log::statsd::enabled() {
+            let status = match done.error {
+                Some(e) => Some(e.status),
+                None => done.response.borrow().lock().state().map(|s| s.status_code()),
+            };
+            if let Some(status) = status {
+                crate::log::statsd::request(status, done.elapsed);
+            }
+        }
+    }
+}
+
+/// `logger.access(resp, req, environ, request_time)` on the Python logger.
+fn python_access(py: Python<'_>, done: &Finished<'_, '_>) {
+    let called = (|| -> PyResult<()> {
+        let Some(logger) = crate::log::python::logger(py) else { return Ok(()) };
+        let req = crate::hooks::objects::request(py, done.head, done.peer)?;
+        let resp = crate::hooks::objects::response(py, done.response)?;
+        if let Some(e) = done.error {
+            resp.setattr("status", format!("{} {}", e.status, e.reason))?;
+            resp.setattr("status_code", e.status)?;
+        }
+        let micros = done.elapsed.as_micros().min(i64::MAX as u128) as i64;
+        let delta = py.import("datetime")?.getattr("timedelta")?.call((), Some(&{
+            let kw = PyDict::new(py);
+            kw.set_item("microseconds", micros)?;
+            kw
+        }))?;
+        logger.call_method1("access", (resp, req, done.environ, delta))?;
+        Ok(())
+    })();
+    if let Err(e) = called {
+        crate::log::error!("{}", crate::python::format_exception(py, &e));
+    }
+}
 
 pub fn log_request(
     format: &AccessFormat,

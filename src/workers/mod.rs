@@ -37,6 +37,8 @@ pub struct WorkerCtx {
     /// max_requests plus this worker's jitter; u64::MAX when unlimited.
     pub max_requests: u64,
     pub proc_name: String,
+    /// The `server` and `worker` objects of server hooks.
+    pub hooks: crate::hooks::WorkerObjects,
 }
 
 /// Runs in the child right after fork; returns the process exit status.
@@ -48,6 +50,7 @@ pub fn run(py: Python<'_>, mut ctx: WorkerCtx) -> PyResult<i32> {
     crate::log::info!("Booting worker with pid: {pid}");
     let status = boot_and_serve(py, &mut ctx);
     crate::log::info!("Worker exiting (pid: {pid})");
+    crate::hooks::worker_exit(py);
     status
 }
 
@@ -63,10 +66,18 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
             }
         }
     }
+    crate::hooks::post_fork(py, std::mem::take(&mut ctx.hooks), &ctx.settings, ctx.slot.clone())?;
+    let s = &ctx.settings;
+    if let Err(e) = crate::util::owner::set_owner_process(s.user, s.group, s.initgroups) {
+        crate::log::exception!("Exception in worker process\n{e}");
+        eprintln!("{e}");
+        return Ok(WORKER_BOOT_ERROR);
+    }
     let wakeup = signals::install(py)?;
+    let watcher = crate::reload::Watcher::new(py, &ctx.settings)?;
     let app = match ctx.app.take() {
         Some(app) => app,
-        None => match crate::python::load_app(py, &ctx.app_uri) {
+        None => match crate::reload::load_app(py, &ctx.settings, &ctx.app_uri, &watcher) {
             Ok(app) => app,
             Err(AppLoadError::NotFound(reason)) => {
                 eprintln!("{reason}");
@@ -76,12 +87,14 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
                 if is_exit(py, &err) {
                     return Err(err);
                 }
-                crate::log::error!("Exception in worker process\n{}", crate::python::format_exception(py, &err));
+                crate::log::exception!("Exception in worker process\n{}", crate::python::format_exception(py, &err));
                 eprintln!("{}", crate::python::exception_text(py, &err));
                 return Ok(WORKER_BOOT_ERROR);
             }
         },
     };
+    watcher.start(py)?;
+    crate::hooks::post_worker_init(py, &app)?;
     let policy = http_policy(&ctx.settings).map_err(pyo3::exceptions::PyValueError::new_err)?;
     let served = match ctx.kind {
         WorkerKind::Sync => sync::serve(py, ctx, app, policy, wakeup),
@@ -91,7 +104,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
         Ok(()) => Ok(0),
         Err(err) if is_exit(py, &err) => Err(err),
         Err(err) => {
-            crate::log::error!("Exception in worker process\n{}", crate::python::format_exception(py, &err));
+            crate::log::exception!("Exception in worker process\n{}", crate::python::format_exception(py, &err));
             Ok(-1)
         }
     }

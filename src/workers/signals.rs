@@ -26,13 +26,15 @@ fn handle_exit(_sig: i32, _frame: &Bound<'_, PyAny>) {
 #[pyfunction]
 fn handle_quit(py: Python<'_>, _sig: i32, _frame: &Bound<'_, PyAny>) -> PyResult<()> {
     stop();
+    crate::hooks::worker_int(py)?;
     py.import("time")?.call_method1("sleep", (0.1,))?;
     Err(pyo3::exceptions::PySystemExit::new_err(0))
 }
 
 #[pyfunction]
-fn handle_abort(_sig: i32, _frame: &Bound<'_, PyAny>) -> PyResult<()> {
+fn handle_abort(py: Python<'_>, _sig: i32, _frame: &Bound<'_, PyAny>) -> PyResult<()> {
     stop();
+    crate::hooks::worker_abort(py)?;
     Err(pyo3::exceptions::PySystemExit::new_err(1))
 }
 

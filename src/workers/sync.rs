@@ -10,7 +10,6 @@ use crate::http::date::DateCache;
 use crate::http::error::{ErrorResponse, HttpError};
 use crate::http::policy::HttpPolicy;
 use crate::http::response::RequestInfo;
-use crate::log::AccessFormat;
 use crate::net::listener::Listener;
 use crate::net::proxy_protocol::ProxyMode;
 use crate::net::stream::{Peer, Stream};
@@ -92,7 +91,8 @@ struct SyncWorker<'a> {
     policy: HttpPolicy,
     proxy_mode: ProxyMode,
     environ: EnvironBuilder,
-    access: Option<AccessFormat>,
+    request_log: super::access::RequestLog,
+    request_hooks: Option<crate::hooks::RequestHooks>,
     date: DateCache,
     served: u64,
 }
@@ -103,15 +103,11 @@ impl<'a> SyncWorker<'a> {
             py,
             TemplateOptions { multithread: false, multiprocess: ctx.settings.workers > 1 },
         )?;
-        let access = match ctx.settings.accesslog {
-            Some(_) => Some(
-                AccessFormat::parse(&ctx.settings.access_log_format)
-                    .map_err(pyo3::exceptions::PyValueError::new_err)?,
-            ),
-            None => None,
-        };
+        let request_log =
+            super::access::RequestLog::new(&ctx.settings).map_err(pyo3::exceptions::PyValueError::new_err)?;
+        let request_hooks = crate::hooks::RequestHooks::for_this_worker(py);
         let proxy_mode = policy.proxy_protocol;
-        Ok(SyncWorker { ctx, app, policy, proxy_mode, environ, access, date: DateCache::new(), served: 0 })
+        Ok(SyncWorker { ctx, app, policy, proxy_mode, environ, request_log, request_hooks, date: DateCache::new(), served: 0 })
     }
 
     fn handle(
@@ -158,6 +154,10 @@ impl<'a> SyncWorker<'a> {
         buf: ReadBuf,
     ) -> PyResult<()> {
         let Incoming { head, proxy } = incoming;
+        let (hook_req, pre_request) = match &self.request_hooks {
+            Some(h) => h.pre_request(py, &head, peer),
+            None => (None, Ok(())),
+        };
         let started = Instant::now();
         self.served += 1;
         self.ctx.slot.requests.fetch_add(1, Ordering::Relaxed);
@@ -190,7 +190,10 @@ impl<'a> SyncWorker<'a> {
             Err(EnvironError::Py(e)) => return Err(e),
         };
         let app = self.app.bind(py).clone();
-        let outcome = call::run(py, &app, &environ, &response, &input);
+        let outcome = match pre_request {
+            Ok(()) => call::run(py, &app, &environ, &response, &input),
+            Err(err) => Err(Failure::App { err, headers_sent: false }),
+        };
         let mut error_status: Option<ErrorResponse> = None;
         match outcome {
             Ok(()) => {}
@@ -209,16 +212,25 @@ impl<'a> SyncWorker<'a> {
             Err(Failure::App { err, headers_sent }) => {
                 let tb = crate::python::format_exception(py, &err);
                 if headers_sent {
-                    crate::log::error!("Error handling request\n{tb}");
+                    crate::log::exception!("Error handling request\n{tb}");
                 } else {
-                    crate::log::error!("Error handling request {} {}\n{tb}", head.method, head.uri);
+                    crate::log::exception!("Error handling request {} {}\n{tb}", head.method, head.uri);
                     error_status = Some(internal_error());
                     send_error(py, stream, error_status.as_ref());
                 }
             }
         }
-        if let Some(format) = &self.access {
-            super::access::log_request(format, &environ, &head, &response, error_status.as_ref(), started.elapsed());
+        let done = super::access::Finished {
+            environ: &environ,
+            head: &head,
+            peer,
+            response: &response,
+            error: error_status.as_ref(),
+            elapsed: started.elapsed(),
+        };
+        self.request_log.record(py, &done);
+        if let Some(h) = &self.request_hooks {
+            h.post_request(py, hook_req.as_ref(), &environ, &response);
         }
         Ok(())
     }

@@ -73,13 +73,24 @@ impl AccessLog {
         if !self.enabled() {
             return Ok(());
         }
+        self.log_with(format, rec, |_| {})
+    }
+
+    /// Renders one line, writes it to the file when the log is enabled,
+    /// and hands it (without its newline) to `also` (syslog).
+    pub fn log_with(
+        &self,
+        format: &AccessFormat,
+        rec: &AccessRecord<'_>,
+        also: impl Fn(&[u8]),
+    ) -> Result<(), RenderError> {
         let mut fallback = Vec::new();
         let result = LINE.try_with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buf) => self.render_and_write(format, rec, &mut buf),
-            Err(_) => self.render_and_write(format, rec, &mut fallback),
+            Ok(mut buf) => self.render_and_write(format, rec, &mut buf, &also),
+            Err(_) => self.render_and_write(format, rec, &mut fallback, &also),
         });
         // Thread-local storage is gone during thread teardown.
-        result.unwrap_or_else(|_| self.render_and_write(format, rec, &mut fallback))
+        result.unwrap_or_else(|_| self.render_and_write(format, rec, &mut fallback, &also))
     }
 
     fn render_and_write(
@@ -87,12 +98,16 @@ impl AccessLog {
         format: &AccessFormat,
         rec: &AccessRecord<'_>,
         buf: &mut Vec<u8>,
+        also: &dyn Fn(&[u8]),
     ) -> Result<(), RenderError> {
         buf.clear();
         let result = format.render(rec, buf);
         if result.is_ok() {
+            also(buf);
             buf.push(b'\n');
-            self.sink.write(buf);
+            if self.enabled() {
+                self.sink.write(buf);
+            }
         }
         if buf.capacity() > KEEP_CAPACITY {
             *buf = Vec::new();

@@ -1,0 +1,311 @@
+"""The objects Gunicorn's server hooks and logger classes are given.
+
+ferrocorn's master and workers are Rust; these small classes offer what
+hook code written for Gunicorn reads from its ``Arbiter`` (``server``),
+``Worker``, ``Config`` (``cfg``), ``Request`` (``req``) and ``Response``
+(``resp``). The Rust side creates them and keeps their fields current.
+"""
+
+import os
+
+HOOKS = (
+    "on_starting", "on_reload", "when_ready", "pre_fork", "post_fork",
+    "post_worker_init", "worker_int", "worker_abort", "pre_exec", "pre_request",
+    "post_request", "child_exit", "worker_exit", "nworkers_changed", "on_exit",
+    "ssl_context", "on_dirty_starting", "dirty_post_fork", "dirty_worker_init",
+    "dirty_worker_exit",
+)
+
+
+def _default_hook(name):
+    """Gunicorn's default for an unset hook: nothing, except pre_request,
+    which logs the request at debug level."""
+    if name == "pre_request":
+        def pre_request(worker, req):
+            worker.log.debug("%s %s", req.method, req.path)
+        return pre_request
+
+    def hook(*args):
+        return None
+    hook.__name__ = hook.__qualname__ = name
+    return hook
+
+
+class Setting:
+    """One entry of ``cfg.settings``."""
+
+    def __init__(self, name, value, section, cli):
+        self.name = name
+        self.value = value
+        self.section = section
+        self.cli = cli
+
+    def get(self):
+        return self.value
+
+    def __repr__(self):
+        return "<Setting %s: %r>" % (self.name, self.value)
+
+
+class Config:
+    """A read-only view of the effective settings with the attributes and
+    properties of ``gunicorn.config.Config``."""
+
+    def __init__(self, values, specs):
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "settings", {
+            name: Setting(name, values[name], section, cli) for name, section, cli in specs
+        })
+
+    def __getattr__(self, name):
+        values = object.__getattribute__(self, "_values")
+        if name not in values:
+            raise AttributeError("No configuration setting for: %s" % name)
+        value = values[name]
+        if value is None and name in HOOKS:
+            return _default_hook(name)
+        return value
+
+    def __setattr__(self, name, value):
+        if name in self._values:
+            raise AttributeError("Invalid access!")
+        object.__setattr__(self, name, value)
+
+    def set(self, name, value):
+        raise AttributeError(
+            "ferrocorn's cfg is read-only: set %s in the configuration instead" % name)
+
+    def __str__(self):
+        lines = []
+        kmax = max(len(k) for k in self._values)
+        for k in sorted(self._values):
+            v = self._values[k]
+            if callable(v):
+                v = "<{}()>".format(v.__qualname__)
+            lines.append("{k:{kmax}} = {v}".format(k=k, v=v, kmax=kmax))
+        return "\n".join(lines)
+
+    @property
+    def worker_class_str(self):
+        uri = self._values["worker_class"]
+        if isinstance(uri, str):
+            is_sync = uri.endswith("SyncWorker") or uri == "sync"
+            if is_sync and self._values["threads"] > 1:
+                return "gthread"
+            return uri
+        return uri.__name__
+
+    @property
+    def worker_class(self):
+        # ferrocorn's workers are Rust: the name stands in for the class.
+        return self.worker_class_str
+
+    @property
+    def address(self):
+        return [_parse_address(b) for b in self._values["bind"]]
+
+    @property
+    def uid(self):
+        return self._values["user"]
+
+    @property
+    def gid(self):
+        return self._values["group"]
+
+    @property
+    def proc_name(self):
+        pn = self._values["proc_name"]
+        return pn if pn is not None else self._values["default_proc_name"]
+
+    @property
+    def logger_class(self):
+        return self._values["logger_class"]
+
+    @property
+    def is_ssl(self):
+        return self._values["certfile"] or self._values["keyfile"]
+
+    @property
+    def ssl_options(self):
+        return {name: s.value for name, s in self.settings.items() if s.section == "SSL"}
+
+    @property
+    def env(self):
+        env = {}
+        for e in self._values["raw_env"]:
+            k, _, v = e.partition("=")
+            env[k] = v
+        return env
+
+    @property
+    def sendfile(self):
+        return self._values["sendfile"]
+
+    @property
+    def reuse_port(self):
+        return self._values["reuse_port"]
+
+    @property
+    def paste_global_conf(self):
+        return paste_global_conf(self._values["raw_paste_global_conf"])
+
+
+def paste_global_conf(raw):
+    """``--paste-global KEY=VALUE`` items as Gunicorn reads them (``\\=``
+    escapes an equals sign)."""
+    import re
+    conf = {}
+    for e in raw:
+        try:
+            k, v = re.split(r"(?<!\\)=", e, maxsplit=1)
+        except ValueError:
+            raise RuntimeError("environment setting %r invalid" % e)
+        conf[k.replace("\\=", "=")] = v.replace("\\=", "=")
+    return conf
+
+
+def _parse_address(netloc):
+    """``gunicorn.util.parse_address`` with its default port."""
+    import re
+    if re.match(r"unix:(//)?", netloc):
+        return re.split(r"unix:(//)?", netloc)[-1]
+    if netloc.startswith("fd://"):
+        return int(netloc[5:])
+    if netloc.startswith("tcp://"):
+        netloc = netloc.split("tcp://")[1]
+    host, port = netloc, "8000"
+    if "[" in netloc and "]" in netloc:
+        host = netloc.split("]")[0][1:]
+        port = (netloc.split("]:") + ["8000"])[1]
+    elif ":" in netloc:
+        host, port = (netloc.split(":") + ["8000"])[:2]
+    elif netloc == "":
+        host, port = "0.0.0.0", "8000"
+    return host.lower(), int(port)
+
+
+class Server:
+    """``server`` in hooks: the master (Gunicorn's ``Arbiter``)."""
+
+    def __init__(self, cfg, log, pid):
+        self.cfg = cfg
+        self.log = log
+        self.pid = pid
+        self.num_workers = cfg.workers
+        self.WORKERS = {}
+        self.LISTENERS = []
+        self.proc_name = cfg.proc_name
+        self.master_name = "Master"
+        self.worker_age = 0
+        self.timeout = cfg.timeout
+        self.reexec_pid = 0
+        self.master_pid = 0
+
+    def __repr__(self):
+        return "<ferrocorn master %s>" % self.pid
+
+
+class Worker:
+    """``worker`` in hooks. In the worker process ``alive`` and ``nr`` are
+    live: setting ``worker.alive = False`` stops the worker after the
+    current request, as in Gunicorn."""
+
+    def __init__(self, age, ppid, cfg, log, max_requests):
+        self.age = age
+        self.pid = "[booting]"
+        self.ppid = ppid
+        self.cfg = cfg
+        self.log = log
+        self.timeout = cfg.timeout / 2.0
+        self.booted = False
+        self.aborted = False
+        self.max_requests = max_requests
+        self.sockets = []
+        self.app = None
+        self.wsgi = None
+        self.reloader = None
+        self._live = None
+        self._alive = True
+        self._nr = 0
+
+    def __str__(self):
+        return "<Worker %s>" % self.pid
+
+    __repr__ = __str__
+
+    @property
+    def alive(self):
+        return self._live.alive if self._live is not None else self._alive
+
+    @alive.setter
+    def alive(self, value):
+        if self._live is not None:
+            self._live.alive = bool(value)
+        else:
+            self._alive = bool(value)
+
+    @property
+    def nr(self):
+        return self._live.nr if self._live is not None else self._nr
+
+    @nr.setter
+    def nr(self, value):
+        self._nr = value
+
+    def notify(self):
+        if self._live is not None:
+            self._live.notify()
+
+
+class Request:
+    """``req`` in ``pre_request``/``post_request`` (Gunicorn's
+    ``http.message.Request``): header names are upper-cased, as there."""
+
+    def __init__(self, method, uri, path, query, fragment, version, headers, scheme, peer_addr):
+        self.method = method
+        self.uri = uri
+        self.path = path
+        self.query = query
+        self.fragment = fragment
+        self.version = version
+        self.headers = headers
+        self.scheme = scheme
+        self.peer_addr = peer_addr
+        self.remote_addr = peer_addr
+        self.trailers = []
+        self.body = None
+
+    def should_close(self):
+        for (h, v) in self.headers:
+            if h == "CONNECTION":
+                v = v.lower().strip(" \t")
+                if v == "close":
+                    return True
+                elif v == "keep-alive":
+                    return False
+                break
+        return self.version <= (1, 0)
+
+    def __repr__(self):
+        return "<Request %s %s>" % (self.method, self.uri)
+
+
+class Response:
+    """``resp`` in ``post_request`` (Gunicorn's ``http.wsgi.Response``)."""
+
+    def __init__(self, status, headers, sent, headers_sent, chunked, response_length):
+        self.status = status
+        try:
+            self.status_code = int(status.split()[0]) if status else None
+        except ValueError:
+            self.status_code = None
+        self.headers = headers
+        self.sent = sent
+        self.headers_sent = headers_sent
+        self.chunked = chunked
+        self.response_length = response_length
+
+    def __repr__(self):
+        return "<Response %s>" % self.status
+
+
