@@ -169,3 +169,50 @@ def test_port_and_web_concurrency_defaults(tmp_path):
     values = print_config(tmp_path, [], env={"PORT": "9123", "WEB_CONCURRENCY": "5"})
     assert values["bind"] == "['0.0.0.0:9123']"
     assert values["workers"] == "5"
+
+
+def test_config_sources_each_override_the_next(tmp_path):
+    # defaults < config file < GUNICORN_CMD_ARGS < FERROCORN_CMD_ARGS < command line, one setting each
+    (tmp_path / "gunicorn.conf.py").write_text("backlog = 11\ntimeout = 11\nkeepalive = 11\nworkers = 11\n")
+    env = {"GUNICORN_CMD_ARGS": "--timeout 22 --keep-alive 22 --workers 22",
+           "FERROCORN_CMD_ARGS": "--keep-alive 33 --workers 33"}
+    values = print_config(tmp_path, ["--workers", "44"], env=env)
+    assert (values["graceful_timeout"], values["backlog"], values["timeout"], values["keepalive"],
+            values["workers"]) == ("30", "11", "22", "33", "44")
+
+
+def test_config_file_forms(tmp_path):
+    # ./ferrocorn.conf.py is read before ./gunicorn.conf.py
+    (tmp_path / "gunicorn.conf.py").write_text("workers = 2\n")
+    (tmp_path / "ferrocorn.conf.py").write_text("workers = 3\n")
+    assert print_config(tmp_path, [])["workers"] == "3"
+    # -c python:module.name, and -c file:PATH
+    pkg = tmp_path / "confpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "settings.py").write_text("workers = 5\nwsgi_app = 'basic:hello'\n")
+    from conftest import APPS
+    env = {"PYTHONPATH": str(tmp_path) + os.pathsep + APPS}
+    r = run_ferrocorn(["-c", "python:confpkg.settings", "--print-config"], tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert [l for l in r.stdout.splitlines() if l.startswith("workers ")][0].endswith("= 5")
+    (tmp_path / "other.py").write_text("workers = 6\n")
+    assert print_config(tmp_path, ["-c", "file:" + str(tmp_path / "other.py")])["workers"] == "6"
+
+
+def test_wsgi_app_from_config_file_serves(server, tmp_path):
+    (tmp_path / "gunicorn.conf.py").write_text("wsgi_app = 'basic:hello'\n")
+    s = server()
+    assert s.request()[2] == b"Hello, world!\n"
+
+
+def test_print_config_shows_hooks_and_new_types(tmp_path):
+    (tmp_path / "gunicorn.conf.py").write_text(
+        "def on_starting(server):\n    pass\n"
+        "statsd_host = 'localhost'\n"
+        "logconfig_dict = {'version': 1, 'root': {'level': 'INFO'}}\n")
+    values = print_config(tmp_path, [])
+    assert values["on_starting"] == "<on_starting()>"
+    assert values["statsd_host"] == "('localhost', 8125)"
+    assert values["logconfig_dict"] == "{'version': 1, 'root': {'level': 'INFO'}}"
+    assert values["logger_class"] == "gunicorn.glogging.Logger"
