@@ -120,7 +120,7 @@ impl Master {
     }
 
     fn simple(&mut self, py: Python<'_>, st: &ServerState<'_>, name: &'static str, hook: &PyCallable) -> Result<(), HookExit> {
-        call_master(py, name, hook, || Ok(PyTuple::new(py, [self.server(py, st)?])?))
+        call_master(py, name, hook, || PyTuple::new(py, [self.server(py, st)?]))
     }
 
     pub fn on_starting(&mut self, py: Python<'_>, st: &ServerState<'_>) -> Result<(), HookExit> {

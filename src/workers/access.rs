@@ -19,6 +19,8 @@ pub struct RequestLog {
     format: Option<AccessFormat>,
     /// A Python logger gets every request through its `access()`.
     python: bool,
+    /// statsd request metrics are on.
+    statsd: bool,
 }
 
 /// One finished request, for [`RequestLog::record`].
@@ -39,7 +41,7 @@ impl RequestLog {
         } else {
             None
         };
-        Ok(RequestLog { format, python })
+        Ok(RequestLog { format, python, statsd: crate::log::statsd::enabled() })
     }
 
     pub fn record(&self, py: Python<'_>, done: &Finished<'_, '_>) {
@@ -49,7 +51,7 @@ impl RequestLog {
         if self.python {
             python_access(py, done);
         }
-        if crate::log::statsd::enabled() {
+        if self.statsd {
             let status = match done.error {
                 Some(e) => Some(e.status),
                 None => done.response.borrow().lock().state().map(|s| s.status_code()),
