@@ -551,6 +551,11 @@ class AccessLogHandler(logging.Handler):
             self.handleError(record)
 
 
+def _count(level):
+    from ferrocorn._ferrocorn import count_log_metric
+    count_log_metric(level)
+
+
 class BridgeLogger(Logger):
     """The ``log`` of server hooks when ferrocorn writes the logs itself:
     Gunicorn's Logger API over the ``gunicorn.error`` / ``gunicorn.access``
@@ -573,6 +578,23 @@ class BridgeLogger(Logger):
             h = AccessLogHandler()
             h._gunicorn = True
             self.access_log.addHandler(h)
+
+    # Gunicorn's Statsd logger counts these calls (gunicorn.log.<level>).
+    def critical(self, msg, *args, **kwargs):
+        Logger.critical(self, msg, *args, **kwargs)
+        _count("critical")
+
+    def error(self, msg, *args, **kwargs):
+        Logger.error(self, msg, *args, **kwargs)
+        _count("error")
+
+    def warning(self, msg, *args, **kwargs):
+        Logger.warning(self, msg, *args, **kwargs)
+        _count("warning")
+
+    def exception(self, msg, *args, **kwargs):
+        Logger.exception(self, msg, *args, **kwargs)
+        _count("exception")
 
     def reopen_files(self):
         from ferrocorn._ferrocorn import reopen_logs

@@ -128,6 +128,9 @@ pub fn write_raw(bytes: &[u8]) {
 /// One access-log line. A line that cannot be rendered is skipped and the
 /// reason goes to the error log (Gunicorn prints a traceback instead).
 pub fn access(format: &AccessFormat, record: &AccessRecord<'_>) {
+    if !access_wanted() {
+        return;
+    }
     if let Err(e) = ACCESS_LOG.log_with(format, record, syslog::access) {
         emit(Level::Error, format_args!("Error formatting access log line with {:?}: {}", format.as_str(), e));
     }

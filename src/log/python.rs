@@ -61,6 +61,15 @@ fn write_error_log(levelno: i64, message: &str) {
     super::syslog::error(level, format_args!("{message}"));
 }
 
+/// `server.log.error()` and friends from hook code count as Gunicorn's
+/// Statsd logger counts them (`gunicorn.log.<level>`).
+#[pyfunction]
+fn count_log_metric(level: &str) {
+    if matches!(level, "critical" | "error" | "warning" | "exception") {
+        super::statsd::increment(&format!("gunicorn.log.{level}"), 1);
+    }
+}
+
 /// `gunicorn.access` records from Python code: the line as it is.
 #[pyfunction]
 fn write_access_log(line: &str) {
@@ -88,6 +97,7 @@ fn reopen_logs() -> PyResult<()> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_error_log, m)?)?;
     m.add_function(wrap_pyfunction!(write_access_log, m)?)?;
+    m.add_function(wrap_pyfunction!(count_log_metric, m)?)?;
     m.add_function(wrap_pyfunction!(error_log_level, m)?)?;
     m.add_function(wrap_pyfunction!(reopen_logs, m)?)?;
     Ok(())

@@ -202,6 +202,8 @@ def drain(sock, until, timeout=10.0):
 def test_statsd_packets(server, tmp_path):
     sock = udp_listener()
     port = sock.getsockname()[1]
+    (tmp_path / "gunicorn.conf.py").write_text(
+        "def when_ready(server):\n    server.log.warning('from a hook')\n")
     s = server("--statsd-host", "127.0.0.1:%d" % port, "--statsd-prefix", "web", "--dogstatsd-tags",
                "env:test,team:x", "basic:boom")
     s.request()  # a 500 from the app
@@ -212,6 +214,7 @@ def test_statsd_packets(server, tmp_path):
     assert "web.gunicorn.request.status.500:1|c|@1.0|#env:test,team:x" in text
     assert any(re.fullmatch(r"web\.gunicorn\.request\.duration:\d+\.\d+\|ms\|#env:test,team:x", t) for t in text)
     assert "web.gunicorn.log.exception:1|c|@1.0|#env:test,team:x" in text
+    assert "web.gunicorn.log.warning:1|c|@1.0|#env:test,team:x" in text   # the hook's server.log.warning
     s.signal(signal.SIGTTIN)
     drain(sock, lambda g: b"web.gunicorn.workers:2|g|#env:test,team:x" in g)
 
@@ -257,3 +260,17 @@ def test_bad_syslog_address_stops_the_start(tmp_path):
     from conftest import run_ferrocorn
     r = run_ferrocorn(["--log-syslog", "--log-syslog-to", "localhost:514", "basic:hello"], tmp_path)
     assert r.returncode == 1 and "invalid syslog address" in r.stderr
+
+
+def test_logger_class_object_from_config_file(server, tmp_path):
+    out = tmp_path / "object.log"
+    (tmp_path / "gunicorn.conf.py").write_text(
+        "from custom_logger import FileLogger\n"
+        "class MyLogger(FileLogger):\n"
+        "    def info(self, msg, *args, **kwargs):\n"
+        "        self._write('my-info ' + (msg % args if args else msg))\n"
+        "logger_class = MyLogger\n")
+    s = server("basic:hello", env={"CUSTOM_LOG": str(out)})
+    assert s.request(path="/obj")[0] == 200
+    wait_for(lambda: "access GET /obj 200" in out.read_text(), what="the access call")
+    assert "my-info Starting ferrocorn" in out.read_text()
