@@ -11,6 +11,8 @@ use std::sync::RwLock;
 struct Objects {
     cfg: Py<PyAny>,
     log: Py<PyAny>,
+    /// `log` is a Python logger (not the bridge to the Rust logs).
+    python: bool,
 }
 
 static CURRENT: RwLock<Option<Objects>> = RwLock::new(None);
@@ -38,16 +40,37 @@ pub fn config_object(py: Python<'_>, settings: &Settings) -> PyResult<Py<PyAny>>
 /// where a bad logging configuration is reported.
 pub fn install(py: Python<'_>, settings: &Settings) -> Result<(), String> {
     let python_logging = wants_python_logging(py, settings);
+    let custom = crate::settings::pyvalue::is_custom_logger(&settings.logger_class);
+    let previous = CURRENT
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|o| o.python && python_logging)
+        .map(|o| (o.cfg.clone_ref(py), o.log.clone_ref(py)));
     let built = (|| -> PyResult<Objects> {
         let cfg = config_object(py, settings)?;
-        let custom = crate::settings::pyvalue::is_custom_logger(&settings.logger_class);
-        let log = py.import("ferrocorn.glogging")?.call_method1("create", (cfg.bind(py), python_logging, custom))?;
-        Ok(Objects { cfg, log: log.unbind() })
+        let log = match &previous {
+            // On HUP Gunicorn keeps its logger object and sets it up again
+            // with the new configuration.
+            Some((_, log)) => {
+                log.bind(py).call_method1("setup", (cfg.bind(py),))?;
+                log.clone_ref(py)
+            }
+            None => py
+                .import("ferrocorn.glogging")?
+                .call_method1("create", (cfg.bind(py), python_logging, custom))?
+                .unbind(),
+        };
+        Ok(Objects { cfg, log, python: python_logging })
     })();
     let objects = built.map_err(|e| {
         let text = crate::python::exception_text(py, &e);
         let tb = crate::python::format_exception(py, &e);
         crate::log::debug!("Logger setup failed\n{tb}");
+        if let Some((prev_cfg, log)) = &previous {
+            // As Gunicorn: the previous working configuration comes back.
+            let _ = log.bind(py).call_method1("setup", (prev_cfg.bind(py),));
+        }
         text
     })?;
     if python_logging {
@@ -55,7 +78,6 @@ pub fn install(py: Python<'_>, settings: &Settings) -> Result<(), String> {
         // Rust skips records the Python logger would drop anyway: with
         // Gunicorn's Logger that is what `gunicorn.error` lets through; a
         // logger class of the user's own decides for itself.
-        let custom = crate::settings::pyvalue::is_custom_logger(&settings.logger_class);
         let level = if custom { Ok(0) } else { py
             .import("logging")
             .and_then(|l| l.call_method1("getLogger", ("gunicorn.error",)))

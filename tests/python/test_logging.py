@@ -118,6 +118,11 @@ def test_custom_logger_class(server, tmp_path):
     assert "info Starting ferrocorn" in text
     s.signal(signal.SIGUSR1)
     wait_for(lambda: "reopen_files" in out.read_text(), what="reopen_files on USR1")
+    # HUP sets the same logger object up again, as Gunicorn does
+    (tmp_path / "gunicorn.conf.py").write_text("workers = 2\n")
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: "setup workers=2" in out.read_text(), what="setup() on HUP")
+    assert out.read_text().count("init ") == 1
 
 
 def test_app_code_logging_to_gunicorn_error(server):

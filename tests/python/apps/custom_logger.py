@@ -13,6 +13,10 @@ class FileLogger:
         self.path = os.environ["CUSTOM_LOG"]
         self._write("init accesslog=%s loglevel=%s" % (cfg.accesslog, cfg.loglevel))
 
+    def setup(self, cfg):
+        self.cfg = cfg
+        self._write("setup workers=%s" % cfg.workers)
+
     def _write(self, text):
         with open(self.path, "a") as f:
             f.write(text + "\n")
