@@ -154,7 +154,9 @@ pub fn log_request(
         environ: &env,
         ..AccessRecord::new(Text::Str(&status), elapsed)
     };
-    crate::log::access(format, &record);
+    // Everything the line needs is Rust data now: render and write it
+    // without the GIL.
+    response.py().detach(|| crate::log::access(format, &record));
 }
 
 /// The environ's values, copied out for `{name}e` atoms.

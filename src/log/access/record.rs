@@ -171,9 +171,11 @@ pub struct AccessRecord<'a> {
     pub pid: u32,
     /// Logging time, seconds since the epoch, for t.
     pub time: i64,
-    pub request_headers: &'a dyn HeaderLookup,
-    pub response_headers: &'a dyn HeaderLookup,
-    pub environ: &'a dyn EnvironLookup,
+    // Sync so that a record can be rendered and written with the GIL
+    // released (the lookups are plain Rust data copied out of Python).
+    pub request_headers: &'a (dyn HeaderLookup + Sync),
+    pub response_headers: &'a (dyn HeaderLookup + Sync),
+    pub environ: &'a (dyn EnvironLookup + Sync),
 }
 
 impl<'a> AccessRecord<'a> {
