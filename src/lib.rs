@@ -61,6 +61,14 @@ fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
             eprintln!("\nError: cannot daemonize: {e}\n");
             return Ok(1);
         }
+        // Gunicorn sets its logs up after daemonizing; ferrocorn checked
+        // them before (so mistakes are still seen on the terminal) and
+        // applies them again now that the standard streams are /dev/null,
+        // which --capture-output must replace.
+        if let Err(e) = runtime::configure_logs(py, &loaded.settings) {
+            log::error!("{e}");
+            return Ok(1);
+        }
     }
     let arbiter = match arbiter::Arbiter::new(loaded, argv) {
         Ok(a) => a,

@@ -78,6 +78,31 @@ def test_daemon_keeps_redirected_output_with_stdio_inheritance(tmp_path):
                 os.kill(w, signal.SIGKILL)
 
 
+def test_daemon_with_capture_output(tmp_path):
+    port = free_port()
+    pidfile = tmp_path / "c.pid"
+    log = tmp_path / "c.log"
+    subprocess.run([sys.executable, "-m", "ferrocorn", "-D", "--capture-output", "--error-logfile", str(log),
+                    "-p", str(pidfile), "-b", "127.0.0.1:%d" % port, "custom_logger:prints"],
+                   env=server_env(), cwd=str(tmp_path), capture_output=True, timeout=30, check=True)
+    pid = wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()),
+                   what="the pid file")
+    try:
+        wait_for(lambda: len(children(pid)) == 1, what="a worker")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            c.recv(100)
+        wait_for(lambda: "printed to stdout" in log.read_text() and "printed to stderr" in log.read_text(),
+                 what="the app's output in the error log")
+    finally:
+        workers = children(pid)
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(pid), timeout=30, what="the daemon to stop")
+        for w in workers:
+            if pid_alive(w):
+                os.kill(w, signal.SIGKILL)
+
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
 
 
