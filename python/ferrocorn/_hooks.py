@@ -6,7 +6,6 @@ hook code written for Gunicorn reads from its ``Arbiter`` (``server``),
 (``resp``). The Rust side creates them and keeps their fields current.
 """
 
-import os
 
 HOOKS = (
     "on_starting", "on_reload", "when_ready", "pre_fork", "post_fork",
