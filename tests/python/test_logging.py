@@ -9,6 +9,8 @@ import re
 import signal
 import socket
 
+import pytest
+
 from conftest import wait_for
 
 LOGGING_INI = """
@@ -180,6 +182,30 @@ def test_access_lines_match_gunicorns_formatting(server, tmp_path):
     lines = (tmp_path / "rust.log").read_text().splitlines()
     assert lines[1] == ('127.0.0.1 - user "POST /quote\\"d HTTP/1.1" 200 POST /quote\\"d  HTTP/1.1 14 14 "-" "-" '
                         'va\\"lue text/plain /quote\\"d -')
+
+
+def test_access_and_error_lines_match_gunicorn_itself(server, tmp_path):
+    """The same requests logged by ferrocorn's Rust writer and by Gunicorn's
+    own Logger class (installed from PyPI, used as a --logger-class)."""
+    pytest.importorskip("gunicorn.glogging")
+    rust = access_lines(server, tmp_path, ["--access-logfile", str(tmp_path / "rust.log"),
+                                           "--error-logfile", str(tmp_path / "rust-error.log")])
+    wait_for(lambda: len((tmp_path / "rust.log").read_text().splitlines()) == len(REQUESTS), what="rust lines")
+    rust.stop()
+    access_lines(server, tmp_path, ["--logger-class", "real_gunicorn_logger.GunicornLogger",
+                                    "--access-logfile", str(tmp_path / "gunicorn.log"),
+                                    "--error-logfile", str(tmp_path / "gunicorn-error.log")])
+    wait_for(lambda: (tmp_path / "gunicorn.log").exists()
+             and len((tmp_path / "gunicorn.log").read_text().splitlines()) == len(REQUESTS), what="gunicorn lines")
+    assert (tmp_path / "rust.log").read_text() == (tmp_path / "gunicorn.log").read_text()
+
+    def shape(path):
+        # the same lines, in the same format, apart from time and pids
+        text = re.sub(r"^\[[^]]+\] \[\d+\]", "[T] [P]", path.read_text(), flags=re.M)
+        return [line for line in re.sub(r"pid: \d+", "pid: P", text).splitlines() if "Starting" in line
+                or "Booting" in line or "Using worker" in line]
+    assert shape(tmp_path / "rust-error.log") == shape(tmp_path / "gunicorn-error.log")
+    assert shape(tmp_path / "rust-error.log")
 
 
 def udp_listener():
