@@ -4,7 +4,9 @@
 
 pub mod access;
 pub mod conn;
+pub mod gthread;
 pub mod kind;
+pub mod request;
 pub mod signals;
 pub mod sync;
 
@@ -85,6 +87,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
     let policy = http_policy(&ctx.settings).map_err(pyo3::exceptions::PyValueError::new_err)?;
     let served = match ctx.kind {
         WorkerKind::Sync => sync::serve(py, ctx, app, policy, wakeup),
+        WorkerKind::Gthread => gthread::serve(py, ctx, app, policy, wakeup),
         other => Err(pyo3::exceptions::PyRuntimeError::new_err(format!("worker class {other} is not available"))),
     };
     match served {
@@ -100,6 +103,16 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
 pub fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
         || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+}
+
+/// The access-log format, when an access log is configured.
+pub fn access_format(s: &Settings) -> PyResult<Option<crate::log::AccessFormat>> {
+    match s.accesslog {
+        Some(_) => crate::log::AccessFormat::parse(&s.access_log_format)
+            .map(Some)
+            .map_err(pyo3::exceptions::PyValueError::new_err),
+        None => Ok(None),
+    }
 }
 
 /// The HTTP layer's view of the security settings.
