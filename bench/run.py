@@ -31,8 +31,8 @@ VENV = os.path.join(HERE, ".venv")
 BIN = os.path.join(VENV, "bin")
 PEERS = ["gunicorn==27.0.1", "granian", "uvicorn[standard]"]
 
-# name -> (servers, wrk threads, connections, path). A server is
-# (label, command template with {port} and {bin}, is_baseline).
+# name -> scenario. A server is (label, command template with {port} and
+# {bin}, is_baseline); ratios are against the baseline row.
 SCENARIOS = {
     "sync-hello": {
         "what": "Hello-world WSGI, 1 worker, sync worker (Connection: close), wrk -t1 -c64",
@@ -40,6 +40,26 @@ SCENARIOS = {
         "servers": [
             ("ferrocorn -k sync -w 1", "{bin}/ferrocorn -k sync -w 1 -b 127.0.0.1:{port} apps:hello", False),
             ("gunicorn -k sync -w 1", "{bin}/gunicorn -k sync -w 1 --no-control-socket -b 127.0.0.1:{port} apps:hello", True),
+        ],
+    },
+    "gthread-hello": {
+        "what": "Hello-world WSGI, 1 worker, keep-alive, wrk -t1 -c64",
+        "threads": 1, "connections": 64,
+        "servers": [
+            ("ferrocorn -k gthread --threads 1", "{bin}/ferrocorn -k gthread --threads 1 -w 1 -b 127.0.0.1:{port} apps:hello", False),
+            ("ferrocorn -k gthread --threads 4", "{bin}/ferrocorn -k gthread --threads 4 -w 1 -b 127.0.0.1:{port} apps:hello", False),
+            ("ferrocorn -k gthread --threads 8", "{bin}/ferrocorn -k gthread --threads 8 -w 1 -b 127.0.0.1:{port} apps:hello", False),
+            ("granian --interface wsgi --workers 1 --blocking-threads 1",
+             "{bin}/granian --interface wsgi --workers 1 --blocking-threads 1 --host 127.0.0.1 --port {port} apps:hello", True),
+            ("gunicorn -k gthread --threads 4", "{bin}/gunicorn -k gthread --threads 4 -w 1 --no-control-socket -b 127.0.0.1:{port} apps:hello", False),
+        ],
+    },
+    "gthread-sleep": {
+        "what": "Long I/O: the app sleeps 10 ms per request, 1 worker, --threads 32, wrk -t1 -c256 (ideal: 3,200 req/s)",
+        "threads": 1, "connections": 256, "ideal": 3200,
+        "servers": [
+            ("ferrocorn -k gthread --threads 32", "{bin}/ferrocorn -k gthread --threads 32 -w 1 -b 127.0.0.1:{port} apps:sleep10", False),
+            ("gunicorn -k gthread --threads 32", "{bin}/gunicorn -k gthread --threads 32 -w 1 --no-control-socket -b 127.0.0.1:{port} apps:sleep10", True),
         ],
     },
 }
@@ -205,6 +225,9 @@ def main():
             lines.append("| %s | %.0f | %s | %s | %s | %.0f%% | %.0f%% | %.0f | %s |" % (
                 r["label"], r["rps"], fmt(r["p50_ms"], ".2f"), fmt(r["p99_ms"], ".2f"), ratio,
                 r["server_cpu"], r["wrk_cpu"], eff, "%.2fx" % (eff / base_eff) if base_eff else "-"))
+        if sc.get("ideal"):
+            lines += [""] + ["%s: %.1f%% of the ideal %d req/s" % (r["label"], 100.0 * r["rps"] / sc["ideal"], sc["ideal"])
+                             for r in results]
         lines += ["", "Commands:", ""] + ["    " + r["command"] for r in results] + [""]
         report["scenarios"][name] = results
     text = "\n".join(lines)

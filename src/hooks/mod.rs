@@ -371,7 +371,12 @@ impl RequestHooks {
             Err(e) => return (None, Err(e)),
         };
         let result = match &self.pre {
-            Some(f) => f.bind(py).call1((self.worker.bind(py), &req)).map(drop),
+            Some(f) => {
+                objects::IN_PRE_REQUEST.with(|c| c.set(true));
+                let r = f.bind(py).call1((self.worker.bind(py), &req)).map(drop);
+                objects::IN_PRE_REQUEST.with(|c| c.set(false));
+                r
+            }
             None => {
                 crate::log::debug!("{} {}", head.method, head.path);
                 Ok(())

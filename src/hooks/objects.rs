@@ -9,7 +9,13 @@ use crate::wsgi::response::WsgiResponse;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
+
+thread_local! {
+    /// Set while this thread runs a `pre_request` hook.
+    pub static IN_PRE_REQUEST: Cell<bool> = const { Cell::new(false) };
+}
 
 /// `worker.alive`, `worker.nr` and `worker.notify()` in the worker process
 /// itself, read from the worker's run state and scoreboard slot.
@@ -34,9 +40,17 @@ impl LiveWorker {
         }
     }
 
+    /// Requests taken so far. The workers count a request before
+    /// `pre_request` runs; Gunicorn counts it after, so during that hook
+    /// the current one is left out.
     #[getter]
     fn nr(&self) -> u64 {
-        self.slot.requests.load(Ordering::Relaxed)
+        let n = self.slot.requests.load(Ordering::Relaxed);
+        if IN_PRE_REQUEST.with(Cell::get) {
+            n.saturating_sub(1)
+        } else {
+            n
+        }
     }
 
     fn notify(&self) {

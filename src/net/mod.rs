@@ -1,6 +1,7 @@
 //! Listening sockets (TCP, Unix, inherited fds) and the PROXY protocol.
 
 pub mod bind;
+pub mod epoll;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod stream;

@@ -59,6 +59,15 @@ impl ReadBuf {
         &self.data[self.start..]
     }
 
+    /// Moves unread bytes to the front once at least half the buffer is
+    /// spent, so reads append to a buffer that never grows without bound.
+    pub fn compact(&mut self) {
+        if self.start > 0 && self.start * 2 >= self.data.len() {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
     pub fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.data.len());
         if self.start == self.data.len() {
@@ -69,10 +78,7 @@ impl ReadBuf {
 
     /// One read of up to `max` bytes; 0 means the peer closed.
     pub fn fill(&mut self, py: Python<'_>, stream: &Stream, max: usize) -> Result<usize, ConnError> {
-        if self.start > 0 && self.start * 2 >= self.data.len() {
-            self.data.drain(..self.start);
-            self.start = 0;
-        }
+        self.compact();
         let len = self.data.len();
         self.data.resize(len + max, 0);
         let tail = &mut self.data[len..];
@@ -192,6 +198,10 @@ impl BodySource for SocketBody {
             }
         }
     }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
 }
 
 /// Response bytes straight to the socket: a non-blocking attempt with the
@@ -237,6 +247,10 @@ impl Sink for SocketSink {
 
     fn can_sendfile(&self) -> bool {
         self.sendfile
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
     }
 
     fn sendfile(&mut self, py: Python<'_>, fd: i32, offset: u64, count: u64) -> Result<(), SinkError> {

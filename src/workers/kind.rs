@@ -24,14 +24,14 @@ impl WorkerKind {
             )
         })?;
         let kind = if kind == WorkerKind::Sync && threads > 1 { WorkerKind::Gthread } else { kind };
-        if kind != WorkerKind::Sync {
+        if !matches!(kind, WorkerKind::Sync | WorkerKind::Gthread) {
             let why = if worker_class.trim() != kind.to_string() {
                 format!(" ('{worker_class}'{} means {kind})", if threads > 1 { format!(" with --threads {threads}") } else { String::new() })
             } else {
                 String::new()
             };
             return Err(format!(
-                "worker class {kind}{why} is not available yet in ferrocorn (available: sync)"
+                "worker class {kind}{why} is not available yet in ferrocorn (available: sync, gthread)"
             ));
         }
         Ok(kind)
@@ -81,8 +81,8 @@ mod tests {
         assert_eq!(WorkerKind::resolve("sync", 1), Ok(WorkerKind::Sync));
         assert_eq!(WorkerKind::resolve("gunicorn.workers.sync.SyncWorker", 1), Ok(WorkerKind::Sync));
         assert_eq!(WorkerKind::resolve("egg:gunicorn#sync", 1), Ok(WorkerKind::Sync));
-        let e = WorkerKind::resolve("sync", 4).unwrap_err();
-        assert!(e.contains("gthread") && e.contains("not available yet"), "{e}");
+        assert_eq!(WorkerKind::resolve("sync", 4), Ok(WorkerKind::Gthread));
+        assert_eq!(WorkerKind::resolve("gthread", 1), Ok(WorkerKind::Gthread));
         let e = WorkerKind::resolve("uvicorn.workers.UvicornWorker", 1).unwrap_err();
         assert!(e.contains("asgi") && e.contains("not available yet"), "{e}");
         let e = WorkerKind::resolve("mypkg.MyWorker", 1).unwrap_err();

@@ -4,7 +4,9 @@
 
 pub mod access;
 pub mod conn;
+pub mod gthread;
 pub mod kind;
+pub mod request;
 pub mod signals;
 pub mod sync;
 
@@ -98,6 +100,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
     let policy = http_policy(&ctx.settings).map_err(pyo3::exceptions::PyValueError::new_err)?;
     let served = match ctx.kind {
         WorkerKind::Sync => sync::serve(py, ctx, app, policy, wakeup),
+        WorkerKind::Gthread => gthread::serve(py, ctx, app, policy, wakeup),
         other => Err(pyo3::exceptions::PyRuntimeError::new_err(format!("worker class {other} is not available"))),
     };
     match served {

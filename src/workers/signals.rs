@@ -8,9 +8,15 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static ALIVE: AtomicBool = AtomicBool::new(true);
+/// QUIT, INT or ABRT: stop now, not after the requests in progress.
+static FAST: AtomicBool = AtomicBool::new(false);
 
 pub fn alive() -> bool {
     ALIVE.load(Ordering::Relaxed)
+}
+
+pub fn fast_exit() -> bool {
+    FAST.load(Ordering::Relaxed)
 }
 
 /// Stop after the current request (TERM, max-requests, parent gone).
@@ -26,6 +32,7 @@ fn handle_exit(_sig: i32, _frame: &Bound<'_, PyAny>) {
 #[pyfunction]
 fn handle_quit(py: Python<'_>, _sig: i32, _frame: &Bound<'_, PyAny>) -> PyResult<()> {
     stop();
+    FAST.store(true, Ordering::Relaxed);
     crate::hooks::worker_int(py)?;
     py.import("time")?.call_method1("sleep", (0.1,))?;
     Err(pyo3::exceptions::PySystemExit::new_err(0))
@@ -34,6 +41,7 @@ fn handle_quit(py: Python<'_>, _sig: i32, _frame: &Bound<'_, PyAny>) -> PyResult
 #[pyfunction]
 fn handle_abort(py: Python<'_>, _sig: i32, _frame: &Bound<'_, PyAny>) -> PyResult<()> {
     stop();
+    FAST.store(true, Ordering::Relaxed);
     crate::hooks::worker_abort(py)?;
     Err(pyo3::exceptions::PySystemExit::new_err(1))
 }

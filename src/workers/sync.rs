@@ -3,24 +3,21 @@
 //! heartbeat at least every timeout/2 while idle. The GIL is held only to
 //! run the app and its I/O callbacks.
 
-use super::conn::{self, read_head, ConnError, Incoming, Lingerer, ReadBuf, SocketBody, SocketSink};
+use super::conn::{read_head, ConnError, Incoming, Lingerer, ReadBuf, SocketBody, SocketSink};
+use super::request::{log_socket_error, reject, Exchange, Runner};
 use super::{signals, WorkerCtx};
 use crate::http::body::BodyDecoder;
 use crate::http::date::DateCache;
-use crate::http::error::{ErrorResponse, HttpError};
+use crate::http::error::HttpError;
 use crate::http::policy::HttpPolicy;
-use crate::http::response::RequestInfo;
 use crate::net::listener::Listener;
 use crate::net::proxy_protocol::ProxyMode;
 use crate::net::stream::{Peer, Stream};
-use crate::wsgi::call::{self, Failure};
-use crate::wsgi::environ::{EnvironBuilder, EnvironError, RequestView, TemplateOptions};
-use crate::wsgi::input::InputStream;
-use crate::wsgi::response::WsgiResponse;
+use crate::wsgi::environ::{EnvironBuilder, TemplateOptions};
 use pyo3::prelude::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy, wakeup: signals::Wakeup) -> PyResult<()> {
     let mut worker = SyncWorker::new(py, ctx, app, policy)?;
@@ -87,12 +84,9 @@ pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy
 
 struct SyncWorker<'a> {
     ctx: &'a WorkerCtx,
-    app: Py<PyAny>,
+    runner: Runner,
     policy: HttpPolicy,
     proxy_mode: ProxyMode,
-    environ: EnvironBuilder,
-    request_log: super::access::RequestLog,
-    request_hooks: Option<crate::hooks::RequestHooks>,
     date: DateCache,
     served: u64,
 }
@@ -103,11 +97,9 @@ impl<'a> SyncWorker<'a> {
             py,
             TemplateOptions { multithread: false, multiprocess: ctx.settings.workers > 1 },
         )?;
-        let request_log =
-            super::access::RequestLog::new(&ctx.settings).map_err(pyo3::exceptions::PyValueError::new_err)?;
-        let request_hooks = crate::hooks::RequestHooks::for_this_worker(py);
         let proxy_mode = policy.proxy_protocol;
-        Ok(SyncWorker { ctx, app, policy, proxy_mode, environ, request_log, request_hooks, date: DateCache::new(), served: 0 })
+        let runner = Runner::new(py, app, environ, &ctx.settings)?;
+        Ok(SyncWorker { ctx, runner, policy, proxy_mode, date: DateCache::new(), served: 0 })
     }
 
     fn handle(
@@ -154,119 +146,25 @@ impl<'a> SyncWorker<'a> {
         buf: ReadBuf,
     ) -> PyResult<()> {
         let Incoming { head, proxy } = incoming;
-        let (hook_req, pre_request) = match &self.request_hooks {
-            Some(h) => h.pre_request(py, &head, peer),
-            None => (None, Ok(())),
-        };
-        let started = Instant::now();
         self.served += 1;
         self.ctx.slot.requests.fetch_add(1, Ordering::Relaxed);
         if self.served >= self.ctx.max_requests {
             crate::log::info!("Autorestarting worker after current request.");
             signals::stop();
         }
-        if head.expect_continue {
-            if let Err(e) = conn::write_all(py, stream, &[b"HTTP/1.1 100 Continue\r\n\r\n"]) {
-                return match e {
-                    ConnError::Interrupted(e) => Err(e),
-                    _ => Ok(()),
-                };
-            }
-        }
         let decoder = BodyDecoder::new(&head.body, &self.policy);
-        let input = Bound::new(py, InputStream::new(Box::new(SocketBody::new(stream.clone(), buf, decoder))))?;
-        let info = RequestInfo { method_is_head: head.method == "HEAD", version: head.version, should_close: head.should_close() };
-        let sink = Box::new(SocketSink::new(stream.clone(), self.ctx.settings.sendfile));
-        // Gunicorn's sync worker closes every connection after one response.
-        let response = Bound::new(py, WsgiResponse::new(info, true, sink, self.date.get()))?;
-        let early_hints = response.getattr(pyo3::intern!(py, "early_hints"))?;
-        let view = RequestView { head: &head, peer, proxy: proxy.as_ref(), listener: &listener.address };
-        let environ = match self.environ.build(py, &view, input.as_any(), &early_hints) {
-            Ok(env) => env,
-            Err(EnvironError::Http(e)) => {
-                reject(py, stream, peer, &e);
-                return Ok(());
-            }
-            Err(EnvironError::Py(e)) => return Err(e),
-        };
-        let app = self.app.bind(py).clone();
-        let outcome = match pre_request {
-            Ok(()) => call::run(py, &app, &environ, &response, &input),
-            Err(err) => Err(Failure::App { err, headers_sent: false }),
-        };
-        let mut error_status: Option<ErrorResponse> = None;
-        match outcome {
-            Ok(()) => {}
-            Err(Failure::Body(HttpError::NoMoreData)) => {
-                crate::log::debug!("Ignored premature client disconnection. No more data after: b''");
-            }
-            Err(Failure::Body(e)) => {
-                if !response.borrow().lock().headers_sent() {
-                    error_status = e.response();
-                    reject(py, stream, peer, &e);
-                } else {
-                    crate::log::warning!("Invalid request from ip={}: {e}", ip_text(peer));
-                }
-            }
-            Err(Failure::ClientGone) => crate::log::debug!("Ignoring EPIPE"),
-            Err(Failure::App { err, headers_sent }) => {
-                let tb = crate::python::format_exception(py, &err);
-                if headers_sent {
-                    crate::log::exception!("Error handling request\n{tb}");
-                } else {
-                    crate::log::exception!("Error handling request {} {}\n{tb}", head.method, head.uri);
-                    error_status = Some(internal_error());
-                    send_error(py, stream, error_status.as_ref());
-                }
-            }
-        }
-        let done = super::access::Finished {
-            environ: &environ,
+        let exchange = Exchange {
             head: &head,
             peer,
-            response: &response,
-            error: error_status.as_ref(),
-            elapsed: started.elapsed(),
+            proxy: proxy.as_ref(),
+            listener: &listener.address,
+            stream,
+            source: Box::new(SocketBody::new(stream.clone(), buf, decoder)),
+            sink: Box::new(SocketSink::new(stream.clone(), self.ctx.settings.sendfile)),
+            // Gunicorn's sync worker closes every connection after one response.
+            must_close: true,
+            date: self.date.get(),
         };
-        self.request_log.record(py, &done);
-        if let Some(h) = &self.request_hooks {
-            h.post_request(py, hook_req.as_ref(), &environ, &response);
-        }
-        Ok(())
-    }
-}
-
-fn internal_error() -> ErrorResponse {
-    ErrorResponse { status: 500, reason: "Internal Server Error", message: String::new() }
-}
-
-fn send_error(py: Python<'_>, stream: &Stream, error: Option<&ErrorResponse>) {
-    if let Some(e) = error {
-        if conn::write_all(py, stream, &[&e.to_bytes()]).is_err() {
-            crate::log::debug!("Failed to send error message.");
-        }
-    }
-}
-
-fn ip_text(peer: Peer) -> String {
-    match peer.ip() {
-        Some(ip) => ip.to_string(),
-        None => String::new(),
-    }
-}
-
-/// A request refused before (or instead of) the app: Gunicorn's warning
-/// and its error page.
-fn reject(py: Python<'_>, stream: &Stream, peer: Peer, e: &HttpError) {
-    crate::log::warning!("Invalid request from ip={}: {e}", ip_text(peer));
-    send_error(py, stream, e.response().as_ref());
-}
-
-fn log_socket_error(e: &std::io::Error) {
-    match e.raw_os_error() {
-        Some(libc::ECONNRESET) => crate::log::debug!("Ignoring connection reset"),
-        Some(libc::ENOTCONN) => crate::log::debug!("Ignoring socket not connected"),
-        Some(libc::EPIPE) => crate::log::debug!("Ignoring EPIPE"),
-        _ => crate::log::error!("Socket error processing request.\n{e}"),
+        self.runner.serve(py, exchange).map(|_| ())
     }
 }

@@ -34,19 +34,27 @@ impl BodyError {
 }
 
 /// Where decoded body bytes come from.
-pub trait BodySource: Send {
+pub trait BodySource: Send + 'static {
     /// Appends the next decoded bytes to `out` (about `want`, possibly more)
     /// and returns false once the body has ended and nothing was added.
     /// Called with the GIL held; blocking implementations release it to wait.
     fn fill(&mut self, py: Python<'_>, out: &mut Vec<u8>, want: usize) -> Result<bool, BodyError>;
+
+    /// For a worker taking its source back after the request (to reuse the
+    /// connection's buffered bytes).
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
 }
 
-/// A source for requests without a body.
+/// A source for requests without a body, and what a taken source leaves.
 pub struct EmptyBody;
 
 impl BodySource for EmptyBody {
     fn fill(&mut self, _: Python<'_>, _: &mut Vec<u8>, _: usize) -> Result<bool, BodyError> {
         Ok(false)
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
     }
 }
 
@@ -156,6 +164,16 @@ impl InputStream {
         self.lock().failure.clone()
     }
 
+    /// Takes the source back after the request; the object (which the app
+    /// may still hold) then reads as an ended body.
+    pub fn take_source(&self) -> Box<dyn BodySource> {
+        let mut core = self.lock();
+        core.ended = true;
+        core.buf.clear();
+        core.pos = 0;
+        std::mem::replace(&mut core.source, Box::new(EmptyBody))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
         match self.core.lock() {
             Ok(g) => g,
@@ -234,6 +252,10 @@ mod tests {
             }
             out.extend_from_slice(&self.0.remove(0));
             Ok(true)
+        }
+
+        fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+            self
         }
     }
 

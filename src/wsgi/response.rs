@@ -31,14 +31,43 @@ impl SinkError {
 }
 
 /// Where response bytes go.
-pub trait Sink: Send {
-    /// Writes all of `bufs`, in order. Called with the GIL held; blocking
-    /// implementations release it only to wait.
+pub trait Sink: Send + 'static {
+    /// Writes all of `bufs`, in order, before returning (PEP 3333: a block
+    /// the app produced must not wait for the next one). Called with the
+    /// GIL held; blocking implementations release it only to wait.
     fn write_all(&mut self, py: Python<'_>, bufs: &[&[u8]]) -> Result<(), SinkError>;
+    /// The response's last bytes: the app is done, so a sink may keep what
+    /// the client is not ready for and send it later without the thread.
+    fn write_final(&mut self, py: Python<'_>, bufs: &[&[u8]]) -> Result<(), SinkError> {
+        self.write_all(py, bufs)
+    }
+    /// For a worker taking its sink back after the request.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
     /// Whether `sendfile` can be used (plain sockets, sendfile not disabled).
     fn can_sendfile(&self) -> bool;
     /// Sends `count` bytes of `fd` from `offset` with sendfile(2).
     fn sendfile(&mut self, py: Python<'_>, fd: i32, offset: u64, count: u64) -> Result<(), SinkError>;
+}
+
+/// What a response writes to once its worker has taken the real sink back.
+struct ClosedSink;
+
+impl Sink for ClosedSink {
+    fn write_all(&mut self, _: Python<'_>, _: &[&[u8]]) -> Result<(), SinkError> {
+        Err(SinkError::Io(std::io::Error::new(std::io::ErrorKind::NotConnected, "the response is over")))
+    }
+
+    fn can_sendfile(&self) -> bool {
+        false
+    }
+
+    fn sendfile(&mut self, py: Python<'_>, _: i32, _: u64, _: u64) -> Result<(), SinkError> {
+        self.write_all(py, &[])
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
 }
 
 /// Bodies larger than this are written from the Python bytes object itself
@@ -138,7 +167,18 @@ impl Core {
         if let Some(state) = self.state.as_mut() {
             state.finish(&mut self.pending);
         }
-        self.flush(py)
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.sink.write_final(py, &[&self.pending]);
+        self.pending.clear();
+        self.check(result)
+    }
+
+    /// Takes the sink back after the request; later writes from the app
+    /// (which may still hold `write`) fail.
+    pub fn take_sink(&mut self) -> Box<dyn Sink> {
+        std::mem::replace(&mut self.sink, Box::new(ClosedSink))
     }
 
     pub fn can_sendfile(&self) -> bool {

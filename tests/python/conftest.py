@@ -69,6 +69,58 @@ def read_all(sock):
         out += chunk
 
 
+def response_end(buf, head_request=False):
+    """Where the first complete HTTP response in `buf` ends, or None (also
+    for a close-delimited body, which only the close ends)."""
+    head, sep, rest = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    if 100 <= status < 200:
+        after = response_end(rest, head_request)
+        return None if after is None else len(head) + 4 + after
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.strip().lower()] = v.strip()
+    start = len(head) + 4
+    if head_request or status in (204, 304):
+        return start
+    if b"content-length" in headers:
+        n = int(headers[b"content-length"])
+        return start + n if len(rest) >= n else None
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        pos = 0
+        while True:
+            line_end = rest.find(b"\r\n", pos)
+            if line_end < 0:
+                return None
+            size = int(rest[pos:line_end].split(b";")[0], 16)
+            pos = line_end + 2
+            if size == 0:
+                trailer_end = rest.find(b"\r\n\r\n", pos - 2)
+                return None if trailer_end < 0 else start + trailer_end + 4
+            pos += size + 2
+            if pos > len(rest):
+                return None
+    return None
+
+
+def read_response(sock, head_request=False):
+    """One response: stops when it is complete, without waiting for a
+    kept-alive connection to close."""
+    out = b""
+    while True:
+        end = response_end(out, head_request)
+        if end is not None:
+            return out
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -173,23 +225,34 @@ class Server:
         finally:
             conn.close()
 
-    def raw(self, data, timeout=5, shut_write=False):
-        """Sends raw bytes; returns everything the server sends until it closes."""
+    def raw(self, data, timeout=5, shut_write=False, until_close=False):
+        """Sends raw bytes; returns the first response (with `until_close`,
+        everything the server sends until it closes)."""
         s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
         try:
             s.sendall(data)
             if shut_write:
                 s.shutdown(socket.SHUT_WR)
-            return read_all(s)
+            return read_all(s) if until_close else read_response(s, data.startswith(b"HEAD "))
         finally:
             s.close()
 
 
+@pytest.fixture(params=["sync", "gthread"])
+def worker_class(request):
+    """Test modules that `usefixtures("worker_class")` run every test under
+    each worker type; `server()` then passes `-k <worker_class>`."""
+    return request.param
+
+
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, request):
     started = []
+    worker = request.getfixturevalue("worker_class") if "worker_class" in request.fixturenames else None
 
     def start(*args, **kwargs):
+        if worker and "-k" not in args:
+            args = ("-k", worker) + tuple(args)
         s = Server(args, tmp_path, **kwargs)
         started.append(s)
         return s

@@ -4,8 +4,12 @@ import json
 import socket
 import time
 
+import pytest
+
 from conftest import read_all
 from test_wsgi import parse_response
+
+pytestmark = pytest.mark.usefixtures("worker_class")
 
 
 def test_50mb_upload_streams_without_buffering(server):

@@ -45,8 +45,7 @@ def test_unknown_worker_class_lists_the_valid_ones(tmp_path):
 
 
 def test_known_worker_classes_not_available_yet(tmp_path):
-    for args in (["-k", "gthread"], ["--threads", "4"], ["-k", "uvicorn.workers.UvicornWorker"],
-                 ["-k", "gevent"], ["-k", "asgi"]):
+    for args in (["-k", "uvicorn.workers.UvicornWorker"], ["-k", "gevent"], ["-k", "asgi"], ["-k", "tornado"]):
         r = run_ferrocorn(args + ["basic:hello"], tmp_path)
         assert r.returncode == 1, args
         assert "not available yet" in r.stderr, (args, r.stderr)

@@ -1,18 +1,24 @@
 """The vendored Gunicorn request corpus (tests/conformance, MIT) against
-`ferrocorn -k sync`, compared with what Gunicorn 27 answered."""
+`ferrocorn -k sync` and `-k gthread`, compared with what Gunicorn 27 answered."""
 
 import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import CONFORMANCE
 
 
-def test_sync_worker_matches_gunicorn():
+@pytest.mark.parametrize("worker,golden", [
+    ("-k sync", "expected-sync.json"),
+    ("-k gthread --threads 2", "expected-gthread.json"),  # pipelined cases get every answer
+])
+def test_worker_matches_gunicorn(worker, golden):
     cmd = [sys.executable, os.path.join(CONFORMANCE, "conformance.py"), "compare",
            "--cases", os.path.join(CONFORMANCE, "cases.json"),
-           "--golden", os.path.join(CONFORMANCE, "expected-sync.json"),
-           "--server", sys.executable + " -m ferrocorn -k sync -b 127.0.0.1:{port} {flags} echo_app:app"]
+           "--golden", os.path.join(CONFORMANCE, "expected-" + golden.split("-", 1)[1]),
+           "--server", sys.executable + " -m ferrocorn " + worker + " -b 127.0.0.1:{port} {flags} echo_app:app"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     summary = r.stdout.strip().splitlines()[-1]
     print(r.stdout)

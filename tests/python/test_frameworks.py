@@ -5,6 +5,8 @@ import uuid
 
 import pytest
 
+pytestmark = pytest.mark.usefixtures("worker_class")
+
 
 def multipart(fields, files):
     boundary = uuid.uuid4().hex

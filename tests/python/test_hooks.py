@@ -226,3 +226,29 @@ def test_default_pre_request_logs_at_debug(server):
     s = server("--log-level", "debug", "basic:hello")
     assert s.request(path="/dbg?q=1")[0] == 200
     wait_for(lambda: "[DEBUG] GET /dbg" in s.log(), what="the debug line")
+
+
+def test_request_and_worker_hooks_in_the_gthread_worker(server, tmp_path):
+    out = str(tmp_path / "gthread.jsonl")
+    (tmp_path / "gunicorn.conf.py").write_text(
+        "import json\n"
+        "def rec(*a):\n"
+        "    with open(%r, 'a') as f:\n"
+        "        f.write(json.dumps(a) + '\\n')\n"
+        "def post_fork(server, worker):\n    rec('post_fork', worker.pid)\n"
+        "def post_worker_init(worker):\n    rec('post_worker_init', worker.pid)\n"
+        "def pre_request(worker, req):\n    rec('pre_request', req.method, req.path)\n"
+        "def post_request(worker, req, environ, resp):\n    rec('post_request', req.path, resp.status_code)\n"
+        "def worker_exit(server, worker):\n    rec('worker_exit', worker.pid)\n" % out)
+    s = server("-k", "gthread", "--threads", "4", "basic:hello")
+    (worker,) = s.wait_workers(1)
+    for i in range(5):
+        assert s.request(path="/g%d" % i)[0] == 200
+    wait_for(lambda: len([e for e in read_events(out) if e[0] == "post_request"]) == 5, what="5 post_request")
+    s.signal(signal.SIGTERM)
+    assert s.wait_exit() == 0
+    events = read_events(out)
+    assert events[:2] == [["post_fork", worker], ["post_worker_init", worker]]
+    assert sorted(e[2] for e in events if e[0] == "pre_request") == ["/g%d" % i for i in range(5)]
+    assert sorted(e[1:3] for e in events if e[0] == "post_request") == [["/g%d" % i, 200] for i in range(5)]
+    assert events[-1] == ["worker_exit", worker]

@@ -164,8 +164,9 @@ def access_lines(server, tmp_path, extra):
     return s
 
 
-def test_access_lines_match_gunicorns_formatting(server, tmp_path):
-    rust = access_lines(server, tmp_path, ["--access-logfile", str(tmp_path / "rust.log")])
+@pytest.mark.parametrize("worker", [[], ["-k", "gthread", "--threads", "2"]], ids=["sync", "gthread"])
+def test_access_lines_match_gunicorns_formatting(server, tmp_path, worker):
+    rust = access_lines(server, tmp_path, ["--access-logfile", str(tmp_path / "rust.log")] + worker)
     wait_for(lambda: len((tmp_path / "rust.log").read_text().splitlines()) == len(REQUESTS), what="rust lines")
     rust.stop()
     # The same requests through Gunicorn's own Logger.access() code (ported
@@ -175,7 +176,7 @@ def test_access_lines_match_gunicorns_formatting(server, tmp_path):
               "handlers": {"f": {"class": "logging.FileHandler", "filename": str(tmp_path / "py.log")}},
               "root": {"handlers": ["f"], "level": "CRITICAL"}}
     (tmp_path / "gunicorn.conf.py").write_text("logconfig_dict = %r\n" % config)
-    access_lines(server, tmp_path, [])
+    access_lines(server, tmp_path, worker)
     wait_for(lambda: (tmp_path / "py.log").exists()
              and len((tmp_path / "py.log").read_text().splitlines()) == len(REQUESTS), what="python lines")
     assert (tmp_path / "rust.log").read_text() == (tmp_path / "py.log").read_text()
@@ -230,13 +231,14 @@ def drain(sock, until, timeout=10.0):
     return got
 
 
-def test_statsd_packets(server, tmp_path):
+@pytest.mark.parametrize("worker", [[], ["-k", "gthread", "--threads", "2"]], ids=["sync", "gthread"])
+def test_statsd_packets(server, tmp_path, worker):
     sock = udp_listener()
     port = sock.getsockname()[1]
     (tmp_path / "gunicorn.conf.py").write_text(
         "def when_ready(server):\n    server.log.warning('from a hook')\n")
     s = server("--statsd-host", "127.0.0.1:%d" % port, "--statsd-prefix", "web", "--dogstatsd-tags",
-               "env:test,team:x", "basic:boom")
+               "env:test,team:x", "basic:boom", *worker)
     s.request()  # a 500 from the app
     got = drain(sock, lambda g: any(b"request.status.500" in p for p in g))
     text = [p.decode() for p in got]

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import read_all
 
+pytestmark = pytest.mark.usefixtures("worker_class")
+
 
 def parse_response(raw):
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -21,12 +23,13 @@ def parse_response(raw):
     return status, headers, body
 
 
-def test_demo_app(server):
+def test_demo_app(server, worker_class):
     s = server("ferrocorn.demo:app")
     status, headers, body = s.request()
     assert status == 200 and body == b"Hello, world!\n"
     assert headers["server"] == "ferrocorn"
-    assert headers["connection"] == "close"
+    # sync closes after every response, gthread keeps HTTP/1.1 alive
+    assert headers["connection"] == ("close" if worker_class == "sync" else "keep-alive")
     assert "date" in headers
 
 
@@ -49,7 +52,7 @@ def test_environ(server):
     assert env["HTTP_HOST"] == "127.0.0.1:%d" % s.port
     assert env["wsgi.url_scheme"] == "http"
     assert env["wsgi.version"] == [1, 0]
-    assert env["wsgi.multithread"] is False
+    assert env["wsgi.multithread"] is (s.proc.args.count("gthread") > 0)
     assert env["wsgi.multiprocess"] is False
     assert env["wsgi.run_once"] is False
     assert env["wsgi.input_terminated"] is True

@@ -209,3 +209,9 @@ class Holder:
 holder = Holder()
 not_callable = 42
 nothing = None
+
+
+def big_body(environ, start_response):
+    body = b"z" * 200_000
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]

@@ -1,0 +1,296 @@
+//! One client connection of the gthread worker and the request state
+//! machine both the engine and the Python threads drive: the engine reads
+//! and calls [`Conn::advance`] until a request is ready; a thread that just
+//! answered a request calls it again to find a pipelined one.
+
+use crate::http::body::{BodyDecoder, Decoded};
+use crate::http::error::HttpError;
+use crate::http::policy::HttpPolicy;
+use crate::http::request::{BodyFraming, HeadParser, Parsed, RequestHead};
+use crate::net::proxy_protocol::{parse_proxy_header, ProxyInfo, ProxyMode};
+use crate::net::stream::{Peer, Stream};
+use crate::workers::conn::ReadBuf;
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A request body is read by the engine up to this much before a thread is
+/// given the request, so that a slow upload of a typical form or JSON body
+/// never holds a Python thread. Larger bodies stream to the app from there.
+pub const PREBUFFER: usize = 64 * 1024;
+/// One read's worth for heads and bodies.
+const READ_SIZE: usize = 16 * 1024;
+/// Gunicorn drains at most this much of a body the app left unread before
+/// reusing a connection.
+pub const DRAIN_MAX: usize = 64 * 1024;
+/// And lingers at most this much after a response (close_graceful).
+pub const LINGER_MAX: usize = 64 * 1024;
+
+/// A complete request head and what the engine read of its body.
+pub struct Pending {
+    pub head: RequestHead,
+    pub decoder: BodyDecoder,
+    pub body: Vec<u8>,
+    /// A framing error met while prebuffering: raised when the app reads
+    /// past `body`, as Gunicorn raises it from `wsgi.input.read()`.
+    pub error: Option<HttpError>,
+}
+
+/// What to do once pending output has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    KeepAlive,
+    Linger,
+}
+
+pub enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Head complete; prebuffering the body.
+    Body(Box<Pending>),
+    /// Writing `out`, then `After`.
+    Flush(After),
+    /// Discarding what the app left unread of the last body, then reuse.
+    Drain { decoder: Box<BodyDecoder>, drained: usize },
+    /// Write side shut; reading until the client closes (close_graceful).
+    Linger { drained: usize },
+    /// To be closed now.
+    Close,
+}
+
+pub enum Step {
+    /// A request for a thread.
+    Dispatch(Box<Pending>),
+    NeedRead,
+    /// A request the engine must refuse itself (400, 414, 431, 501, 417...).
+    Reject(HttpError),
+    /// Nothing more will come: close without an answer.
+    Done,
+}
+
+pub struct Conn {
+    pub stream: Arc<Stream>,
+    pub peer: Peer,
+    /// Index of the listener it came from (SERVER_NAME/SERVER_PORT).
+    pub listener: usize,
+    pub token: u64,
+    pub buf: ReadBuf,
+    parser: HeadParser,
+    proxy_pending: bool,
+    /// From the PROXY header; it only applies to the first request.
+    pub proxy: Option<ProxyInfo>,
+    pub requests: u64,
+    pub phase: Phase,
+    pub out: Vec<u8>,
+    pub out_pos: usize,
+    /// When the engine closes it if nothing happens (idle keep-alive,
+    /// drain and linger time limits).
+    pub deadline: Option<Instant>,
+    /// The peer shut its write side: no more request bytes will come.
+    pub eof: bool,
+}
+
+impl Conn {
+    pub fn new(stream: Stream, peer: Peer, listener: usize, token: u64, proxy: ProxyMode) -> Conn {
+        Conn {
+            stream: Arc::new(stream),
+            peer,
+            listener,
+            token,
+            buf: ReadBuf::default(),
+            parser: HeadParser::new(),
+            proxy_pending: proxy != ProxyMode::Off,
+            proxy: None,
+            requests: 0,
+            phase: Phase::Head,
+            out: Vec::new(),
+            out_pos: 0,
+            deadline: None,
+            eof: false,
+        }
+    }
+
+    pub fn fd(&self) -> i32 {
+        self.stream.fd()
+    }
+
+    /// The engine slot this connection lives in.
+    pub fn slot(&self) -> usize {
+        (self.token & 0xffff_ffff) as usize
+    }
+
+    /// Idle: waiting for a new request with nothing of it buffered.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head) && self.buf.unread().is_empty()
+    }
+
+    /// One non-blocking read; Ok(0) when the peer closed.
+    pub fn read(&mut self, max: usize) -> io::Result<usize> {
+        let buf = &mut self.buf;
+        buf.compact();
+        let len = buf.data.len();
+        buf.data.reserve(max);
+        let spare = buf.data.spare_capacity_mut();
+        let want = spare.len().min(max.max(READ_SIZE));
+        // SAFETY: recv writes at most `want` bytes into the spare capacity,
+        // and only the bytes it wrote are exposed by set_len.
+        let n = unsafe { libc::recv(self.stream.fd(), spare.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: see above.
+        unsafe { buf.data.set_len(len + n as usize) };
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n as usize)
+    }
+
+    /// How much the next read should ask for.
+    pub fn read_size(&self) -> usize {
+        match &self.phase {
+            Phase::Body(p) => p.decoder.remaining_hint().map_or(READ_SIZE, |h| (h as usize).clamp(READ_SIZE, PREBUFFER)),
+            _ => READ_SIZE,
+        }
+    }
+
+    /// Moves the request state forward with what is buffered.
+    pub fn advance(&mut self, policy: &HttpPolicy) -> Step {
+        loop {
+            match std::mem::replace(&mut self.phase, Phase::Head) {
+                Phase::Head => {
+                    if self.buf.unread().is_empty() {
+                        return if self.eof { Step::Done } else { Step::NeedRead };
+                    }
+                    if self.proxy_pending {
+                        match parse_proxy_header(self.buf.unread(), policy.proxy_protocol, self.peer.ip(), &policy.proxy_allow) {
+                            Ok(Parsed::Complete(info, n)) => {
+                                self.buf.consume(n);
+                                self.proxy_pending = false;
+                                if info.is_some() && self.buf.unread().is_empty() {
+                                    // Gunicorn then starts the request with no
+                                    // bytes in hand: a CRLF is an empty line.
+                                    self.parser = HeadParser::without_leading_crlf();
+                                }
+                                self.proxy = info;
+                                continue;
+                            }
+                            Ok(Parsed::Partial) => return self.partial(),
+                            Err(e) => return Step::Reject(e),
+                        }
+                    }
+                    match self.parser.parse(self.buf.unread(), policy, self.peer.ip()) {
+                        Ok(Parsed::Complete(head, n)) => {
+                            self.buf.consume(n);
+                            self.parser = HeadParser::new();
+                            let decoder = BodyDecoder::new(&head.body, policy);
+                            let immediate = head.expect_continue || matches!(head.body, BodyFraming::Empty | BodyFraming::Length(0));
+                            let pending = Box::new(Pending { head, decoder, body: Vec::new(), error: None });
+                            if immediate {
+                                // A client that asked for 100-continue waits
+                                // for it before sending the body.
+                                return Step::Dispatch(pending);
+                            }
+                            self.phase = Phase::Body(pending);
+                        }
+                        Ok(Parsed::Partial) => return self.partial(),
+                        Err(e) => return Step::Reject(e),
+                    }
+                }
+                Phase::Body(mut p) => loop {
+                    if p.body.len() >= PREBUFFER {
+                        return Step::Dispatch(p);
+                    }
+                    match p.decoder.decode(self.buf.unread()) {
+                        Ok((n, Decoded::Data(d))) => {
+                            p.body.extend_from_slice(d);
+                            self.buf.consume(n);
+                        }
+                        Ok((n, Decoded::Done)) => {
+                            self.buf.consume(n);
+                            return Step::Dispatch(p);
+                        }
+                        Ok((n, Decoded::NeedMore)) => {
+                            self.buf.consume(n);
+                            if self.eof {
+                                if let Err(e) = p.decoder.at_eof() {
+                                    p.error = Some(e);
+                                }
+                                return Step::Dispatch(p);
+                            }
+                            self.phase = Phase::Body(p);
+                            return Step::NeedRead;
+                        }
+                        Err(e) => {
+                            p.error = Some(e);
+                            return Step::Dispatch(p);
+                        }
+                    }
+                },
+                other => {
+                    self.phase = other;
+                    return Step::NeedRead;
+                }
+            }
+        }
+    }
+
+    /// A head or PROXY header still incomplete: wait, unless the peer is gone.
+    fn partial(&mut self) -> Step {
+        self.phase = Phase::Head;
+        if self.eof {
+            // Gunicorn: NoMoreData, no answer.
+            Step::Done
+        } else {
+            Step::NeedRead
+        }
+    }
+
+    /// Discards buffered body bytes the app did not read; true once the
+    /// body is complete.
+    pub fn discard_body(&mut self, decoder: &mut BodyDecoder, drained: &mut usize) -> Result<bool, HttpError> {
+        loop {
+            match decoder.decode(self.buf.unread())? {
+                (n, Decoded::Data(d)) => {
+                    *drained += d.len();
+                    self.buf.consume(n);
+                }
+                (n, Decoded::Done) => {
+                    self.buf.consume(n);
+                    return Ok(true);
+                }
+                (n, Decoded::NeedMore) => {
+                    self.buf.consume(n);
+                    if self.eof {
+                        decoder.at_eof()?;
+                        return Ok(decoder.is_done());
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// Writes pending output without blocking; true when all has left.
+    pub fn flush_out(&mut self) -> io::Result<bool> {
+        while self.out_pos < self.out.len() {
+            match self.stream.send_nonblocking(&[io::IoSlice::new(&self.out[self.out_pos..])]) {
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out = Vec::new();
+        self.out_pos = 0;
+        Ok(true)
+    }
+
+    /// Frees buffer memory while the connection waits for a new request:
+    /// an idle keep-alive connection costs only this struct.
+    pub fn release_buffers(&mut self) {
+        if self.buf.unread().is_empty() {
+            self.buf = ReadBuf::default();
+        }
+    }
+}

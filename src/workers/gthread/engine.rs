@@ -1,0 +1,497 @@
+//! The gthread worker's engine: one epoll instance owns every connection.
+//! It accepts (up to `--worker-connections`), reads and validates request
+//! heads, prebuffers bodies, produces complete requests, sends what finished
+//! responses left, drains, lingers, enforces keep-alive timeouts and beats
+//! the heartbeat. It is turned by the worker's main thread, or by the
+//! substitute thread while the main thread is busy in a slow request (see
+//! `mod.rs`), one turn (one epoll wait) at a time.
+
+use super::conn::{After, Conn, Phase, Step, DRAIN_MAX, LINGER_MAX};
+use super::exec::{reject, start_linger};
+use super::{Job, Shared};
+use crate::net::epoll::{Event, HANGUP, ONESHOT, READABLE, WRITABLE};
+use crate::workers::signals;
+use pyo3::prelude::*;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const WAKE: u64 = u64::MAX;
+const SIGNALS: u64 = u64::MAX - 1;
+/// Listener i has token LISTENERS - i.
+const LISTENERS: u64 = u64::MAX - 2;
+/// Gunicorn keeps kept-alive connections this long when the worker stops,
+/// so a request already on its way is answered (with Connection: close).
+const STOP_KEEPALIVE_LINGER: Duration = Duration::from_secs(2);
+/// A new connection has this long plus the keep-alive time to send
+/// something (Gunicorn's worker data timeout before it parks it).
+const FIRST_DATA: Duration = Duration::from_secs(5);
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const TIMER_EVERY: Duration = Duration::from_millis(200);
+
+struct Slot {
+    generation: u32,
+    /// None while a Python thread has the connection, or when free.
+    conn: Option<Box<Conn>>,
+    used: bool,
+    /// The connection counts toward Gunicorn's keep-alive limit.
+    idle: bool,
+}
+
+/// Who turns the engine: the main thread can run Python signal handlers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Main,
+    Substitute,
+}
+
+pub enum Turn {
+    Continue,
+    /// The worker is done (graceful stop complete, or a fast exit).
+    Finished,
+}
+
+pub struct Engine {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    max_conns: usize,
+    accepting: bool,
+    keepalive: Duration,
+    beat_every: Duration,
+    signal_fd: i32,
+    stop: Option<Stop>,
+    next_timers: Instant,
+    events: Vec<Event>,
+}
+
+#[derive(Clone, Copy)]
+enum Stop {
+    Graceful { deadline: Instant },
+}
+
+fn token(index: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
+impl Engine {
+    pub fn new(shared: &Shared, signal_fd: i32) -> io::Result<Engine> {
+        shared.epoll.add(shared.wake.fd(), READABLE, WAKE)?;
+        shared.epoll.add(signal_fd, READABLE, SIGNALS)?;
+        let s = &shared.settings;
+        let beat_every = match s.timeout {
+            0 => Duration::from_millis(500),
+            t => Duration::from_millis(t as u64 * 500),
+        };
+        let mut engine = Engine {
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            max_conns: s.worker_connections.max(1) as usize,
+            accepting: false,
+            keepalive: Duration::from_secs(s.keepalive.max(0) as u64),
+            beat_every,
+            signal_fd,
+            stop: None,
+            next_timers: Instant::now() + TIMER_EVERY,
+            events: Vec::with_capacity(256),
+        };
+        engine.set_accepting(shared, true)?;
+        Ok(engine)
+    }
+
+    fn set_accepting(&mut self, shared: &Shared, on: bool) -> io::Result<()> {
+        if on == self.accepting {
+            return Ok(());
+        }
+        for (i, l) in shared.listeners.iter().enumerate() {
+            if on {
+                // EPOLLEXCLUSIVE: a new connection wakes one worker, not all.
+                shared.epoll.add(l.fd(), READABLE | libc::EPOLLEXCLUSIVE as u32, LISTENERS - i as u64)?;
+            } else {
+                shared.epoll.delete(l.fd())?;
+            }
+        }
+        self.accepting = on;
+        Ok(())
+    }
+
+    /// One turn: waits for events (at most until the next timer or
+    /// heartbeat), handles them and leaves complete requests in `jobs`.
+    /// Err when a signal handler raised (QUIT, INT, ABRT: a fast exit).
+    /// `max_wait` caps how long to wait for events (zero: requests are
+    /// already waiting to be run).
+    pub fn turn(&mut self, shared: &Shared, mode: Mode, jobs: &mut Vec<Job>, max_wait: Option<Duration>) -> PyResult<Turn> {
+        shared.slot.beat();
+        // Connections threads re-armed come back without a wake: settle them
+        // (keep-alive deadlines) on every turn.
+        self.take_returned(shared, jobs);
+        let mut wait = self.next_timers.saturating_duration_since(Instant::now()).min(self.beat_every);
+        if let Some(cap) = max_wait {
+            wait = wait.min(cap);
+        }
+        let mut events = std::mem::take(&mut self.events);
+        let waited = shared.epoll.wait(&mut events, Some(wait));
+        let mut result = waited.map(|_| ()).map_err(PyErr::from);
+        for ev in events.iter() {
+            if result.is_err() {
+                break;
+            }
+            let (tok, flags) = (ev.u64, ev.events);
+            match tok {
+                WAKE => self.take_returned(shared, jobs),
+                SIGNALS => result = self.signals(mode),
+                t if t > LISTENERS - shared.listeners.len() as u64 && t <= LISTENERS => {
+                    self.accept(shared, (LISTENERS - t) as usize)
+                }
+                t => self.on_event(shared, t, flags, jobs),
+            }
+        }
+        self.events = events;
+        result?;
+        if signals::fast_exit() {
+            self.close_all(shared);
+            return Ok(Turn::Finished);
+        }
+        if Instant::now() >= self.next_timers {
+            self.expire(shared, Instant::now());
+            self.next_timers = Instant::now() + TIMER_EVERY;
+        }
+        if self.stop.is_none() && (!signals::alive() || shared.draining.load(Ordering::SeqCst)) {
+            self.begin_stop(shared);
+        }
+        // SAFETY: getppid cannot fail.
+        if self.stop.is_none() && shared.ppid != unsafe { libc::getppid() } {
+            crate::log::info!("Parent changed, shutting down: <Worker {}>", std::process::id());
+            self.begin_stop(shared);
+        }
+        match self.stop {
+            Some(Stop::Graceful { deadline }) => {
+                if self.live == 0 || Instant::now() >= deadline {
+                    self.close_all(shared);
+                    return Ok(Turn::Finished);
+                }
+            }
+            None => {
+                let room = self.live < self.max_conns;
+                if self.accepting != room {
+                    self.set_accepting(shared, room).map_err(PyErr::from)?;
+                }
+            }
+        }
+        Ok(Turn::Continue)
+    }
+
+    /// The wakeup pipe says a signal arrived. The main thread runs the
+    /// Python handlers; a substitute leaves them to the main thread, whose
+    /// interpreter runs them in the app code it is busy with.
+    fn signals(&mut self, mode: Mode) -> PyResult<()> {
+        let mut buf = [0u8; 64];
+        // SAFETY: non-blocking reads of the wakeup pipe into a local buffer.
+        while unsafe { libc::read(self.signal_fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        match mode {
+            Mode::Main => Python::attach(|py| py.check_signals()),
+            Mode::Substitute => Ok(()),
+        }
+    }
+
+    /// TERM, max-requests, parent gone: stop accepting, let requests in
+    /// progress finish (answered with Connection: close), keep idle
+    /// connections a short while for requests already on their way.
+    fn begin_stop(&mut self, shared: &Shared) {
+        shared.draining.store(true, Ordering::SeqCst);
+        let _ = self.set_accepting(shared, false);
+        let cap = Instant::now() + STOP_KEEPALIVE_LINGER;
+        for slot in &mut self.slots {
+            if let Some(conn) = slot.conn.as_mut() {
+                if conn.is_idle() {
+                    conn.deadline = Some(conn.deadline.map_or(cap, |d| d.min(cap)));
+                }
+            }
+        }
+        let grace = Duration::from_secs(shared.settings.graceful_timeout.max(0) as u64);
+        self.stop = Some(Stop::Graceful { deadline: Instant::now() + grace });
+    }
+
+    fn accept(&mut self, shared: &Shared, index: usize) {
+        let listener = &shared.listeners[index];
+        while self.live < self.max_conns {
+            match listener.accept() {
+                Ok(Some((stream, peer))) => {
+                    let slot = self.alloc();
+                    let generation = self.slots[slot as usize].generation;
+                    let tok = token(slot, generation);
+                    let mut conn = Conn::new(stream, peer, index, tok, shared.policy.proxy_protocol);
+                    conn.deadline = Some(Instant::now() + FIRST_DATA + self.keepalive);
+                    if shared.epoll.add(conn.fd(), READABLE | ONESHOT, tok).is_err() {
+                        self.release(shared, slot);
+                        continue;
+                    }
+                    self.live += 1;
+                    self.slots[slot as usize].conn = Some(Box::new(conn));
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    crate::log::error!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn alloc(&mut self) -> u32 {
+        if let Some(i) = self.free.pop() {
+            self.slots[i as usize].used = true;
+            return i;
+        }
+        self.slots.push(Slot { generation: 0, conn: None, used: true, idle: false });
+        (self.slots.len() - 1) as u32
+    }
+
+    fn release(&mut self, shared: &Shared, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        slot.used = false;
+        slot.conn = None;
+        slot.generation = slot.generation.wrapping_add(1);
+        if slot.idle {
+            slot.idle = false;
+            shared.idle.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.free.push(index);
+    }
+
+    fn lookup(&mut self, shared: &Shared, tok: u64) -> Option<(u32, Box<Conn>)> {
+        let index = (tok & 0xffff_ffff) as u32;
+        let generation = (tok >> 32) as u32;
+        let slot = self.slots.get_mut(index as usize)?;
+        if !slot.used || slot.generation != generation {
+            return None;
+        }
+        let conn = slot.conn.take()?;
+        if slot.idle {
+            slot.idle = false;
+            shared.idle.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some((index, conn))
+    }
+
+    fn on_event(&mut self, shared: &Shared, tok: u64, flags: u32, jobs: &mut Vec<Job>) {
+        let mut found = self.lookup(shared, tok);
+        if found.is_none() && self.in_thread(tok) {
+            // A thread re-armed the connection and has not handed it over
+            // yet: note the event; whoever comes second acts on it.
+            shared.missed[(tok & 0xffff_ffff) as usize].store(true, Ordering::SeqCst);
+            self.take_returned(shared, jobs);
+            found = self.lookup(shared, tok);
+            if found.is_some() {
+                shared.missed[(tok & 0xffff_ffff) as usize].store(false, Ordering::SeqCst);
+            }
+        }
+        let Some((index, conn)) = found else { return };
+        self.handle_event(shared, index, conn, flags, jobs);
+    }
+
+    /// The slot is in use but its connection is with a thread.
+    fn in_thread(&self, tok: u64) -> bool {
+        let index = (tok & 0xffff_ffff) as usize;
+        self.slots.get(index).is_some_and(|s| s.used && s.generation == (tok >> 32) as u32 && s.conn.is_none())
+    }
+
+    fn handle_event(&mut self, shared: &Shared, index: u32, mut conn: Box<Conn>, flags: u32, jobs: &mut Vec<Job>) {
+        match &mut conn.phase {
+            Phase::Flush(_) => {}
+            Phase::Linger { drained } => {
+                let mut drained_now = *drained;
+                let done = linger_read(&conn, &mut drained_now);
+                if done {
+                    return self.close(shared, index, conn);
+                }
+                conn.phase = Phase::Linger { drained: drained_now };
+                return self.park(shared, index, conn, READABLE);
+            }
+            _ => {
+                let size = conn.read_size();
+                match conn.read(size) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                        if flags & HANGUP != 0 {
+                            return self.close(shared, index, conn);
+                        }
+                    }
+                    Err(e) => {
+                        crate::workers::request::log_socket_error(&e);
+                        return self.close(shared, index, conn);
+                    }
+                }
+            }
+        }
+        self.progress(shared, index, conn, jobs);
+    }
+
+    /// Moves a connection the engine holds as far as it can go.
+    fn progress(&mut self, shared: &Shared, index: u32, mut conn: Box<Conn>, jobs: &mut Vec<Job>) {
+        loop {
+            match std::mem::replace(&mut conn.phase, Phase::Close) {
+                Phase::Flush(after) => match conn.flush_out() {
+                    Ok(true) => match after {
+                        After::KeepAlive => conn.phase = Phase::Head,
+                        After::Linger => start_linger(&mut conn),
+                    },
+                    Ok(false) => {
+                        conn.phase = Phase::Flush(after);
+                        return self.park(shared, index, conn, WRITABLE);
+                    }
+                    Err(_) => return self.close(shared, index, conn),
+                },
+                Phase::Drain { mut decoder, mut drained } => match conn.discard_body(&mut decoder, &mut drained) {
+                    Ok(true) => conn.phase = Phase::Head,
+                    Ok(false) if drained <= DRAIN_MAX && !conn.eof => {
+                        conn.phase = Phase::Drain { decoder, drained };
+                        if conn.deadline.is_none() {
+                            conn.deadline = Some(Instant::now() + DRAIN_TIME);
+                        }
+                        return self.park(shared, index, conn, READABLE);
+                    }
+                    _ => return self.close(shared, index, conn),
+                },
+                Phase::Linger { drained } => {
+                    conn.phase = Phase::Linger { drained };
+                    if conn.deadline.is_none() {
+                        conn.deadline = Some(Instant::now() + LINGER_TIME);
+                    }
+                    return self.park(shared, index, conn, READABLE);
+                }
+                Phase::Close => return self.close(shared, index, conn),
+                phase @ (Phase::Head | Phase::Body(_)) => {
+                    conn.phase = phase;
+                    match conn.advance(&shared.policy) {
+                        Step::Dispatch(pending) => {
+                            conn.deadline = None;
+                            // The slot stays reserved (and counted) while a
+                            // thread has the connection.
+                            return jobs.push(Job { conn, pending });
+                        }
+                        Step::NeedRead => {
+                            if conn.is_idle() {
+                                self.mark_idle(shared, index, &mut conn);
+                            } else {
+                                // A request is arriving: no idle timeout
+                                // (Gunicorn waits for it without one).
+                                conn.deadline = None;
+                            }
+                            return self.park(shared, index, conn, READABLE);
+                        }
+                        Step::Reject(e) => reject(&mut conn, &e),
+                        Step::Done => return self.close(shared, index, conn),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leaves the connection waiting for `interest`.
+    fn park(&mut self, shared: &Shared, index: u32, conn: Box<Conn>, interest: u32) {
+        if shared.epoll.modify(conn.fd(), interest | ONESHOT, conn.token).is_err() {
+            return self.close(shared, index, conn);
+        }
+        self.slots[index as usize].conn = Some(conn);
+    }
+
+    fn close(&mut self, shared: &Shared, index: u32, conn: Box<Conn>) {
+        let _ = shared.epoll.delete(conn.fd());
+        drop(conn);
+        self.release(shared, index);
+        self.live -= 1;
+    }
+
+    /// Connections the Python threads are done with.
+    fn take_returned(&mut self, shared: &Shared, jobs: &mut Vec<Job>) {
+        shared.wake.drain();
+        shared.wake_pending.store(false, Ordering::SeqCst);
+        let returned = std::mem::take(&mut *shared.lock_returned());
+        for (conn, armed) in returned {
+            let index = (conn.token & 0xffff_ffff) as u32;
+            if !armed {
+                self.progress(shared, index, conn, jobs);
+            } else if shared.missed[index as usize].swap(false, Ordering::SeqCst) {
+                // Its event came while the thread still had it.
+                self.handle_event(shared, index, conn, READABLE | WRITABLE, jobs);
+            } else {
+                self.settle(shared, index, conn);
+            }
+        }
+    }
+
+    /// Keeps a connection a thread re-armed: deadlines and the keep-alive
+    /// count, no epoll call.
+    fn settle(&mut self, shared: &Shared, index: u32, mut conn: Box<Conn>) {
+        match conn.phase {
+            Phase::Head if conn.is_idle() => self.mark_idle(shared, index, &mut conn),
+            Phase::Head | Phase::Body(_) | Phase::Flush(_) => conn.deadline = None,
+            Phase::Drain { .. } => conn.deadline = Some(Instant::now() + DRAIN_TIME),
+            Phase::Linger { .. } => conn.deadline = Some(Instant::now() + LINGER_TIME),
+            Phase::Close => return self.close(shared, index, conn),
+        }
+        self.slots[index as usize].conn = Some(conn);
+    }
+
+    /// A kept-alive connection waiting for its next request: it gets the
+    /// keep-alive time (2 s during a stop) and costs no buffer memory.
+    fn mark_idle(&mut self, shared: &Shared, index: u32, conn: &mut Conn) {
+        if conn.requests == 0 {
+            return;
+        }
+        let mut deadline = Instant::now() + self.keepalive;
+        if self.stop.is_some() {
+            deadline = deadline.min(Instant::now() + STOP_KEEPALIVE_LINGER);
+        }
+        conn.deadline = Some(conn.deadline.map_or(deadline, |d| d.min(deadline)));
+        conn.release_buffers();
+        let slot = &mut self.slots[index as usize];
+        if !slot.idle {
+            slot.idle = true;
+            shared.idle.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes connections whose keep-alive, drain or linger time is over.
+    fn expire(&mut self, shared: &Shared, now: Instant) {
+        for index in 0..self.slots.len() {
+            let expired = matches!(&self.slots[index].conn, Some(c) if c.deadline.is_some_and(|d| d <= now));
+            if expired {
+                if let Some(conn) = self.slots[index].conn.take() {
+                    self.close(shared, index as u32, conn);
+                }
+            }
+        }
+    }
+
+    fn close_all(&mut self, shared: &Shared) {
+        for index in 0..self.slots.len() {
+            if let Some(conn) = self.slots[index].conn.take() {
+                self.close(shared, index as u32, conn);
+            }
+        }
+    }
+}
+
+/// Reads and drops what a lingering client still sends; true when done.
+fn linger_read(conn: &Conn, drained: &mut usize) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: non-blocking read into a local buffer.
+        let n = unsafe { libc::recv(conn.fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n > 0 {
+            *drained += n as usize;
+            if *drained >= LINGER_MAX {
+                return true;
+            }
+            continue;
+        }
+        if n == 0 {
+            return true;
+        }
+        return io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock;
+    }
+}

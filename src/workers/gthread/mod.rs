@@ -1,0 +1,372 @@
+//! The `gthread` worker: an event-driven engine owns every connection
+//! (keep-alive, pipelining, slow clients, timeouts); complete, validated
+//! requests run on `--threads` Python threads.
+//!
+//! Who does what, so that a fast request costs no thread hand-off and a
+//! slow one never stalls the worker:
+//! - the main thread turns the engine and runs the requests it produces
+//!   itself (it is one of the `--threads`);
+//! - when one request keeps it in the app longer than [`HANDOFF`], the
+//!   substitute thread (Rust only, never runs Python) turns the engine in
+//!   its place and wakes the other `threads - 1` Python threads, which take
+//!   the requests waiting in the queue;
+//! - when the main thread is back, it takes the engine again.
+
+mod conn;
+mod engine;
+mod exec;
+mod io;
+mod pool;
+
+use super::WorkerCtx;
+use crate::arbiter::scoreboard::SlotHandle;
+use crate::http::policy::HttpPolicy;
+use crate::net::epoll::{Epoll, EventFd, ONESHOT, READABLE, WRITABLE};
+use crate::net::listener::Listener;
+use crate::settings::Settings;
+use conn::{Conn, Pending, Phase};
+use pool::Queue;
+use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A request for a Python thread, with its connection.
+pub struct Job {
+    conn: Box<Conn>,
+    pending: Box<Pending>,
+}
+
+/// What the engine and the Python threads share.
+pub struct Shared {
+    queue: Queue<Job>,
+    /// Connections threads are done with, and whether the thread already
+    /// re-armed them in epoll.
+    returned: Mutex<Vec<(Box<Conn>, bool)>>,
+    wake: EventFd,
+    wake_pending: AtomicBool,
+    epoll: Epoll,
+    /// Per connection slot: the engine saw an event while a thread had the
+    /// connection (it re-armed it before handing it back).
+    missed: Box<[AtomicBool]>,
+    settings: Arc<Settings>,
+    policy: HttpPolicy,
+    app: Py<PyAny>,
+    listeners: Vec<Listener>,
+    slot: SlotHandle,
+    ppid: i32,
+    /// Stopping: answer with Connection: close, accept nothing new.
+    draining: AtomicBool,
+    served: AtomicU64,
+    max_requests: u64,
+    /// Kept-alive connections waiting for a request, and how many may
+    /// (Gunicorn's worker_connections - threads).
+    idle: AtomicUsize,
+    max_keepalived: usize,
+    /// Threads in `run_job`.
+    busy: AtomicUsize,
+    /// The engine, turned by whichever thread holds this lock.
+    engine: Mutex<Option<engine::Engine>>,
+    /// The main thread is running requests (not turning the engine), and a
+    /// counter it bumps per request, so a stuck request can be told apart
+    /// from a stream of fast ones.
+    main_inline: AtomicBool,
+    inline_seq: AtomicU64,
+    /// The substitute is turning the engine.
+    substituting: AtomicBool,
+    finished: AtomicBool,
+    substitute: OnceLock<std::thread::Thread>,
+    substitute_parked: AtomicBool,
+    /// EWMA of the main thread's time per request, in microseconds.
+    inline_cost_us: AtomicU64,
+}
+
+impl Shared {
+    fn lock_engine(&self) -> MutexGuard<'_, Option<engine::Engine>> {
+        match self.engine.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn lock_returned(&self) -> MutexGuard<'_, Vec<(Box<Conn>, bool)>> {
+        match self.returned.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn wake_engine(&self) {
+        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+            self.wake.wake();
+        }
+    }
+
+    /// A thread hands a connection back. It re-arms it in epoll itself, so
+    /// the common case (wait for the next request) needs no wake of the
+    /// engine: the next event finds the connection in `returned`.
+    fn give_back(&self, conn: Box<Conn>) {
+        let interest = match conn.phase {
+            Phase::Head | Phase::Body(_) | Phase::Drain { .. } | Phase::Linger { .. } => Some(READABLE),
+            Phase::Flush(_) => Some(WRITABLE),
+            Phase::Close => None,
+        };
+        // A thread must re-arm before it publishes the connection: once the
+        // engine has it, the engine may close the fd.
+        let armed = interest.is_some_and(|i| self.epoll.modify(conn.fd(), i | ONESHOT, conn.token).is_ok());
+        let slot = conn.slot();
+        self.lock_returned().push((conn, armed));
+        if !armed || self.missed.get(slot).is_some_and(|m| m.load(Ordering::SeqCst)) {
+            self.wake_engine();
+        }
+    }
+}
+
+/// A request that keeps the main thread this long in the app makes the
+/// substitute take the engine over (and wake the other threads for the
+/// requests waiting), so a slow request never stalls the worker's I/O.
+/// Longer than a typical scheduler time slice, so a main thread that was
+/// merely preempted during a fast request is not taken for stuck.
+const HANDOFF: Duration = Duration::from_millis(4);
+/// Above this average (EWMA) time per request, the app counts as slow: the
+/// main thread then runs one request per turn and wakes the other threads
+/// for the rest at once, instead of letting them wait out the HANDOFF.
+const SLOW_APP: Duration = Duration::from_micros(500);
+
+pub fn serve(
+    py: Python<'_>,
+    ctx: &WorkerCtx,
+    app: Py<PyAny>,
+    policy: HttpPolicy,
+    wakeup: super::signals::Wakeup,
+) -> PyResult<()> {
+    let settings = ctx.settings.clone();
+    let threads = settings.threads.max(1) as usize;
+    let max_keepalived = (settings.worker_connections - settings.threads).max(0) as usize;
+    if max_keepalived == 0 && settings.keepalive > 0 {
+        crate::log::warning!(
+            "No keepalived connections can be handled. Check the number of worker connections and threads."
+        );
+    }
+    let max_conns = settings.worker_connections.max(1) as usize;
+    let shared = Arc::new(Shared {
+        queue: Queue::new(),
+        returned: Mutex::new(Vec::new()),
+        wake: EventFd::new()?,
+        wake_pending: AtomicBool::new(false),
+        epoll: Epoll::new()?,
+        missed: (0..max_conns).map(|_| AtomicBool::new(false)).collect(),
+        policy,
+        app,
+        listeners: ctx.listeners.clone(),
+        slot: ctx.slot.clone(),
+        ppid: ctx.ppid,
+        draining: AtomicBool::new(false),
+        served: AtomicU64::new(0),
+        max_requests: ctx.max_requests,
+        idle: AtomicUsize::new(0),
+        max_keepalived,
+        busy: AtomicUsize::new(0),
+        engine: Mutex::new(None),
+        main_inline: AtomicBool::new(false),
+        inline_seq: AtomicU64::new(0),
+        substituting: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+        substitute: OnceLock::new(),
+        substitute_parked: AtomicBool::new(false),
+        inline_cost_us: AtomicU64::new(0),
+        settings,
+    });
+    *shared.lock_engine() = Some(engine::Engine::new(&shared, wakeup.read_fd)?);
+
+    // The main thread is one of the `threads`; the others wait for work.
+    let mut handles = Vec::with_capacity(threads);
+    for n in 1..threads {
+        let shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("ferrocorn-t{n}"))
+            .spawn(move || Python::attach(|py| follower(py, &shared)))
+            .map_err(PyErr::from)?;
+        handles.push(handle);
+    }
+    let sub = {
+        let shared = shared.clone();
+        std::thread::Builder::new().name("ferrocorn-io".into()).spawn(move || substitute(&shared)).map_err(PyErr::from)?
+    };
+    let _ = shared.substitute.set(sub.thread().clone());
+
+    let mut ts = exec::ThreadState::new(py, &shared)?;
+    let result = main_loop(py, &shared, &mut ts);
+    shared.finished.store(true, Ordering::SeqCst);
+    shared.queue.close();
+    sub.thread().unpark();
+    let wait = if result.is_ok() { Duration::from_secs(5) } else { Duration::from_millis(200) };
+    let deadline = Instant::now() + wait;
+    let idle = py.detach(|| {
+        while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        shared.busy.load(Ordering::SeqCst) == 0
+    });
+    if !idle {
+        // A thread is still inside the app: Python cannot shut down under
+        // it, so the process ends here, as SIGKILL would have ended it.
+        crate::log::info!("Worker exiting (pid: {})", std::process::id());
+        let status = match &result {
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => exit_status(py, e),
+            _ => 0,
+        };
+        // SAFETY: _exit ends the process without running anything else.
+        unsafe { libc::_exit(status) };
+    }
+    py.detach(|| {
+        let _ = sub.join();
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+    result
+}
+
+/// The main thread: turns the engine and runs the requests it produces
+/// itself, back to back with the GIL held, so a fast request costs no
+/// hand-off between threads at all.
+fn main_loop(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState) -> PyResult<()> {
+    let mut jobs = Vec::new();
+    loop {
+        let turn = py.detach(|| {
+            let mut guard = shared.lock_engine();
+            let Some(engine) = guard.as_mut() else { return PyResult::Ok(engine::Turn::Finished) };
+            loop {
+                let waiting = !shared.queue.is_empty();
+                let max_wait = if waiting { Some(Duration::ZERO) } else { None };
+                match engine.turn(shared, engine::Mode::Main, &mut jobs, max_wait)? {
+                    engine::Turn::Finished => return Ok(engine::Turn::Finished),
+                    engine::Turn::Continue if !jobs.is_empty() || waiting => return Ok(engine::Turn::Continue),
+                    engine::Turn::Continue => {}
+                }
+            }
+        })?;
+        if matches!(turn, engine::Turn::Finished) || shared.finished.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let slow = shared.inline_cost_us.load(Ordering::Relaxed) > SLOW_APP.as_micros() as u64;
+        if slow {
+            shared.queue.push_all(jobs.drain(..));
+        } else {
+            shared.queue.push_quiet(jobs.drain(..));
+        }
+        // Only what is queued now: requests that arrive meanwhile wait for
+        // the next turn of the engine, which the main thread takes back.
+        let limit = if slow { 1 } else { shared.queue.len() };
+        run_inline(py, shared, ts, limit)?;
+        if shared.finished.load(Ordering::SeqCst) || super::signals::fast_exit() {
+            return Ok(());
+        }
+    }
+}
+
+/// Runs up to `limit` queued requests on the main thread; the engine is
+/// free meanwhile for the substitute to turn if one of them is slow.
+fn run_inline(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState, limit: usize) -> PyResult<()> {
+    shared.main_inline.store(true, Ordering::SeqCst);
+    if shared.substitute_parked.load(Ordering::SeqCst) {
+        if let Some(t) = shared.substitute.get() {
+            t.unpark();
+        }
+    }
+    shared.busy.fetch_add(1, Ordering::SeqCst);
+    let mut done = 0;
+    while done < limit {
+        let Some(job) = shared.queue.take() else { break };
+        done += 1;
+        shared.inline_seq.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        exec::run_job(py, shared, ts, job);
+        let cost = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        let avg = shared.inline_cost_us.load(Ordering::Relaxed);
+        shared.inline_cost_us.store(avg - avg / 8 + cost / 8, Ordering::Relaxed);
+        if super::signals::fast_exit() {
+            break;
+        }
+    }
+    shared.busy.fetch_sub(1, Ordering::SeqCst);
+    shared.main_inline.store(false, Ordering::SeqCst);
+    if shared.substituting.load(Ordering::SeqCst) {
+        // Get the substitute out of its epoll wait: the engine is ours again.
+        shared.wake_engine();
+    }
+    // Handlers for signals that came while the app ran (TERM sets the stop).
+    py.check_signals()
+}
+
+/// Turns the engine while the main thread is stuck in a slow request.
+fn substitute(shared: &Shared) {
+    let mut jobs = Vec::new();
+    while !shared.finished.load(Ordering::SeqCst) {
+        if !shared.main_inline.load(Ordering::SeqCst) {
+            shared.substitute_parked.store(true, Ordering::SeqCst);
+            if !shared.main_inline.load(Ordering::SeqCst) {
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+            shared.substitute_parked.store(false, Ordering::SeqCst);
+            continue;
+        }
+        let seq = shared.inline_seq.load(Ordering::SeqCst);
+        std::thread::sleep(HANDOFF);
+        let stuck = || shared.main_inline.load(Ordering::SeqCst) && shared.inline_seq.load(Ordering::SeqCst) == seq;
+        if !stuck() {
+            continue;
+        }
+        let mut guard = shared.lock_engine();
+        let Some(engine) = guard.as_mut() else { return };
+        shared.substituting.store(true, Ordering::SeqCst);
+        // Requests keep being read and queued. The other threads are woken
+        // only for requests that wait a whole HANDOFF behind the stuck one:
+        // waking them for a main thread that was merely preempted (while
+        // holding the GIL) would only make them fight over the GIL.
+        let mut backlog_since: Option<Instant> = None;
+        while shared.main_inline.load(Ordering::SeqCst) && !shared.finished.load(Ordering::SeqCst) {
+            let max_wait = if shared.queue.is_empty() { None } else { Some(HANDOFF) };
+            match engine.turn(shared, engine::Mode::Substitute, &mut jobs, max_wait) {
+                Ok(engine::Turn::Continue) => {}
+                Ok(engine::Turn::Finished) | Err(_) => shared.finished.store(true, Ordering::SeqCst),
+            }
+            shared.queue.push_quiet(jobs.drain(..));
+            if shared.queue.is_empty() {
+                backlog_since = None;
+            } else if backlog_since.get_or_insert_with(Instant::now).elapsed() >= HANDOFF {
+                shared.queue.wake_one_for_jobs();
+            }
+        }
+        shared.substituting.store(false, Ordering::SeqCst);
+    }
+}
+
+fn exit_status(py: Python<'_>, e: &PyErr) -> i32 {
+    e.value(py).getattr("code").ok().and_then(|c| c.extract::<i32>().ok()).unwrap_or(1)
+}
+
+/// The other Python threads: they run requests the main thread could not
+/// get to because a slow one held it.
+fn follower(py: Python<'_>, shared: &Shared) {
+    let mut ts = match exec::ThreadState::new(py, shared) {
+        Ok(ts) => ts,
+        Err(e) => {
+            crate::log::error!("Thread setup failed\n{}", crate::python::format_exception(py, &e));
+            return;
+        }
+    };
+    loop {
+        // Requests are taken only with the GIL held, and the GIL is kept
+        // while more are waiting: no hand-off between back-to-back requests.
+        while let Some(job) = shared.queue.take() {
+            shared.busy.fetch_add(1, Ordering::SeqCst);
+            exec::run_job(py, shared, &mut ts, job);
+            shared.busy.fetch_sub(1, Ordering::SeqCst);
+        }
+        if !py.detach(|| shared.queue.wait()) {
+            return;
+        }
+    }
+}

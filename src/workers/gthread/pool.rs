@@ -1,0 +1,167 @@
+//! The queue of complete requests the gthread worker's threads take from.
+//!
+//! Only a thread holding the GIL takes a request, and it keeps the GIL while
+//! requests are waiting, so a burst of fast requests runs back to back on
+//! one thread with no hand-off between them. When it takes a request while
+//! others wait, it wakes one more thread, which blocks on the GIL: if the
+//! app then waits on I/O (and releases the GIL), that thread runs the next
+//! request, so up to `--threads` requests are in progress at once.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+pub struct Queue<J> {
+    state: Mutex<State<J>>,
+    cond: Condvar,
+    /// Jobs queued, readable without the lock (an empty queue costs no lock).
+    queued: AtomicUsize,
+}
+
+struct State<J> {
+    jobs: VecDeque<J>,
+    /// Threads asleep in `wait`.
+    sleeping: usize,
+    /// A thread was woken and has not come for work yet: no need to wake
+    /// another for the same jobs.
+    waking: bool,
+    closed: bool,
+}
+
+impl<J> Queue<J> {
+    pub fn new() -> Queue<J> {
+        Queue {
+            state: Mutex::new(State { jobs: VecDeque::new(), sleeping: 0, waking: false, closed: false }),
+            cond: Condvar::new(),
+            queued: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<J>> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Hands over requests (one lock for a whole batch) and wakes a
+    /// sleeping thread for them.
+    pub fn push_all(&self, jobs: impl IntoIterator<Item = J>) {
+        let mut s = self.lock();
+        let before = s.jobs.len();
+        s.jobs.extend(jobs);
+        self.queued.store(s.jobs.len(), Ordering::Release);
+        if s.jobs.len() > before {
+            self.wake_one(&mut s);
+        }
+    }
+
+    /// Queues requests the caller is about to run itself: nobody is woken.
+    pub fn push_quiet(&self, jobs: impl IntoIterator<Item = J>) {
+        let mut s = self.lock();
+        s.jobs.extend(jobs);
+        self.queued.store(s.jobs.len(), Ordering::Release);
+    }
+
+    /// Requests waiting (without taking the lock).
+    pub fn len(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Wakes a sleeping thread if requests are waiting (the thread that
+    /// was running them is stuck in one).
+    pub fn wake_one_for_jobs(&self) {
+        let mut s = self.lock();
+        if !s.jobs.is_empty() {
+            self.wake_one(&mut s);
+        }
+    }
+
+    fn wake_one(&self, s: &mut State<J>) {
+        if s.sleeping > 0 && !s.waking {
+            s.waking = true;
+            self.cond.notify_one();
+        }
+    }
+
+    /// A request for a thread that holds the GIL, if one is waiting. When
+    /// more wait, another thread is woken to stand by for the GIL.
+    pub fn take(&self) -> Option<J> {
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut s = self.lock();
+        let job = s.jobs.pop_front()?;
+        self.queued.store(s.jobs.len(), Ordering::Release);
+        if !s.jobs.is_empty() {
+            self.wake_one(&mut s);
+        }
+        Some(job)
+    }
+
+    /// Sleeps (call it without the GIL) until there may be work; false once
+    /// the queue is closed and empty.
+    pub fn wait(&self) -> bool {
+        let mut s = self.lock();
+        loop {
+            if !s.jobs.is_empty() {
+                return true;
+            }
+            if s.closed {
+                return false;
+            }
+            s.sleeping += 1;
+            s = match self.cond.wait(s) {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            s.sleeping -= 1;
+            s.waking = false;
+        }
+    }
+
+    /// Stops the threads once the queue is empty.
+    pub fn close(&self) {
+        let mut s = self.lock();
+        s.closed = true;
+        self.cond.notify_all();
+    }
+}
+
+impl<J> Default for Queue<J> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn jobs_come_out_in_order_and_close_ends_waiters() {
+        let q: Arc<Queue<u32>> = Arc::new(Queue::new());
+        q.push_all([1, 2, 3]);
+        assert_eq!(q.take(), Some(1));
+        assert_eq!(q.take(), Some(2));
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while q2.wait() {
+                while let Some(j) = q2.take() {
+                    got.push(j);
+                }
+            }
+            got
+        });
+        q.push_all([4]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        q.close();
+        assert_eq!(t.join().expect("thread"), vec![3, 4]);
+    }
+}

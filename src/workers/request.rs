@@ -1,0 +1,191 @@
+//! One request through the WSGI app, the same for every worker type: the
+//! 100-continue answer, environ, calling the app, Gunicorn's answers to
+//! failures (400/500 pages, cut connections), the access-log line (and
+//! statsd, or a Python logger's `access()`) and the `pre_request` and
+//! `post_request` hooks. The worker supplies the body source and sink and
+//! decides what happens to the connection afterwards.
+
+use super::conn::{self, ConnError};
+use crate::http::error::{ErrorResponse, HttpError};
+use crate::http::request::RequestHead;
+use crate::http::response::RequestInfo;
+use crate::net::listener::Address;
+use crate::net::proxy_protocol::ProxyInfo;
+use crate::net::stream::{Peer, Stream};
+use crate::wsgi::call::{self, Failure};
+use crate::wsgi::environ::{EnvironBuilder, EnvironError, RequestView};
+use crate::wsgi::input::{BodySource, InputStream};
+use crate::wsgi::response::{Sink, WsgiResponse};
+use crate::settings::Settings;
+use pyo3::prelude::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a worker (or one of its threads) keeps across requests.
+pub struct Runner {
+    pub app: Py<PyAny>,
+    pub environ: EnvironBuilder,
+    /// The access line, statsd metrics or a Python logger's `access()`.
+    pub log: super::access::RequestLog,
+    /// `pre_request`/`post_request`, `None` when neither is set.
+    pub hooks: Option<crate::hooks::RequestHooks>,
+}
+
+/// One request and where its bytes come from and go.
+pub struct Exchange<'a> {
+    pub head: &'a RequestHead,
+    pub peer: Peer,
+    pub proxy: Option<&'a ProxyInfo>,
+    pub listener: &'a Address,
+    pub stream: &'a Arc<Stream>,
+    pub source: Box<dyn BodySource>,
+    pub sink: Box<dyn Sink>,
+    /// Answer with `Connection: close` whatever the request asked.
+    pub must_close: bool,
+    pub date: &'a [u8],
+}
+
+/// A request the app was called for.
+pub struct Served<'py> {
+    pub input: Bound<'py, InputStream>,
+    pub response: Bound<'py, WsgiResponse>,
+    /// The exchange failed (an error was answered, the client left, the app
+    /// broke off a response): the connection must not carry another one.
+    pub broken: bool,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+impl Runner {
+    pub fn new(py: Python<'_>, app: Py<PyAny>, environ: EnvironBuilder, settings: &Settings) -> PyResult<Runner> {
+        let log = super::access::RequestLog::new(settings).map_err(pyo3::exceptions::PyValueError::new_err)?;
+        Ok(Runner { app, environ, log, hooks: crate::hooks::RequestHooks::for_this_worker(py) })
+    }
+
+    /// Ok(None) when the request ended before the app was called (the
+    /// connection must close); Err only when a signal handler raised.
+    pub fn serve<'py>(&mut self, py: Python<'py>, ex: Exchange<'_>) -> PyResult<Option<Served<'py>>> {
+        let head = ex.head;
+        // Gunicorn calls pre_request before anything else of the request;
+        // if it raises, the request fails like an application error.
+        let (hook_req, pre_request) = match &self.hooks {
+            Some(h) => h.pre_request(py, head, ex.peer),
+            None => (None, Ok(())),
+        };
+        let started = Instant::now();
+        if head.expect_continue {
+            // Gunicorn answers it before building the environ, whether or not
+            // the app will read the body.
+            match conn::write_all(py, ex.stream, &[CONTINUE]) {
+                Ok(()) => {}
+                Err(ConnError::Interrupted(e)) => return Err(e),
+                Err(_) => return Ok(None),
+            }
+        }
+        let input = Bound::new(py, InputStream::new(ex.source))?;
+        let info = RequestInfo {
+            method_is_head: head.method == "HEAD",
+            version: head.version,
+            should_close: head.should_close(),
+        };
+        let response = Bound::new(py, WsgiResponse::new(info, ex.must_close, ex.sink, ex.date))?;
+        let early_hints = response.getattr(pyo3::intern!(py, "early_hints"))?;
+        let view = RequestView { head, peer: ex.peer, proxy: ex.proxy, listener: ex.listener };
+        let environ = match self.environ.build(py, &view, input.as_any(), &early_hints) {
+            Ok(env) => env,
+            Err(EnvironError::Http(e)) => {
+                reject(py, ex.stream, ex.peer, &e);
+                return Ok(None);
+            }
+            Err(EnvironError::Py(e)) => return Err(e),
+        };
+        let outcome = match pre_request {
+            Ok(()) => call::run(py, self.app.bind(py), &environ, &response, &input),
+            Err(err) => Err(Failure::App { err, headers_sent: false }),
+        };
+        let mut answered: Option<ErrorResponse> = None;
+        let broken = match outcome {
+            Ok(()) => false,
+            Err(Failure::Body(HttpError::NoMoreData)) => {
+                crate::log::debug!("Ignored premature client disconnection. No more data after: b''");
+                true
+            }
+            Err(Failure::Body(e)) => {
+                if response.borrow().lock().headers_sent() {
+                    crate::log::warning!("Invalid request from ip={}: {e}", ip_text(ex.peer));
+                } else {
+                    answered = e.response();
+                    reject(py, ex.stream, ex.peer, &e);
+                }
+                true
+            }
+            Err(Failure::ClientGone) => {
+                crate::log::debug!("Ignoring EPIPE");
+                true
+            }
+            Err(Failure::App { err, headers_sent }) => {
+                let tb = crate::python::format_exception(py, &err);
+                if headers_sent {
+                    crate::log::exception!("Error handling request\n{tb}");
+                } else {
+                    crate::log::exception!("Error handling request {} {}\n{tb}", head.method, head.uri);
+                    answered = Some(internal_error());
+                    send_error(py, ex.stream, answered.as_ref());
+                }
+                true
+            }
+        };
+        let done = super::access::Finished {
+            environ: &environ,
+            head,
+            peer: ex.peer,
+            response: &response,
+            error: answered.as_ref(),
+            elapsed: started.elapsed(),
+        };
+        self.log.record(py, &done);
+        if let Some(h) = &self.hooks {
+            h.post_request(py, hook_req.as_ref(), &environ, &response);
+        }
+        Ok(Some(Served { input, response, broken }))
+    }
+}
+
+pub fn internal_error() -> ErrorResponse {
+    ErrorResponse { status: 500, reason: "Internal Server Error", message: String::new() }
+}
+
+pub fn send_error(py: Python<'_>, stream: &Stream, error: Option<&ErrorResponse>) {
+    if let Some(e) = error {
+        if conn::write_all(py, stream, &[&e.to_bytes()]).is_err() {
+            crate::log::debug!("Failed to send error message.");
+        }
+    }
+}
+
+pub fn ip_text(peer: Peer) -> String {
+    match peer.ip() {
+        Some(ip) => ip.to_string(),
+        None => String::new(),
+    }
+}
+
+/// A request refused before (or instead of) the app: Gunicorn's warning
+/// and its error page.
+pub fn reject(py: Python<'_>, stream: &Stream, peer: Peer, e: &HttpError) {
+    log_rejected(peer, e);
+    send_error(py, stream, e.response().as_ref());
+}
+
+pub fn log_rejected(peer: Peer, e: &HttpError) {
+    crate::log::warning!("Invalid request from ip={}: {e}", ip_text(peer));
+}
+
+pub fn log_socket_error(e: &std::io::Error) {
+    match e.raw_os_error() {
+        Some(libc::ECONNRESET) => crate::log::debug!("Ignoring connection reset"),
+        Some(libc::ENOTCONN) => crate::log::debug!("Ignoring socket not connected"),
+        Some(libc::EPIPE) => crate::log::debug!("Ignoring EPIPE"),
+        _ => crate::log::error!("Socket error processing request.\n{e}"),
+    }
+}
