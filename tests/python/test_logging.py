@@ -307,3 +307,15 @@ def test_logger_class_object_from_config_file(server, tmp_path):
     assert s.request(path="/obj")[0] == 200
     wait_for(lambda: "access GET /obj 200" in out.read_text(), what="the access call")
     assert "my-info Starting ferrocorn" in out.read_text()
+
+
+def test_syslog_over_a_unix_socket(server, tmp_path):
+    path = str(tmp_path / "syslog.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    s = server("--log-syslog", "--log-syslog-to", "unix://%s" % path, "basic:hello")
+    (worker,) = s.wait_workers(1)
+    got = drain(sock, lambda g: any(b"Booting worker" in p for p in g))
+    assert ("<14>gunicorn.basic.hello.error: [%d] Booting worker with pid: %d\0" % (worker, worker)).encode() in got
+    sock.close()
