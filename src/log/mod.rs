@@ -67,7 +67,7 @@ pub fn reopen() -> Result<(), OpenError> {
     let access = ACCESS_LOG.reopen();
     if python::active() {
         use pyo3::types::PyAnyMethods;
-        pyo3::Python::attach(|py| {
+        let _ = pyo3::Python::try_attach(|py| {
             if let Some(logger) = python::logger(py) {
                 if let Err(e) = logger.call_method0("reopen_files") {
                     let tb = crate::python::format_exception(py, &e);

@@ -42,7 +42,9 @@ fn method(level: Level) -> &'static str {
 /// One record, passed as an already formatted message (no `%` arguments,
 /// so a `%` in it is printed as it is).
 pub fn emit(level: Level, message: &str) {
-    Python::attach(|py| {
+    // A thread still logging while the interpreter shuts down cannot reach
+    // the Python logger any more; the Rust log takes the record instead.
+    let reached = Python::try_attach(|py| {
         let Some(logger) = logger(py) else { return };
         if let Err(e) = logger.call_method1(method(level), (message,)) {
             // The logger itself failed: say so where it cannot fail again.
@@ -50,6 +52,9 @@ pub fn emit(level: Level, message: &str) {
             super::error_log().log(Level::Error, format_args!("The Python logger failed:\n{text}{message}"));
         }
     });
+    if reached.is_none() {
+        super::error_log().log(level, format_args!("{message}"));
+    }
 }
 
 /// `logging.Handler` records from Python code (the `gunicorn.error`
