@@ -74,6 +74,13 @@ def test_log_config_ini_sends_everything_through_python_logging(server, tmp_path
     assert "INI INFO Booting worker with pid" in text
     # gunicorn.error is at DEBUG in the ini: Gunicorn's default pre_request line shows
     assert "INI DEBUG GET /ini" in text
+    # USR1 reopens the logging configuration's files too (logrotate)
+    os.rename(access, tmp_path / "a.log.1")
+    s.signal(signal.SIGUSR1)
+    wait_for(lambda: access.exists(), what="the access file to be reopened")
+    assert s.request(path="/after")[0] == 200
+    wait_for(lambda: "GET /after" in access.read_text(), what="a line in the new file")
+    assert "GET /after" not in (tmp_path / "a.log.1").read_text()
 
 
 def test_logconfig_dict_and_json(server, tmp_path):
