@@ -183,6 +183,101 @@ def run_one(template, sc, duration):
             proc.wait()
 
 
+IDLE_SERVERS = [
+    ("ferrocorn -k gthread --threads 4", "{bin}/ferrocorn -k gthread --threads 4 -w 1 --worker-connections 10100 "
+     "--keep-alive 300 -b 127.0.0.1:{port} apps:hello"),
+    ("gunicorn -k gthread --threads 4", "{bin}/gunicorn -k gthread --threads 4 -w 1 --worker-connections 10100 "
+     "--keep-alive 300 --no-control-socket -b 127.0.0.1:{port} apps:hello"),
+]
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def worker_pid(master):
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == master:
+                        return int(entry)
+            except OSError:
+                pass
+    return master
+
+
+def fresh_request_ms(port):
+    started = time.perf_counter()
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    while c.recv(65536):
+        pass
+    c.close()
+    return (time.perf_counter() - started) * 1000
+
+
+def idle_run(template, count):
+    """Opens `count` keep-alive connections that each made one request and
+    stay idle; reports the worker's RSS growth per connection and the
+    latency of fresh requests meanwhile."""
+    import selectors
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 1000)), hard))
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=HERE)
+    proc = subprocess.Popen(template.format(port=port, bin=BIN).split(), cwd=HERE, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    socks = []
+    try:
+        wait_listening(port, proc)
+        for _ in range(20):
+            fresh_request_ms(port)
+        worker = worker_pid(proc.pid)
+        before = rss_kb(worker)
+        sel = selectors.DefaultSelector()
+        request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        pending = 0
+        for i in range(count):
+            c = socket.socket()
+            c.connect(("127.0.0.1", port))
+            c.sendall(request)
+            c.setblocking(False)
+            sel.register(c, selectors.EVENT_READ)
+            socks.append(c)
+            pending += 1
+            if pending >= 500 or i == count - 1:
+                deadline = time.time() + 60
+                while pending and time.time() < deadline:
+                    for key, _ in sel.select(timeout=1):
+                        try:
+                            if key.fileobj.recv(65536):
+                                sel.unregister(key.fileobj)
+                                pending -= 1
+                        except BlockingIOError:
+                            pass
+        answered = count - pending
+        time.sleep(1)
+        after = rss_kb(worker)
+        lat = sorted(fresh_request_ms(port) for _ in range(200))
+        return {"connections": answered, "rss_before_kb": before, "rss_after_kb": after,
+                "per_conn_bytes": (after - before) * 1024.0 / max(answered, 1),
+                "fresh_p50_ms": lat[len(lat) // 2], "fresh_p99_ms": lat[int(len(lat) * 0.99) - 1]}
+    finally:
+        for c in socks:
+            c.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
@@ -190,9 +285,11 @@ def fmt(v, spec):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--setup", action="store_true", help="create bench/.venv with the peers and this checkout")
-    ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS) + ["idle"])
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--markdown", help="also write the tables to this file")
+    ap.add_argument("--idle", type=int, default=10000,
+                    help="idle keep-alive connections for the memory scenario (0 skips it)")
     a = ap.parse_args()
     if a.setup:
         setup()
@@ -205,7 +302,27 @@ def main():
     info = machine()
     report = {"machine": info, "scenarios": {}}
     lines = ["Machine: %(cpu)s, %(cores)s cores, Linux %(kernel)s, Python %(python)s, %(wrk)s; %(date)s" % info, ""]
-    for name in a.scenario or list(SCENARIOS):
+    for name in a.scenario or list(SCENARIOS) + ["idle"]:
+        if name == "idle":
+            if a.idle <= 0:
+                continue
+            lines += ["### idle", "",
+                      "%d idle keep-alive connections on one worker (each made one request), then 200 fresh "
+                      "requests on new connections meanwhile." % a.idle, "",
+                      "| server | connections held | RSS before | RSS after | RSS per idle connection | "
+                      "fresh request p50 ms | p99 ms |", "|---|---:|---:|---:|---:|---:|---:|"]
+            report["scenarios"]["idle"] = []
+            for label, template in IDLE_SERVERS:
+                r = idle_run(template, a.idle)
+                r.update(label=label, command=template.format(port="PORT", bin="").lstrip("/"))
+                report["scenarios"]["idle"].append(r)
+                print("%-40s %6d conns  %.0f B/conn  fresh p99 %.2f ms" % (
+                    label, r["connections"], r["per_conn_bytes"], r["fresh_p99_ms"]), file=sys.stderr)
+                lines.append("| %s | %d | %.1f MiB | %.1f MiB | %.1f KiB | %.2f | %.2f |" % (
+                    label, r["connections"], r["rss_before_kb"] / 1024.0, r["rss_after_kb"] / 1024.0,
+                    r["per_conn_bytes"] / 1024.0, r["fresh_p50_ms"], r["fresh_p99_ms"]))
+            lines += ["", "Commands:", ""] + ["    " + r["command"] for r in report["scenarios"]["idle"]] + [""]
+            continue
         sc = SCENARIOS[name]
         results = []
         for label, template, baseline in sc["servers"]:

@@ -5,11 +5,13 @@
 
 use pyo3::prelude::*;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static ALIVE: AtomicBool = AtomicBool::new(true);
 /// QUIT, INT or ABRT: stop now, not after the requests in progress.
 static FAST: AtomicBool = AtomicBool::new(false);
+/// The exit status the fast stop asked for (ABRT: 1, as Gunicorn's).
+static FAST_STATUS: AtomicI32 = AtomicI32::new(0);
 
 pub fn alive() -> bool {
     ALIVE.load(Ordering::Relaxed)
@@ -17,6 +19,10 @@ pub fn alive() -> bool {
 
 pub fn fast_exit() -> bool {
     FAST.load(Ordering::Relaxed)
+}
+
+pub fn fast_exit_status() -> i32 {
+    FAST_STATUS.load(Ordering::Relaxed)
 }
 
 /// Stop after the current request (TERM, max-requests, parent gone).
@@ -41,6 +47,7 @@ fn handle_quit(py: Python<'_>, _sig: i32, _frame: &Bound<'_, PyAny>) -> PyResult
 #[pyfunction]
 fn handle_abort(py: Python<'_>, _sig: i32, _frame: &Bound<'_, PyAny>) -> PyResult<()> {
     stop();
+    FAST_STATUS.store(1, Ordering::Relaxed);
     FAST.store(true, Ordering::Relaxed);
     crate::hooks::worker_abort(py)?;
     Err(pyo3::exceptions::PySystemExit::new_err(1))

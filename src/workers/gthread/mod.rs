@@ -200,7 +200,8 @@ pub fn serve(
     shared.finished.store(true, Ordering::SeqCst);
     shared.queue.close();
     sub.thread().unpark();
-    let wait = if result.is_ok() { Duration::from_secs(5) } else { Duration::from_millis(200) };
+    let fast = result.is_err() || super::signals::fast_exit();
+    let wait = if fast { Duration::from_millis(200) } else { Duration::from_secs(5) };
     let deadline = Instant::now() + wait;
     let idle = py.detach(|| {
         while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
@@ -214,7 +215,7 @@ pub fn serve(
         crate::log::info!("Worker exiting (pid: {})", std::process::id());
         let status = match &result {
             Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => exit_status(py, e),
-            _ => 0,
+            _ => super::signals::fast_exit_status(),
         };
         // SAFETY: _exit ends the process without running anything else.
         unsafe { libc::_exit(status) };
@@ -225,7 +226,15 @@ pub fn serve(
             let _ = h.join();
         }
     });
-    result
+    // A fast stop asked for by a signal that arrived while the app ran
+    // (the handler's SystemExit was answered as an app error) keeps its
+    // exit status.
+    match result {
+        Ok(()) if super::signals::fast_exit() => {
+            Err(pyo3::exceptions::PySystemExit::new_err(super::signals::fast_exit_status()))
+        }
+        other => other,
+    }
 }
 
 /// The main thread: turns the engine and runs the requests it produces
