@@ -14,6 +14,7 @@ pub mod runtime;
 pub mod settings;
 pub mod util;
 pub mod workers;
+pub mod ws;
 pub mod wsgi;
 
 use pyo3::prelude::*;
