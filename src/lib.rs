@@ -4,6 +4,7 @@
 
 pub mod app_spec;
 pub mod arbiter;
+pub mod asgi;
 pub mod hooks;
 pub mod http;
 pub mod log;
@@ -109,6 +110,7 @@ fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     wsgi::register(m)?;
+    workers::asgi::register(m)?;
     log::python::register(m)?;
     m.add_class::<hooks::objects::LiveWorker>()?;
     Ok(())

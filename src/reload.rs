@@ -54,8 +54,9 @@ fn file_changed(py: Python<'_>, filename: &str) -> PyResult<()> {
 }
 
 /// The application the worker serves: the PasteDeploy app for `--paste`,
-/// else APP_MODULE; under `--reload` a SyntaxError becomes the fail app.
-pub fn load_app(py: Python<'_>, settings: &Settings, uri: &str, watcher: &Watcher) -> Result<Py<PyAny>, AppLoadError> {
+/// else APP_MODULE; under `--reload` a SyntaxError becomes the fail app
+/// (an ASGI one for the asgi worker).
+pub fn load_app(py: Python<'_>, settings: &Settings, uri: &str, watcher: &Watcher, asgi: bool) -> Result<Py<PyAny>, AppLoadError> {
     match crate::python::load_configured_app(py, settings, uri) {
         Err(AppLoadError::Raised(err))
             if settings.reload && err.is_instance_of::<pyo3::exceptions::PySyntaxError>(py) =>
@@ -65,8 +66,12 @@ pub fn load_app(py: Python<'_>, settings: &Settings, uri: &str, watcher: &Watche
             if let Ok(Some(file)) = err.value(py).getattr("filename").and_then(|f| f.extract::<Option<String>>()) {
                 watcher.watch(py, &file);
             }
+            let fail = match asgi {
+                true => ("fail_asgi_app", crate::python::exception_text(py, &err)),
+                false => ("fail_app", tb),
+            };
             py.import("ferrocorn._reloader")
-                .and_then(|m| m.call_method1("fail_app", (tb,)))
+                .and_then(|m| m.call_method1(fail.0, (fail.1,)))
                 .map(Bound::unbind)
                 .map_err(AppLoadError::Raised)
         }

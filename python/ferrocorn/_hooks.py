@@ -308,3 +308,17 @@ class Response:
         return "<Response %s>" % self.status
 
 
+
+
+class ASGIResponseInfo:
+    """``resp`` for the asgi worker's access log and ``post_request``
+    (Gunicorn's ``asgi.protocol.ASGIResponseInfo``): ``status`` is an int."""
+
+    def __init__(self, status, headers, sent):
+        self.status = status
+        self.status_code = status
+        self.headers = headers
+        self.sent = sent
+
+    def __repr__(self):
+        return "<ASGIResponseInfo %s>" % self.status

@@ -198,3 +198,25 @@ def fail_app(msg):
         return [msg]
 
     return app
+
+
+def fail_asgi_app(msg):
+    """What an asgi worker serves instead (Gunicorn's ASGIWorker
+    ``_make_error_app``): a 500 with the error, and a lifespan that
+    completes so the worker can start."""
+    body = ("Application error: %s" % msg).encode("utf-8")
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": body})
+        elif scope["type"] == "lifespan":
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+
+    return app

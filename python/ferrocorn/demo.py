@@ -36,3 +36,33 @@ def stream():
     for i in range(5):
         yield b"part %d\n" % i
         time.sleep(0.05)
+
+
+async def asgi_app(scope, receive, send):
+    """The same demo as an ASGI app: ``ferrocorn -k asgi
+    ferrocorn.demo:asgi_app``. ``/ws`` is a WebSocket echo."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
+    body = HELLO
+    if scope["path"] == "/echo":
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -5,6 +5,9 @@ cannot be framed (a bad chunk size, a missing terminator, a forbidden
 trailer) and :class:`NoMoreData` when the client closed the connection before
 the body was complete; the server answers such a request as Gunicorn does,
 whatever the application returns.
+
+ASGI applications see :class:`ClientDisconnected` from ``send()`` after the
+client left, and :class:`WebSocketDisconnected` on a closed WebSocket.
 """
 
 from ferrocorn._ferrocorn import (  # noqa: F401
@@ -13,3 +16,14 @@ from ferrocorn._ferrocorn import (  # noqa: F401
     NoMoreData,
     ParseException,
 )
+
+
+class ClientDisconnected(OSError):
+    """Raised by an ASGI ``send()`` once the client is gone (ASGI 2.4 asks for
+    a subclass of OSError, so frameworks can stop producing a response)."""
+
+
+class WebSocketDisconnected(ClientDisconnected, RuntimeError):
+    """Raised by a WebSocket ``send()`` once the connection is closed. It is
+    also a RuntimeError, as Gunicorn's is, so ``except RuntimeError`` in
+    existing code still matches."""

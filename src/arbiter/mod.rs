@@ -229,6 +229,9 @@ impl Arbiter {
         let shown: Vec<String> = self.listeners.iter().map(|l| l.to_string()).collect();
         crate::log::info!("Listening at: {} ({})", shown.join(","), self.pid);
         crate::log::info!("Using worker: {}", self.kind);
+        if let Some(note) = WorkerKind::alias_note(&self.settings.worker_class) {
+            crate::log::info!("{note}");
+        }
         self.hooks.when_ready(py, &server_state!(self))?;
         Ok(())
     }

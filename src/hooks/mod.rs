@@ -394,14 +394,40 @@ impl RequestHooks {
         environ: &Bound<'_, PyDict>,
         response: &Bound<'_, WsgiResponse>,
     ) {
-        let (Some((f, n)), Some(req)) = (&self.post, req) else { return };
+        let Some(req) = req else { return };
+        self.call_post(py, req, &|| Ok(environ.clone()), &|| objects::response(py, response));
+    }
+
+    /// The asgi worker's `post_request`: the environ and `resp` Gunicorn's
+    /// ASGI worker passes (built only when the hook takes them).
+    pub fn post_request_asgi(&self, py: Python<'_>, req: &Bound<'_, PyAny>, done: &crate::workers::access::AsgiFinished<'_>) {
+        self.call_post(
+            py,
+            req,
+            &|| crate::workers::access::asgi_environ(done).into_dict(py),
+            &|| crate::workers::access::asgi_response_object(py, done),
+        );
+    }
+
+    pub fn has_post_request(&self) -> bool {
+        self.post.is_some()
+    }
+
+    fn call_post<'py>(
+        &self,
+        py: Python<'py>,
+        req: &Bound<'py, PyAny>,
+        environ: &dyn Fn() -> PyResult<Bound<'py, PyDict>>,
+        response: &dyn Fn() -> PyResult<Bound<'py, PyAny>>,
+    ) {
+        let Some((f, n)) = &self.post else { return };
         let called = (|| -> PyResult<()> {
             let f = f.bind(py);
             let w = self.worker.bind(py);
             match *n {
                 2 => f.call1((w, req))?,
-                3 => f.call1((w, req, environ))?,
-                _ => f.call1((w, req, environ, objects::response(py, response)?))?,
+                3 => f.call1((w, req, environ()?))?,
+                _ => f.call1((w, req, environ()?, response()?))?,
             };
             Ok(())
         })();

@@ -36,6 +36,10 @@ impl Epoll {
         Ok(())
     }
 
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
     pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
     }

@@ -252,7 +252,6 @@ fn control_socket_default() -> Input {
 
 const TLS: &str = "TLS (the ssl settings)";
 const HTTP2: &str = "HTTP/2";
-const ASGI: &str = "the asgi worker";
 const DIRTY: &str = "dirty arbiters";
 
 settings_table! {
@@ -889,26 +888,26 @@ settings_table! {
         section: "Worker Processes", cli: ["--asgi-loop"], meta: Some("STRING"), action: Action::Store,
         default: str_in("auto"), doc_default: "auto",
         validate: |_, i| lowered_choice(&["auto", "asyncio", "uvloop"], "asgi_loop")(i),
-        support: Support::NotYet(ASGI),
+        support: Support::Yes,
         help: "Event loop implementation for ASGI workers.",
     },
     asgi_lifespan: String = {
         section: "Worker Processes", cli: ["--asgi-lifespan"], meta: Some("STRING"), action: Action::Store,
         default: str_in("auto"), doc_default: "auto",
         validate: |_, i| lowered_choice(&["auto", "on", "off"], "asgi_lifespan")(i),
-        support: Support::NotYet(ASGI),
+        support: Support::Yes,
         help: "Control ASGI lifespan protocol handling.",
     },
     asgi_disconnect_grace_period: i64 = {
         section: "Worker Processes", cli: ["--asgi-disconnect-grace-period"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(3), doc_default: "3",
-        validate: |_, i| v::pos_int(i), support: Support::NotYet(ASGI),
+        validate: |_, i| v::pos_int(i), support: Support::Yes,
         help: "Grace period (seconds) for ASGI apps to handle client disconnects.",
     },
     websocket_max_message_size: i64 = {
         section: "Worker Processes", cli: ["--websocket-max-message-size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(16_777_216), doc_default: "16777216",
-        validate: |_, i| v::pos_int(i), support: Support::NotYet(ASGI),
+        validate: |_, i| v::pos_int(i), support: Support::Yes,
         help: "Largest WebSocket message, in bytes, the asgi worker accepts.",
     },
     http_parser: String = {
@@ -921,7 +920,7 @@ settings_table! {
     root_path: String = {
         section: "Server Mechanics", cli: ["--root-path"], meta: Some("STRING"), action: Action::Store,
         default: str_in(""), doc_default: "",
-        validate: |_, i| v::string(i), support: Support::NotYet(ASGI),
+        validate: |_, i| v::string(i), support: Support::Yes,
         help: "The root path for ASGI applications.",
     },
     dirty_apps: Vec<String> = {

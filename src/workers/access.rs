@@ -33,7 +33,50 @@ pub struct Finished<'a, 'py> {
     pub elapsed: Duration,
 }
 
+/// One finished ASGI request: no environ, the request head and what the
+/// response was (Gunicorn's ASGI worker logs from the same facts).
+pub struct AsgiFinished<'a> {
+    pub head: &'a RequestHead,
+    pub peer: Peer,
+    /// 0 when no response was sent (the client left first).
+    pub status: u16,
+    pub headers: &'a [(Vec<u8>, Vec<u8>)],
+    pub sent: u64,
+    pub elapsed: Duration,
+}
+
 impl RequestLog {
+    /// Response headers must be kept: `{name}o` atoms or a Python logger.
+    pub fn needs_response_headers(&self) -> bool {
+        self.python || self.format.as_ref().is_some_and(|f| f.needs_response_headers())
+    }
+
+    pub fn record_asgi(&self, py: Python<'_>, done: &AsgiFinished<'_>) {
+        if let Some(format) = &self.format {
+            log_asgi_request(format, done);
+        }
+        if self.python {
+            let called = (|| -> PyResult<()> {
+                let Some(logger) = crate::log::python::logger(py) else { return Ok(()) };
+                let req = crate::hooks::objects::request(py, done.head, done.peer)?;
+                let resp = asgi_response_object(py, done)?;
+                let environ = asgi_environ(done).into_dict(py)?;
+                let micros = done.elapsed.as_micros().min(i64::MAX as u128) as i64;
+                let kw = PyDict::new(py);
+                kw.set_item("microseconds", micros)?;
+                let delta = py.import("datetime")?.getattr("timedelta")?.call((), Some(&kw))?;
+                logger.call_method1("access", (resp, req, environ, delta))?;
+                Ok(())
+            })();
+            if let Err(e) = called {
+                crate::log::error!("{}", crate::python::format_exception(py, &e));
+            }
+        }
+        if self.statsd && done.status != 0 {
+            crate::log::statsd::request(done.status, done.elapsed);
+        }
+    }
+
     pub fn new(settings: &Settings) -> Result<RequestLog, String> {
         let python = crate::log::python::active();
         let format = if !python && crate::log::access_wanted() {
@@ -209,4 +252,86 @@ impl EnvironLookup for OwnedEnviron {
 
 fn text_of(s: &Option<String>) -> Option<Text<'_>> {
     s.as_deref().map(Text::Str)
+}
+
+/// What Gunicorn's ASGI worker passes as `resp` to the access log and
+/// `post_request` (its `ASGIResponseInfo`): status (an int), headers as
+/// str pairs, bytes sent.
+pub fn asgi_response_object<'py>(py: Python<'py>, done: &AsgiFinished<'_>) -> PyResult<Bound<'py, PyAny>> {
+    let latin1 = |b: &[u8]| -> String { b.iter().map(|&c| char::from(c)).collect() };
+    let headers = pyo3::types::PyList::empty(py);
+    for (n, v) in done.headers {
+        headers.append((latin1(n), latin1(v)))?;
+    }
+    let cls = py.import(pyo3::intern!(py, "ferrocorn._hooks"))?.getattr(pyo3::intern!(py, "ASGIResponseInfo"))?;
+    cls.call1((done.status, headers, done.sent))
+}
+
+/// The environ Gunicorn's ASGI worker builds for its access log: method,
+/// URI, path, query, protocol, client address and the request headers.
+pub struct AsgiEnviron(Vec<(String, String)>);
+
+pub fn asgi_environ(done: &AsgiFinished<'_>) -> AsgiEnviron {
+    let head = done.head;
+    let path = crate::http::text::unquote_to_bytes(head.path.as_bytes());
+    let mut items = vec![
+        ("REQUEST_METHOD".to_owned(), head.method.clone()),
+        ("RAW_URI".to_owned(), head.uri.clone()),
+        ("PATH_INFO".to_owned(), path.iter().map(|&c| char::from(c)).collect()),
+        ("QUERY_STRING".to_owned(), head.query.clone()),
+        ("SERVER_PROTOCOL".to_owned(), head.server_protocol()),
+        ("REMOTE_ADDR".to_owned(), done.peer.ip().map_or_else(|| "-".to_owned(), |ip| ip.to_string())),
+    ];
+    for h in &head.headers {
+        items.push((format!("HTTP_{}", h.name.replace('-', "_")), h.value.iter().map(|&c| char::from(c)).collect()));
+    }
+    AsgiEnviron(items)
+}
+
+impl AsgiEnviron {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn into_dict(self, py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.0 {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+}
+
+impl EnvironLookup for AsgiEnviron {
+    fn lookup(&self, lower_key: &str) -> Option<EnvValue<'_>> {
+        self.0.iter().rev().find(|(k, _)| k.to_lowercase() == lower_key).map(|(_, v)| EnvValue::Str(Text::Str(v)))
+    }
+}
+
+fn log_asgi_request(format: &AccessFormat, done: &AsgiFinished<'_>) {
+    let env = asgi_environ(done);
+    let status = if done.status == 0 { "-".to_owned() } else { done.status.to_string() };
+    let request_headers: Vec<(&[u8], &[u8])> = if format.needs_request_headers() {
+        done.head.headers.iter().map(|h| (h.name.as_bytes(), h.value.as_slice())).collect()
+    } else {
+        Vec::new()
+    };
+    let text = |key: &str| env.get(key).map(Text::Str);
+    let record = AccessRecord {
+        remote_addr: text("REMOTE_ADDR"),
+        method: text("REQUEST_METHOD"),
+        raw_uri: text("RAW_URI"),
+        protocol: text("SERVER_PROTOCOL"),
+        path_info: text("PATH_INFO"),
+        query: text("QUERY_STRING"),
+        sent: done.sent,
+        referer: text("HTTP_REFERER"),
+        user_agent: text("HTTP_USER_AGENT"),
+        authorization: text("HTTP_AUTHORIZATION"),
+        request_headers: &request_headers,
+        response_headers: &done.headers,
+        environ: &env,
+        ..AccessRecord::new(Text::Str(&status), done.elapsed)
+    };
+    crate::log::access(format, &record);
 }

@@ -59,6 +59,11 @@ impl ReadBuf {
         &self.data[self.start..]
     }
 
+    /// For decoders that work in place (WebSocket unmasking).
+    pub fn unread_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..]
+    }
+
     /// Moves unread bytes to the front once at least half the buffer is
     /// spent, so reads append to a buffer that never grows without bound.
     pub fn compact(&mut self) {

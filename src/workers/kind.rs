@@ -24,17 +24,25 @@ impl WorkerKind {
             )
         })?;
         let kind = if kind == WorkerKind::Sync && threads > 1 { WorkerKind::Gthread } else { kind };
-        if !matches!(kind, WorkerKind::Sync | WorkerKind::Gthread) {
+        if !matches!(kind, WorkerKind::Sync | WorkerKind::Gthread | WorkerKind::Asgi) {
             let why = if worker_class.trim() != kind.to_string() {
                 format!(" ('{worker_class}'{} means {kind})", if threads > 1 { format!(" with --threads {threads}") } else { String::new() })
             } else {
                 String::new()
             };
             return Err(format!(
-                "worker class {kind}{why} is not available yet in ferrocorn (available: sync, gthread)"
+                "worker class {kind}{why} is not available yet in ferrocorn (available: sync, gthread, asgi)"
             ));
         }
         Ok(kind)
+    }
+
+    /// The line the master logs when a uvicorn worker class was asked for:
+    /// the command line keeps working, served by ferrocorn's own worker.
+    pub fn alias_note(worker_class: &str) -> Option<String> {
+        let name = worker_class.trim();
+        (name.starts_with("uvicorn.") || name.starts_with("uvicorn_worker."))
+            .then(|| format!("Worker class {name} is served by ferrocorn's native asgi worker"))
     }
 
     fn by_name(name: &str) -> Option<WorkerKind> {
@@ -83,8 +91,12 @@ mod tests {
         assert_eq!(WorkerKind::resolve("egg:gunicorn#sync", 1), Ok(WorkerKind::Sync));
         assert_eq!(WorkerKind::resolve("sync", 4), Ok(WorkerKind::Gthread));
         assert_eq!(WorkerKind::resolve("gthread", 1), Ok(WorkerKind::Gthread));
-        let e = WorkerKind::resolve("uvicorn.workers.UvicornWorker", 1).unwrap_err();
-        assert!(e.contains("asgi") && e.contains("not available yet"), "{e}");
+        assert_eq!(WorkerKind::resolve("uvicorn.workers.UvicornWorker", 1), Ok(WorkerKind::Asgi));
+        assert_eq!(WorkerKind::resolve("uvicorn_worker.UvicornH11Worker", 1), Ok(WorkerKind::Asgi));
+        assert!(WorkerKind::alias_note("uvicorn.workers.UvicornWorker").is_some());
+        assert!(WorkerKind::alias_note("asgi").is_none());
+        let e = WorkerKind::resolve("gevent", 1).unwrap_err();
+        assert!(e.contains("gevent") && e.contains("not available yet"), "{e}");
         let e = WorkerKind::resolve("mypkg.MyWorker", 1).unwrap_err();
         assert!(e.contains("Invalid worker class") && e.contains("gthread"), "{e}");
     }

@@ -3,7 +3,9 @@
 //! plus a place where Python runs; `sync` is the first.
 
 pub mod access;
+pub mod asgi;
 pub mod conn;
+pub mod evconn;
 pub mod gthread;
 pub mod kind;
 pub mod request;
@@ -79,7 +81,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
     let watcher = crate::reload::Watcher::new(py, &ctx.settings)?;
     let app = match ctx.app.take() {
         Some(app) => app,
-        None => match crate::reload::load_app(py, &ctx.settings, &ctx.app_uri, &watcher) {
+        None => match crate::reload::load_app(py, &ctx.settings, &ctx.app_uri, &watcher, ctx.kind == WorkerKind::Asgi) {
             Ok(app) => app,
             Err(AppLoadError::NotFound(reason)) => {
                 eprintln!("{reason}");
@@ -101,6 +103,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
     let served = match ctx.kind {
         WorkerKind::Sync => sync::serve(py, ctx, app, policy, wakeup),
         WorkerKind::Gthread => gthread::serve(py, ctx, app, policy, wakeup),
+        WorkerKind::Asgi => asgi::serve(py, ctx, app, policy, wakeup),
         other => Err(pyo3::exceptions::PyRuntimeError::new_err(format!("worker class {other} is not available"))),
     };
     match served {

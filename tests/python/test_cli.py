@@ -45,7 +45,7 @@ def test_unknown_worker_class_lists_the_valid_ones(tmp_path):
 
 
 def test_known_worker_classes_not_available_yet(tmp_path):
-    for args in (["-k", "uvicorn.workers.UvicornWorker"], ["-k", "gevent"], ["-k", "asgi"], ["-k", "tornado"]):
+    for args in (["-k", "gevent"], ["-k", "gevent_wsgi"], ["-k", "eventlet"], ["-k", "tornado"]):
         r = run_ferrocorn(args + ["basic:hello"], tmp_path)
         assert r.returncode == 1, args
         assert "not available yet" in r.stderr, (args, r.stderr)
@@ -53,9 +53,7 @@ def test_known_worker_classes_not_available_yet(tmp_path):
 
 # A value other than the default for every setting ferrocorn does not do yet.
 NOT_YET = {
-    "asgi_loop": "'asyncio'", "asgi_lifespan": "'on'", "asgi_disconnect_grace_period": "5",
-    "websocket_max_message_size": "1024", "protocol": "'uwsgi'", "uwsgi_allow_ips": "'10.0.0.1'",
-    "root_path": "'/api'", "ssl_context": "lambda config, factory: None", "keyfile": "'k.pem'",
+    "protocol": "'uwsgi'", "uwsgi_allow_ips": "'10.0.0.1'", "ssl_context": "lambda config, factory: None", "keyfile": "'k.pem'",
     "certfile": "'c.pem'", "ssl_version": "5", "cert_reqs": "2", "ca_certs": "'ca.pem'",
     "suppress_ragged_eofs": "False", "do_handshake_on_connect": "True", "ciphers": "'HIGH'",
     "http_protocols": "'h2,h1'", "http2_cleartext": "'upgrade'", "http2_max_concurrent_streams": "10",
@@ -87,7 +85,7 @@ def test_every_refused_setting_names_itself(tmp_path):
         assert line.startswith("ferrocorn does not support %s (" % name) or "Error: ferrocorn" in line
         assert line.rstrip().split(" yet: it comes with ")[1]
     assert "ferrocorn does not support certfile (--certfile) yet: it comes with TLS" in r.stderr
-    assert "ferrocorn does not support root_path (--root-path) yet: it comes with the asgi worker" in r.stderr
+    assert "ferrocorn does not support protocol (--protocol) yet: it comes with the uwsgi protocol" in r.stderr
     assert "dirty_post_fork (config file)" in r.stderr
     # one at a time from the command line, too
     r = run_ferrocorn(["--http-protocols", "h2", "basic:hello"], tmp_path)

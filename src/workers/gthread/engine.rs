@@ -6,8 +6,7 @@
 //! substitute thread while the main thread is busy in a slow request (see
 //! `mod.rs`), one turn (one epoll wait) at a time.
 
-use super::conn::{After, Conn, Phase, Step, DRAIN_MAX, LINGER_MAX};
-use super::exec::{reject, start_linger};
+use crate::workers::evconn::{After, Conn, Phase, Step, DRAIN_MAX};
 use super::{Job, Shared};
 use crate::net::epoll::{Event, HANGUP, ONESHOT, READABLE, WRITABLE};
 use crate::workers::signals;
@@ -105,14 +104,7 @@ impl Engine {
         if on == self.accepting {
             return Ok(());
         }
-        for (i, l) in shared.listeners.iter().enumerate() {
-            if on {
-                // EPOLLEXCLUSIVE: a new connection wakes one worker, not all.
-                shared.epoll.add(l.fd(), READABLE | libc::EPOLLEXCLUSIVE as u32, LISTENERS - i as u64)?;
-            } else {
-                shared.epoll.delete(l.fd())?;
-            }
-        }
+        crate::workers::evconn::watch_listeners(&shared.epoll, &shared.listeners, LISTENERS, on)?;
         self.accepting = on;
         Ok(())
     }
@@ -303,7 +295,7 @@ impl Engine {
             Phase::Flush(_) => {}
             Phase::Linger { drained } => {
                 let mut drained_now = *drained;
-                let done = linger_read(&conn, &mut drained_now);
+                let done = conn.linger_read(&mut drained_now);
                 if done {
                     return self.close(shared, index, conn);
                 }
@@ -336,7 +328,7 @@ impl Engine {
                 Phase::Flush(after) => match conn.flush_out() {
                     Ok(true) => match after {
                         After::KeepAlive => conn.phase = Phase::Head,
-                        After::Linger => start_linger(&mut conn),
+                        After::Linger => conn.start_linger(),
                     },
                     Ok(false) => {
                         conn.phase = Phase::Flush(after);
@@ -382,7 +374,7 @@ impl Engine {
                             }
                             return self.park(shared, index, conn, READABLE);
                         }
-                        Step::Reject(e) => reject(&mut conn, &e),
+                        Step::Reject(e) => conn.reject(&e),
                         Step::Done => return self.close(shared, index, conn),
                     }
                 }
@@ -473,25 +465,5 @@ impl Engine {
                 self.close(shared, index as u32, conn);
             }
         }
-    }
-}
-
-/// Reads and drops what a lingering client still sends; true when done.
-fn linger_read(conn: &Conn, drained: &mut usize) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        // SAFETY: non-blocking read into a local buffer.
-        let n = unsafe { libc::recv(conn.fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n > 0 {
-            *drained += n as usize;
-            if *drained >= LINGER_MAX {
-                return true;
-            }
-            continue;
-        }
-        if n == 0 {
-            return true;
-        }
-        return io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock;
     }
 }

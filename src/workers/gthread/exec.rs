@@ -4,13 +4,11 @@
 //! the next one, flush what is left of the response, drain an unread body,
 //! or close it gracefully.
 
-use super::conn::{After, Conn, Pending, Phase, Step, DRAIN_MAX};
+use crate::workers::evconn::{After, Conn, Pending, Phase, Step, DRAIN_MAX};
 use super::io::{ConnBody, ConnSink};
 use super::{Job, Shared};
 use crate::http::date::DateCache;
-use crate::http::error::HttpError;
-use crate::workers::conn::ReadBuf;
-use crate::workers::request::{log_rejected, Exchange, Runner};
+use crate::workers::request::{Exchange, Runner};
 use crate::wsgi::environ::{EnvironBuilder, TemplateOptions};
 use pyo3::prelude::*;
 use std::sync::atomic::Ordering;
@@ -47,24 +45,11 @@ pub fn run_job(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, job: Job) 
         match conn.advance(&shared.policy) {
             Step::Dispatch(next) => pending = Some(next),
             Step::NeedRead => {}
-            Step::Reject(e) => reject(&mut conn, &e),
+            Step::Reject(e) => conn.reject(&e),
             Step::Done => conn.phase = Phase::Close,
         }
     }
     shared.give_back(conn);
-}
-
-/// Queues the error page and closes gracefully after it.
-pub fn reject(conn: &mut Conn, e: &HttpError) {
-    log_rejected(conn.peer, e);
-    match e.response() {
-        Some(page) => {
-            conn.out = page.to_bytes();
-            conn.out_pos = 0;
-            conn.phase = Phase::Flush(After::Linger);
-        }
-        None => conn.phase = Phase::Close,
-    }
 }
 
 /// One request. True when the connection is ready for the next request
@@ -97,7 +82,7 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
     let served = match ts.runner.serve(py, exchange) {
         Ok(Some(s)) => s,
         Ok(None) => {
-            start_linger(conn);
+            conn.start_linger();
             return false;
         }
         Err(e) => {
@@ -159,7 +144,7 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
         return false;
     }
     if !keep_alive {
-        start_linger(conn);
+        conn.start_linger();
         return false;
     }
     if let Some((decoder, drained)) = drain {
@@ -168,15 +153,4 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
     }
     conn.phase = Phase::Head;
     true
-}
-
-/// Gunicorn's close_graceful: half-close now, let the engine read until the
-/// client closes.
-pub fn start_linger(conn: &mut Conn) {
-    if conn.stream.shutdown(std::net::Shutdown::Write).is_err() {
-        conn.phase = Phase::Close;
-        return;
-    }
-    conn.buf = ReadBuf::default();
-    conn.phase = Phase::Linger { drained: 0 };
 }

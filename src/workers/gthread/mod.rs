@@ -12,7 +12,7 @@
 //!   the requests waiting in the queue;
 //! - when the main thread is back, it takes the engine again.
 
-mod conn;
+
 mod engine;
 mod exec;
 mod io;
@@ -24,7 +24,7 @@ use crate::http::policy::HttpPolicy;
 use crate::net::epoll::{Epoll, EventFd, ONESHOT, READABLE, WRITABLE};
 use crate::net::listener::Listener;
 use crate::settings::Settings;
-use conn::{Conn, Pending, Phase};
+use crate::workers::evconn::{Conn, Pending, Phase};
 use pool::Queue;
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

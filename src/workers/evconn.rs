@@ -1,7 +1,9 @@
-//! One client connection of the gthread worker and the request state
-//! machine both the engine and the Python threads drive: the engine reads
-//! and calls [`Conn::advance`] until a request is ready; a thread that just
-//! answered a request calls it again to find a pipelined one.
+//! One client connection of an event-driven worker (gthread, asgi) and the
+//! HTTP/1 request state machine around it: the worker's event loop reads and
+//! calls [`Conn::advance`] until a request is ready, hands it to Python
+//! (a gthread thread, an asgi task), and calls it again afterwards to find a
+//! pipelined one. Flushing, draining an unread body and lingering before a
+//! close are the same for every such worker.
 
 use crate::http::body::{BodyDecoder, Decoded};
 use crate::http::error::HttpError;
@@ -291,6 +293,72 @@ impl Conn {
     pub fn release_buffers(&mut self) {
         if self.buf.unread().is_empty() {
             self.buf = ReadBuf::default();
+        }
+    }
+}
+
+/// Puts the listeners in (or takes them out of) an event-driven worker's
+/// epoll; listener i gets token `first_token - i`. EPOLLEXCLUSIVE: a new
+/// connection wakes one worker, not all.
+pub fn watch_listeners(
+    epoll: &crate::net::epoll::Epoll,
+    listeners: &[crate::net::listener::Listener],
+    first_token: u64,
+    on: bool,
+) -> io::Result<()> {
+    for (i, l) in listeners.iter().enumerate() {
+        if on {
+            epoll.add(l.fd(), crate::net::epoll::READABLE | libc::EPOLLEXCLUSIVE as u32, first_token - i as u64)?;
+        } else {
+            epoll.delete(l.fd())?;
+        }
+    }
+    Ok(())
+}
+
+impl Conn {
+    /// Queues the error page and closes gracefully after it.
+    pub fn reject(&mut self, e: &HttpError) {
+        crate::workers::request::log_rejected(self.peer, e);
+        match e.response() {
+            Some(page) => {
+                self.out = page.to_bytes();
+                self.out_pos = 0;
+                self.phase = Phase::Flush(After::Linger);
+            }
+            None => self.phase = Phase::Close,
+        }
+    }
+
+    /// Gunicorn's close_graceful: half-close now, then read until the
+    /// client closes (the Linger phase).
+    pub fn start_linger(&mut self) {
+        if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
+            self.phase = Phase::Close;
+            return;
+        }
+        self.buf = ReadBuf::default();
+        self.phase = Phase::Linger { drained: 0 };
+    }
+
+    /// Reads and drops what a lingering client still sends; true when done
+    /// (the client closed, failed, or sent more than [`LINGER_MAX`]).
+    pub fn linger_read(&self, drained: &mut usize) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: non-blocking read into a local buffer.
+            let n = unsafe { libc::recv(self.fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            if n > 0 {
+                *drained += n as usize;
+                if *drained >= LINGER_MAX {
+                    return true;
+                }
+                continue;
+            }
+            if n == 0 {
+                return true;
+            }
+            return io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock;
         }
     }
 }

@@ -1,0 +1,166 @@
+//! ASGI `http` and `websocket` scopes, built in Rust from the parsed request
+//! with interned keys (ASGI 3.0, spec 2.4, as Gunicorn's ASGI worker builds
+//! them: lowercased byte header names, `path` percent-decoded as UTF-8,
+//! `raw_path` as sent, `state` a shallow copy of the lifespan state).
+
+use crate::http::request::{RequestHead, Scheme};
+use crate::net::listener::Address;
+use crate::net::proxy_protocol::ProxyInfo;
+use crate::net::stream::Peer;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+macro_rules! keys {
+    ($($field:ident = $text:literal),* $(,)?) => {
+        pub struct Keys { $(pub $field: Py<PyString>,)* }
+        impl Keys {
+            pub fn new(py: Python<'_>) -> Keys {
+                Keys { $($field: PyString::intern(py, $text).unbind(),)* }
+            }
+        }
+    };
+}
+
+keys! {
+    type_ = "type",
+    asgi = "asgi",
+    http_version = "http_version",
+    method = "method",
+    scheme = "scheme",
+    path = "path",
+    raw_path = "raw_path",
+    query_string = "query_string",
+    root_path = "root_path",
+    headers = "headers",
+    client = "client",
+    server = "server",
+    state = "state",
+    extensions = "extensions",
+    subprotocols = "subprotocols",
+    http = "http",
+    websocket = "websocket",
+    https = "https",
+    ws = "ws",
+    wss = "wss",
+    v10 = "1.0",
+    v11 = "1.1",
+    body = "body",
+    more_body = "more_body",
+    http_request = "http.request",
+    http_disconnect = "http.disconnect",
+    ws_connect = "websocket.connect",
+    ws_receive = "websocket.receive",
+    ws_disconnect = "websocket.disconnect",
+    bytes = "bytes",
+    text = "text",
+    code = "code",
+    reason = "reason",
+    status = "status",
+    message = "message",
+    path_key = "path",
+    subprotocol = "subprotocol",
+}
+
+/// What a worker fixes once for all its scopes.
+pub struct ScopeBase {
+    pub keys: Keys,
+    asgi: Py<PyDict>,
+    extensions: Py<PyDict>,
+    root_path: Py<PyString>,
+}
+
+pub struct RequestView<'a> {
+    pub head: &'a RequestHead,
+    pub peer: Peer,
+    pub proxy: Option<&'a ProxyInfo>,
+    pub listener: &'a Address,
+}
+
+impl ScopeBase {
+    pub fn new(py: Python<'_>, root_path: &str) -> PyResult<ScopeBase> {
+        let asgi = PyDict::new(py);
+        asgi.set_item("version", "3.0")?;
+        asgi.set_item("spec_version", "2.4")?;
+        let extensions = PyDict::new(py);
+        extensions.set_item("http.response.pathsend", PyDict::new(py))?;
+        Ok(ScopeBase {
+            keys: Keys::new(py),
+            asgi: asgi.unbind(),
+            extensions: extensions.unbind(),
+            root_path: PyString::new(py, root_path).unbind(),
+        })
+    }
+
+    /// The `http` scope; `websocket` adds its own keys to the same base.
+    pub fn build<'py>(
+        &self,
+        py: Python<'py>,
+        req: &RequestView<'_>,
+        websocket: Option<&[String]>,
+        state: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let k = &self.keys;
+        let head = req.head;
+        let scope = PyDict::new(py);
+        match websocket {
+            None => scope.set_item(k.type_.bind(py), k.http.bind(py))?,
+            Some(_) => scope.set_item(k.type_.bind(py), k.websocket.bind(py))?,
+        }
+        // A fresh copy: an app may write into its scope.
+        scope.set_item(k.asgi.bind(py), self.asgi.bind(py).copy()?)?;
+        let version = match head.version {
+            (1, 0) => k.v10.bind(py).clone(),
+            (1, 1) => k.v11.bind(py).clone(),
+            (a, b) => PyString::new(py, &format!("{a}.{b}")),
+        };
+        scope.set_item(k.http_version.bind(py), version)?;
+        let https = head.scheme == Scheme::Https;
+        if websocket.is_none() {
+            scope.set_item(k.method.bind(py), PyString::new(py, &head.method))?;
+            scope.set_item(k.scheme.bind(py), if https { k.https.bind(py) } else { k.http.bind(py) })?;
+        } else {
+            scope.set_item(k.scheme.bind(py), if https { k.wss.bind(py) } else { k.ws.bind(py) })?;
+        }
+        // raw_path is the target's path as sent (urlsplit's, as Gunicorn
+        // takes it); path its percent-decoded UTF-8 text (invalid bytes
+        // replaced).
+        let raw = head.path.as_str();
+        let decoded = crate::http::text::unquote_to_bytes(raw.as_bytes());
+        scope.set_item(k.path.bind(py), PyString::new(py, &String::from_utf8_lossy(&decoded)))?;
+        scope.set_item(k.raw_path.bind(py), PyBytes::new(py, raw.as_bytes()))?;
+        scope.set_item(k.query_string.bind(py), PyBytes::new(py, head.query.as_bytes()))?;
+        scope.set_item(k.root_path.bind(py), self.root_path.bind(py))?;
+        let headers = PyList::empty(py);
+        for h in &head.headers {
+            let name = h.name.to_ascii_lowercase();
+            headers.append(PyTuple::new(py, [PyBytes::new(py, name.as_bytes()), PyBytes::new(py, &h.value)])?)?;
+        }
+        scope.set_item(k.headers.bind(py), headers)?;
+        let client: Option<(String, u16)> = match (req.proxy, req.peer) {
+            (Some(info), _) if info.client.is_some() => info.client.clone(),
+            (_, Peer::Tcp(addr)) => Some((addr.ip().to_string(), addr.port())),
+            (_, Peer::Unix) => None,
+        };
+        match client {
+            Some((host, port)) => scope.set_item(k.client.bind(py), (host, port))?,
+            None => scope.set_item(k.client.bind(py), py.None())?,
+        }
+        match req.listener {
+            Address::Tcp(addr) => scope.set_item(k.server.bind(py), (addr.ip().to_string(), addr.port()))?,
+            Address::Unix(path) => scope.set_item(k.server.bind(py), (path.as_str(), py.None()))?,
+        }
+        if let Some(state) = state {
+            scope.set_item(k.state.bind(py), state.copy()?)?;
+        }
+        match websocket {
+            None => scope.set_item(k.extensions.bind(py), self.extensions.bind(py).copy()?)?,
+            Some(protocols) => {
+                scope.set_item(k.subprotocols.bind(py), PyList::new(py, protocols)?)?;
+                let ext = PyDict::new(py);
+                ext.set_item("websocket.http.response", PyDict::new(py))?;
+                scope.set_item(k.extensions.bind(py), ext)?;
+            }
+        }
+        Ok(scope)
+    }
+}

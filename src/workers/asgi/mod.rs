@@ -1,0 +1,45 @@
+//! The `asgi` worker (also what `-k uvicorn.workers.UvicornWorker` and the
+//! other uvicorn class paths run): the asyncio (or uvloop) loop on the
+//! worker's main thread, with the HTTP/1.1 and WebSocket engine in Rust
+//! beside it on the same thread.
+//!
+//! - `server.rs`: listeners, connections, timers and the stop; the loop
+//!   calls it when its epoll fd is readable.
+//! - `cycle.rs`: one HTTP request through the app (`receive`, `send`, the
+//!   task's end).
+//! - `websocket.rs`: the `websocket` scope.
+//! - `output.rs`: writing to a client, queued when it is slow.
+//!
+//! The Python side (`ferrocorn/_asgi.py`) owns the loop, lifespan and the
+//! ticker that calls `tick()`.
+
+mod cycle;
+mod output;
+mod server;
+mod websocket;
+
+pub use cycle::Cycle;
+pub use server::AsgiServer;
+
+use super::signals::Wakeup;
+use super::WorkerCtx;
+use crate::http::policy::HttpPolicy;
+use pyo3::prelude::*;
+
+pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy, wakeup: Wakeup) -> PyResult<()> {
+    let s = &ctx.settings;
+    if s.threads > 1 {
+        crate::log::warning!("ASGI worker does not use threads configuration. Use worker_connections instead.");
+    }
+    let server = Bound::new(py, AsgiServer::new(py, ctx, app.clone_ref(py), policy, wakeup.read_fd)?)?;
+    let run = py.import("ferrocorn._asgi")?.getattr("run")?;
+    run.call1((server, app, s.asgi_loop.as_str(), s.asgi_lifespan.as_str()))?;
+    Ok(())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<AsgiServer>()?;
+    m.add_class::<Cycle>()?;
+    m.add_class::<crate::asgi::awaitable::Ready>()?;
+    Ok(())
+}
