@@ -15,3 +15,58 @@ def sleep10(environ, start_response):
     time.sleep(0.01)
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))])
     return [HELLO]
+
+
+async def asgi_hello(scope, receive, send):
+    """Hello-world ASGI (no lifespan: returning at once says so)."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"14")]})
+    await send({"type": "http.response.body", "body": HELLO})
+
+
+async def asgi_echo(scope, receive, send):
+    """Echoes the request body (the 10 KB POST scenario)."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def asgi_ws_echo(scope, receive, send):
+    """WebSocket echo, message by message."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
+
+
+def _fastapi():
+    try:
+        from fastapi import FastAPI
+    except ImportError:  # the WSGI scenarios do not need it
+        return None
+    app = FastAPI()
+
+    @app.get("/")
+    async def items():
+        return {"message": "Hello, world!", "items": [{"id": i, "name": "item %d" % i} for i in range(5)]}
+
+    return app
+
+
+fastapi_json = _fastapi()

@@ -29,7 +29,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 VENV = os.path.join(HERE, ".venv")
 BIN = os.path.join(VENV, "bin")
-PEERS = ["gunicorn==27.0.1", "granian", "uvicorn[standard]"]
+PEERS = ["gunicorn==27.0.1", "granian", "uvicorn[standard]", "fastapi"]
+
+# The ASGI peers, each in its fastest documented configuration for one
+# worker; uvicorn's access log is off as the others' is by default.
+def asgi_servers(app, ws=False):
+    return [
+        ("ferrocorn -k asgi", "{bin}/ferrocorn -k asgi -w 1 -b 127.0.0.1:{port} apps:%s" % app, False),
+        ("granian --interface asgi --workers 1", "{bin}/granian --interface asgi --workers 1 --host 127.0.0.1 "
+         "--port {port} apps:%s" % app, True),
+        ("uvicorn (httptools, uvloop)", "{bin}/uvicorn --workers 1 --http httptools --loop uvloop --no-access-log "
+         "--host 127.0.0.1 --port {port} apps:%s" % app, False),
+        ("gunicorn -k asgi", "{bin}/gunicorn -k asgi -w 1 --no-control-socket -b 127.0.0.1:{port} apps:%s" % app, False),
+    ]
+
 
 # name -> scenario. A server is (label, command template with {port} and
 # {bin}, is_baseline); ratios are against the baseline row.
@@ -61,6 +74,26 @@ SCENARIOS = {
             ("ferrocorn -k gthread --threads 32", "{bin}/ferrocorn -k gthread --threads 32 -w 1 -b 127.0.0.1:{port} apps:sleep10", False),
             ("gunicorn -k gthread --threads 32", "{bin}/gunicorn -k gthread --threads 32 -w 1 --no-control-socket -b 127.0.0.1:{port} apps:sleep10", True),
         ],
+    },
+    "asgi-hello": {
+        "what": "Hello-world ASGI, 1 worker, keep-alive, wrk -t1 -c64",
+        "threads": 1, "connections": 64, "servers": asgi_servers("asgi_hello"),
+    },
+    "asgi-fastapi": {
+        "what": "FastAPI JSON endpoint (a small dict and list), 1 worker, wrk -t1 -c64",
+        "threads": 1, "connections": 64, "servers": asgi_servers("fastapi_json"),
+    },
+    "asgi-echo": {
+        "what": "10 KB POST echoed back by a raw ASGI app, 1 worker, wrk -t1 -c64",
+        "threads": 1, "connections": 64, "script": "post10k.lua", "servers": asgi_servers("asgi_echo"),
+    },
+    "ws-echo": {
+        "what": "WebSocket echo of 32-byte text messages, 1 worker, 64 connections each waiting for its echo "
+                "(bench/wsload.py, one Python process, so the client shares the machine)",
+        "threads": 1, "connections": 64, "load": "ws", "unit": "messages/s",
+        "servers": [srv for srv in asgi_servers("asgi_ws_echo") if not srv[0].startswith("gunicorn")]
+                   + [("gunicorn -k asgi", "{bin}/gunicorn -k asgi -w 1 --no-control-socket -b 127.0.0.1:{port} "
+                       "apps:asgi_ws_echo", False)],
     },
 }
 
@@ -138,7 +171,7 @@ def parse_wrk(out):
             return None
         value, unit = float(m.group(1)), m.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    rps = re.search(r"(?:Requests|messages)/sec:\s+([\d.]+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
@@ -158,15 +191,25 @@ def run_one(template, sc, duration):
     try:
         wait_listening(port, proc)
         url = "http://127.0.0.1:%d/" % port
-        wrk = ["wrk", "-t%d" % sc["threads"], "-c%d" % sc["connections"], "--latency"]
-        subprocess.run(wrk + ["-d2s", url], capture_output=True)
+        if sc.get("load") == "ws":
+            wrk = [sys.executable, os.path.join(HERE, "wsload.py"), "--port", str(port),
+                   "--connections", str(sc["connections"]), "--duration"]
+            subprocess.run(wrk + ["2"], capture_output=True)
+        else:
+            wrk = ["wrk", "-t%d" % sc["threads"], "-c%d" % sc["connections"], "--latency"]
+            if sc.get("script"):
+                wrk += ["-s", os.path.join(HERE, sc["script"])]
+            subprocess.run(wrk + ["-d2s", url], capture_output=True)
         # CPU used by the server (master and workers) and by wrk during the
         # measured run: a load tool near 100% means the server is not the limit.
         hz = os.sysconf("SC_CLK_TCK")
         server_before = process_tree_ticks(proc.pid)
         wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.time()
-        out = subprocess.run(wrk + ["-d%ds" % duration, url], capture_output=True, text=True).stdout
+        if sc.get("load") == "ws":
+            out = subprocess.run(wrk + [str(duration)], capture_output=True, text=True).stdout
+        else:
+            out = subprocess.run(wrk + ["-d%ds" % duration, url], capture_output=True, text=True).stdout
         elapsed = time.time() - started
         wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         result = parse_wrk(out)
@@ -332,8 +375,8 @@ def main():
             print("%-40s %10.0f req/s  p99 %s ms" % (label, r["rps"], fmt(r["p99_ms"], ".2f")), file=sys.stderr)
         base = next((r for r in results if r["baseline"]), None)
         lines += ["### %s" % name, "", sc["what"] + ", %d s per server after a 2 s warm-up." % a.duration, "",
-                  "| server | req/s | p50 ms | p99 ms | vs %s | server CPU | wrk CPU | req per server CPU-second | vs %s |"
-                  % (((base["label"] if base else "baseline"),) * 2),
+                  "| server | %s | p50 ms | p99 ms | vs %s | server CPU | client CPU | per server CPU-second | vs %s |"
+                  % ((sc.get("unit", "req/s"),) + ((base["label"] if base else "baseline"),) * 2),
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in results:
             ratio = "%.2fx" % (r["rps"] / base["rps"]) if base and base["rps"] else "-"

@@ -5,12 +5,10 @@
 
 use super::scope::Keys;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
-/// A header pair as the app gave it (bytes, or str encoded as latin-1).
-pub type HeaderPair = (Vec<u8>, Vec<u8>);
-
-/// Body bytes: borrowed from a `bytes` object, copied from anything else.
+/// Bytes from the app: borrowed from a `bytes` object, copied from anything
+/// else (str header names and values as latin-1, bytearray, memoryview).
 pub enum Payload<'py> {
     Bytes(Bound<'py, PyBytes>),
     Owned(Vec<u8>),
@@ -25,17 +23,25 @@ impl Payload<'_> {
     }
 }
 
+/// A header pair as the app gave it.
+pub type HeaderPair<'py> = (Payload<'py>, Payload<'py>);
+
+/// The pairs as slices, for the response writers.
+pub fn header_slices<'a>(headers: &'a [HeaderPair<'_>]) -> Vec<(&'a [u8], &'a [u8])> {
+    headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect()
+}
+
 pub enum HttpSend<'py> {
-    Start { status: i64, headers: Vec<HeaderPair> },
+    Start { status: i64, headers: Vec<HeaderPair<'py>> },
     Body { body: Payload<'py>, more: bool },
     /// The `http.response.pathsend` extension.
     PathSend { path: String },
     /// `http.response.informational` (1xx, e.g. 103 Early Hints).
-    Informational { status: i64, headers: Vec<HeaderPair> },
+    Informational { status: i64, headers: Vec<HeaderPair<'py>> },
 }
 
 pub enum WsSend<'py> {
-    Accept { subprotocol: Option<String>, headers: Vec<HeaderPair> },
+    Accept { subprotocol: Option<String>, headers: Vec<HeaderPair<'py>> },
     Text(String),
     Bytes(Payload<'py>),
     Close { code: u16, reason: String },
@@ -43,22 +49,23 @@ pub enum WsSend<'py> {
     Http(HttpSend<'py>),
 }
 
-fn message_type<'py>(msg: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyDict>, String)> {
-    let dict = msg
-        .cast::<PyDict>()
-        .map_err(|_| pyo3::exceptions::PyTypeError::new_err("ASGI messages must be dicts"))?
-        .clone();
-    let kind = match dict.get_item("type")? {
-        Some(t) => t.extract::<String>()?,
-        None => return Err(pyo3::exceptions::PyKeyError::new_err("type")),
-    };
-    Ok((dict, kind))
+fn as_dict<'a, 'py>(msg: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyDict>> {
+    msg.cast::<PyDict>().map_err(|_| pyo3::exceptions::PyTypeError::new_err("ASGI messages must be dicts"))
 }
 
-fn bytes_like(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    if let Ok(b) = value.cast::<PyBytes>() {
-        return Ok(b.as_bytes().to_vec());
-    }
+fn get<'py>(dict: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    dict.get_item(key)
+}
+
+fn required<'py>(dict: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
+    get(dict, key)?.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
+}
+
+fn bytes_like<'py>(name: &str, value: Bound<'py, PyAny>) -> PyResult<Payload<'py>> {
+    let value = match value.cast_into::<PyBytes>() {
+        Ok(b) => return Ok(Payload::Bytes(b)),
+        Err(e) => e.into_inner(),
+    };
     if let Ok(s) = value.cast::<PyString>() {
         // Gunicorn accepts str header names and values, as latin-1.
         let text = s.to_str()?;
@@ -66,33 +73,52 @@ fn bytes_like(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
             .chars()
             .map(|c| u8::try_from(u32::from(c)).map_err(|_| ()))
             .collect::<Result<Vec<u8>, ()>>()
+            .map(Payload::Owned)
             .map_err(|()| pyo3::exceptions::PyValueError::new_err(format!("{name} is not latin-1: {text:?}")));
     }
     if let Ok(b) = value.cast::<PyByteArray>() {
-        return Ok(b.to_vec());
+        return Ok(Payload::Owned(b.to_vec()));
     }
     Err(pyo3::exceptions::PyTypeError::new_err(format!("{name} must be bytes, not {}", value.get_type().name()?)))
 }
 
-fn headers(dict: &Bound<'_, PyDict>) -> PyResult<Vec<HeaderPair>> {
-    let Some(list) = dict.get_item("headers")? else { return Ok(Vec::new()) };
-    let mut out = Vec::with_capacity(list.len().unwrap_or(0));
-    for item in list.try_iter()? {
-        let item = item?;
-        let mut pair = item.try_iter()?;
-        let (Some(name), Some(value), None) = (pair.next(), pair.next(), pair.next()) else {
-            return Err(pyo3::exceptions::PyValueError::new_err("ASGI headers must be (name, value) pairs"));
-        };
-        out.push((bytes_like("header name", &name?)?, bytes_like("header value", &value?)?));
+fn pair<'py>(item: Bound<'py, PyAny>) -> PyResult<HeaderPair<'py>> {
+    // The usual case: a 2-tuple (or list) of bytes.
+    if let Ok(t) = item.cast::<PyTuple>() {
+        if t.len() == 2 {
+            return Ok((bytes_like("header name", t.get_item(0)?)?, bytes_like("header value", t.get_item(1)?)?));
+        }
+    } else if let Ok(l) = item.cast::<PyList>() {
+        if l.len() == 2 {
+            return Ok((bytes_like("header name", l.get_item(0)?)?, bytes_like("header value", l.get_item(1)?)?));
+        }
+    } else {
+        let mut it = item.try_iter()?;
+        if let (Some(n), Some(v), None) = (it.next(), it.next(), it.next()) {
+            return Ok((bytes_like("header name", n?)?, bytes_like("header value", v?)?));
+        }
     }
-    Ok(out)
+    Err(pyo3::exceptions::PyValueError::new_err("ASGI headers must be (name, value) pairs"))
+}
+
+fn headers<'py>(dict: &Bound<'py, PyDict>) -> PyResult<Vec<HeaderPair<'py>>> {
+    let py = dict.py();
+    let Some(list) = get(dict, pyo3::intern!(py, "headers"))? else { return Ok(Vec::new()) };
+    if let Ok(l) = list.cast::<PyList>() {
+        return l.iter().map(pair).collect();
+    }
+    if let Ok(t) = list.cast::<PyTuple>() {
+        return t.iter().map(pair).collect();
+    }
+    list.try_iter()?.map(|item| pair(item?)).collect()
 }
 
 fn payload<'py>(value: Option<Bound<'py, PyAny>>) -> PyResult<Payload<'py>> {
     let Some(value) = value else { return Ok(Payload::Owned(Vec::new())) };
-    if let Ok(b) = value.cast::<PyBytes>() {
-        return Ok(Payload::Bytes(b.clone()));
-    }
+    let value = match value.cast_into::<PyBytes>() {
+        Ok(b) => return Ok(Payload::Bytes(b)),
+        Err(e) => e.into_inner(),
+    };
     if let Ok(b) = value.cast::<PyByteArray>() {
         return Ok(Payload::Owned(b.to_vec()));
     }
@@ -103,51 +129,54 @@ fn payload<'py>(value: Option<Bound<'py, PyAny>>) -> PyResult<Payload<'py>> {
     Err(pyo3::exceptions::PyTypeError::new_err(format!("body must be bytes, not {}", value.get_type().name()?)))
 }
 
-fn flag(dict: &Bound<'_, PyDict>, key: &str) -> PyResult<bool> {
-    match dict.get_item(key)? {
+fn flag(dict: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<bool> {
+    match get(dict, key)? {
         Some(v) => v.is_truthy(),
         None => Ok(false),
     }
 }
 
 fn status(dict: &Bound<'_, PyDict>) -> PyResult<i64> {
-    match dict.get_item("status")? {
-        Some(v) => v.extract::<i64>(),
-        None => Err(pyo3::exceptions::PyKeyError::new_err("status")),
-    }
+    required(dict, pyo3::intern!(dict.py(), "status"))?.extract::<i64>()
 }
 
 fn unexpected(kind: &str, scope: &str) -> PyErr {
     pyo3::exceptions::PyRuntimeError::new_err(format!("Unexpected ASGI message '{kind}' sent in a '{scope}' scope."))
 }
 
+fn optional_str(dict: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Option<String>> {
+    match get(dict, key)? {
+        Some(v) if !v.is_none() => Ok(Some(v.extract::<String>()?)),
+        _ => Ok(None),
+    }
+}
+
 pub fn http_send<'py>(msg: &Bound<'py, PyAny>) -> PyResult<HttpSend<'py>> {
-    let (dict, kind) = message_type(msg)?;
-    Ok(match kind.as_str() {
-        "http.response.start" => HttpSend::Start { status: status(&dict)?, headers: headers(&dict)? },
-        "http.response.body" => HttpSend::Body { body: payload(dict.get_item("body")?)?, more: flag(&dict, "more_body")? },
-        "http.response.pathsend" => match dict.get_item("path")? {
-            Some(p) => HttpSend::PathSend { path: p.str()?.to_string() },
-            None => return Err(pyo3::exceptions::PyKeyError::new_err("path")),
+    let py = msg.py();
+    let dict = as_dict(msg)?;
+    let kind = required(dict, pyo3::intern!(py, "type"))?;
+    let kind = kind.cast::<PyString>()?.to_str()?;
+    Ok(match kind {
+        "http.response.body" => HttpSend::Body {
+            body: payload(get(dict, pyo3::intern!(py, "body"))?)?,
+            more: flag(dict, pyo3::intern!(py, "more_body"))?,
         },
-        "http.response.informational" => HttpSend::Informational { status: status(&dict)?, headers: headers(&dict)? },
-        _ => return Err(unexpected(&kind, "http")),
+        "http.response.start" => HttpSend::Start { status: status(dict)?, headers: headers(dict)? },
+        "http.response.pathsend" => HttpSend::PathSend { path: required(dict, pyo3::intern!(py, "path"))?.str()?.to_string() },
+        "http.response.informational" => HttpSend::Informational { status: status(dict)?, headers: headers(dict)? },
+        other => return Err(unexpected(other, "http")),
     })
 }
 
 pub fn ws_send<'py>(msg: &Bound<'py, PyAny>) -> PyResult<WsSend<'py>> {
-    let (dict, kind) = message_type(msg)?;
-    Ok(match kind.as_str() {
-        "websocket.accept" => {
-            let subprotocol = match dict.get_item("subprotocol")? {
-                Some(s) if !s.is_none() => Some(s.extract::<String>()?),
-                _ => None,
-            };
-            WsSend::Accept { subprotocol, headers: headers(&dict)? }
-        }
+    let py = msg.py();
+    let dict = as_dict(msg)?;
+    let kind = required(dict, pyo3::intern!(py, "type"))?;
+    let kind = kind.cast::<PyString>()?.to_str()?;
+    Ok(match kind {
         "websocket.send" => {
-            let bytes = dict.get_item("bytes")?.filter(|b| !b.is_none());
-            let text = dict.get_item("text")?.filter(|t| !t.is_none());
+            let bytes = get(dict, pyo3::intern!(py, "bytes"))?.filter(|b| !b.is_none());
+            let text = get(dict, pyo3::intern!(py, "text"))?.filter(|t| !t.is_none());
             match (bytes, text) {
                 (Some(b), None) => WsSend::Bytes(payload(Some(b))?),
                 (None, Some(t)) => WsSend::Text(t.extract::<String>()?),
@@ -158,22 +187,23 @@ pub fn ws_send<'py>(msg: &Bound<'py, PyAny>) -> PyResult<WsSend<'py>> {
                 }
             }
         }
-        "websocket.close" => {
-            let code = match dict.get_item("code")? {
+        "websocket.accept" => WsSend::Accept {
+            subprotocol: optional_str(dict, pyo3::intern!(py, "subprotocol"))?,
+            headers: headers(dict)?,
+        },
+        "websocket.close" => WsSend::Close {
+            code: match get(dict, pyo3::intern!(py, "code"))? {
                 Some(c) if !c.is_none() => c.extract::<u16>()?,
                 _ => 1000,
-            };
-            let reason = match dict.get_item("reason")? {
-                Some(r) if !r.is_none() => r.extract::<String>()?,
-                _ => String::new(),
-            };
-            WsSend::Close { code, reason }
-        }
-        "websocket.http.response.start" => WsSend::Http(HttpSend::Start { status: status(&dict)?, headers: headers(&dict)? }),
-        "websocket.http.response.body" => {
-            WsSend::Http(HttpSend::Body { body: payload(dict.get_item("body")?)?, more: flag(&dict, "more_body")? })
-        }
-        _ => return Err(unexpected(&kind, "websocket")),
+            },
+            reason: optional_str(dict, pyo3::intern!(py, "reason"))?.unwrap_or_default(),
+        },
+        "websocket.http.response.start" => WsSend::Http(HttpSend::Start { status: status(dict)?, headers: headers(dict)? }),
+        "websocket.http.response.body" => WsSend::Http(HttpSend::Body {
+            body: payload(get(dict, pyo3::intern!(py, "body"))?)?,
+            more: flag(dict, pyo3::intern!(py, "more_body"))?,
+        }),
+        other => return Err(unexpected(other, "websocket")),
     })
 }
 

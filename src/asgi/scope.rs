@@ -76,6 +76,46 @@ pub struct RequestView<'a> {
     pub listener: &'a Address,
 }
 
+/// `scope["client"]` and `scope["server"]`, which stay the same for every
+/// request on a connection: built once, shared (tuples are immutable).
+pub struct Addresses {
+    pub client: Py<PyAny>,
+    pub server: Py<PyAny>,
+}
+
+impl Addresses {
+    pub fn new(py: Python<'_>, req: &RequestView<'_>) -> PyResult<Addresses> {
+        let client: Option<(String, u16)> = match (req.proxy, req.peer) {
+            (Some(info), _) if info.client.is_some() => info.client.clone(),
+            (_, Peer::Tcp(addr)) => Some((addr.ip().to_string(), addr.port())),
+            (_, Peer::Unix) => None,
+        };
+        let client = match client {
+            Some(pair) => pair.into_pyobject(py)?.into_any(),
+            None => py.None().into_bound(py),
+        };
+        let server = match req.listener {
+            Address::Tcp(addr) => (addr.ip().to_string(), addr.port()).into_pyobject(py)?.into_any(),
+            Address::Unix(path) => (path.as_str(), py.None()).into_pyobject(py)?.into_any(),
+        };
+        Ok(Addresses { client: client.unbind(), server: server.unbind() })
+    }
+}
+
+/// The usual methods as interned strings.
+fn method<'py>(py: Python<'py>, method: &str) -> Bound<'py, PyString> {
+    match method {
+        "GET" => pyo3::intern!(py, "GET").clone(),
+        "POST" => pyo3::intern!(py, "POST").clone(),
+        "HEAD" => pyo3::intern!(py, "HEAD").clone(),
+        "PUT" => pyo3::intern!(py, "PUT").clone(),
+        "DELETE" => pyo3::intern!(py, "DELETE").clone(),
+        "PATCH" => pyo3::intern!(py, "PATCH").clone(),
+        "OPTIONS" => pyo3::intern!(py, "OPTIONS").clone(),
+        other => PyString::new(py, other),
+    }
+}
+
 impl ScopeBase {
     pub fn new(py: Python<'_>, root_path: &str) -> PyResult<ScopeBase> {
         let asgi = PyDict::new(py);
@@ -96,6 +136,7 @@ impl ScopeBase {
         &self,
         py: Python<'py>,
         req: &RequestView<'_>,
+        addresses: &Addresses,
         websocket: Option<&[String]>,
         state: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyDict>> {
@@ -116,7 +157,7 @@ impl ScopeBase {
         scope.set_item(k.http_version.bind(py), version)?;
         let https = head.scheme == Scheme::Https;
         if websocket.is_none() {
-            scope.set_item(k.method.bind(py), PyString::new(py, &head.method))?;
+            scope.set_item(k.method.bind(py), method(py, &head.method))?;
             scope.set_item(k.scheme.bind(py), if https { k.https.bind(py) } else { k.http.bind(py) })?;
         } else {
             scope.set_item(k.scheme.bind(py), if https { k.wss.bind(py) } else { k.ws.bind(py) })?;
@@ -136,19 +177,8 @@ impl ScopeBase {
             headers.append(PyTuple::new(py, [PyBytes::new(py, name.as_bytes()), PyBytes::new(py, &h.value)])?)?;
         }
         scope.set_item(k.headers.bind(py), headers)?;
-        let client: Option<(String, u16)> = match (req.proxy, req.peer) {
-            (Some(info), _) if info.client.is_some() => info.client.clone(),
-            (_, Peer::Tcp(addr)) => Some((addr.ip().to_string(), addr.port())),
-            (_, Peer::Unix) => None,
-        };
-        match client {
-            Some((host, port)) => scope.set_item(k.client.bind(py), (host, port))?,
-            None => scope.set_item(k.client.bind(py), py.None())?,
-        }
-        match req.listener {
-            Address::Tcp(addr) => scope.set_item(k.server.bind(py), (addr.ip().to_string(), addr.port()))?,
-            Address::Unix(path) => scope.set_item(k.server.bind(py), (path.as_str(), py.None()))?,
-        }
+        scope.set_item(k.client.bind(py), addresses.client.bind(py))?;
+        scope.set_item(k.server.bind(py), addresses.server.bind(py))?;
         if let Some(state) = state {
             scope.set_item(k.state.bind(py), state.copy()?)?;
         }

@@ -82,6 +82,11 @@ impl DateCache {
         self.at(now)
     }
 
+    /// The date last formatted (by `get` or `at`).
+    pub fn last(&self) -> [u8; 29] {
+        self.text
+    }
+
     /// The date for `secs` since the epoch (reformatted only when it changes).
     pub fn at(&mut self, secs: u64) -> &[u8] {
         if secs != self.secs {

@@ -69,7 +69,15 @@ pub struct CycleState {
 }
 
 impl CycleState {
-    pub fn new(conn: u64, head: RequestHead, peer: Peer, decoder: BodyDecoder, body: Vec<u8>, body_error: Option<HttpError>) -> CycleState {
+    pub fn new(
+        conn: u64,
+        head: RequestHead,
+        peer: Peer,
+        decoder: BodyDecoder,
+        body: Vec<u8>,
+        body_error: Option<HttpError>,
+        now: Instant,
+    ) -> CycleState {
         CycleState {
             conn,
             continue_pending: head.expect_continue,
@@ -88,7 +96,7 @@ impl CycleState {
             disconnected: false,
             task: None,
             cancel_at: None,
-            started: Instant::now(),
+            started: now,
             hook_req: None,
             ws: None,
         }
@@ -281,6 +289,9 @@ impl Errors {
 }
 
 pub fn ready(py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    if value.is_none() {
+        return crate::asgi::awaitable::done(py);
+    }
     Ok(Py::new(py, Ready::new(value.unbind()))?.into_any())
 }
 
@@ -410,7 +421,7 @@ impl AsgiServer {
     fn send_on(&mut self, py: Python<'_>, conn: &mut AConn, key: u64, msg: HttpSend<'_>) -> PyResult<bool> {
         let busy = conn.state == State::Busy(key);
         let must_close = self.must_close();
-        let date = self.date.get().to_vec();
+        let date = self.date();
         let keep_headers = self.keep_headers;
         let sendfile = self.settings.sendfile;
         let Some(st) = self.cycles.get_mut(key) else { return Err(runtime_error("unknown request")) };
@@ -421,7 +432,7 @@ impl AsgiServer {
                 if st.response.started {
                     return Err(runtime_error("Response already started"));
                 }
-                let pairs: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+                let pairs = messages::header_slices(&headers);
                 let close = must_close || st.head.should_close() || conn.rdhup;
                 let opts = StartOptions { close, server: crate::SERVER_HEADER.as_bytes(), date: &date, keep_headers };
                 st.response.start(facts, status, &pairs, &opts).map_err(start_error)?;
@@ -432,7 +443,7 @@ impl AsgiServer {
                 if st.response.started {
                     return Err(runtime_error("Informational response after response start"));
                 }
-                let pairs: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+                let pairs = messages::header_slices(&headers);
                 if let Some(bytes) = crate::asgi::response::informational(facts.version, status, &pairs).map_err(start_error)? {
                     if status == 100 {
                         st.continue_pending = false;
@@ -669,8 +680,7 @@ fn write(conn: &mut AConn, parts: &[&[u8]]) -> PyResult<()> {
     })
 }
 
-/// The app's `receive` and `send` for one request, and its task's done
-/// callback.
+/// The app's `receive` and `send` for one request.
 #[pyclass(module = "ferrocorn._ferrocorn", unsendable, freelist = 64)]
 pub struct Cycle {
     server: Py<AsgiServer>,
@@ -695,18 +705,134 @@ impl Cycle {
         result
     }
 
-    /// The task's done callback.
-    fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
-        let outcome = if task.call_method0("cancelled").and_then(|c| c.is_truthy()).unwrap_or(false) {
-            Outcome::Cancelled
-        } else {
-            match task.call_method0("exception") {
-                Ok(e) if e.is_none() => Outcome::Returned,
-                Ok(e) => Outcome::Raised(PyErr::from_value(e)),
-                Err(e) => Outcome::Raised(e),
+}
+
+/// The coroutine asyncio's task runs for one request: it drives the app's
+/// coroutine and, when that ends, finishes the request on the spot (no done
+/// callback, no extra trip through the loop). An app's exception ends here
+/// too, logged as Gunicorn logs it, so the task itself completes normally;
+/// a cancellation is passed on, so the task is cancelled as it should be.
+#[pyclass(module = "ferrocorn._ferrocorn", unsendable, freelist = 64)]
+pub struct AppCall {
+    server: Py<AsgiServer>,
+    key: u64,
+    coro: Option<Py<PyAny>>,
+}
+
+/// What one step of the app's coroutine gave.
+enum Stepped {
+    Yielded(Py<PyAny>),
+    Ended,
+}
+
+impl AppCall {
+    fn step(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Stepped> {
+        let Some(coro) = &self.coro else { return Ok(Stepped::Ended) };
+        let mut out: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: both objects are alive for the call; `out` receives a new
+        // reference (or NULL with an exception set).
+        let result = unsafe { pyo3::ffi::PyIter_Send(coro.as_ptr(), value.as_ptr(), &mut out) };
+        match result {
+            // SAFETY: a new reference, owned from here on.
+            pyo3::ffi::PySendResult::PYGEN_NEXT => Ok(Stepped::Yielded(unsafe { Bound::from_owned_ptr(py, out) }.unbind())),
+            pyo3::ffi::PySendResult::PYGEN_RETURN => {
+                // SAFETY: the return value, a new reference, dropped here.
+                drop(unsafe { Bound::<PyAny>::from_owned_ptr_or_opt(py, out) });
+                self.end(py, Outcome::Returned)?;
+                Ok(Stepped::Ended)
             }
-        };
+            pyo3::ffi::PySendResult::PYGEN_ERROR => self.failed(py, PyErr::fetch(py)),
+        }
+    }
+
+    fn failed(&mut self, py: Python<'_>, err: PyErr) -> PyResult<Stepped> {
+        if err.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>(py) {
+            self.end(py, Outcome::Cancelled)?;
+            return Err(err);
+        }
+        let fatal = !err.is_instance_of::<pyo3::exceptions::PyException>(py);
+        let passed_on = fatal.then(|| err.clone_ref(py));
+        self.end(py, Outcome::Raised(err))?;
+        match passed_on {
+            // SystemExit, KeyboardInterrupt: the worker is stopping.
+            Some(e) => Err(e),
+            None => Ok(Stepped::Ended),
+        }
+    }
+
+    fn end(&mut self, py: Python<'_>, outcome: Outcome) -> PyResult<()> {
+        self.coro = None;
         complete(py, self.server.bind(py), self.key, outcome);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl AppCall {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The task's step (`PyIter_Send(coro, None)` takes this path).
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.step(py, &py.None().into_bound(py))? {
+            Stepped::Yielded(v) => Ok(Some(v)),
+            Stepped::Ended => Ok(None),
+        }
+    }
+
+    fn send(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        match self.step(py, value)? {
+            Stepped::Yielded(v) => Ok(v),
+            Stepped::Ended => Err(pyo3::exceptions::PyStopIteration::new_err(())),
+        }
+    }
+
+    /// A cancellation (or another exception) thrown into the app.
+    #[pyo3(signature = (typ, val=None, tb=None))]
+    fn throw(&mut self, py: Python<'_>, typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let Some(coro) = self.coro.as_ref().map(|c| c.clone_ref(py)) else {
+            return Err(pyo3::exceptions::PyStopIteration::new_err(()));
+        };
+        let args = match (val, tb) {
+            (Some(v), Some(t)) => vec![typ.clone(), v.clone(), t.clone()],
+            (Some(v), None) => vec![typ.clone(), v.clone()],
+            _ => vec![typ.clone()],
+        };
+        let args = pyo3::types::PyTuple::new(py, args)?;
+        match coro.bind(py).call_method1(pyo3::intern!(py, "throw"), args) {
+            Ok(v) => Ok(v.unbind()),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => {
+                self.end(py, Outcome::Returned)?;
+                Err(e)
+            }
+            Err(e) => match self.failed(py, e)? {
+                Stepped::Yielded(v) => Ok(v),
+                Stepped::Ended => Err(pyo3::exceptions::PyStopIteration::new_err(())),
+            },
+        }
+    }
+
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        if let Some(coro) = self.coro.take() {
+            coro.bind(py).call_method0(pyo3::intern!(py, "close"))?;
+        }
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        if let Some(c) = &self.coro {
+            visit.call(c)?;
+        }
+        visit.call(&self.server)
+    }
+
+    fn __clear__(&mut self) {
+        self.coro = None;
     }
 }
 
@@ -799,8 +925,8 @@ fn start_one(py: Python<'_>, server: &Bound<'_, AsgiServer>, key: u64, scope: Py
     let receive = cycle.getattr(pyo3::intern!(py, "receive"))?;
     let send = cycle.getattr(pyo3::intern!(py, "send"))?;
     let coro = app.bind(py).call1((scope, receive, send))?;
-    let task = create_task.bind(py).call1((coro,))?;
-    task.call_method1(pyo3::intern!(py, "add_done_callback"), (cycle,))?;
+    let call = Py::new(py, AppCall { server: server.clone().unbind(), key, coro: Some(coro.unbind()) })?;
+    let task = create_task.bind(py).call1((call,))?;
     if let Some(st) = server.borrow_mut().cycles.get_mut(key) {
         st.task = Some(task.unbind());
     }

@@ -18,7 +18,7 @@ mod output;
 mod server;
 mod websocket;
 
-pub use cycle::Cycle;
+pub use cycle::{AppCall, Cycle};
 pub use server::AsgiServer;
 
 use super::signals::Wakeup;
@@ -40,6 +40,8 @@ pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AsgiServer>()?;
     m.add_class::<Cycle>()?;
+    m.add_class::<AppCall>()?;
+    m.add_class::<crate::asgi::awaitable::Done>()?;
     m.add_class::<crate::asgi::awaitable::Ready>()?;
     Ok(())
 }

@@ -44,8 +44,16 @@ pub fn write(c: &mut Conn, file: &Option<FileOut>, writable: &mut bool, parts: &
         let slices: Vec<IoSlice<'_>> = parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)).collect();
         let total: usize = parts.iter().map(|p| p.len()).sum();
         while sent < total {
-            let rest = skip(&slices, sent);
-            match c.stream.send_nonblocking(&rest) {
+            // The first write takes the slices as they are; only a partial
+            // one needs the rest recomputed.
+            let rest;
+            let now: &[IoSlice<'_>] = if sent == 0 {
+                &slices
+            } else {
+                rest = skip(&slices, sent);
+                &rest
+            };
+            match c.stream.send_nonblocking(now) {
                 Ok(n) => sent += n,
                 Err(e) if is_blocked(&e) => {
                     *writable = false;

@@ -16,7 +16,7 @@ use super::cycle::{CycleState, Outcome};
 use super::output::{self, FileOut};
 use super::websocket::WsState;
 use crate::arbiter::scoreboard::SlotHandle;
-use crate::asgi::scope::{RequestView, ScopeBase};
+use crate::asgi::scope::{Addresses, RequestView, ScopeBase};
 use crate::http::date::DateCache;
 use crate::http::policy::HttpPolicy;
 use crate::net::epoll::{Epoll, Event, READABLE};
@@ -67,6 +67,8 @@ pub struct AConn {
     /// when the connection goes away.
     pub attached: Vec<u64>,
     pub file: Option<FileOut>,
+    /// The scope's client and server, the same for every request.
+    pub addresses: Option<Addresses>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -162,6 +164,9 @@ pub struct AsgiServer {
     pub grace: Duration,
     beat_every: Duration,
     last_beat: Instant,
+    /// The time of the batch of events in hand: one clock read serves every
+    /// deadline and `Date` header of the batch.
+    pub now: Instant,
     stop: StopState,
     events: Vec<Event>,
 }
@@ -215,6 +220,7 @@ impl AsgiServer {
             grace: Duration::from_secs(s.asgi_disconnect_grace_period.max(0) as u64),
             beat_every,
             last_beat: Instant::now(),
+            now: Instant::now(),
             stop: StopState::Running,
             events: Vec::with_capacity(256),
             settings: s,
@@ -228,6 +234,17 @@ impl AsgiServer {
         crate::workers::evconn::watch_listeners(&self.epoll, &self.listeners, LISTENERS, on)?;
         self.accepting = on;
         Ok(())
+    }
+
+    /// Reads the clock for the batch in hand.
+    fn clock(&mut self) {
+        self.now = Instant::now();
+        self.date.get();
+    }
+
+    /// The `Date` header's value for this batch.
+    pub fn date(&self) -> [u8; 29] {
+        self.date.last()
     }
 
     pub fn stopping(&self) -> bool {
@@ -282,7 +299,7 @@ impl AsgiServer {
                     let slot = self.alloc();
                     let tok = token(slot, self.slots[slot as usize].generation);
                     let mut c = Conn::new(stream, peer, index, tok, self.policy.proxy_protocol);
-                    c.deadline = Some(Instant::now() + FIRST_DATA + self.keepalive);
+                    c.deadline = Some(self.now + FIRST_DATA + self.keepalive);
                     if self.epoll.add(c.fd(), CONN_EVENTS, tok).is_err() {
                         self.release(slot);
                         continue;
@@ -297,6 +314,7 @@ impl AsgiServer {
                         hup: false,
                         attached: Vec::new(),
                         file: None,
+                        addresses: None,
                     }));
                 }
                 Ok(None) => return,
@@ -422,9 +440,9 @@ impl AsgiServer {
                             if conn.c.is_idle() && conn.c.requests > 0 {
                                 // A kept-alive connection waiting for its next
                                 // request: the keep-alive time, no buffers.
-                                let mut deadline = Instant::now() + self.keepalive;
+                                let mut deadline = self.now + self.keepalive;
                                 if self.stopping() {
-                                    deadline = deadline.min(Instant::now() + STOP_KEEPALIVE_LINGER);
+                                    deadline = deadline.min(self.now + STOP_KEEPALIVE_LINGER);
                                 }
                                 conn.c.deadline = Some(conn.c.deadline.map_or(deadline, |d| d.min(deadline)));
                                 conn.c.release_buffers();
@@ -467,7 +485,7 @@ impl AsgiServer {
             Some(Ok(up)) => Some(up),
             Some(Err(e)) => {
                 crate::log::debug!("WebSocket handshake refused: {e}");
-                conn.c.out = e.response(crate::SERVER_HEADER.as_bytes(), self.date.get());
+                conn.c.out = e.response(crate::SERVER_HEADER.as_bytes(), &self.date());
                 conn.c.out_pos = 0;
                 conn.c.phase = Phase::Flush(After::Linger);
                 return Ok(());
@@ -481,8 +499,16 @@ impl AsgiServer {
             listener: &self.listeners[conn.c.listener].address,
         };
         let state = self.refs()?.state.bind(py).clone();
-        let scope = self.scope.build(py, &view, ws.as_ref().map(|u| u.subprotocols.as_slice()), Some(&state))?;
-        let mut st = CycleState::new(conn.c.token, head, conn.c.peer, decoder, body, error);
+        // The PROXY header's client holds for the first request only.
+        if conn.addresses.is_none() || conn.c.requests == 1 {
+            conn.addresses = Some(Addresses::new(py, &view)?);
+        }
+        let addresses = conn.addresses.as_ref().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no addresses"))?;
+        let scope = self.scope.build(py, &view, addresses, ws.as_ref().map(|u| u.subprotocols.as_slice()), Some(&state))?;
+        if conn.c.requests == 1 && conn.c.proxy.is_some() {
+            conn.addresses = None;
+        }
+        let mut st = CycleState::new(conn.c.token, head, conn.c.peer, decoder, body, error, self.now);
         if let Some(up) = ws {
             st.ws = Some(Box::new(WsState::new(up, self.settings.websocket_max_message_size)));
         }
@@ -564,6 +590,7 @@ impl AsgiServer {
 
     /// The loop says our epoll fd is readable: handle everything ready.
     fn ready(&mut self, py: Python<'_>, starts: &mut Vec<Start>) -> PyResult<()> {
+        self.clock();
         let mut events = std::mem::take(&mut self.events);
         let mut result = Ok(());
         loop {
@@ -694,7 +721,8 @@ impl AsgiServer {
     /// Timers: heartbeat, parent check, keep-alive/linger deadlines,
     /// receive() waits, disconnect grace periods, the stop deadline.
     fn timers(&mut self, py: Python<'_>, starts: &mut Vec<Start>) {
-        let now = Instant::now();
+        self.clock();
+        let now = self.now;
         if now.duration_since(self.last_beat) * 2 >= self.beat_every / 2 {
             self.slot.beat();
             self.last_beat = now;

@@ -161,7 +161,7 @@ impl AsgiServer {
     /// Ok(true): wait for the client to take what is queued.
     fn ws_send_on(&mut self, py: Python<'_>, conn: &mut AConn, key: u64, msg: WsSend<'_>) -> PyResult<bool> {
         let on_conn = conn.state == State::Ws(key);
-        let date = self.date.get().to_vec();
+        let date = self.date();
         let keep_headers = self.keep_headers;
         let gone = disconnected_error(py, self);
         let Some(st) = self.cycles.get_mut(key) else { return Err(gone) };
@@ -182,7 +182,7 @@ impl AsgiServer {
                 if disconnected || !on_conn {
                     return Err(gone);
                 }
-                let pairs: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+                let pairs = messages::header_slices(&headers);
                 let chosen: Vec<(&[u8], &[u8])> =
                     subprotocol.iter().map(|p| (b"Sec-WebSocket-Protocol".as_slice(), p.as_bytes())).collect();
                 for checked in [&pairs, &chosen] {
@@ -258,7 +258,7 @@ impl AsgiServer {
                         if st.response.started {
                             return Err(pyo3::exceptions::PyRuntimeError::new_err("Response already started"));
                         }
-                        let pairs: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+                        let pairs = messages::header_slices(&headers);
                         let opts = StartOptions { close: true, server: crate::SERVER_HEADER.as_bytes(), date: &date, keep_headers };
                         st.response
                             .start(facts, status, &pairs, &opts)
@@ -464,7 +464,7 @@ impl AsgiServer {
     pub fn ws_finished(&mut self, _py: Python<'_>, conn: &mut AConn, st: &CycleState, outcome: &Outcome) -> Option<Fate> {
         let ws = st.ws.as_deref()?;
         conn.state = State::Idle;
-        let date = self.date.get().to_vec();
+        let date = self.date();
         match ws.phase {
             WsPhase::Handshake => {
                 let status = if matches!(outcome, Outcome::Raised(_)) { 500 } else { 403 };
