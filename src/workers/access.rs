@@ -38,7 +38,6 @@ pub struct Finished<'a, 'py> {
 pub struct AsgiFinished<'a> {
     pub head: &'a RequestHead,
     pub peer: Peer,
-    /// 0 when no response was sent (the client left first).
     pub status: u16,
     pub headers: &'a [(Vec<u8>, Vec<u8>)],
     pub sent: u64,
@@ -72,7 +71,7 @@ impl RequestLog {
                 crate::log::error!("{}", crate::python::format_exception(py, &e));
             }
         }
-        if self.statsd && done.status != 0 {
+        if self.statsd {
             crate::log::statsd::request(done.status, done.elapsed);
         }
     }
@@ -310,7 +309,7 @@ impl EnvironLookup for AsgiEnviron {
 
 fn log_asgi_request(format: &AccessFormat, done: &AsgiFinished<'_>) {
     let env = asgi_environ(done);
-    let status = if done.status == 0 { "-".to_owned() } else { done.status.to_string() };
+    let status = done.status.to_string();
     let request_headers: Vec<(&[u8], &[u8])> = if format.needs_request_headers() {
         done.head.headers.iter().map(|h| (h.name.as_bytes(), h.value.as_slice())).collect()
     } else {

@@ -373,3 +373,29 @@ def test_reload_serves_an_asgi_error_app_for_a_syntax_error(server, tmp_path):
     s = server("-k", "asgi", "--reload", "live_asgi:app", cwd=str(tmp_path))
     status, _, body = s.request()
     assert status == 500 and body.startswith(b"Application error:"), body
+
+
+def test_access_log_and_request_hooks(server, tmp_path):
+    hooks = tmp_path / "hooks.log"
+    conf = tmp_path / "conf.py"
+    conf.write_text(
+        "def pre_request(worker, req):\n"
+        "    with open(%r, 'a') as f:\n"
+        "        f.write('pre %%s %%s\\n' %% (req.method, req.path))\n"
+        "def post_request(worker, req, environ, resp):\n"
+        "    with open(%r, 'a') as f:\n"
+        "        f.write('post %%s %%s %%s\\n' %% (req.path, resp.status, environ['REQUEST_METHOD']))\n"
+        % (str(hooks), str(hooks)))
+    access = tmp_path / "access.log"
+    s = start(server, "-c", str(conf), "--access-logfile", str(access), "--access-logformat",
+              '%(h)s "%(r)s" %(s)s %(b)s "%({x-test}i)s" %({content-type}o)s %(U)s %(q)s')
+    assert s.request("GET", "/state?x=1", headers={"X-Test": "yes"})[0] == 200
+    assert s.request("POST", "/echo", body=b"12345")[2] == b"12345"
+    assert s.raw(b"GET /raise-before HTTP/1.1\r\nHost: x\r\n\r\n", until_close=True).startswith(b"HTTP/1.1 500")
+    lines = wait_for(lambda: (lambda t: t if len(t) == 3 else None)(access.read_text().splitlines()),
+                     what="three access lines")
+    assert lines[0] == '127.0.0.1 "GET /state?x=1 HTTP/1.1" 200 19 "yes" text/plain /state x=1'
+    assert lines[1] == '127.0.0.1 "POST /echo HTTP/1.1" 200 5 "-" text/plain /echo '
+    assert lines[2].startswith('127.0.0.1 "GET /raise-before HTTP/1.1" 500 ')
+    assert hooks.read_text().splitlines()[:4] == ["pre GET /state", "post /state 200 GET",
+                                                  "pre POST /echo", "post /echo 200 POST"]

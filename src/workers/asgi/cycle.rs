@@ -865,19 +865,17 @@ fn complete(py: Python<'_>, server: &Bound<'_, AsgiServer>, key: u64, outcome: O
     }
     if !ws {
         let s = server.borrow();
-        s.log_request(py, &st, &outcome);
+        s.log_request(py, &st);
     }
     run_starts(py, server, starts);
 }
 
 impl AsgiServer {
     /// The access-log line (statsd, a Python logger) and `post_request`.
-    fn log_request(&self, py: Python<'_>, st: &CycleState, outcome: &Outcome) {
-        let status = match (st.response.started, outcome) {
-            (true, _) => st.response.status,
-            (false, Outcome::Cancelled) if st.disconnected => 0,
-            _ => 500,
-        };
+    fn log_request(&self, py: Python<'_>, st: &CycleState) {
+        // Gunicorn logs 500 for a request that got no response (an app
+        // that failed, returned without one, or was cancelled).
+        let status = if st.response.started { st.response.status } else { 500 };
         let done = crate::workers::access::AsgiFinished {
             head: &st.head,
             peer: st.peer,

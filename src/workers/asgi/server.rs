@@ -649,7 +649,9 @@ impl AsgiServer {
                 }
             }
             StopState::Graceful { deadline } => {
-                if self.live == 0 {
+                // App calls that run on after their response (background
+                // work) are waited for too, as Gunicorn's worker does.
+                if self.live == 0 && self.cycles.len() == 0 {
                     self.finish(py);
                 } else if Instant::now() >= deadline {
                     crate::log::warning!("Forcing close of {} connections", self.live);
