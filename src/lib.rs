@@ -27,6 +27,7 @@ pub const SERVER_SOFTWARE: &str = concat!("ferrocorn/", env!("CARGO_PKG_VERSION"
 /// returns when the worker ends, so Python unwinds and exits normally.
 #[pyfunction]
 fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
+    arbiter::reexec::remember_start();
     let loaded = match settings::load(py, &argv) {
         Ok(l) => l,
         Err(exit) => {
@@ -58,7 +59,9 @@ fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     if loaded.settings.spew {
         py.import("ferrocorn.debug")?.call_method0("spew")?;
     }
-    if loaded.settings.daemon {
+    // A master re-executed by USR2 stays a child of the old one, which is
+    // already daemonized (Gunicorn does not daemonize it again either).
+    if loaded.settings.daemon && arbiter::reexec::parent_master().is_none() {
         if let Err(e) = util::daemon::daemonize(py, loaded.settings.enable_stdio_inheritance) {
             eprintln!("\nError: cannot daemonize: {e}\n");
             return Ok(1);

@@ -3,6 +3,7 @@
 //! runs request code and holds no threads, so forking is always safe.
 
 pub mod pidfile;
+pub mod reexec;
 pub mod scoreboard;
 pub mod signals;
 
@@ -87,6 +88,12 @@ pub struct Arbiter {
     hooks: crate::hooks::Master,
     /// The active worker count last reported (debug log, statsd gauge).
     reported_workers: Option<usize>,
+    /// The new master a USR2 started, while it runs (Gunicorn's
+    /// `reexec_pid`).
+    reexec_pid: i32,
+    /// The old master, while this one is the new master of an upgrade in
+    /// progress (Gunicorn's `master_pid`).
+    master_pid: i32,
 }
 
 /// Binds one address; a Unix socket is bound under `--umask` and chowned to
@@ -173,11 +180,28 @@ impl Arbiter {
             rng: seed | 1,
             hooks: crate::hooks::Master::new(),
             reported_workers: None,
+            reexec_pid: 0,
+            master_pid: 0,
         })
     }
 
     fn proc_name(&self) -> String {
-        self.settings.proc_name.clone().unwrap_or_else(|| self.settings.default_proc_name.clone())
+        let name = self.settings.proc_name.clone().unwrap_or_else(|| self.settings.default_proc_name.clone());
+        // A new master beside the old one is told apart in `ps`, as Gunicorn
+        // does, until it is promoted.
+        if self.master_pid != 0 {
+            format!("{name}.2")
+        } else {
+            name
+        }
+    }
+
+    fn master_name(&self) -> &'static str {
+        if self.master_pid != 0 {
+            "Master.2"
+        } else {
+            "Master"
+        }
     }
 
     pub fn run(mut self, py: Python<'_>) -> Outcome {
@@ -205,6 +229,7 @@ impl Arbiter {
             for sig in queued {
                 self.handle_signal(py, sig)?;
             }
+            self.maybe_promote();
             self.murder_workers();
             self.manage_workers(py)?;
         }
@@ -215,16 +240,24 @@ impl Arbiter {
         // value) while it builds its arbiter, before anything else.
         self.hooks.nworkers_changed(py, &server_state!(self), self.num_workers, None)?;
         crate::log::info!("Starting ferrocorn {}", env!("CARGO_PKG_VERSION"));
+        self.master_pid = reexec::parent_master().unwrap_or(0);
         if let Some(path) = &self.settings.pidfile {
-            let pf = Pidfile::create(path, self.pid).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+            // The new master of an upgrade writes <pidfile>.2 and takes the
+            // real name when the old master is gone.
+            let path = if self.master_pid != 0 { format!("{path}.2") } else { path.clone() };
+            let pf = Pidfile::create(&path, self.pid).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
             self.pidfile = Some(pf);
         }
         if self.settings.preload_app {
             self.app = Some(self.preload(py)?);
         }
         self.hooks.on_starting(py, &server_state!(self))?;
+        let inherited = reexec::inherited_fds().map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
         if !self.settings.reuse_port {
-            self.listeners = bind_all(&self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+            self.listeners = match inherited {
+                Some(fds) => inherit(&fds, &self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?,
+                None => bind_all(&self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?,
+            };
         }
         let shown: Vec<String> = self.listeners.iter().map(|l| l.to_string()).collect();
         crate::log::info!("Listening at: {} ({})", shown.join(","), self.pid);
@@ -289,11 +322,11 @@ impl Arbiter {
                 self.kill_workers(libc::SIGUSR1);
                 Ok(())
             }
-            libc::SIGUSR2 => {
-                crate::log::warning!("USR2 (re-exec upgrade) is not supported yet; signal ignored");
-                Ok(())
-            }
-            libc::SIGWINCH if self.settings.daemon => {
+            libc::SIGUSR2 => self.reexec(py),
+            // Gunicorn stops its workers on WINCH only when daemonized; an old
+            // master whose upgrade is under way does so too, which is the
+            // step the upgrade procedure needs.
+            libc::SIGWINCH if self.settings.daemon || self.reexec_pid != 0 => {
                 crate::log::info!("graceful stop of workers");
                 self.set_num_workers(py, 0)?;
                 self.kill_workers(libc::SIGTERM);
@@ -525,6 +558,11 @@ impl Arbiter {
             if pid <= 0 {
                 return Ok(());
             }
+            if pid == self.reexec_pid {
+                self.reexec_pid = 0;
+                crate::log::info!("The new master (pid:{pid}) exited; a re-exec may be asked again");
+                continue;
+            }
             let Some(worker) = self.workers.remove(&pid) else {
                 crate::log::debug!("Reaped unknown child process (pid:{pid}, status:{status})");
                 continue;
@@ -567,7 +605,8 @@ impl Arbiter {
     /// Stops every worker: TERM (graceful) or QUIT (fast), waiting up to
     /// graceful_timeout (2 s after a fast stop is asked for), then KILL.
     fn stop(&mut self, py: Python<'_>, graceful: bool) {
-        let unlink = !self.settings.reuse_port;
+        // The other master of an upgrade still serves on the same sockets.
+        let unlink = !self.settings.reuse_port && self.reexec_pid == 0 && self.master_pid == 0;
         for l in self.listeners.drain(..) {
             l.close(unlink);
         }
@@ -591,9 +630,9 @@ impl Arbiter {
 
     fn halt(&mut self, py: Python<'_>, reason: Option<String>, status: i32) -> i32 {
         if status == 0 {
-            crate::log::info!("Shutting down: Master");
+            crate::log::info!("Shutting down: {}", self.master_name());
         } else {
-            crate::log::error!("Shutting down: Master");
+            crate::log::error!("Shutting down: {}", self.master_name());
         }
         if let Some(reason) = reason {
             if status == 0 {
@@ -611,6 +650,61 @@ impl Arbiter {
         }
     }
 
+    /// USR2: fork a new master that execs the same command line with the
+    /// listening sockets (Gunicorn's `reexec`). Only one upgrade at a time.
+    fn reexec(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
+        if self.reexec_pid != 0 {
+            crate::log::warning!("USR2 signal ignored. Child exists.");
+            return Ok(());
+        }
+        if self.master_pid != 0 {
+            crate::log::warning!("USR2 signal ignored. Parent exists.");
+            return Ok(());
+        }
+        let old_master = self.pid;
+        match crate::python::fork(py) {
+            Ok(Forked::Parent(pid)) => {
+                self.reexec_pid = pid;
+                Ok(())
+            }
+            Ok(Forked::Child) => {
+                self.signals.reset_in_child();
+                // Gunicorn calls pre_exec in the child, just before the exec.
+                if let Err(exit) = self.hooks.pre_exec(py, &server_state!(self)) {
+                    crate::log::error!("pre_exec called sys.exit({}): not re-executing", exit.status);
+                    // SAFETY: leaving the forked child without the parent's
+                    // destructors.
+                    unsafe { libc::_exit(exit.status) };
+                }
+                reexec::exec_new_master(py, old_master, reexec::Handover::Fds(&self.listeners))
+            }
+            Err(e) => {
+                crate::log::error!("fork failed: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// A new master whose old master has exited takes over: its pid file
+    /// gets the real name and its title loses the ".2" (Gunicorn's
+    /// `maybe_promote_master`).
+    fn maybe_promote(&mut self) {
+        // SAFETY: getppid cannot fail.
+        if self.master_pid == 0 || self.master_pid == unsafe { libc::getppid() } {
+            return;
+        }
+        crate::log::info!("Master has been promoted.");
+        self.master_pid = 0;
+        std::env::remove_var(reexec::MASTER_PID_VAR);
+        if let (Some(pf), Some(path)) = (self.pidfile.take(), self.settings.pidfile.as_ref()) {
+            match pf.rename(path) {
+                Ok(pf) => self.pidfile = Some(pf),
+                Err(e) => crate::log::error!("{e}"),
+            }
+        }
+        crate::util::proctitle::set(&format!("ferrocorn: master [{}]", self.proc_name()));
+    }
+
     fn next_random(&mut self) -> u64 {
         // xorshift64: spreads spawn pauses and max-requests jitter; nothing
         // here needs a cryptographic generator.
@@ -621,6 +715,14 @@ impl Arbiter {
         self.rng = x;
         x
     }
+}
+
+/// The listeners a USR2 re-exec handed over, by fd.
+fn inherit(fds: &[std::os::fd::RawFd], settings: &Settings) -> Result<Vec<Listener>, String> {
+    let backlog = settings.backlog.min(i32::MAX as i64) as i32;
+    fds.iter()
+        .map(|&fd| Listener::from_fd(fd, backlog).map_err(|e| format!("cannot use inherited socket fd {fd}: {e}")))
+        .collect()
 }
 
 fn kill(pid: i32, sig: libc::c_int) {

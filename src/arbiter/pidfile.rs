@@ -44,6 +44,13 @@ impl Pidfile {
         Ok(Pidfile { path, pid })
     }
 
+    /// Moves the pid file to `path` (a re-exec'd master taking over the
+    /// real name once the old master is gone), as Gunicorn's `rename`.
+    pub fn rename(self, path: &str) -> Result<Pidfile, String> {
+        self.unlink();
+        Pidfile::create(path, self.pid)
+    }
+
     pub fn unlink(&self) {
         if read_pid(&self.path) == Some(self.pid) {
             let _ = std::fs::remove_file(&self.path);

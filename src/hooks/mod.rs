@@ -135,6 +135,11 @@ impl Master {
         self.simple(py, st, "on_reload", &st.settings.on_reload)
     }
 
+    /// In the forked child of a USR2 re-exec, just before the exec.
+    pub fn pre_exec(&mut self, py: Python<'_>, st: &ServerState<'_>) -> Result<(), HookExit> {
+        self.simple(py, st, "pre_exec", &st.settings.pre_exec)
+    }
+
     pub fn on_exit(&mut self, py: Python<'_>, st: &ServerState<'_>) -> Result<(), HookExit> {
         self.simple(py, st, "on_exit", &st.settings.on_exit)
     }

@@ -1,0 +1,158 @@
+"""USR2 re-exec upgrades (Gunicorn's procedure): a new master from the same
+command line takes the listening sockets over, writes <pidfile>.2, and the
+old master is retired with WINCH then TERM, or the upgrade is rolled back
+with HUP on the old master and TERM on the new one. Requests keep being
+answered throughout."""
+
+import os
+import signal
+import socket
+import threading
+import time
+
+from conftest import children, pid_alive, wait_for
+
+
+class Load:
+    """Clients sending requests on fresh connections until stopped; every
+    failure (refused, reset, short or non-200 answer) is kept."""
+
+    def __init__(self, port, clients=4):
+        self.port = port
+        self.ok = 0
+        self.failures = []
+        self.pids = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _one(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        try:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200") or not body.isdigit():
+            raise AssertionError("bad answer %r" % data[:200])
+        return int(body)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                pid = self._one()
+                with self._lock:
+                    self.ok += 1
+                    self.pids.add(pid)
+            except Exception as e:  # every failure counts
+                with self._lock:
+                    self.failures.append(repr(e))
+            time.sleep(0.002)
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def stop_pid(pid):
+    if pid and pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(pid), timeout=30, what="pid %d to exit" % pid)
+
+
+def start_upgrade(s, pidfile):
+    """USR2 to the old master; returns the new master's pid once its
+    workers are up."""
+    s.signal(signal.SIGUSR2)
+    new = wait_for(lambda: read_pid(pidfile + ".2"), what="the new master's pid file")
+    assert new != s.pid
+    wait_for(lambda: len(children(new)) == 2, what="the new master's workers")
+    return new
+
+
+def test_usr2_winch_term_upgrade_under_load(server, tmp_path):
+    pidfile = str(tmp_path / "app.pid")
+    hooks = tmp_path / "hooks.log"
+    conf = tmp_path / "conf.py"
+    conf.write_text("def pre_exec(server):\n    open(%r, 'a').write('pre_exec %%s\\n' %% server.pid)\n" % str(hooks))
+    s = server("-k", "gthread", "-w", "2", "-c", str(conf), "--pid", pidfile, "basic:pid_app")
+    old_workers = s.wait_workers(2)
+    new = 0
+    try:
+        with Load(s.port) as load:
+            time.sleep(0.5)
+            new = start_upgrade(s, pidfile)
+            assert read_pid(pidfile) == s.pid
+            new_workers = children(new)
+            # Both generations serve side by side.
+            wait_for(lambda: load.pids & set(new_workers), what="the new workers to serve")
+            # A second USR2 is refused while the upgrade is pending, on
+            # either master.
+            s.signal(signal.SIGUSR2)
+            os.kill(new, signal.SIGUSR2)
+            wait_for(lambda: "USR2 signal ignored. Child exists." in s.log()
+                     and "USR2 signal ignored. Parent exists." in s.log(), what="both refusals")
+            # WINCH: the old master's workers stop gracefully.
+            s.signal(signal.SIGWINCH)
+            wait_for(lambda: not any(pid_alive(p) for p in old_workers), what="the old workers to stop")
+            assert children(s.pid) == [new]
+            served_before_term = load.ok
+            # TERM: the old master goes, the new one is promoted.
+            s.signal(signal.SIGTERM)
+            assert s.wait_exit() == 0
+            wait_for(lambda: read_pid(pidfile) == new and not os.path.exists(pidfile + ".2"),
+                     what="the pid file to be renamed")
+            wait_for(lambda: load.ok > served_before_term + 20, what="requests after the old master left")
+        assert load.failures == [], load.failures[:5]
+        assert load.ok > 100
+        assert "Master has been promoted." in s.log()
+        assert hooks.read_text() == "pre_exec %d\n" % s.pid
+        assert "ferrocorn: master" in open("/proc/%d/cmdline" % new, "rb").read().decode(errors="replace").replace("\0", " ")
+    finally:
+        stop_pid(new)
+
+
+def test_usr2_rollback_with_hup(server, tmp_path):
+    pidfile = str(tmp_path / "app.pid")
+    s = server("-k", "sync", "-w", "2", "--pid", pidfile, "basic:pid_app")
+    old_workers = s.wait_workers(2)
+    new = 0
+    try:
+        with Load(s.port) as load:
+            new = start_upgrade(s, pidfile)
+            s.signal(signal.SIGWINCH)
+            wait_for(lambda: not any(pid_alive(p) for p in old_workers), what="the old workers to stop")
+            # Roll back: the old master starts workers again...
+            s.signal(signal.SIGHUP)
+            wait_for(lambda: len([p for p in children(s.pid) if p != new]) == 2, what="the old master's workers")
+            # ...and the new master is stopped.
+            stop_pid(new)
+            back = set(children(s.pid))
+            before = load.ok
+            wait_for(lambda: load.ok > before + 20, what="requests after the rollback")
+        assert load.failures == [], load.failures[:5]
+        assert load.pids & back
+        assert read_pid(pidfile) == s.pid and not os.path.exists(pidfile + ".2")
+        assert "The new master (pid:%d) exited" % new in s.log()
+    finally:
+        stop_pid(new)
