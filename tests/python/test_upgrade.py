@@ -156,3 +156,47 @@ def test_usr2_rollback_with_hup(server, tmp_path):
         assert "The new master (pid:%d) exited" % new in s.log()
     finally:
         stop_pid(new)
+
+
+LAUNCHER = r'''
+import os, socket, subprocess, sys, time
+# Plays a Gunicorn master doing its USR2 re-exec: it owns the listening
+# socket and starts the new master with GUNICORN_FD and GUNICORN_PID.
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(64)
+os.set_inheritable(sock.fileno(), True)
+env = dict(os.environ, GUNICORN_FD=str(sock.fileno()), GUNICORN_PID=str(os.getpid()))
+child = subprocess.Popen([sys.executable, "-m", "ferrocorn", "--pid", sys.argv[1], "basic:pid_app"],
+                         env=env, pass_fds=[sock.fileno()], stderr=open(sys.argv[2], "wb"))
+print(sock.getsockname()[1], child.pid, flush=True)
+time.sleep(600)
+'''
+
+
+def test_takes_over_the_sockets_of_a_gunicorn_master(tmp_path):
+    import subprocess
+    import sys
+    from conftest import server_env
+    pidfile = str(tmp_path / "app.pid")
+    log = str(tmp_path / "new.log")
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, pidfile, log], stdout=subprocess.PIPE,
+                                env=server_env(), cwd=str(tmp_path))
+    new = 0
+    try:
+        port, new = map(int, launcher.stdout.readline().split())
+        wait_for(lambda: read_pid(pidfile + ".2") == new, what="the new master's .2 pid file")
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.close()
+        # The old master leaves: the new one is promoted.
+        launcher.kill()
+        launcher.wait()
+        wait_for(lambda: read_pid(pidfile) == new and not os.path.exists(pidfile + ".2"), what="promotion")
+        assert "Master has been promoted." in open(log).read()
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        stop_pid(new)
