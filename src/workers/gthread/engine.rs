@@ -132,7 +132,12 @@ impl Engine {
             }
             let (tok, flags) = (ev.u64, ev.events);
             match tok {
-                WAKE => self.take_returned(shared, jobs),
+                WAKE => {
+                    // A write can land after the flag was cleared: the
+                    // event is the proof, drain it whatever the flag says.
+                    shared.wake.drain();
+                    self.take_returned(shared, jobs)
+                }
                 SIGNALS => result = self.signals(mode),
                 t if t > LISTENERS - shared.listeners.len() as u64 && t <= LISTENERS => {
                     self.accept(shared, (LISTENERS - t) as usize)
@@ -399,8 +404,12 @@ impl Engine {
 
     /// Connections the Python threads are done with.
     fn take_returned(&mut self, shared: &Shared, jobs: &mut Vec<Job>) {
-        shared.wake.drain();
-        shared.wake_pending.store(false, Ordering::SeqCst);
+        // The eventfd is read only when a wake was sent: most turns have
+        // none, and an empty read is a wasted syscall (the WAKE event
+        // drains it in any case).
+        if shared.wake_pending.swap(false, Ordering::SeqCst) {
+            shared.wake.drain();
+        }
         let returned = std::mem::take(&mut *shared.lock_returned());
         for (conn, armed) in returned {
             let index = (conn.token & 0xffff_ffff) as u32;
