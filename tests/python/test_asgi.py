@@ -399,3 +399,13 @@ def test_access_log_and_request_hooks(server, tmp_path):
     assert lines[2].startswith('127.0.0.1 "GET /raise-before HTTP/1.1" 500 ')
     assert hooks.read_text().splitlines()[:4] == ["pre GET /state", "post /state 200 GET",
                                                   "pre POST /echo", "post /echo 200 POST"]
+
+
+def test_a_blocked_event_loop_is_killed_by_the_timeout(server):
+    s = start(server, "--timeout", "2")
+    first = s.wait_workers(1)[0]
+    out = s.raw(b"GET /block?30 HTTP/1.1\r\nHost: x\r\n\r\n", timeout=20, until_close=True)
+    assert out == b""
+    wait_for(lambda: "WORKER TIMEOUT (pid:%d)" % first in s.log(), what="the timeout")
+    wait_for(lambda: s.workers() and s.workers()[0] != first, what="a new worker")
+    assert s.request("GET", "/state")[0] == 200

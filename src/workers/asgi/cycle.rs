@@ -34,6 +34,10 @@ pub enum Outcome {
     Returned,
     Raised(PyErr),
     Cancelled,
+    /// SystemExit or KeyboardInterrupt went through the app (a timeout's
+    /// ABRT, QUIT): the worker is going, the client gets no answer, as
+    /// with Gunicorn's workers.
+    Exiting,
 }
 
 pub struct CycleState {
@@ -750,14 +754,13 @@ impl AppCall {
             self.end(py, Outcome::Cancelled)?;
             return Err(err);
         }
-        let fatal = !err.is_instance_of::<pyo3::exceptions::PyException>(py);
-        let passed_on = fatal.then(|| err.clone_ref(py));
-        self.end(py, Outcome::Raised(err))?;
-        match passed_on {
+        if !err.is_instance_of::<pyo3::exceptions::PyException>(py) {
             // SystemExit, KeyboardInterrupt: the worker is stopping.
-            Some(e) => Err(e),
-            None => Ok(Stepped::Ended),
+            self.end(py, Outcome::Exiting)?;
+            return Err(err);
         }
+        self.end(py, Outcome::Raised(err))?;
+        Ok(Stepped::Ended)
     }
 
     fn end(&mut self, py: Python<'_>, outcome: Outcome) -> PyResult<()> {
@@ -847,6 +850,7 @@ fn complete(py: Python<'_>, server: &Bound<'_, AsgiServer>, key: u64, outcome: O
     let ws = st.ws.is_some();
     match &outcome {
         Outcome::Cancelled => crate::log::debug!("Request cancelled (client disconnected)"),
+        Outcome::Exiting => {}
         Outcome::Raised(err) => {
             let gone = st.disconnected || {
                 let s = server.borrow();
@@ -863,7 +867,7 @@ fn complete(py: Python<'_>, server: &Bound<'_, AsgiServer>, key: u64, outcome: O
         }
         Outcome::Returned => {}
     }
-    if !ws {
+    if !ws && !matches!(outcome, Outcome::Exiting) {
         let s = server.borrow();
         s.log_request(py, &st);
     }

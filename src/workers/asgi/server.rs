@@ -553,7 +553,7 @@ impl AsgiServer {
             State::Busy(k) if k == key => {
                 conn.state = State::Idle;
                 if !st.response.started {
-                    if st.disconnected {
+                    if st.disconnected || matches!(outcome, Outcome::Exiting) {
                         conn.c.phase = Phase::Close;
                     } else {
                         // Gunicorn's answer when the app fails (or returns)

@@ -464,6 +464,9 @@ impl AsgiServer {
     pub fn ws_finished(&mut self, _py: Python<'_>, conn: &mut AConn, st: &CycleState, outcome: &Outcome) -> Option<Fate> {
         let ws = st.ws.as_deref()?;
         conn.state = State::Idle;
+        if matches!(outcome, Outcome::Exiting) {
+            return Some(Fate::Close);
+        }
         let date = self.date();
         match ws.phase {
             WsPhase::Handshake => {

@@ -117,6 +117,11 @@ async def http(scope, receive, send):
     elif path == "/sleep":
         await asyncio.sleep(float(scope["query_string"] or b"1"))
         await respond(send, 200, b"slept")
+    elif path == "/block":
+        # Blocks the event loop (a synchronous call in async code).
+        import time
+        time.sleep(float(scope["query_string"] or b"1"))
+        await respond(send, 200, b"unblocked")
     elif path == "/raise-before":
         raise RuntimeError("boom before start")
     elif path == "/raise-after":
