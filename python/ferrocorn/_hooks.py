@@ -6,6 +6,8 @@ hook code written for Gunicorn reads from its ``Arbiter`` (``server``),
 (``resp``). The Rust side creates them and keeps their fields current.
 """
 
+import os
+
 
 HOOKS = (
     "on_starting", "on_reload", "when_ready", "pre_fork", "post_fork",
@@ -181,6 +183,42 @@ def _parse_address(netloc):
     elif netloc == "":
         host, port = "0.0.0.0", "8000"
     return host.lower(), int(port)
+
+
+class Listener:
+    """An entry of ``server.LISTENERS`` and ``worker.sockets`` (Gunicorn's
+    ``sock.BaseSocket``): prints as Gunicorn prints its listeners, gives its
+    ``fileno()`` and address. ``sock`` is a duplicate of the socket, so code
+    that closes it does not close the server's own."""
+
+    def __init__(self, text, fd):
+        self._text = text
+        self._fd = fd
+
+    def fileno(self):
+        return self._fd
+
+    @property
+    def sock(self):
+        import socket
+        return socket.socket(fileno=os.dup(self._fd))
+
+    def getsockname(self):
+        s = self.sock
+        try:
+            return s.getsockname()
+        finally:
+            s.close()
+
+    @property
+    def cfg_addr(self):
+        return self.getsockname()
+
+    def __str__(self):
+        return self._text
+
+    def __repr__(self):
+        return "<Listener %s>" % self._text
 
 
 class Server:

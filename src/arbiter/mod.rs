@@ -66,6 +66,7 @@ macro_rules! server_state {
             num_workers: $self.num_workers,
             proc_name: &$self.proc_name(),
             worker_age: $self.worker_age,
+            listeners: &$self.listeners,
         }
     };
 }

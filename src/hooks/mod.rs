@@ -35,6 +35,18 @@ pub struct ServerState<'a> {
     pub num_workers: usize,
     pub proc_name: &'a str,
     pub worker_age: u64,
+    pub listeners: &'a [crate::net::listener::Listener],
+}
+
+/// `server.LISTENERS` (and `worker.sockets`): Gunicorn prints, compares and
+/// takes `fileno()` of these; each is described by its address and fd.
+fn listener_objects<'py>(py: Python<'py>, listeners: &[crate::net::listener::Listener]) -> PyResult<Bound<'py, pyo3::types::PyList>> {
+    let cls = py.import("ferrocorn._hooks")?.getattr("Listener")?;
+    let out = pyo3::types::PyList::empty(py);
+    for l in listeners {
+        out.append(cls.call1((l.to_string(), l.fd()))?)?;
+    }
+    Ok(out)
 }
 
 /// The master's side: its `server` object and the worker objects.
@@ -112,6 +124,7 @@ impl Master {
         server.setattr("num_workers", st.num_workers)?;
         server.setattr("proc_name", st.proc_name)?;
         server.setattr("worker_age", st.worker_age)?;
+        server.setattr("LISTENERS", listener_objects(py, st.listeners)?)?;
         Ok(server)
     }
 
@@ -277,11 +290,13 @@ pub fn post_fork(
     objects: WorkerObjects,
     settings: &std::sync::Arc<Settings>,
     slot: SlotHandle,
+    listeners: &[crate::net::listener::Listener],
 ) -> PyResult<()> {
     let (Some(server), Some(worker)) = (objects.server, objects.worker) else { return Ok(()) };
     let live = (|| -> PyResult<()> {
         let w = worker.bind(py);
         w.setattr("pid", std::process::id())?;
+        w.setattr("sockets", listener_objects(py, listeners)?)?;
         w.setattr("_live", objects::live_worker(py, slot)?)?;
         Ok(())
     })();

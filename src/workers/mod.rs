@@ -70,7 +70,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
             }
         }
     }
-    crate::hooks::post_fork(py, std::mem::take(&mut ctx.hooks), &ctx.settings, ctx.slot.clone())?;
+    crate::hooks::post_fork(py, std::mem::take(&mut ctx.hooks), &ctx.settings, ctx.slot.clone(), &ctx.listeners)?;
     let s = &ctx.settings;
     if let Err(e) = crate::util::owner::set_owner_process(s.user, s.group, s.initgroups) {
         crate::log::exception!("Exception in worker process\n{e}");

@@ -252,3 +252,21 @@ def test_request_and_worker_hooks_in_the_gthread_worker(server, tmp_path):
     assert sorted(e[2] for e in events if e[0] == "pre_request") == ["/g%d" % i for i in range(5)]
     assert sorted(e[1:3] for e in events if e[0] == "post_request") == [["/g%d" % i, 200] for i in range(5)]
     assert events[-1] == ["worker_exit", worker]
+
+
+def test_listeners_and_worker_sockets(server, tmp_path):
+    out = tmp_path / "listeners.log"
+    conf = tmp_path / "conf.py"
+    conf.write_text(
+        "def when_ready(server):\n"
+        "    open(%r, 'a').write('ready %%s %%s\\n' %% ([str(l) for l in server.LISTENERS], server.LISTENERS[0].getsockname()))\n"
+        "def post_fork(server, worker):\n"
+        "    s = worker.sockets[0]\n"
+        "    open(%r, 'a').write('fork %%s %%s\\n' %% (str(s), s.fileno() == server.LISTENERS[0].fileno()))\n"
+        % (str(out), str(out)))
+    s = server("-c", str(conf), "basic:hello")
+    s.wait_workers(1)
+    lines = wait_for(lambda: (lambda t: t if len(t) == 2 else None)(out.read_text().splitlines()), what="two lines")
+    assert lines[0] == "ready ['http://127.0.0.1:%d'] ('127.0.0.1', %d)" % (s.port, s.port)
+    assert lines[1] == "fork http://127.0.0.1:%d True" % s.port
+    assert s.request()[0] == 200
