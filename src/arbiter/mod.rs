@@ -2,9 +2,11 @@
 //! to signals, one at a time, in one loop (Gunicorn's `arbiter.py`). It never
 //! runs request code and holds no threads, so forking is always safe.
 
+pub mod notify;
 pub mod pidfile;
 pub mod scoreboard;
 pub mod signals;
+pub mod systemd;
 
 use crate::net::bind::BindSpec;
 use crate::net::listener::Listener;
@@ -87,6 +89,12 @@ pub struct Arbiter {
     hooks: crate::hooks::Master,
     /// The active worker count last reported (debug log, statsd gauge).
     reported_workers: Option<usize>,
+    /// The listeners came from systemd socket activation (Gunicorn's
+    /// `self.systemd`): systemd owns them, so they are never unlinked or
+    /// rebound, and a re-exec hands them on with `net::systemd::hand_over`.
+    systemd: bool,
+    /// READY/RELOADING/STOPPING/STATUS to `$NOTIFY_SOCKET`.
+    service: systemd::ServiceStatus,
 }
 
 /// Binds one address; a Unix socket is bound under `--umask` and chowned to
@@ -173,6 +181,8 @@ impl Arbiter {
             rng: seed | 1,
             hooks: crate::hooks::Master::new(),
             reported_workers: None,
+            systemd: false,
+            service: systemd::ServiceStatus::from_env(),
         })
     }
 
@@ -199,6 +209,7 @@ impl Arbiter {
         self.start(py)?;
         crate::util::proctitle::set(&format!("ferrocorn: master [{}]", self.proc_name()));
         self.manage_workers(py)?;
+        self.service.ready();
         loop {
             let signals = &self.signals;
             let queued = py.detach(|| signals.wait(Duration::from_secs(1)));
@@ -207,6 +218,7 @@ impl Arbiter {
             }
             self.murder_workers();
             self.manage_workers(py)?;
+            self.report_service_status();
         }
     }
 
@@ -223,8 +235,16 @@ impl Arbiter {
             self.app = Some(self.preload(py)?);
         }
         self.hooks.on_starting(py, &server_state!(self))?;
-        if !self.settings.reuse_port {
-            self.listeners = bind_all(&self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+        match systemd::activated_listeners(py, &self.settings) {
+            Ok(Some(listeners)) => {
+                self.systemd = true;
+                self.listeners = listeners;
+            }
+            Ok(None) if !self.settings.reuse_port => {
+                self.listeners = bind_all(&self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+            }
+            Ok(None) => {}
+            Err(reason) => return Err(Interrupt::Halt { reason, status: 1 }),
         }
         let shown: Vec<String> = self.listeners.iter().map(|l| l.to_string()).collect();
         crate::log::info!("Listening at: {} ({})", shown.join(","), self.pid);
@@ -268,7 +288,14 @@ impl Arbiter {
         }
         crate::log::info!("Handling signal: {}", signals::name(sig));
         match sig {
-            libc::SIGHUP => self.reload(py),
+            libc::SIGHUP => {
+                self.service.reloading();
+                // `?` first: a worker forked by the reload unwinds here and
+                // must not speak for the master.
+                self.reload(py)?;
+                self.report_service_ready();
+                Ok(())
+            }
             libc::SIGTERM => Err(Interrupt::Stop { graceful: true }),
             libc::SIGINT | libc::SIGQUIT => Err(Interrupt::Stop { graceful: false }),
             libc::SIGTTIN => {
@@ -346,7 +373,11 @@ impl Arbiter {
         // Gunicorn's setup() assigns num_workers (calling nworkers_changed)
         // before it rebinds and calls on_reload.
         self.set_num_workers(py, self.settings.workers.max(0) as usize)?;
-        if old_binds != self.settings.bind && !self.settings.reuse_port {
+        if old_binds != self.settings.bind && self.systemd {
+            // The sockets belong to systemd; closing them would leave
+            // nothing to accept on (Gunicorn closes them and binds).
+            crate::log::warning!("--bind changed, but the listeners come from systemd socket activation: keeping them");
+        } else if old_binds != self.settings.bind && !self.settings.reuse_port {
             for l in self.listeners.drain(..) {
                 l.close(true);
             }
@@ -436,6 +467,19 @@ impl Arbiter {
                 crate::log::statsd::histogram("gunicorn.backlog", backlog);
             }
         }
+    }
+
+    /// The periodic STATUS line for systemd (workers, requests served).
+    fn report_service_status(&mut self) {
+        let active = self.active();
+        let (workers, board) = (&self.workers, &self.board);
+        self.service.tick(active, || live_requests(workers, board));
+    }
+
+    /// READY=1 again after a HUP, whether or not the reload took.
+    fn report_service_ready(&mut self) {
+        let live = live_requests(&self.workers, &self.board);
+        self.service.reloaded(self.active(), live);
     }
 
     fn kill_retiring_once(&self) {
@@ -529,6 +573,7 @@ impl Arbiter {
                 crate::log::debug!("Reaped unknown child process (pid:{pid}, status:{status})");
                 continue;
             };
+            self.service.worker_gone(self.board.slot(worker.slot).requests.load(std::sync::atomic::Ordering::Relaxed));
             self.board.release(worker.slot);
             let mut exit_code = None;
             if libc::WIFEXITED(status) {
@@ -567,7 +612,9 @@ impl Arbiter {
     /// Stops every worker: TERM (graceful) or QUIT (fast), waiting up to
     /// graceful_timeout (2 s after a fast stop is asked for), then KILL.
     fn stop(&mut self, py: Python<'_>, graceful: bool) {
-        let unlink = !self.settings.reuse_port;
+        self.service.stopping();
+        // systemd made (and will remove) the sockets it passed.
+        let unlink = !self.settings.reuse_port && !self.systemd;
         for l in self.listeners.drain(..) {
             l.close(unlink);
         }
@@ -621,6 +668,11 @@ impl Arbiter {
         self.rng = x;
         x
     }
+}
+
+/// Requests counted so far by the workers alive now (retiring ones too).
+fn live_requests(workers: &HashMap<i32, Worker>, board: &Scoreboard) -> u64 {
+    workers.values().map(|w| board.slot(w.slot).requests.load(std::sync::atomic::Ordering::Relaxed)).sum()
 }
 
 fn kill(pid: i32, sig: libc::c_int) {

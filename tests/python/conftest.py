@@ -144,11 +144,14 @@ def pid_alive(pid):
 
 
 class Server:
-    def __init__(self, args, tmp_path, env=None, cwd=None, port=None, wait=True, bind=True):
+    def __init__(self, args, tmp_path, env=None, cwd=None, port=None, wait=True, bind=True, launcher=(),
+                 pass_fds=()):
+        """`launcher` is a command that execs the server (argv prefix);
+        `pass_fds` are handed down to it."""
         self.port = port or free_port()
         self.log_path = str(tmp_path / ("server-%d.log" % self.port))
         self.out_path = str(tmp_path / ("server-%d.out" % self.port))
-        argv = [sys.executable, "-m", "ferrocorn"]
+        argv = list(launcher) + [sys.executable, "-m", "ferrocorn"]
         if bind:
             argv += ["-b", "127.0.0.1:%d" % self.port]
         argv += list(args)
@@ -156,7 +159,7 @@ class Server:
         self._err = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err, env=full_env,
-                                     cwd=cwd or str(tmp_path))
+                                     cwd=cwd or str(tmp_path), pass_fds=pass_fds)
         self.pid = self.proc.pid
         if wait:
             self.wait_ready()

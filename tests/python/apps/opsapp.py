@@ -37,3 +37,17 @@ async def asgi(scope, receive, send):
                             (b"x-worker-pid", str(os.getpid()).encode())]})
     await send({"type": "http.response.body", "body": BODY})
 
+
+def activation_env(environ, start_response):
+    """What a worker and a process it starts see of the socket-activation
+    and notify variables."""
+    import json
+    import subprocess
+    names = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
+    child = subprocess.run(["env"], capture_output=True, text=True).stdout.splitlines()
+    body = json.dumps({
+        "os_environ": {k: os.environ[k] for k in names if k in os.environ},
+        "child": sorted(line.split("=", 1)[0] for line in child if line.split("=", 1)[0] in names),
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
