@@ -9,7 +9,7 @@
 use super::notify::Notifier;
 use crate::net::bind::BindSpec;
 use crate::net::listener::Listener;
-use crate::net::systemd::{self as activation, ActivationError};
+use crate::net::systemd as activation;
 use crate::settings::Settings;
 use pyo3::prelude::*;
 use std::time::{Duration, Instant};
@@ -39,12 +39,12 @@ pub fn activated_listeners(py: Python<'_>, settings: &Settings) -> Result<Option
     let backlog = settings.backlog.min(i64::from(i32::MAX)) as i32;
     let mut listeners = activation::take_listeners(n, backlog).map_err(|e| e.to_string())?;
     let mut skipped = Vec::new();
+    let passed = activation::LISTEN_FDS_START..activation::LISTEN_FDS_START + n as i32;
     for bind in &settings.bind {
         match BindSpec::parse(bind)? {
-            BindSpec::Fd(fd) => listeners.push(
-                Listener::from_fd(fd, backlog)
-                    .map_err(|e| ActivationError::BadSocket { fd, reason: e.to_string() }.to_string())?,
-            ),
+            // Already taken: owning one fd twice would close it twice.
+            BindSpec::Fd(fd) if passed.contains(&fd) => {}
+            BindSpec::Fd(fd) => listeners.push(Listener::from_fd(fd, backlog).map_err(|e| format!("fd://{fd}: {e}"))?),
             other => skipped.push(other.to_string()),
         }
     }

@@ -131,6 +131,21 @@ def test_hup_with_a_new_bind_keeps_the_passed_sockets(tmp_path, started):
         get(("127.0.0.1", other))
 
 
+def test_fd_binds_are_served_besides_the_passed_sockets(tmp_path, started):
+    """As in Gunicorn, fd:// binds add to the passed sockets; one naming a
+    passed socket is not taken twice."""
+    first, second = tcp_listener(), tcp_listener()
+    s = activated(tmp_path, [first, second], "-b", "fd://3", "-b", "fd://4", "-w", "1", "opsapp:app",
+                  env={"LAUNCHER_LISTEN_FDS": "1"})
+    started.append(s)
+    ports = [first.getsockname()[1], second.getsockname()[1]]
+    for port in ports:
+        assert get(("127.0.0.1", port)) == (200, b"ok\n")
+    assert "Listening at: http://127.0.0.1:%d,http://127.0.0.1:%d (" % tuple(ports) in s.log()
+    s.signal(signal.SIGTERM)
+    assert s.wait_exit() == 0
+
+
 def test_restart_through_the_same_socket_loses_no_connection(tmp_path, started):
     """The manager keeps the socket between runs: a client that connects
     while no server runs is answered by the next one."""
