@@ -2,10 +2,12 @@
 //! to signals, one at a time, in one loop (Gunicorn's `arbiter.py`). It never
 //! runs request code and holds no threads, so forking is always safe.
 
+pub mod notify;
 pub mod pidfile;
 pub mod reexec;
 pub mod scoreboard;
 pub mod signals;
+pub mod systemd;
 
 use crate::net::bind::BindSpec;
 use crate::net::listener::Listener;
@@ -95,6 +97,12 @@ pub struct Arbiter {
     /// The old master, while this one is the new master of an upgrade in
     /// progress (Gunicorn's `master_pid`).
     master_pid: i32,
+    /// The listeners came from systemd socket activation (Gunicorn's
+    /// `self.systemd`): systemd owns them, so they are never unlinked or
+    /// rebound, and a re-exec hands them on with `net::systemd::hand_over`.
+    systemd: bool,
+    /// READY/RELOADING/STOPPING/STATUS to `$NOTIFY_SOCKET`.
+    service: systemd::ServiceStatus,
 }
 
 /// Binds one address; a Unix socket is bound under `--umask` and chowned to
@@ -183,6 +191,8 @@ impl Arbiter {
             reported_workers: None,
             reexec_pid: 0,
             master_pid: 0,
+            systemd: false,
+            service: systemd::ServiceStatus::from_env(),
         })
     }
 
@@ -224,6 +234,11 @@ impl Arbiter {
         self.start(py)?;
         crate::util::proctitle::set(&format!("ferrocorn: master [{}]", self.proc_name()));
         self.manage_workers(py)?;
+        if self.master_pid != 0 {
+            self.service.ready_as_new_main(self.pid);
+        } else {
+            self.service.ready();
+        }
         loop {
             let signals = &self.signals;
             let queued = py.detach(|| signals.wait(Duration::from_secs(1)));
@@ -233,6 +248,7 @@ impl Arbiter {
             self.maybe_promote();
             self.murder_workers();
             self.manage_workers(py)?;
+            self.report_service_status();
         }
     }
 
@@ -253,12 +269,23 @@ impl Arbiter {
             self.app = Some(self.preload(py)?);
         }
         self.hooks.on_starting(py, &server_state!(self))?;
-        let inherited = reexec::inherited_fds().map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
-        if !self.settings.reuse_port {
-            self.listeners = match inherited {
-                Some(fds) => inherit(&fds, &self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?,
-                None => bind_all(&self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?,
-            };
+        match systemd::activated_listeners(py, &self.settings) {
+            // systemd first, as Gunicorn: a socket-activated master that
+            // re-executes hands its sockets on the same way.
+            Ok(Some(listeners)) => {
+                self.systemd = true;
+                self.listeners = listeners;
+            }
+            Ok(None) if !self.settings.reuse_port => {
+                let inherited = reexec::inherited_fds().map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+                self.listeners = match inherited {
+                    Some(fds) => inherit(&fds, &self.settings),
+                    None => bind_all(&self.settings),
+                }
+                .map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+            }
+            Ok(None) => {}
+            Err(reason) => return Err(Interrupt::Halt { reason, status: 1 }),
         }
         let shown: Vec<String> = self.listeners.iter().map(|l| l.to_string()).collect();
         crate::log::info!("Listening at: {} ({})", shown.join(","), self.pid);
@@ -302,7 +329,14 @@ impl Arbiter {
         }
         crate::log::info!("Handling signal: {}", signals::name(sig));
         match sig {
-            libc::SIGHUP => self.reload(py),
+            libc::SIGHUP => {
+                self.service.reloading();
+                // `?` first: a worker forked by the reload unwinds here and
+                // must not speak for the master.
+                self.reload(py)?;
+                self.report_service_ready();
+                Ok(())
+            }
             libc::SIGTERM => Err(Interrupt::Stop { graceful: true }),
             libc::SIGINT | libc::SIGQUIT => Err(Interrupt::Stop { graceful: false }),
             libc::SIGTTIN => {
@@ -380,7 +414,11 @@ impl Arbiter {
         // Gunicorn's setup() assigns num_workers (calling nworkers_changed)
         // before it rebinds and calls on_reload.
         self.set_num_workers(py, self.settings.workers.max(0) as usize)?;
-        if old_binds != self.settings.bind && !self.settings.reuse_port {
+        if old_binds != self.settings.bind && self.systemd {
+            // The sockets belong to systemd; closing them would leave
+            // nothing to accept on (Gunicorn closes them and binds).
+            crate::log::warning!("--bind changed, but the listeners come from systemd socket activation: keeping them");
+        } else if old_binds != self.settings.bind && !self.settings.reuse_port {
             for l in self.listeners.drain(..) {
                 l.close(true);
             }
@@ -470,6 +508,19 @@ impl Arbiter {
                 crate::log::statsd::histogram("gunicorn.backlog", backlog);
             }
         }
+    }
+
+    /// The periodic STATUS line for systemd (workers, requests served).
+    fn report_service_status(&mut self) {
+        let active = self.active();
+        let (workers, board) = (&self.workers, &self.board);
+        self.service.tick(active, || live_requests(workers, board));
+    }
+
+    /// READY=1 again after a HUP, whether or not the reload took.
+    fn report_service_ready(&mut self) {
+        let live = live_requests(&self.workers, &self.board);
+        self.service.reloaded(self.active(), live);
     }
 
     fn kill_retiring_once(&self) {
@@ -568,6 +619,7 @@ impl Arbiter {
                 crate::log::debug!("Reaped unknown child process (pid:{pid}, status:{status})");
                 continue;
             };
+            self.service.worker_gone(self.board.slot(worker.slot).requests.load(std::sync::atomic::Ordering::Relaxed));
             self.board.release(worker.slot);
             let mut exit_code = None;
             if libc::WIFEXITED(status) {
@@ -606,8 +658,10 @@ impl Arbiter {
     /// Stops every worker: TERM (graceful) or QUIT (fast), waiting up to
     /// graceful_timeout (2 s after a fast stop is asked for), then KILL.
     fn stop(&mut self, py: Python<'_>, graceful: bool) {
-        // The other master of an upgrade still serves on the same sockets.
-        let unlink = !self.settings.reuse_port && self.reexec_pid == 0 && self.master_pid == 0;
+        self.service.stopping();
+        // systemd made (and will remove) the sockets it passed; the other
+        // master of an upgrade still serves on the same ones.
+        let unlink = !self.settings.reuse_port && !self.systemd && self.reexec_pid == 0 && self.master_pid == 0;
         for l in self.listeners.drain(..) {
             l.close(unlink);
         }
@@ -677,7 +731,12 @@ impl Arbiter {
                     // destructors.
                     unsafe { libc::_exit(exit.status) };
                 }
-                reexec::exec_new_master(py, old_master, reexec::Handover::Fds(&self.listeners))
+                let handover = if self.systemd {
+                    reexec::Handover::Systemd(&self.listeners)
+                } else {
+                    reexec::Handover::Fds(&self.listeners)
+                };
+                reexec::exec_new_master(py, old_master, handover)
             }
             Err(e) => {
                 crate::log::error!("fork failed: {e}");
@@ -724,6 +783,11 @@ fn inherit(fds: &[std::os::fd::RawFd], settings: &Settings) -> Result<Vec<Listen
     fds.iter()
         .map(|&fd| Listener::from_fd(fd, backlog).map_err(|e| format!("cannot use inherited socket fd {fd}: {e}")))
         .collect()
+}
+
+/// Requests counted so far by the workers alive now (retiring ones too).
+fn live_requests(workers: &HashMap<i32, Worker>, board: &Scoreboard) -> u64 {
+    workers.values().map(|w| board.slot(w.slot).requests.load(std::sync::atomic::Ordering::Relaxed)).sum()
 }
 
 fn kill(pid: i32, sig: libc::c_int) {

@@ -7,6 +7,7 @@
 //! master, TERM on the new).
 
 use crate::net::listener::Listener;
+use crate::net::systemd;
 use pyo3::prelude::*;
 use std::ffi::OsString;
 use std::os::fd::RawFd;
@@ -58,7 +59,15 @@ pub fn inherited_fds() -> Result<Option<Vec<RawFd>>, String> {
 pub enum Handover<'a> {
     /// Gunicorn's protocol: the fds by number.
     Fds(&'a [Listener]),
+    /// The sockets came from systemd: hand them on the way systemd did
+    /// (fds from 3, `LISTEN_PID`/`LISTEN_FDS`), as Gunicorn's `reexec` does,
+    /// so the new master knows they belong to systemd.
+    Systemd(&'a [Listener]),
 }
+
+/// Variables of the start environment that describe sockets handed to
+/// this master; they are stale for the new one, which gets fresh values.
+const HANDOVER_VARS: [&str; 5] = [FDS_VAR, MASTER_PID_VAR, systemd::LISTEN_PID, systemd::LISTEN_FDS, systemd::LISTEN_FDNAMES];
 
 /// In the freshly forked child: becomes the new master. Never returns; if
 /// the exec fails the child says why and exits.
@@ -86,7 +95,7 @@ fn command(py: Python<'_>, old_master: i32, handover: Handover<'_>) -> Result<st
     let mut cmd = std::process::Command::new(executable);
     cmd.args(args).current_dir(&start.cwd).env_clear();
     for (k, v) in &start.env {
-        if k != FDS_VAR && k != MASTER_PID_VAR {
+        if !HANDOVER_VARS.iter().any(|v| k == v) {
             cmd.env(k, v);
         }
     }
@@ -95,6 +104,13 @@ fn command(py: Python<'_>, old_master: i32, handover: Handover<'_>) -> Result<st
         Handover::Fds(listeners) => {
             let fds: Vec<String> = listeners.iter().map(|l| l.fd().to_string()).collect();
             cmd.env(FDS_VAR, fds.join(","));
+        }
+        Handover::Systemd(listeners) => {
+            // This is the forked child that will exec, so LISTEN_PID (its
+            // own pid) is the new master's.
+            let vars = systemd::hand_over(listeners)
+                .map_err(|e| format!("cannot pass the systemd sockets on: {e}"))?;
+            cmd.envs(vars);
         }
     }
     Ok(cmd)

@@ -81,9 +81,13 @@ impl Listener {
         let local = sock.local_addr()?;
         let address = match local.as_socket() {
             Some(a) => Address::Tcp(a),
-            None => Address::Unix(
-                local.as_pathname().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
-            ),
+            // An abstract name (one systemd may pass) keeps its leading NUL,
+            // as `BindSpec::Unix` spells it.
+            None => Address::Unix(match (local.as_pathname(), local.as_abstract_namespace()) {
+                (Some(p), _) => p.to_string_lossy().into_owned(),
+                (None, Some(name)) => format!("\0{}", String::from_utf8_lossy(name)),
+                (None, None) => String::new(),
+            }),
         };
         Ok(Listener { sock: Arc::new(sock), address })
     }
@@ -154,8 +158,11 @@ impl Listener {
     /// (not on re-exec, systemd or reuse-port, as Gunicorn decides).
     pub fn close(self, unlink: bool) {
         if unlink {
-            if let Address::Unix(path) = &self.address {
-                let _ = std::fs::remove_file(path);
+            match &self.address {
+                Address::Unix(path) if !path.is_empty() && !path.starts_with('\0') => {
+                    let _ = std::fs::remove_file(path);
+                }
+                _ => {}
             }
         }
         drop(self);
@@ -167,7 +174,10 @@ impl std::fmt::Display for Listener {
         match &self.address {
             Address::Tcp(SocketAddr::V4(a)) => write!(f, "http://{}:{}", a.ip(), a.port()),
             Address::Tcp(SocketAddr::V6(a)) => write!(f, "http://[{}]:{}", a.ip(), a.port()),
-            Address::Unix(path) => write!(f, "unix:{path}"),
+            Address::Unix(path) => match path.strip_prefix('\0') {
+                Some(name) => write!(f, "unix:@{name}"),
+                None => write!(f, "unix:{path}"),
+            },
         }
     }
 }
@@ -255,6 +265,11 @@ mod tests {
         assert_eq!(second.to_string(), format!("unix:{path}"));
         second.close(true);
         assert!(!std::path::Path::new(&path).exists());
+        let abstract_name = format!("\0ferrocorn-test-{}", std::process::id());
+        let l = Listener::bind(&BindSpec::Unix(abstract_name.clone()), 8, false).expect("abstract");
+        assert_eq!(l.address, Address::Unix(abstract_name.clone()));
+        assert_eq!(l.to_string(), format!("unix:@{}", &abstract_name[1..]));
+        l.close(true);
         std::fs::write(&path, b"not a socket").expect("file");
         assert!(Listener::bind(&spec, 8, false).is_err());
         let _ = std::fs::remove_dir_all(&dir);

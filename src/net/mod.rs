@@ -5,3 +5,4 @@ pub mod epoll;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod stream;
+pub mod systemd;

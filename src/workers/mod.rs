@@ -59,9 +59,10 @@ pub fn run(py: Python<'_>, mut ctx: WorkerCtx) -> PyResult<i32> {
 }
 
 fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
-    if ctx.settings.reuse_port {
+    if ctx.settings.reuse_port && ctx.listeners.is_empty() {
         // Each worker binds its own SO_REUSEPORT sockets and the kernel
-        // spreads connections between them (the master binds none).
+        // spreads connections between them (the master binds none; when it
+        // has sockets anyway, they came from systemd and are shared).
         match crate::arbiter::bind_all(&ctx.settings) {
             Ok(listeners) => ctx.listeners = listeners,
             Err(e) => {

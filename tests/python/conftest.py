@@ -143,12 +143,32 @@ def pid_alive(pid):
         return False
 
 
+def read_pid(path):
+    """The pid a pid file names, 0 while it is missing or being written."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def stop_pid(pid):
+    """TERM a process the test did not start itself (a re-exec'd master)
+    and wait for it to go."""
+    if pid and pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(pid), timeout=30, what="pid %d to exit" % pid)
+
+
 class Server:
-    def __init__(self, args, tmp_path, env=None, cwd=None, port=None, wait=True, bind=True):
+    def __init__(self, args, tmp_path, env=None, cwd=None, port=None, wait=True, bind=True, launcher=(),
+                 pass_fds=()):
+        """`launcher` is a command that execs the server (argv prefix);
+        `pass_fds` are handed down to it."""
         self.port = port or free_port()
         self.log_path = str(tmp_path / ("server-%d.log" % self.port))
         self.out_path = str(tmp_path / ("server-%d.out" % self.port))
-        argv = [sys.executable, "-m", "ferrocorn"]
+        argv = list(launcher) + [sys.executable, "-m", "ferrocorn"]
         if bind:
             argv += ["-b", "127.0.0.1:%d" % self.port]
         argv += list(args)
@@ -156,7 +176,7 @@ class Server:
         self._err = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err, env=full_env,
-                                     cwd=cwd or str(tmp_path))
+                                     cwd=cwd or str(tmp_path), pass_fds=pass_fds)
         self.pid = self.proc.pid
         if wait:
             self.wait_ready()

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from conftest import children, pid_alive, wait_for
+from conftest import children, pid_alive, read_pid, stop_pid, wait_for
 
 
 class Load:
@@ -64,20 +64,6 @@ class Load:
         self._stop.set()
         for t in self._threads:
             t.join(15)
-
-
-def read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def stop_pid(pid):
-    if pid and pid_alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not pid_alive(pid), timeout=30, what="pid %d to exit" % pid)
 
 
 def start_upgrade(s, pidfile):
