@@ -171,6 +171,12 @@ def usr2_upgrade(run):
     run.signal(signal.SIGWINCH, old)
     time.sleep(2)
     run.signal(signal.SIGTERM, old)
+    # The row only counts if the upgrade happened: the new master took the
+    # pid file over.
+    deadline = time.time() + 10
+    while time.time() < deadline and run.master() == old:
+        time.sleep(0.05)
+    run.notes.append("new master promoted" if run.master() != old else "NOT upgraded")
 
 
 OPERATIONS = [
