@@ -5,6 +5,7 @@
 pub mod pidfile;
 pub mod scoreboard;
 pub mod signals;
+pub mod stats;
 
 use crate::net::bind::BindSpec;
 use crate::net::listener::Listener;
