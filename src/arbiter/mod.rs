@@ -2,6 +2,7 @@
 //! to signals, one at a time, in one loop (Gunicorn's `arbiter.py`). It never
 //! runs request code and holds no threads, so forking is always safe.
 
+mod observe;
 pub mod pidfile;
 pub mod scoreboard;
 pub mod signals;
@@ -55,6 +56,8 @@ struct Worker {
     /// When the master asked it to stop (TTOU, HUP, shrink); it is no longer
     /// counted as one of the pool and gets graceful_timeout to finish.
     retiring_since: Option<Instant>,
+    /// Why the master asked it to stop, for the restart counts.
+    stop_asked: Option<stats::StopAsked>,
 }
 
 /// The master's pieces hooks see as `server` (pid, num_workers, ...).
@@ -88,6 +91,7 @@ pub struct Arbiter {
     hooks: crate::hooks::Master,
     /// The active worker count last reported (debug log, statsd gauge).
     reported_workers: Option<usize>,
+    stats: stats::MasterStats,
 }
 
 /// Binds one address; a Unix socket is bound under `--umask` and chowned to
@@ -174,6 +178,7 @@ impl Arbiter {
             rng: seed | 1,
             hooks: crate::hooks::Master::new(),
             reported_workers: None,
+            stats: stats::MasterStats::new(),
         })
     }
 
@@ -311,6 +316,7 @@ impl Arbiter {
     /// HUP: read the settings again, start a new generation of workers with
     /// them, and stop the old generation gracefully.
     fn reload(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
+        self.stats.reloads += 1;
         crate::log::info!("Hang up: Master");
         let loaded = match crate::settings::load(py, &self.argv) {
             Ok(l) => l,
@@ -372,6 +378,7 @@ impl Arbiter {
         for w in self.workers.values_mut() {
             if w.retiring_since.is_none() {
                 w.retiring_since = Some(now);
+                w.stop_asked = Some(stats::StopAsked::Reload);
             }
         }
         self.manage_workers(py)?;
@@ -401,6 +408,7 @@ impl Arbiter {
             for (_, pid) in oldest.into_iter().take(excess) {
                 if let Some(w) = self.workers.get_mut(&pid) {
                     w.retiring_since = Some(now);
+                    w.stop_asked = Some(stats::StopAsked::Shrink);
                 }
                 kill(pid, libc::SIGTERM);
             }
@@ -466,7 +474,9 @@ impl Arbiter {
         match crate::python::fork(py) {
             Ok(Forked::Parent(pid)) => {
                 self.board.slot(slot).pid.store(pid, std::sync::atomic::Ordering::Relaxed);
-                self.workers.insert(pid, Worker { age: self.worker_age, slot, aborted: false, retiring_since: None });
+                let worker = Worker { age: self.worker_age, slot, aborted: false, retiring_since: None, stop_asked: None };
+                self.workers.insert(pid, worker);
+                self.stats.spawned += 1;
                 if let Some(w) = &hook_worker {
                     self.hooks.forked(py, &server_state!(self), w, pid);
                 }
@@ -530,6 +540,7 @@ impl Arbiter {
                 crate::log::debug!("Reaped unknown child process (pid:{pid}, status:{status})");
                 continue;
             };
+            self.account_exit(pid, &worker, status);
             self.board.release(worker.slot);
             let mut exit_code = None;
             if libc::WIFEXITED(status) {
@@ -627,5 +638,7 @@ impl Arbiter {
 fn kill(pid: i32, sig: libc::c_int) {
     // SAFETY: kill(2) on a pid we forked; ESRCH (already gone) is harmless,
     // the reaper will account for it.
-    unsafe { libc::kill(pid, sig) };
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        stats::note_signal_sent(sig);
+    }
 }
