@@ -2,9 +2,13 @@
 //! to signals, one at a time, in one loop (Gunicorn's `arbiter.py`). It never
 //! runs request code and holds no threads, so forking is always safe.
 
+mod memory;
+mod metrics;
+mod netio;
 mod observe;
 pub mod pidfile;
 pub mod scoreboard;
+mod services;
 pub mod signals;
 pub mod stats;
 
@@ -92,6 +96,8 @@ pub struct Arbiter {
     /// The active worker count last reported (debug log, statsd gauge).
     reported_workers: Option<usize>,
     stats: stats::MasterStats,
+    /// The metrics endpoint.
+    services: services::Services,
 }
 
 /// Binds one address; a Unix socket is bound under `--umask` and chowned to
@@ -179,6 +185,7 @@ impl Arbiter {
             hooks: crate::hooks::Master::new(),
             reported_workers: None,
             stats: stats::MasterStats::new(),
+            services: services::Services::default(),
         })
     }
 
@@ -205,12 +212,16 @@ impl Arbiter {
         self.start(py)?;
         crate::util::proctitle::set(&format!("ferrocorn: master [{}]", self.proc_name()));
         self.manage_workers(py)?;
+        // After the first fork, as Gunicorn starts its control server.
+        self.open_services();
         loop {
+            let mut polled = self.services.poll_fds();
             let signals = &self.signals;
-            let queued = py.detach(|| signals.wait(Duration::from_secs(1)));
+            let queued = py.detach(|| signals.wait_with(&mut polled, Duration::from_secs(1)));
             for sig in queued {
                 self.handle_signal(py, sig)?;
             }
+            self.serve_services(&polled);
             self.murder_workers();
             self.manage_workers(py)?;
         }
@@ -372,6 +383,7 @@ impl Arbiter {
             }
         }
         crate::util::proctitle::set(&format!("ferrocorn: master [{}]", self.proc_name()));
+        self.open_services();
         // The new generation starts before the old one is asked to stop,
         // so the listeners always have someone accepting.
         let now = Instant::now();
@@ -474,7 +486,13 @@ impl Arbiter {
         match crate::python::fork(py) {
             Ok(Forked::Parent(pid)) => {
                 self.board.slot(slot).pid.store(pid, std::sync::atomic::Ordering::Relaxed);
-                let worker = Worker { age: self.worker_age, slot, aborted: false, retiring_since: None, stop_asked: None };
+                let worker = Worker {
+                    age: self.worker_age,
+                    slot,
+                    aborted: false,
+                    retiring_since: None,
+                    stop_asked: None,
+                };
                 self.workers.insert(pid, worker);
                 self.stats.spawned += 1;
                 if let Some(w) = &hook_worker {
@@ -579,6 +597,7 @@ impl Arbiter {
     /// Stops every worker: TERM (graceful) or QUIT (fast), waiting up to
     /// graceful_timeout (2 s after a fast stop is asked for), then KILL.
     fn stop(&mut self, py: Python<'_>, graceful: bool) {
+        self.services.close();
         let unlink = !self.settings.reuse_port;
         for l in self.listeners.drain(..) {
             l.close(unlink);
