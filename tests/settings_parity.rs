@@ -106,5 +106,5 @@ fn extensions_stay_apart() {
         }
     }
     let ext: Vec<&str> = SPECS[first_extension..].iter().map(|s| s.name).collect();
-    assert_eq!(ext, ["metrics_bind"]);
+    assert_eq!(ext, ["metrics_bind", "max_worker_memory"]);
 }

@@ -98,6 +98,7 @@ pub struct Arbiter {
     stats: stats::MasterStats,
     /// The metrics endpoint.
     services: services::Services,
+    memory: memory::MemoryGuard,
 }
 
 /// Binds one address; a Unix socket is bound under `--umask` and chowned to
@@ -186,6 +187,7 @@ impl Arbiter {
             reported_workers: None,
             stats: stats::MasterStats::new(),
             services: services::Services::default(),
+            memory: memory::MemoryGuard::default(),
         })
     }
 
@@ -223,6 +225,7 @@ impl Arbiter {
             }
             self.serve_services(&polled);
             self.murder_workers();
+            self.guard_memory(py)?;
             self.manage_workers(py)?;
         }
     }

@@ -1059,6 +1059,12 @@ ferrocorn: {
         validate: |_, i| metrics_address(i),
         help: "HOST:PORT where the master serves Prometheus metrics (aggregated over all workers) at /metrics; off when None.",
     },
+    max_worker_memory: i64 = {
+        section: "ferrocorn extensions", cli: ["--max-worker-memory"], meta: Some("MiB"), action: Action::Store,
+        default: Input::Int(0), doc_default: "0",
+        validate: |_, i| v::pos_int(i),
+        help: "Recycle a worker gracefully once its resident memory (RSS) passes this many MiB (0: never).",
+    },
 }
 }
 
