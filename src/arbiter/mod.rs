@@ -2,6 +2,7 @@
 //! to signals, one at a time, in one loop (Gunicorn's `arbiter.py`). It never
 //! runs request code and holds no threads, so forking is always safe.
 
+mod control;
 mod memory;
 mod metrics;
 mod netio;
@@ -60,6 +61,7 @@ struct Worker {
     /// When the master asked it to stop (TTOU, HUP, shrink); it is no longer
     /// counted as one of the pool and gets graceful_timeout to finish.
     retiring_since: Option<Instant>,
+    started: Instant,
     /// Why the master asked it to stop, for the restart counts.
     stop_asked: Option<stats::StopAsked>,
 }
@@ -96,7 +98,7 @@ pub struct Arbiter {
     /// The active worker count last reported (debug log, statsd gauge).
     reported_workers: Option<usize>,
     stats: stats::MasterStats,
-    /// The metrics endpoint.
+    /// The metrics endpoint and the control socket.
     services: services::Services,
     memory: memory::MemoryGuard,
 }
@@ -223,7 +225,7 @@ impl Arbiter {
             for sig in queued {
                 self.handle_signal(py, sig)?;
             }
-            self.serve_services(&polled);
+            self.serve_services(py, &polled)?;
             self.murder_workers();
             self.guard_memory(py)?;
             self.manage_workers(py)?;
@@ -494,6 +496,7 @@ impl Arbiter {
                     slot,
                     aborted: false,
                     retiring_since: None,
+                    started: Instant::now(),
                     stop_asked: None,
                 };
                 self.workers.insert(pid, worker);

@@ -65,6 +65,11 @@ impl Conn {
         self.phase == Phase::Open
     }
 
+    /// Pushes the idle deadline on after a request was served.
+    pub fn extend(&mut self, now: Instant, idle: Duration) {
+        self.deadline = now + idle;
+    }
+
     /// What to poll for. An open connection with an answer still to send
     /// is not read: a client that sends requests without reading answers
     /// gets no more than one answer's worth of memory.
@@ -194,6 +199,10 @@ impl Endpoint {
     pub fn new(listener: Socket, limit: usize, idle: Duration, input_cap: usize) -> io::Result<Endpoint> {
         listener.set_nonblocking(true)?;
         Ok(Endpoint { listener, conns: Vec::new(), limit: limit.max(1), idle, input_cap })
+    }
+
+    pub fn idle(&self) -> Duration {
+        self.idle
     }
 
     pub fn poll_fds(&self, out: &mut Vec<libc::pollfd>) {

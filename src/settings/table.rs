@@ -287,12 +287,22 @@ fn files_or_patterns(_: Python<'_>, i: &Input) -> Validated<Vec<String>> {
 
 fn control_socket_default() -> Input {
     match std::env::var("XDG_RUNTIME_DIR") {
-        Ok(dir) if !dir.is_empty() => Input::Str(format!("{dir}/gunicorn.ctl")),
+        // Gunicorn only takes XDG_RUNTIME_DIR when it is a directory.
+        Ok(dir) if !dir.is_empty() && std::path::Path::new(&dir).is_dir() => Input::Str(format!("{dir}/gunicorn.ctl")),
         _ => {
             let home = std::env::var("HOME").unwrap_or_else(|_| "~".into());
             Input::Str(format!("{home}/.gunicorn/gunicorn.ctl"))
         }
     }
+}
+
+/// `validate_pos_int` on an `auto_int` (0o600, 0600 or 384).
+fn socket_mode(i: &Input) -> Validated<i64> {
+    let n = v::auto_int(i)?;
+    if n < 0 {
+        return Err(format!("Value must be positive: {n}"));
+    }
+    Ok(n)
 }
 
 /// `--metrics-bind`: a TCP HOST:PORT (the endpoint is HTTP on TCP only).
@@ -1035,20 +1045,19 @@ gunicorn: {
     control_socket: String = {
         section: "Control", cli: ["--control-socket"], meta: Some("PATH"), action: Action::Store,
         default: control_socket_default(), doc_default: "<$XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl>",
-        validate: |_, i| v::string(i), support: Support::NotYet("the control socket"),
+        validate: |_, i| v::string(i), support: Support::Yes,
         help: "Unix socket path for control interface.",
     },
     control_socket_mode: i64 = {
         section: "Control", cli: ["--control-socket-mode"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(0o600), doc_default: "384",
-        validate: |_, i| v::auto_int(i), support: Support::NotYet("the control socket"),
+        validate: |_, i| socket_mode(i), support: Support::Yes,
         help: "Permission mode for control socket.",
     },
     control_socket_disable: bool = {
         section: "Control", cli: ["--no-control-socket"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i),
-        support: Support::Unneeded("ferrocorn has no control socket yet, so there is none to disable"),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Disable control socket.",
     },
 }

@@ -1,9 +1,16 @@
-"""Helpers for the operations tests: reading the metrics page."""
+"""Helpers for the operations tests: reading the metrics page, talking to
+the control socket with ferrocornc (or Gunicorn's gunicornc)."""
 
+import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 from conftest import free_port, wait_for
+
+BIN = os.path.dirname(sys.executable)
 
 
 def metrics_args():
@@ -49,3 +56,25 @@ def wait_metric(port, series, predicate, timeout=10.0):
         page = scrape(port)
         return page if predicate(page.get(series)) else None
     return wait_for(check, timeout=timeout, what="%s to match" % series)
+
+
+def ctl(socket_path, *words, tool="ferrocornc", as_json=False, timeout=30):
+    """Runs a control client with the command as words; CompletedProcess."""
+    argv = [os.path.join(BIN, tool), "-s", socket_path]
+    if as_json:
+        argv.append("-j")
+    if tool == "gunicornc":
+        argv += ["-c", " ".join(words)]
+    else:
+        argv += list(words)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def ctl_json(socket_path, *words, tool="ferrocornc"):
+    r = ctl(socket_path, *words, tool=tool, as_json=True)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def worker_pids(socket_path):
+    return [w["pid"] for w in ctl_json(socket_path, "show", "workers")["workers"]]

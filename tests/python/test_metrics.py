@@ -154,6 +154,9 @@ def test_silent_clients_do_not_stop_supervision(server):
     silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
     half = socket.create_connection(("127.0.0.1", port))
     half.sendall(b"GET /metr")
+    control = socket.socket(socket.AF_UNIX)
+    control.connect(s.default_control_socket)
+    control.sendall(b"\x00\x00\x00\x40{\"id\": 1")
     try:
         first = s.wait_workers(2)
         os.kill(first[0], signal.SIGKILL)
@@ -164,7 +167,7 @@ def test_silent_clients_do_not_stop_supervision(server):
         assert wait_metric(port, CAUSE % "crash", lambda v: v == 1, timeout=5)
         assert s.request()[0] == 200
     finally:
-        for c in silent + [half]:
+        for c in silent + [half, control]:
             c.close()
 
 

@@ -141,8 +141,12 @@ mod tests {
         WorkerView {
             pid,
             age: 1,
+            uptime: Duration::from_secs(3),
+            booted: true,
+            aborted: false,
             retiring,
             silent: Duration::from_millis(250),
+            requests: 0,
             in_flight,
             rss,
         }
