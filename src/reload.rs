@@ -5,6 +5,8 @@
 //! traceback instead of failing the boot, so an edit in progress never
 //! sends the server into a crash loop.
 
+use crate::arbiter::scoreboard::SlotHandle;
+use crate::arbiter::stats::ExitReason;
 use crate::python::AppLoadError;
 use crate::settings::Settings;
 use pyo3::prelude::*;
@@ -13,12 +15,12 @@ use pyo3::prelude::*;
 pub struct Watcher(Option<Py<PyAny>>);
 
 impl Watcher {
-    pub fn new(py: Python<'_>, settings: &Settings) -> PyResult<Watcher> {
+    pub fn new(py: Python<'_>, settings: &Settings, slot: SlotHandle) -> PyResult<Watcher> {
         if !settings.reload {
             return Ok(Watcher(None));
         }
         crate::log::warning!("Reloader is on. Use in development only!");
-        let callback = wrap_pyfunction!(file_changed, py)?;
+        let callback = Bound::new(py, FileChanged { slot })?;
         let watcher = py.import("ferrocorn._reloader")?.call_method1(
             "create",
             (settings.reload_engine.as_str(), settings.reload_extra_files.clone(), callback),
@@ -40,17 +42,27 @@ impl Watcher {
     }
 }
 
-/// Called from the watcher thread: Gunicorn logs, calls `worker_int`, and
-/// stops the worker after its current request; the TERM it sends itself
-/// does that the same way for every worker type.
-#[pyfunction]
-fn file_changed(py: Python<'_>, filename: &str) -> PyResult<()> {
-    crate::log::info!("Worker reloading: {filename} modified");
-    crate::workers::signals::stop();
-    crate::hooks::worker_int(py)?;
-    // SAFETY: kill(2) on our own pid.
-    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
-    Ok(())
+/// The watcher's callback, holding the worker's scoreboard slot so the
+/// master can count the restart as a reload.
+#[pyclass(module = "ferrocorn._ferrocorn")]
+struct FileChanged {
+    slot: SlotHandle,
+}
+
+#[pymethods]
+impl FileChanged {
+    /// Called from the watcher thread: Gunicorn logs, calls `worker_int`,
+    /// and stops the worker after its current request; the TERM it sends
+    /// itself does that the same way for every worker type.
+    fn __call__(&self, py: Python<'_>, filename: &str) -> PyResult<()> {
+        crate::log::info!("Worker reloading: {filename} modified");
+        self.slot.set_exit_reason(ExitReason::Reload);
+        crate::workers::signals::stop();
+        crate::hooks::worker_int(py)?;
+        // SAFETY: kill(2) on our own pid.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+        Ok(())
+    }
 }
 
 /// The application the worker serves: the PasteDeploy app for `--paste`,

@@ -3,8 +3,14 @@
 //! the same names, the same flags, the same defaults, except where ferrocorn
 //! documents a difference (docs/compatibility.md).
 
-use _ferrocorn::settings::SPECS;
+use _ferrocorn::settings::{Origin, Spec, SPECS};
 use serde_json::Value;
+
+/// The table's rows for Gunicorn's own settings (the extensions are checked
+/// apart, in `extensions_stay_apart`).
+fn ours() -> impl Iterator<Item = &'static Spec> {
+    SPECS.iter().filter(|s| s.origin == Origin::Gunicorn)
+}
 
 /// Settings whose default ferrocorn shows differently, and why.
 const DEFAULT_DIFFERENCES: &[(&str, &str)] = &[
@@ -43,7 +49,7 @@ fn python_repr(v: &Value) -> String {
 
 #[test]
 fn same_names_in_the_same_order() {
-    let ours: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+    let ours: Vec<&str> = ours().map(|s| s.name).collect();
     let theirs: Vec<String> = gunicorn().iter().map(|s| s["name"].as_str().unwrap_or_default().to_owned()).collect();
     assert_eq!(ours, theirs);
 }
@@ -69,4 +75,36 @@ fn same_defaults() {
         };
         assert_eq!(spec.doc_default, expected, "default of {name}");
     }
+}
+
+/// ferrocorn's own settings come after all of Gunicorn's, and share no
+/// name or flag with them, so a Gunicorn setting can never be shadowed.
+#[test]
+fn extensions_stay_apart() {
+    let first_extension = SPECS.iter().position(|s| s.origin == Origin::Ferrocorn).expect("some extensions");
+    assert!(SPECS[first_extension..].iter().all(|s| s.origin == Origin::Ferrocorn), "extensions come last");
+    let theirs = gunicorn();
+    let names: Vec<&str> = theirs.iter().filter_map(|g| g["name"].as_str()).collect();
+    let flags: Vec<&str> =
+        theirs.iter().filter_map(|g| g["cli"].as_array()).flatten().filter_map(Value::as_str).collect();
+    for ext in &SPECS[first_extension..] {
+        assert!(!names.contains(&ext.name), "{} is a Gunicorn setting", ext.name);
+        for flag in ext.cli {
+            assert!(!flags.contains(flag), "{flag} is a Gunicorn flag");
+            assert!(!flags.iter().any(|g| g.starts_with(flag)), "{flag} is a prefix of a Gunicorn flag");
+            // Long flags may be abbreviated (argparse, clap's infer_long_args):
+            // an abbreviation that named one Gunicorn setting must still do.
+            for end in 3..flag.len() {
+                let prefix = &flag[..end];
+                let theirs: std::collections::BTreeSet<&str> = theirs
+                    .iter()
+                    .filter(|g| g["cli"].as_array().is_some_and(|c| c.iter().filter_map(Value::as_str).any(|f| f.starts_with(prefix))))
+                    .filter_map(|g| g["name"].as_str())
+                    .collect();
+                assert!(theirs.len() != 1, "{prefix} abbreviated {theirs:?} and now also {flag}");
+            }
+        }
+    }
+    let ext: Vec<&str> = SPECS[first_extension..].iter().map(|s| s.name).collect();
+    assert_eq!(ext, ["metrics_bind", "max_worker_memory"]);
 }

@@ -2,11 +2,18 @@
 //! to signals, one at a time, in one loop (Gunicorn's `arbiter.py`). It never
 //! runs request code and holds no threads, so forking is always safe.
 
+mod control;
+mod memory;
+mod metrics;
+mod netio;
 pub mod notify;
+mod observe;
 pub mod pidfile;
 pub mod reexec;
 pub mod scoreboard;
+mod services;
 pub mod signals;
+pub mod stats;
 pub mod systemd;
 
 use crate::net::bind::BindSpec;
@@ -57,6 +64,9 @@ struct Worker {
     /// When the master asked it to stop (TTOU, HUP, shrink); it is no longer
     /// counted as one of the pool and gets graceful_timeout to finish.
     retiring_since: Option<Instant>,
+    started: Instant,
+    /// Why the master asked it to stop, for the restart counts.
+    stop_asked: Option<stats::StopAsked>,
 }
 
 /// The master's pieces hooks see as `server` (pid, num_workers, ...).
@@ -103,6 +113,10 @@ pub struct Arbiter {
     systemd: bool,
     /// READY/RELOADING/STOPPING/STATUS to `$NOTIFY_SOCKET`.
     service: systemd::ServiceStatus,
+    stats: stats::MasterStats,
+    /// The metrics endpoint and the control socket.
+    services: services::Services,
+    memory: memory::MemoryGuard,
 }
 
 /// Binds one address; a Unix socket is bound under `--umask` and chowned to
@@ -189,6 +203,9 @@ impl Arbiter {
             rng: seed | 1,
             hooks: crate::hooks::Master::new(),
             reported_workers: None,
+            stats: stats::MasterStats::new(),
+            services: services::Services::default(),
+            memory: memory::MemoryGuard::default(),
             reexec_pid: 0,
             master_pid: 0,
             systemd: false,
@@ -239,14 +256,19 @@ impl Arbiter {
         } else {
             self.service.ready();
         }
+        // After the first fork, as Gunicorn starts its control server.
+        self.open_services();
         loop {
+            let mut polled = self.services.poll_fds();
             let signals = &self.signals;
-            let queued = py.detach(|| signals.wait(Duration::from_secs(1)));
+            let queued = py.detach(|| signals.wait_with(&mut polled, Duration::from_secs(1)));
             for sig in queued {
                 self.handle_signal(py, sig)?;
             }
             self.maybe_promote();
+            self.serve_services(py, &polled)?;
             self.murder_workers();
+            self.guard_memory(py)?;
             self.manage_workers(py)?;
             self.report_service_status();
         }
@@ -378,6 +400,7 @@ impl Arbiter {
     /// HUP: read the settings again, start a new generation of workers with
     /// them, and stop the old generation gracefully.
     fn reload(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
+        self.stats.reloads += 1;
         crate::log::info!("Hang up: Master");
         let loaded = match crate::settings::load(py, &self.argv) {
             Ok(l) => l,
@@ -437,12 +460,14 @@ impl Arbiter {
             }
         }
         crate::util::proctitle::set(&format!("ferrocorn: master [{}]", self.proc_name()));
+        self.open_services();
         // The new generation starts before the old one is asked to stop,
         // so the listeners always have someone accepting.
         let now = Instant::now();
         for w in self.workers.values_mut() {
             if w.retiring_since.is_none() {
                 w.retiring_since = Some(now);
+                w.stop_asked = Some(stats::StopAsked::Reload);
             }
         }
         self.manage_workers(py)?;
@@ -472,6 +497,7 @@ impl Arbiter {
             for (_, pid) in oldest.into_iter().take(excess) {
                 if let Some(w) = self.workers.get_mut(&pid) {
                     w.retiring_since = Some(now);
+                    w.stop_asked = Some(stats::StopAsked::Shrink);
                 }
                 kill(pid, libc::SIGTERM);
             }
@@ -513,14 +539,14 @@ impl Arbiter {
     /// The periodic STATUS line for systemd (workers, requests served).
     fn report_service_status(&mut self) {
         let active = self.active();
-        let (workers, board) = (&self.workers, &self.board);
-        self.service.tick(active, || live_requests(workers, board));
+        let (workers, board, gone) = (&self.workers, &self.board, &self.stats.gone);
+        self.service.tick(active, || requests_served(workers, board, gone));
     }
 
     /// READY=1 again after a HUP, whether or not the reload took.
     fn report_service_ready(&mut self) {
-        let live = live_requests(&self.workers, &self.board);
-        self.service.reloaded(self.active(), live);
+        let served = requests_served(&self.workers, &self.board, &self.stats.gone);
+        self.service.reloaded(self.active(), served);
     }
 
     fn kill_retiring_once(&self) {
@@ -550,7 +576,16 @@ impl Arbiter {
         match crate::python::fork(py) {
             Ok(Forked::Parent(pid)) => {
                 self.board.slot(slot).pid.store(pid, std::sync::atomic::Ordering::Relaxed);
-                self.workers.insert(pid, Worker { age: self.worker_age, slot, aborted: false, retiring_since: None });
+                let worker = Worker {
+                    age: self.worker_age,
+                    slot,
+                    aborted: false,
+                    retiring_since: None,
+                    started: Instant::now(),
+                    stop_asked: None,
+                };
+                self.workers.insert(pid, worker);
+                self.stats.spawned += 1;
                 if let Some(w) = &hook_worker {
                     self.hooks.forked(py, &server_state!(self), w, pid);
                 }
@@ -619,7 +654,7 @@ impl Arbiter {
                 crate::log::debug!("Reaped unknown child process (pid:{pid}, status:{status})");
                 continue;
             };
-            self.service.worker_gone(self.board.slot(worker.slot).requests.load(std::sync::atomic::Ordering::Relaxed));
+            self.account_exit(pid, &worker, status);
             self.board.release(worker.slot);
             let mut exit_code = None;
             if libc::WIFEXITED(status) {
@@ -662,6 +697,7 @@ impl Arbiter {
         // systemd made (and will remove) the sockets it passed; the other
         // master of an upgrade still serves on the same ones.
         let unlink = !self.settings.reuse_port && !self.systemd && self.reexec_pid == 0 && self.master_pid == 0;
+        self.services.close();
         for l in self.listeners.drain(..) {
             l.close(unlink);
         }
@@ -785,13 +821,16 @@ fn inherit(fds: &[std::os::fd::RawFd], settings: &Settings) -> Result<Vec<Listen
         .collect()
 }
 
-/// Requests counted so far by the workers alive now (retiring ones too).
-fn live_requests(workers: &HashMap<i32, Worker>, board: &Scoreboard) -> u64 {
-    workers.values().map(|w| board.slot(w.slot).requests.load(std::sync::atomic::Ordering::Relaxed)).sum()
+/// Every request served: the counts kept from workers gone plus what the
+/// workers alive now (retiring ones too) have counted.
+fn requests_served(workers: &HashMap<i32, Worker>, board: &Scoreboard, gone: &stats::RequestCounts) -> u64 {
+    gone.count() + workers.values().map(|w| board.slot(w.slot).counts().count()).sum::<u64>()
 }
 
 fn kill(pid: i32, sig: libc::c_int) {
     // SAFETY: kill(2) on a pid we forked; ESRCH (already gone) is harmless,
     // the reaper will account for it.
-    unsafe { libc::kill(pid, sig) };
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        stats::note_signal_sent(sig);
+    }
 }

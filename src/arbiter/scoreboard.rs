@@ -1,21 +1,37 @@
 //! Worker liveness and counters in one anonymous shared mapping made before
-//! the first fork: each worker beats into its slot, the master reads every
-//! slot. No temp files, so a slow disk cannot stall a heartbeat (Gunicorn's
-//! `utime` on a temp file can), and no per-request IPC.
+//! the first fork: each worker beats into its slot and counts its requests
+//! there with relaxed atomics, the master reads every slot (timeouts,
+//! metrics, the control socket). No temp files, so a slow disk cannot stall
+//! a heartbeat (Gunicorn's `utime` on a temp file can), and no per-request
+//! IPC.
 
+use super::stats::{self, ExitReason, RequestCounts, BUCKETS, STATUS_CLASSES};
 use std::io;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-/// One worker's slot; 64 bytes so workers never share a cache line.
+/// One worker's slot, a whole number of cache lines so workers never share
+/// one. Only the worker writes its counters; the master reads them, and
+/// resets the slot between workers.
 #[repr(C, align(64))]
 pub struct Slot {
     pub pid: AtomicI32,
+    /// 1 once the app is loaded and the worker serves (Gunicorn's `booted`).
+    booted: AtomicU32,
     /// CLOCK_MONOTONIC milliseconds of the last beat (system-wide clock).
     pub last_beat_ms: AtomicU64,
     pub requests: AtomicU64,
     pub in_flight: AtomicU64,
+    /// An `ExitReason`, written just before the worker stops by itself.
+    exit_reason: AtomicU32,
+    /// Finished requests by status class, and their latency histogram.
+    status: [AtomicU64; STATUS_CLASSES.len()],
+    buckets: [AtomicU64; BUCKETS],
+    sum_us: AtomicU64,
 }
+
+const _: () = assert!(std::mem::size_of::<Slot>() % 64 == 0);
 
 impl Slot {
     pub fn beat(&self) {
@@ -26,11 +42,58 @@ impl Slot {
         now.saturating_sub(self.last_beat_ms.load(Ordering::Relaxed))
     }
 
+    /// One finished request: three relaxed increments on the worker's own
+    /// cache lines, whatever the worker type.
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        self.status[stats::status_class(status)].fetch_add(1, Ordering::Relaxed);
+        self.buckets[stats::bucket(elapsed)].fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// The request counters as they are now. Each is read on its own, so a
+    /// request finishing meanwhile may show in one and not yet in another;
+    /// every counter only grows.
+    pub fn counts(&self) -> RequestCounts {
+        let mut c = RequestCounts::default();
+        for (out, a) in c.status.iter_mut().zip(&self.status) {
+            *out = a.load(Ordering::Relaxed);
+        }
+        for (out, a) in c.buckets.iter_mut().zip(&self.buckets) {
+            *out = a.load(Ordering::Relaxed);
+        }
+        c.sum_us = self.sum_us.load(Ordering::Relaxed);
+        c
+    }
+
+    pub fn mark_booted(&self) {
+        self.booted.store(1, Ordering::Relaxed);
+    }
+
+    pub fn booted(&self) -> bool {
+        self.booted.load(Ordering::Relaxed) != 0
+    }
+
+    /// The worker tells the master why it is about to stop by itself.
+    pub fn set_exit_reason(&self, reason: ExitReason) {
+        self.exit_reason.store(reason as u32, Ordering::Relaxed);
+    }
+
+    pub fn exit_reason(&self) -> ExitReason {
+        ExitReason::from_u32(self.exit_reason.load(Ordering::Relaxed))
+    }
+
     fn reset(&self) {
         self.pid.store(0, Ordering::Relaxed);
+        self.booted.store(0, Ordering::Relaxed);
         self.last_beat_ms.store(0, Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
         self.in_flight.store(0, Ordering::Relaxed);
+        self.exit_reason.store(0, Ordering::Relaxed);
+        for a in self.status.iter().chain(&self.buckets) {
+            a.store(0, Ordering::Relaxed);
+        }
+        self.sum_us.store(0, Ordering::Relaxed);
     }
 }
 
@@ -154,6 +217,38 @@ mod tests {
         assert_eq!(board.slot(i).requests.load(Ordering::Relaxed), 42);
         board.release(i);
         assert_eq!(board.slot(i).requests.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_forked_worker_records_and_the_slot_resets() {
+        let mut board = Scoreboard::new().expect("mmap");
+        let i = board.claim().expect("slot");
+        // SAFETY: the child only touches atomics and exits with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let slot = board.slot(i);
+            slot.record(200, Duration::from_millis(3));
+            slot.record(404, Duration::from_millis(30));
+            slot.record(503, Duration::from_secs(60));
+            slot.set_exit_reason(ExitReason::MaxRequests);
+            slot.mark_booted();
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let slot = board.slot(i);
+        let c = slot.counts();
+        assert_eq!(c.status, [0, 1, 0, 1, 1, 0]);
+        assert_eq!(c.count(), 3);
+        assert_eq!((c.buckets[0], c.buckets[3], c.buckets[BUCKETS - 1]), (1, 1, 1));
+        assert_eq!(c.sum_us, 3_000 + 30_000 + 60_000_000);
+        assert_eq!(slot.exit_reason(), ExitReason::MaxRequests);
+        assert!(slot.booted());
+        board.release(i);
+        let slot = board.slot(i);
+        assert_eq!(slot.counts(), RequestCounts::default());
+        assert_eq!(slot.exit_reason(), ExitReason::None);
+        assert!(!slot.booted());
     }
 
     #[test]

@@ -58,10 +58,22 @@ impl SignalQueue {
     /// Waits up to `timeout` for signals and returns those that arrived, in
     /// order. Runs with the GIL released by the caller.
     pub fn wait(&self, timeout: Duration) -> Vec<libc::c_int> {
-        let mut pfd = libc::pollfd { fd: self.read_fd, events: libc::POLLIN, revents: 0 };
+        self.wait_with(&mut [], timeout)
+    }
+
+    /// Like `wait`, also waking when one of `others` is ready (their
+    /// `revents` are filled in): the master's own servers are polled with
+    /// the signal pipe, so neither ever delays the other.
+    pub fn wait_with(&self, others: &mut [libc::pollfd], timeout: Duration) -> Vec<libc::c_int> {
+        let mut fds = Vec::with_capacity(others.len() + 1);
+        fds.push(libc::pollfd { fd: self.read_fd, events: libc::POLLIN, revents: 0 });
+        fds.extend_from_slice(others);
         let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: a valid pollfd array of the given length.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        for (o, f) in others.iter_mut().zip(&fds[1..]) {
+            o.revents = f.revents;
+        }
         self.drain()
     }
 

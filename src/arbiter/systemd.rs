@@ -91,15 +91,12 @@ fn monotonic_usec() -> u64 {
 /// What the master tells systemd, and when.
 pub struct ServiceStatus {
     notifier: Notifier,
-    /// Requests served by workers that have exited: their scoreboard slots
-    /// are reused, so the master keeps their count.
-    retired_requests: u64,
     last_status: Option<(Instant, String)>,
 }
 
 impl ServiceStatus {
     pub fn new(notifier: Notifier) -> ServiceStatus {
-        ServiceStatus { notifier, retired_requests: 0, last_status: None }
+        ServiceStatus { notifier, last_status: None }
     }
 
     pub fn from_env() -> ServiceStatus {
@@ -129,8 +126,8 @@ impl ServiceStatus {
 
     /// The HUP is handled (the new generation is forked, or the reload
     /// failed and the old configuration goes on): serving again.
-    pub fn reloaded(&mut self, workers: usize, live_requests: u64) {
-        let line = status_line(workers, self.retired_requests + live_requests);
+    pub fn reloaded(&mut self, workers: usize, requests: u64) {
+        let line = status_line(workers, requests);
         self.send_status("READY=1", line);
     }
 
@@ -138,19 +135,14 @@ impl ServiceStatus {
         self.send_status("STOPPING=1", "Stopping".to_owned());
     }
 
-    /// A worker is gone; `served` is what its scoreboard slot counted.
-    pub fn worker_gone(&mut self, served: u64) {
-        self.retired_requests = self.retired_requests.saturating_add(served);
-    }
-
     /// Called every turn of the master's loop: a STATUS line when it
-    /// changed and the last one is at least a second old. `live_requests`
-    /// (the sum over the current workers' slots) is only asked for then.
-    pub fn tick(&mut self, workers: usize, live_requests: impl FnOnce() -> u64) {
+    /// changed and the last one is at least a second old. `requests` (every
+    /// request served, by workers alive or gone) is only asked for then.
+    pub fn tick(&mut self, workers: usize, requests: impl FnOnce() -> u64) {
         if !self.notifier.enabled() || self.last_status.as_ref().is_some_and(|(t, _)| t.elapsed() < STATUS_INTERVAL) {
             return;
         }
-        let line = status_line(workers, self.retired_requests + live_requests());
+        let line = status_line(workers, requests());
         if self.last_status.as_ref().is_some_and(|(_, last)| *last == line) {
             return;
         }
@@ -201,8 +193,7 @@ mod tests {
         let (mut s, rx, path) = pair("life");
         s.ready();
         s.reloading();
-        s.worker_gone(5);
-        s.reloaded(2, 3);
+        s.reloaded(2, 8);
         s.stopping();
         let got = received(&rx);
         assert_eq!(got[0], format!("READY=1\nSTATUS={BOOTED}"));

@@ -11,7 +11,7 @@ pub mod spec;
 pub mod table;
 pub mod validate;
 
-pub use spec::{Action, Spec, Support};
+pub use spec::{Action, Origin, Spec, Support};
 pub use table::{spec, Settings, SPECS};
 
 use input::Input;

@@ -30,6 +30,15 @@ pub enum Support {
     Unneeded(&'static str),
 }
 
+/// Where a setting comes from: Gunicorn 27's list, or a ferrocorn extension
+/// (which Gunicorn does not know: a config file shared with Gunicorn may
+/// carry it, since Gunicorn ignores names it does not know).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Gunicorn,
+    Ferrocorn,
+}
+
 #[derive(Debug)]
 pub struct Spec {
     pub name: &'static str,
@@ -40,6 +49,7 @@ pub struct Spec {
     /// The default as Gunicorn's docs and `--help` show it.
     pub doc_default: &'static str,
     pub support: Support,
+    pub origin: Origin,
     pub help: &'static str,
 }
 

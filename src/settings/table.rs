@@ -3,11 +3,14 @@
 //! line, config files, `GUNICORN_CMD_ARGS`, `--print-config` and
 //! docs/settings.md are all generated from these rows; a test compares them
 //! with Gunicorn's own list (tests/data/gunicorn-27-settings.json).
+//! ferrocorn's own settings (extensions Gunicorn does not have) are declared
+//! in a second group after Gunicorn's, so that list stays exact and the
+//! docs can show them apart.
 //! Help texts are Gunicorn's one-line summaries (MIT, the Gunicorn authors).
 
 use super::input::Input;
 use super::pyvalue::{ClassRef, PyValue, ToPy};
-use super::spec::{Action, PyCallable, Show, Spec, Support, StatsdHost};
+use super::spec::{Action, Origin, PyCallable, Show, Spec, Support, StatsdHost};
 use crate::log::statsd::StatsdAddr;
 use super::validate::{self as v, Validated};
 use super::SettingError;
@@ -16,7 +19,7 @@ use pyo3::prelude::*;
 type Validator<T> = fn(Python<'_>, &Input) -> Validated<T>;
 
 macro_rules! settings_table {
-    ( $( $name:ident : $ty:ty = {
+    ( gunicorn: { $( $name:ident : $ty:ty = {
             section: $section:literal,
             cli: [$($flag:literal),*],
             meta: $meta:expr,
@@ -26,34 +29,69 @@ macro_rules! settings_table {
             validate: $validate:expr,
             support: $support:expr,
             help: $help:literal $(,)?
-        } ),* $(,)? ) => {
-        /// Every setting's effective value, typed.
+        } ),* $(,)? }
+      ferrocorn: { $( $xname:ident : $xty:ty = {
+            section: $xsection:literal,
+            cli: [$($xflag:literal),*],
+            meta: $xmeta:expr,
+            action: $xaction:expr,
+            default: $xdefault:expr,
+            doc_default: $xdoc_default:literal,
+            validate: $xvalidate:expr,
+            help: $xhelp:literal $(,)?
+        } ),* $(,)? } ) => {
+        /// Every setting's effective value, typed: Gunicorn's, then
+        /// ferrocorn's extensions.
         #[derive(Debug)]
         pub struct Settings {
             $( pub $name: $ty, )*
+            $( pub $xname: $xty, )*
         }
 
-        pub static SPECS: &[Spec] = &[ $( Spec {
-            name: stringify!($name),
-            section: $section,
-            cli: &[$($flag),*],
-            meta: $meta,
-            action: $action,
-            doc_default: $doc_default,
-            support: $support,
-            help: $help,
-        }, )* ];
+        /// Gunicorn's settings in Gunicorn's order, then the extensions.
+        pub static SPECS: &[Spec] = &[
+            $( Spec {
+                name: stringify!($name),
+                section: $section,
+                cli: &[$($flag),*],
+                meta: $meta,
+                action: $action,
+                doc_default: $doc_default,
+                support: $support,
+                origin: Origin::Gunicorn,
+                help: $help,
+            }, )*
+            $( Spec {
+                name: stringify!($xname),
+                section: $xsection,
+                cli: &[$($xflag),*],
+                meta: $xmeta,
+                action: $xaction,
+                doc_default: $xdoc_default,
+                support: Support::Yes,
+                origin: Origin::Ferrocorn,
+                help: $xhelp,
+            }, )*
+        ];
 
         impl Settings {
             /// Gunicorn's defaults (a few are read from the environment, as
             /// Gunicorn reads them: PORT, WEB_CONCURRENCY, FORWARDED_ALLOW_IPS).
             pub fn defaults(py: Python<'_>) -> Result<Settings, SettingError> {
-                Ok(Settings { $( $name: {
-                    let input: Input = $default;
-                    let f: Validator<$ty> = $validate;
-                    f(py, &input).map_err(|e| SettingError::Invalid {
-                        name: stringify!($name), value: input.describe(), reason: e })?
-                }, )* })
+                Ok(Settings {
+                    $( $name: {
+                        let input: Input = $default;
+                        let f: Validator<$ty> = $validate;
+                        f(py, &input).map_err(|e| SettingError::Invalid {
+                            name: stringify!($name), value: input.describe(), reason: e })?
+                    }, )*
+                    $( $xname: {
+                        let input: Input = $xdefault;
+                        let f: Validator<$xty> = $xvalidate;
+                        f(py, &input).map_err(|e| SettingError::Invalid {
+                            name: stringify!($xname), value: input.describe(), reason: e })?
+                    }, )*
+                })
             }
 
             /// Validates `input` and stores it; the error names the setting.
@@ -63,6 +101,11 @@ macro_rules! settings_table {
                         let f: Validator<$ty> = $validate;
                         self.$name = f(py, input).map_err(|e| SettingError::Invalid {
                             name: stringify!($name), value: input.describe(), reason: e })?;
+                    } )*
+                    $( stringify!($xname) => {
+                        let f: Validator<$xty> = $xvalidate;
+                        self.$xname = f(py, input).map_err(|e| SettingError::Invalid {
+                            name: stringify!($xname), value: input.describe(), reason: e })?;
                     } )*
                     _ => return Err(SettingError::Unknown(name.to_owned())),
                 }
@@ -74,6 +117,7 @@ macro_rules! settings_table {
             pub fn to_py_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
                 let d = pyo3::types::PyDict::new(py);
                 $( d.set_item(stringify!($name), ToPy::to_py(&self.$name, py)?)?; )*
+                $( d.set_item(stringify!($xname), ToPy::to_py(&self.$xname, py)?)?; )*
                 Ok(d)
             }
 
@@ -81,6 +125,7 @@ macro_rules! settings_table {
             pub fn show(&self, name: &str) -> Option<String> {
                 match name {
                     $( stringify!($name) => Some(Show::show(&self.$name)), )*
+                    $( stringify!($xname) => Some(Show::show(&self.$xname)), )*
                     _ => None,
                 }
             }
@@ -242,11 +287,30 @@ fn files_or_patterns(_: Python<'_>, i: &Input) -> Validated<Vec<String>> {
 
 fn control_socket_default() -> Input {
     match std::env::var("XDG_RUNTIME_DIR") {
-        Ok(dir) if !dir.is_empty() => Input::Str(format!("{dir}/gunicorn.ctl")),
+        // Gunicorn only takes XDG_RUNTIME_DIR when it is a directory.
+        Ok(dir) if !dir.is_empty() && std::path::Path::new(&dir).is_dir() => Input::Str(format!("{dir}/gunicorn.ctl")),
         _ => {
             let home = std::env::var("HOME").unwrap_or_else(|_| "~".into());
             Input::Str(format!("{home}/.gunicorn/gunicorn.ctl"))
         }
+    }
+}
+
+/// `validate_pos_int` on an `auto_int` (0o600, 0600 or 384).
+fn socket_mode(i: &Input) -> Validated<i64> {
+    let n = v::auto_int(i)?;
+    if n < 0 {
+        return Err(format!("Value must be positive: {n}"));
+    }
+    Ok(n)
+}
+
+/// `--metrics-bind`: a TCP HOST:PORT (the endpoint is HTTP on TCP only).
+fn metrics_address(i: &Input) -> Validated<Option<String>> {
+    let Some(text) = v::opt_string(i)? else { return Ok(None) };
+    match crate::net::bind::BindSpec::parse(&text)? {
+        crate::net::bind::BindSpec::Tcp { .. } => Ok(Some(text)),
+        _ => Err(format!("'{text}' is not a TCP address (HOST:PORT)")),
     }
 }
 
@@ -255,6 +319,7 @@ const HTTP2: &str = "HTTP/2";
 const DIRTY: &str = "dirty arbiters";
 
 settings_table! {
+gunicorn: {
     config: String = {
         section: "Config File", cli: ["-c", "--config"], meta: Some("CONFIG"), action: Action::Store,
         default: str_in("./gunicorn.conf.py"), doc_default: "./gunicorn.conf.py",
@@ -980,22 +1045,36 @@ settings_table! {
     control_socket: String = {
         section: "Control", cli: ["--control-socket"], meta: Some("PATH"), action: Action::Store,
         default: control_socket_default(), doc_default: "<$XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl>",
-        validate: |_, i| v::string(i), support: Support::NotYet("the control socket"),
+        validate: |_, i| v::string(i), support: Support::Yes,
         help: "Unix socket path for control interface.",
     },
     control_socket_mode: i64 = {
         section: "Control", cli: ["--control-socket-mode"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(0o600), doc_default: "384",
-        validate: |_, i| v::auto_int(i), support: Support::NotYet("the control socket"),
+        validate: |_, i| socket_mode(i), support: Support::Yes,
         help: "Permission mode for control socket.",
     },
     control_socket_disable: bool = {
         section: "Control", cli: ["--no-control-socket"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i),
-        support: Support::Unneeded("ferrocorn has no control socket yet, so there is none to disable"),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Disable control socket.",
     },
+}
+ferrocorn: {
+    metrics_bind: Option<String> = {
+        section: "ferrocorn extensions", cli: ["--metrics-bind"], meta: Some("ADDRESS"), action: Action::Store,
+        default: Input::None, doc_default: "None",
+        validate: |_, i| metrics_address(i),
+        help: "HOST:PORT where the master serves Prometheus metrics (aggregated over all workers) at /metrics; off when None.",
+    },
+    max_worker_memory: i64 = {
+        section: "ferrocorn extensions", cli: ["--max-worker-memory"], meta: Some("MiB"), action: Action::Store,
+        default: Input::Int(0), doc_default: "0",
+        validate: |_, i| v::pos_int(i),
+        help: "Recycle a worker gracefully once its resident memory (RSS) passes this many MiB (0: never).",
+    },
+}
 }
 
 pub fn spec(name: &str) -> Option<&'static Spec> {

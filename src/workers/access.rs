@@ -1,8 +1,11 @@
 //! One access-log line per request, with the atoms read back from the
 //! environ after the app ran (so middleware that rewrote REMOTE_ADDR, as
 //! ProxyFix does, is honoured, as in Gunicorn); and the other per-request
-//! records: statsd metrics, or a Python logger's `access()`.
+//! records: the worker's scoreboard counters (status class, latency), statsd
+//! metrics, or a Python logger's `access()`. Every worker type records
+//! through here, so the master's metrics count what the access log shows.
 
+use crate::arbiter::scoreboard::SlotHandle;
 use crate::http::error::ErrorResponse;
 use crate::http::request::RequestHead;
 use crate::log::{AccessFormat, AccessRecord, EnvValue, EnvironLookup, Text};
@@ -21,6 +24,18 @@ pub struct RequestLog {
     python: bool,
     /// statsd request metrics are on.
     statsd: bool,
+    /// The worker's scoreboard slot: every request is counted there.
+    slot: SlotHandle,
+}
+
+/// A request the app is running, counted in the slot's in-flight gauge
+/// until dropped (on every way out of the request).
+pub struct InFlight<'a>(&'a SlotHandle);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// One finished request, for [`RequestLog::record`].
@@ -71,19 +86,27 @@ impl RequestLog {
                 crate::log::error!("{}", crate::python::format_exception(py, &e));
             }
         }
+        self.slot.record(done.status, done.elapsed);
         if self.statsd {
             crate::log::statsd::request(done.status, done.elapsed);
         }
     }
 
-    pub fn new(settings: &Settings) -> Result<RequestLog, String> {
+    pub fn new(settings: &Settings, slot: SlotHandle) -> Result<RequestLog, String> {
         let python = crate::log::python::active();
         let format = if !python && crate::log::access_wanted() {
             Some(AccessFormat::parse(&settings.access_log_format)?)
         } else {
             None
         };
-        Ok(RequestLog { format, python, statsd: crate::log::statsd::enabled() })
+        Ok(RequestLog { format, python, statsd: crate::log::statsd::enabled(), slot })
+    }
+
+    /// The request is handed to the app (sync and gthread; the asgi server
+    /// counts its cycles itself).
+    pub fn begin(&self) -> InFlight<'_> {
+        self.slot.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(&self.slot)
     }
 
     pub fn record(&self, py: Python<'_>, done: &Finished<'_, '_>) {
@@ -93,12 +116,16 @@ impl RequestLog {
         if self.python {
             python_access(py, done);
         }
-        if self.statsd {
-            let status = match done.error {
-                Some(e) => Some(e.status),
-                None => done.response.borrow().lock().state().map(|s| s.status_code()),
-            };
-            if let Some(status) = status {
+        // A request that ended without a status (the client left before
+        // the app started a response) is in no status class, as statsd
+        // leaves it out too.
+        let status = match done.error {
+            Some(e) => Some(e.status),
+            None => done.response.borrow().lock().state().map(|s| s.status_code()),
+        };
+        if let Some(status) = status {
+            self.slot.record(status, done.elapsed);
+            if self.statsd {
                 crate::log::statsd::request(status, done.elapsed);
             }
         }

@@ -79,7 +79,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
         return Ok(WORKER_BOOT_ERROR);
     }
     let wakeup = signals::install(py)?;
-    let watcher = crate::reload::Watcher::new(py, &ctx.settings)?;
+    let watcher = crate::reload::Watcher::new(py, &ctx.settings, ctx.slot.clone())?;
     let app = match ctx.app.take() {
         Some(app) => app,
         None => match crate::reload::load_app(py, &ctx.settings, &ctx.app_uri, &watcher, ctx.kind == WorkerKind::Asgi) {
@@ -100,6 +100,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
     };
     watcher.start(py)?;
     crate::hooks::post_worker_init(py, &app)?;
+    ctx.slot.mark_booted();
     let policy = http_policy(&ctx.settings).map_err(pyo3::exceptions::PyValueError::new_err)?;
     let served = match ctx.kind {
         WorkerKind::Sync => sync::serve(py, ctx, app, policy, wakeup),

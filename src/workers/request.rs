@@ -6,6 +6,7 @@
 //! decides what happens to the connection afterwards.
 
 use super::conn::{self, ConnError};
+use crate::arbiter::scoreboard::SlotHandle;
 use crate::http::error::{ErrorResponse, HttpError};
 use crate::http::request::RequestHead;
 use crate::http::response::RequestInfo;
@@ -57,8 +58,8 @@ pub struct Served<'py> {
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl Runner {
-    pub fn new(py: Python<'_>, app: Py<PyAny>, environ: EnvironBuilder, settings: &Settings) -> PyResult<Runner> {
-        let log = super::access::RequestLog::new(settings).map_err(pyo3::exceptions::PyValueError::new_err)?;
+    pub fn new(py: Python<'_>, app: Py<PyAny>, environ: EnvironBuilder, settings: &Settings, slot: SlotHandle) -> PyResult<Runner> {
+        let log = super::access::RequestLog::new(settings, slot).map_err(pyo3::exceptions::PyValueError::new_err)?;
         Ok(Runner { app, environ, log, hooks: crate::hooks::RequestHooks::for_this_worker(py) })
     }
 
@@ -66,6 +67,7 @@ impl Runner {
     /// connection must close); Err only when a signal handler raised.
     pub fn serve<'py>(&mut self, py: Python<'py>, ex: Exchange<'_>) -> PyResult<Option<Served<'py>>> {
         let head = ex.head;
+        let _in_flight = self.log.begin();
         // Gunicorn calls pre_request before anything else of the request;
         // if it raises, the request fails like an application error.
         let (hook_req, pre_request) = match &self.hooks {

@@ -6,6 +6,7 @@
 use super::conn::{read_head, ConnError, Incoming, Lingerer, ReadBuf, SocketBody, SocketSink};
 use super::request::{log_socket_error, reject, Exchange, Runner};
 use super::{signals, WorkerCtx};
+use crate::arbiter::stats::ExitReason;
 use crate::http::body::BodyDecoder;
 use crate::http::date::DateCache;
 use crate::http::error::HttpError;
@@ -98,7 +99,7 @@ impl<'a> SyncWorker<'a> {
             TemplateOptions { multithread: false, multiprocess: ctx.settings.workers > 1 },
         )?;
         let proxy_mode = policy.proxy_protocol;
-        let runner = Runner::new(py, app, environ, &ctx.settings)?;
+        let runner = Runner::new(py, app, environ, &ctx.settings, ctx.slot.clone())?;
         Ok(SyncWorker { ctx, runner, policy, proxy_mode, date: DateCache::new(), served: 0 })
     }
 
@@ -150,6 +151,7 @@ impl<'a> SyncWorker<'a> {
         self.ctx.slot.requests.fetch_add(1, Ordering::Relaxed);
         if self.served >= self.ctx.max_requests {
             crate::log::info!("Autorestarting worker after current request.");
+            self.ctx.slot.set_exit_reason(ExitReason::MaxRequests);
             signals::stop();
         }
         let decoder = BodyDecoder::new(&head.body, &self.policy);

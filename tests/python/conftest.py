@@ -4,11 +4,15 @@ Every server a test starts is stopped by its own pid (TERM, then KILL) when
 the test ends, and its error log is kept in a file the test can read.
 """
 
+import atexit
+import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -48,13 +52,25 @@ def cmdline(pid):
         return f.read().replace(b"\0", b" ").decode().strip()
 
 
+# Each server gets a runtime directory of its own: the control socket is on
+# by default at $XDG_RUNTIME_DIR/gunicorn.ctl, and servers must not replace
+# each other's (or a real server's in ~/.gunicorn).
+_RUNTIME = tempfile.mkdtemp(prefix="ferrocorn-tests-")
+atexit.register(shutil.rmtree, _RUNTIME, True)
+_RUNTIME_IDS = itertools.count()
+
+
 def server_env(extra=None):
     """The environment a test server runs in: the test apps importable, no
-    settings leaking in from the caller's GUNICORN_CMD_ARGS."""
+    settings leaking in from the caller's GUNICORN_CMD_ARGS, its own
+    XDG_RUNTIME_DIR."""
     env = dict(os.environ)
     env["PYTHONPATH"] = APPS + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("GUNICORN_CMD_ARGS", None)
     env.pop("FERROCORN_CMD_ARGS", None)
+    runtime = os.path.join(_RUNTIME, str(next(_RUNTIME_IDS)))
+    os.mkdir(runtime, 0o700)
+    env["XDG_RUNTIME_DIR"] = runtime
     env.update(extra or {})
     return env
 
@@ -173,6 +189,8 @@ class Server:
             argv += ["-b", "127.0.0.1:%d" % self.port]
         argv += list(args)
         full_env = server_env(env)
+        # Where the control socket is when the arguments do not move it.
+        self.default_control_socket = os.path.join(full_env["XDG_RUNTIME_DIR"], "gunicorn.ctl")
         self._err = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err, env=full_env,

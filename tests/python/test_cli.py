@@ -62,7 +62,6 @@ NOT_YET = {
     "dirty_timeout": "5", "dirty_threads": "2", "dirty_graceful_timeout": "5",
     "on_dirty_starting": "lambda arbiter: None", "dirty_post_fork": "lambda arbiter, worker: None",
     "dirty_worker_init": "lambda worker: None", "dirty_worker_exit": "lambda arbiter, worker: None",
-    "control_socket": "'/tmp/ferrocorn-test.ctl'", "control_socket_mode": "0o644",
 }
 
 

@@ -186,7 +186,7 @@ impl AsgiServer {
         let s = ctx.settings.clone();
         let epoll = Epoll::new()?;
         epoll.add(wakeup_fd, READABLE, SIGNALS)?;
-        let log = RequestLog::new(&s).map_err(pyo3::exceptions::PyValueError::new_err)?;
+        let log = RequestLog::new(&s, ctx.slot.clone()).map_err(pyo3::exceptions::PyValueError::new_err)?;
         let hooks = crate::hooks::RequestHooks::for_this_worker(py);
         let keep_headers = log.needs_response_headers() || hooks.is_some();
         let beat_every = match s.timeout {
@@ -469,6 +469,7 @@ impl AsgiServer {
         self.slot.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.served >= self.max_requests && signals::alive() {
             crate::log::info!("Autorestarting worker after current request.");
+            self.slot.set_exit_reason(crate::arbiter::stats::ExitReason::MaxRequests);
             signals::stop();
         }
         let Pending { head, decoder, body, error } = *pending;

@@ -28,7 +28,7 @@ impl ThreadState {
             py,
             TemplateOptions { multithread: true, multiprocess: shared.settings.workers > 1 },
         )?;
-        let runner = Runner::new(py, shared.app.clone_ref(py), environ, &shared.settings)?;
+        let runner = Runner::new(py, shared.app.clone_ref(py), environ, &shared.settings, shared.slot.clone())?;
         Ok(ThreadState { runner, date: DateCache::new() })
     }
 }
@@ -61,6 +61,7 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
     let served = shared.served.fetch_add(1, Ordering::Relaxed) + 1;
     if served >= shared.max_requests && !shared.draining.swap(true, Ordering::SeqCst) {
         crate::log::info!("Autorestarting worker after current request.");
+        shared.slot.set_exit_reason(crate::arbiter::stats::ExitReason::MaxRequests);
     }
     let must_close = shared.draining.load(Ordering::Relaxed)
         || shared.settings.keepalive <= 0

@@ -1,0 +1,102 @@
+"""The control protocol, as Gunicorn 27 defines it (``gunicorn/ctl/protocol.py``):
+each message is a 4-byte big-endian length followed by that many bytes of
+JSON. Requests are ``{"id", "command", "args"}``; answers carry the same id
+and ``"status": "ok"`` with ``data``, or ``"status": "error"`` with ``error``."""
+
+import json
+import os
+import socket
+import struct
+
+# The largest answer read (Gunicorn's limit).
+MAX_MESSAGE = 16 * 1024 * 1024
+
+
+class ControlError(Exception):
+    """The server could not be reached, or refused the command."""
+
+
+def default_socket():
+    """Where Gunicorn 27 (and ferrocorn, with the same default) puts the
+    control socket: $XDG_RUNTIME_DIR/gunicorn.ctl if that is a directory,
+    else ~/.gunicorn/gunicorn.ctl."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return os.path.join(runtime, "gunicorn.ctl")
+    return os.path.join(os.path.expanduser("~"), ".gunicorn", "gunicorn.ctl")
+
+
+def encode(message):
+    payload = json.dumps(message).encode("utf-8")
+    return struct.pack(">I", len(payload)) + payload
+
+
+def _read_exactly(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(min(n - len(data), 65536))
+        if not chunk:
+            raise ControlError("connection closed by the server")
+        data += chunk
+    return data
+
+
+def read_message(sock):
+    (length,) = struct.unpack(">I", _read_exactly(sock, 4))
+    if length > MAX_MESSAGE:
+        raise ControlError("answer too large: %d bytes" % length)
+    try:
+        return json.loads(_read_exactly(sock, length).decode("utf-8"))
+    except ValueError as e:
+        raise ControlError("invalid answer: %s" % e)
+
+
+class ControlClient:
+    """One connection to a control socket; commands are sent one at a time."""
+
+    def __init__(self, path, timeout=30.0):
+        self.path = path
+        self.timeout = timeout
+        self._sock = None
+        self._id = 0
+
+    def connect(self):
+        if self._sock is not None:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as e:
+            sock.close()
+            raise ControlError("Failed to connect to %s: %s" % (self.path, e))
+        self._sock = sock
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def send(self, command, args=None):
+        """Sends one command and returns its ``data``; raises ControlError
+        with the server's message when it refuses it."""
+        self.connect()
+        self._id += 1
+        try:
+            self._sock.sendall(encode({"id": self._id, "command": command, "args": list(args or [])}))
+            answer = read_message(self._sock)
+        except (OSError, ControlError) as e:
+            self.close()
+            raise ControlError("Communication error: %s" % e)
+        if not isinstance(answer, dict):
+            raise ControlError("invalid answer: %r" % (answer,))
+        if answer.get("status") == "error":
+            raise ControlError(answer.get("error", "Unknown error"))
+        return answer.get("data", {})
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,144 @@
+"""Human-readable answers. The layouts are Gunicorn's ``gunicornc`` ones
+(``gunicorn/ctl/cli.py``, MIT, the Gunicorn authors), with ferrocorn's
+extra columns where the server sends them; a Gunicorn server's answers show
+``-`` there."""
+
+import json
+
+
+def duration(seconds):
+    """1h 2m 3s / 4m 5s / 6s, as gunicornc shows uptime."""
+    if seconds is None:
+        return "unknown"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return "%dh %dm %ds" % (hours, minutes, secs)
+    if minutes:
+        return "%dm %ds" % (minutes, secs)
+    return "%ds" % secs
+
+
+def mib(n):
+    return "-" if n is None else "%.1fM" % (n / 1048576.0)
+
+
+def beat(seconds):
+    return "n/a" if seconds is None else "%ss ago" % seconds
+
+
+def workers(data):
+    rows = data.get("workers", [])
+    if not rows:
+        return "No workers running"
+    lines = ["%-10s %-6s %-8s %-9s %-9s %-9s %s" % ("PID", "AGE", "BOOTED", "REQUESTS", "INFLIGHT", "RSS", "LAST_BEAT"),
+             "-" * 70]
+    for w in rows:
+        lines.append("%-10s %-6s %-8s %-9s %-9s %-9s %s" % (
+            w.get("pid", "?"), w.get("age", "?"), "yes" if w.get("booted") else "no",
+            w.get("requests", "-"), w.get("in_flight", "-"), mib(w.get("rss")), beat(w.get("last_heartbeat"))))
+    lines += ["", "Total: %s workers" % data.get("count", len(rows))]
+    return "\n".join(lines)
+
+
+def stats(data):
+    lines = [
+        "Uptime:           %s" % duration(data.get("uptime")),
+        "PID:              %s" % data.get("pid", "unknown"),
+        "Workers current:  %s" % data.get("workers_current", 0),
+        "Workers target:   %s" % data.get("workers_target", 0),
+        "Workers spawned:  %s" % data.get("workers_spawned", 0),
+        "Workers killed:   %s" % data.get("workers_killed", 0),
+        "Reloads:          %s" % data.get("reloads", 0),
+    ]
+    if data.get("dirty_arbiter_pid"):
+        lines.append("Dirty arbiter:    %s" % data["dirty_arbiter_pid"])
+    if "requests" in data:
+        by_status = data.get("requests_by_status", {})
+        shown = ", ".join("%s %s" % (k, v) for k, v in by_status.items() if v)
+        lines.append("Requests:         %s%s" % (data["requests"], " (%s)" % shown if shown else ""))
+        lines.append("In flight:        %s" % data.get("in_flight", 0))
+        restarts = data.get("restarts", {})
+        shown = ", ".join("%s %s" % (k, v) for k, v in restarts.items() if v)
+        lines.append("Restarts:         %s" % (shown or "none"))
+    return "\n".join(lines)
+
+
+def listeners(data):
+    rows = data.get("listeners", [])
+    if not rows:
+        return "No listeners bound"
+    lines = ["%-40s %-8s %s" % ("ADDRESS", "TYPE", "FD"), "-" * 55]
+    for lnr in rows:
+        lines.append("%-40s %-8s %s" % (lnr.get("address", "?"), lnr.get("type", "?"), lnr.get("fd", "?")))
+    lines += ["", "Total: %s listeners" % data.get("count", len(rows))]
+    return "\n".join(lines)
+
+
+def config(data):
+    lines = []
+    for key in sorted(data):
+        value = data[key]
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        lines.append("%s: %s" % (key, value))
+    return "\n".join(lines)
+
+
+def help_(data):
+    commands = data.get("commands", {})
+    width = max((len(c) for c in commands), default=0)
+    lines = ["Available commands:", ""]
+    for cmd, desc in sorted(commands.items()):
+        lines.append("  %-*s %s" % (width + 2, cmd, desc))
+    lines += ["", "ferrocornc only:", "", "  %-*s %s" % (width + 2, "top [--once]", "Live view of the workers")]
+    return "\n".join(lines)
+
+
+def all_(data):
+    arbiter = data.get("arbiter") or {}
+    lines = ["ARBITER (master)", "  PID: %s" % arbiter.get("pid", "?"), ""]
+    web = data.get("web_workers", [])
+    lines.append("WEB WORKERS (%s)" % data.get("web_worker_count", 0))
+    if web:
+        lines.append("  %-10s %-6s %-8s %s" % ("PID", "AGE", "BOOTED", "LAST_BEAT"))
+        lines.append("  " + "-" * 38)
+        for w in web:
+            lines.append("  %-10s %-6s %-8s %s" % (w.get("pid", "?"), w.get("age", "?"),
+                                                  "yes" if w.get("booted") else "no", beat(w.get("last_heartbeat"))))
+    else:
+        lines.append("  (none)")
+    lines.append("")
+    dirty = data.get("dirty_arbiter")
+    lines.append("DIRTY ARBITER")
+    lines.append("  PID: %s" % dirty.get("pid", "?") if dirty else "  (not running)")
+    return "\n".join(lines)
+
+
+def dirty(data):
+    if not data.get("enabled"):
+        return "Dirty arbiter not running"
+    return json.dumps(data, indent=2)
+
+
+FORMATS = {
+    "show workers": workers,
+    "show stats": stats,
+    "show listeners": listeners,
+    "show config": config,
+    "show all": all_,
+    "show dirty": dirty,
+    "help": help_,
+}
+
+
+def render(command, data):
+    """The answer to `command` for a person; JSON for the others, as
+    gunicornc does."""
+    words = command.lower().split()
+    key = " ".join(words[:2]) if words[:1] == ["show"] else " ".join(words[:1])
+    fmt = FORMATS.get(key)
+    if fmt is not None:
+        return fmt(data)
+    return json.dumps(data, indent=2) if data else "OK"

@@ -1,0 +1,144 @@
+//! The `data` of the answers to read-only commands, with the keys and value
+//! types of Gunicorn 27's `CommandHandlers`, so `gunicornc` formats them.
+//! ferrocorn adds keys of its own (requests, in-flight, RSS...), which
+//! Gunicorn's client ignores and `ferrocornc` shows.
+
+use super::super::observe::{Snapshot, WorkerView};
+use super::super::stats::{Cause, STATUS_CLASSES};
+use super::command::HELP;
+use crate::net::listener::Address;
+use serde_json::{json, Map, Value};
+use std::net::SocketAddr;
+
+/// Seconds rounded to two decimals, as Gunicorn's `round(x, 2)`.
+fn secs2(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 100.0).round() / 100.0
+}
+
+fn worker(w: &WorkerView) -> Value {
+    json!({
+        "pid": w.pid,
+        "age": w.age,
+        "booted": w.booted,
+        "aborted": w.aborted,
+        "last_heartbeat": secs2(w.silent),
+        // ferrocorn's own
+        "requests": w.requests,
+        "in_flight": w.in_flight,
+        "rss": w.rss,
+        "uptime": secs2(w.uptime),
+        "retiring": w.retiring,
+    })
+}
+
+pub fn show_workers(s: &Snapshot<'_>) -> Value {
+    let workers: Vec<Value> = s.workers.iter().map(worker).collect();
+    json!({"workers": workers, "count": s.workers.len()})
+}
+
+pub fn show_all(s: &Snapshot<'_>) -> Value {
+    let web: Vec<Value> = s
+        .workers
+        .iter()
+        .map(|w| {
+            json!({"pid": w.pid, "type": "web", "age": w.age, "booted": w.booted, "last_heartbeat": secs2(w.silent)})
+        })
+        .collect();
+    json!({
+        "arbiter": {"pid": s.pid, "type": "arbiter", "role": "master"},
+        "web_workers": web,
+        "web_worker_count": s.workers.len(),
+        "dirty_arbiter": null,
+        "dirty_workers": [],
+        "dirty_worker_count": 0,
+    })
+}
+
+/// ferrocorn has no dirty arbiter; Gunicorn answers this when it runs none.
+pub fn show_dirty() -> Value {
+    json!({"enabled": false, "pid": null, "workers": [], "apps": []})
+}
+
+pub fn dirty_not_running() -> Value {
+    json!({"success": false, "error": "Dirty arbiter not running"})
+}
+
+/// Gunicorn's keys, in its order, then ferrocorn's extensions. The worker
+/// class is the name ferrocorn runs (Gunicorn shows its class object).
+pub fn show_config(s: &Snapshot<'_>, worker_class: &str, proc_name: &str) -> Value {
+    let c = s.settings;
+    json!({
+        "bind": c.bind,
+        "workers": c.workers,
+        "worker_class": worker_class,
+        "threads": c.threads,
+        "timeout": c.timeout,
+        "graceful_timeout": c.graceful_timeout,
+        "keepalive": c.keepalive,
+        "max_requests": c.max_requests,
+        "max_requests_jitter": c.max_requests_jitter,
+        "worker_connections": c.worker_connections,
+        "preload_app": c.preload_app,
+        "daemon": c.daemon,
+        "pidfile": c.pidfile,
+        "proc_name": proc_name,
+        "reload": c.reload,
+        "dirty_workers": c.dirty_workers,
+        "dirty_apps": c.dirty_apps,
+        "dirty_timeout": c.dirty_timeout,
+        "control_socket": c.control_socket,
+        "control_socket_disable": c.control_socket_disable,
+        "metrics_bind": c.metrics_bind,
+        "max_worker_memory": c.max_worker_memory,
+    })
+}
+
+pub fn show_stats(s: &Snapshot<'_>) -> Value {
+    let mut by_status = Map::new();
+    for (i, class) in STATUS_CLASSES.iter().enumerate() {
+        by_status.insert((*class).to_owned(), s.requests.status[i].into());
+    }
+    let mut restarts = Map::new();
+    for cause in Cause::ALL {
+        restarts.insert(cause.label().to_owned(), s.stats.restarts(cause).into());
+    }
+    json!({
+        "uptime": secs2(s.stats.uptime()),
+        "pid": s.pid,
+        "workers_current": s.workers.len(),
+        "workers_target": s.target,
+        "workers_spawned": s.stats.spawned,
+        "workers_killed": super::super::stats::workers_killed(),
+        "reloads": s.stats.reloads,
+        "dirty_arbiter_pid": null,
+        // ferrocorn's own
+        "requests": s.requests.count(),
+        "requests_by_status": by_status,
+        "in_flight": s.in_flight(),
+        "restarts": restarts,
+    })
+}
+
+pub fn show_listeners(s: &Snapshot<'_>) -> Value {
+    let listeners: Vec<Value> = s
+        .listeners
+        .iter()
+        .map(|l| {
+            let kind = match &l.address {
+                Address::Unix(_) => "unix",
+                Address::Tcp(SocketAddr::V4(_)) => "tcp",
+                Address::Tcp(SocketAddr::V6(_)) => "tcp6",
+            };
+            json!({"address": l.to_string(), "fd": l.fd(), "type": kind})
+        })
+        .collect();
+    json!({"listeners": listeners, "count": s.listeners.len()})
+}
+
+pub fn help() -> Value {
+    let mut commands = Map::new();
+    for (cmd, desc) in HELP {
+        commands.insert((*cmd).to_owned(), (*desc).into());
+    }
+    json!({ "commands": commands })
+}

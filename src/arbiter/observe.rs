@@ -1,0 +1,100 @@
+//! What the master knows about its workers, read in one place: a snapshot
+//! of the pool (for the metrics endpoint and the control socket) and the
+//! accounting done when a worker is reaped, so its counters are kept after
+//! its scoreboard slot is reused.
+
+use super::stats::{self, Ended, MasterStats, RequestCounts};
+use super::Arbiter;
+use crate::net::listener::Listener;
+use crate::settings::Settings;
+use std::time::Duration;
+
+/// One worker as the master sees it now.
+#[derive(Debug, Clone)]
+pub struct WorkerView {
+    pub pid: i32,
+    /// Spawn order (Gunicorn's `age`).
+    pub age: u64,
+    /// Time since it was forked.
+    pub uptime: Duration,
+    pub booted: bool,
+    pub aborted: bool,
+    /// Asked to stop (reload, shrink, memory): no longer one of the pool.
+    pub retiring: bool,
+    /// Time since its last heartbeat.
+    pub silent: Duration,
+    pub requests: u64,
+    pub in_flight: u64,
+    /// Resident memory, when /proc tells.
+    pub rss: Option<u64>,
+}
+
+/// The master's state for a metrics scrape or a control command.
+pub struct Snapshot<'a> {
+    pub pid: i32,
+    /// Sorted by age, oldest first.
+    pub workers: Vec<WorkerView>,
+    /// The pool size the master keeps (`num_workers`).
+    pub target: usize,
+    /// Every request counted so far: workers gone and workers alive.
+    pub requests: RequestCounts,
+    pub stats: &'a MasterStats,
+    pub listeners: &'a [Listener],
+    pub settings: &'a Settings,
+}
+
+impl Snapshot<'_> {
+    pub fn in_flight(&self) -> u64 {
+        self.workers.iter().map(|w| w.in_flight).sum()
+    }
+}
+
+impl Arbiter {
+    pub(super) fn snapshot(&self) -> Snapshot<'_> {
+        let now = super::scoreboard::now_ms();
+        let mut requests = self.stats.gone;
+        let mut workers: Vec<WorkerView> = self
+            .workers
+            .iter()
+            .map(|(pid, w)| {
+                let slot = self.board.slot(w.slot);
+                requests.add(&slot.counts());
+                WorkerView {
+                    pid: *pid,
+                    age: w.age,
+                    uptime: w.started.elapsed(),
+                    booted: slot.booted(),
+                    aborted: w.aborted,
+                    retiring: w.retiring_since.is_some(),
+                    silent: Duration::from_millis(slot.silent_for_ms(now)),
+                    requests: slot.requests.load(std::sync::atomic::Ordering::Relaxed),
+                    in_flight: slot.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                    rss: super::memory::rss_bytes(*pid).ok(),
+                }
+            })
+            .collect();
+        workers.sort_by_key(|w| w.age);
+        Snapshot {
+            pid: self.pid,
+            workers,
+            target: self.num_workers,
+            requests,
+            stats: &self.stats,
+            listeners: &self.listeners,
+            settings: &self.settings,
+        }
+    }
+
+    /// A worker was reaped (before its slot is released): its request
+    /// counters join the master's totals and its exit is counted by cause.
+    pub(super) fn account_exit(&mut self, pid: i32, worker: &super::Worker, status: i32) {
+        let slot = self.board.slot(worker.slot);
+        self.stats.gone.add(&slot.counts());
+        let ended = Ended::from_wait_status(status);
+        let cause = stats::classify(worker.stop_asked, worker.aborted, slot.exit_reason(), ended, self.num_workers > 0);
+        if let Some(cause) = cause {
+            crate::log::debug!("Worker (pid:{pid}) exited: restart cause {}", cause.label());
+            self.stats.count_restart(cause);
+        }
+    }
+}
