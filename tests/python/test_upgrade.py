@@ -7,63 +7,22 @@ answered throughout."""
 import os
 import signal
 import socket
-import threading
-import time
+
+import pytest
 
 from conftest import children, pid_alive, read_pid, stop_pid, wait_for
+from loadgen import LoadGen
+from test_under_load import KINDS
 
 
-class Load:
-    """Clients sending requests on fresh connections until stopped; every
-    failure (refused, reset, short or non-200 answer) is kept."""
+def start(server, kind, *extra):
+    args, app = KINDS[kind]
+    # a 1 ms pause in the app keeps requests in flight when a signal lands
+    return server(*args, "-w", "2", *extra, app, env={"OPS_SLEEP_MS": "1"})
 
-    def __init__(self, port, clients=4):
-        self.port = port
-        self.ok = 0
-        self.failures = []
-        self.pids = set()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
 
-    def _one(self):
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-        try:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            s.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200") or not body.isdigit():
-            raise AssertionError("bad answer %r" % data[:200])
-        return int(body)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                pid = self._one()
-                with self._lock:
-                    self.ok += 1
-                    self.pids.add(pid)
-            except Exception as e:  # every failure counts
-                with self._lock:
-                    self.failures.append(repr(e))
-            time.sleep(0.002)
-
-    def __enter__(self):
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        for t in self._threads:
-            t.join(15)
+def served_by(load, pids):
+    return set(load.result().pids) & set(pids)
 
 
 def start_upgrade(s, pidfile):
@@ -76,22 +35,23 @@ def start_upgrade(s, pidfile):
     return new
 
 
-def test_usr2_winch_term_upgrade_under_load(server, tmp_path):
+@pytest.mark.parametrize("kind", ["sync", "gthread", "asgi"])
+def test_usr2_winch_term_upgrade_under_load(server, tmp_path, kind):
     pidfile = str(tmp_path / "app.pid")
     hooks = tmp_path / "hooks.log"
     conf = tmp_path / "conf.py"
     conf.write_text("def pre_exec(server):\n    open(%r, 'a').write('pre_exec %%s\\n' %% server.pid)\n" % str(hooks))
-    s = server("-k", "gthread", "-w", "2", "-c", str(conf), "--pid", pidfile, "basic:pid_app")
+    s = start(server, kind, "-c", str(conf), "--pid", pidfile)
     old_workers = s.wait_workers(2)
     new = 0
     try:
-        with Load(s.port) as load:
-            time.sleep(0.5)
+        with LoadGen(port=s.port, keepalive=3, fresh=3, idle=2, duration=60) as load:
+            load.wait_ok(100)
             new = start_upgrade(s, pidfile)
             assert read_pid(pidfile) == s.pid
             new_workers = children(new)
             # Both generations serve side by side.
-            wait_for(lambda: load.pids & set(new_workers), what="the new workers to serve")
+            wait_for(lambda: served_by(load, new_workers), what="the new workers to serve")
             # A second USR2 is refused while the upgrade is pending, on
             # either master.
             s.signal(signal.SIGUSR2)
@@ -102,15 +62,14 @@ def test_usr2_winch_term_upgrade_under_load(server, tmp_path):
             s.signal(signal.SIGWINCH)
             wait_for(lambda: not any(pid_alive(p) for p in old_workers), what="the old workers to stop")
             assert children(s.pid) == [new]
-            served_before_term = load.ok
             # TERM: the old master goes, the new one is promoted.
             s.signal(signal.SIGTERM)
             assert s.wait_exit() == 0
             wait_for(lambda: read_pid(pidfile) == new and not os.path.exists(pidfile + ".2"),
                      what="the pid file to be renamed")
-            wait_for(lambda: load.ok > served_before_term + 20, what="requests after the old master left")
-        assert load.failures == [], load.failures[:5]
-        assert load.ok > 100
+            load.wait_ok(100)
+        res = load.result()
+        assert not res.failures, "%s\n%s" % (res.summary(), res.failures[:10])
         assert "Master has been promoted." in s.log()
         assert hooks.read_text() == "pre_exec %d\n" % s.pid
         assert "ferrocorn: master" in open("/proc/%d/cmdline" % new, "rb").read().decode(errors="replace").replace("\0", " ")
@@ -120,11 +79,12 @@ def test_usr2_winch_term_upgrade_under_load(server, tmp_path):
 
 def test_usr2_rollback_with_hup(server, tmp_path):
     pidfile = str(tmp_path / "app.pid")
-    s = server("-k", "sync", "-w", "2", "--pid", pidfile, "basic:pid_app")
+    s = start(server, "sync", "--pid", pidfile)
     old_workers = s.wait_workers(2)
     new = 0
     try:
-        with Load(s.port) as load:
+        with LoadGen(port=s.port, keepalive=2, fresh=2, duration=60) as load:
+            load.wait_ok(50)
             new = start_upgrade(s, pidfile)
             s.signal(signal.SIGWINCH)
             wait_for(lambda: not any(pid_alive(p) for p in old_workers), what="the old workers to stop")
@@ -134,10 +94,10 @@ def test_usr2_rollback_with_hup(server, tmp_path):
             # ...and the new master is stopped.
             stop_pid(new)
             back = set(children(s.pid))
-            before = load.ok
-            wait_for(lambda: load.ok > before + 20, what="requests after the rollback")
-        assert load.failures == [], load.failures[:5]
-        assert load.pids & back
+            load.wait_ok(50)
+            wait_for(lambda: served_by(load, back), what="the old master's new workers to serve")
+        res = load.result()
+        assert not res.failures, "%s\n%s" % (res.summary(), res.failures[:10])
         assert read_pid(pidfile) == s.pid and not os.path.exists(pidfile + ".2")
         assert "The new master (pid:%d) exited" % new in s.log()
     finally:
