@@ -71,7 +71,7 @@ def started(request):
 @pytest.mark.parametrize("kind", ["sync", "gthread", "asgi"])
 def test_activation_serves_on_the_passed_tcp_socket(tmp_path, started, kind):
     lsock = tcp_listener()
-    app = "opsapp:asgi" if kind == "asgi" else "opsapp:app"
+    app = "ops_app:asgi" if kind == "asgi" else "ops_app:app"
     s = activated(tmp_path, [lsock], "-k", kind, "-w", "2", app)
     started.append(s)
     assert get(("127.0.0.1", s.port)) == (200, b"ok\n")
@@ -83,7 +83,7 @@ def test_activation_serves_on_the_passed_tcp_socket(tmp_path, started, kind):
 
 def test_workers_and_their_children_do_not_see_the_variables(tmp_path, started):
     lsock = tcp_listener()
-    s = activated(tmp_path, [lsock], "-w", "1", "opsapp:activation_env")
+    s = activated(tmp_path, [lsock], "-w", "1", "ops_app:activation_env")
     started.append(s)
     status, body = get(("127.0.0.1", s.port))
     assert status == 200
@@ -94,7 +94,7 @@ def test_workers_and_their_children_do_not_see_the_variables(tmp_path, started):
 def test_unix_and_tcp_sockets_together_and_the_path_is_left_to_systemd(tmp_path, started):
     path = str(tmp_path / "app.sock")
     usock, tsock = unix_listener(path), tcp_listener()
-    s = activated(tmp_path, [usock, tsock], "-w", "2", "opsapp:app")
+    s = activated(tmp_path, [usock, tsock], "-w", "2", "ops_app:app")
     started.append(s)
     assert get(path) == (200, b"ok\n")
     assert get(("127.0.0.1", s.port)) == (200, b"ok\n")
@@ -108,7 +108,7 @@ def test_unix_and_tcp_sockets_together_and_the_path_is_left_to_systemd(tmp_path,
 def test_abstract_unix_socket(tmp_path, started):
     name = "ferrocorn-test-activation-%d-%d" % (os.getpid(), time.monotonic_ns())
     usock, tsock = unix_listener("\0" + name), tcp_listener()
-    s = activated(tmp_path, [usock, tsock], "-w", "1", "opsapp:app")
+    s = activated(tmp_path, [usock, tsock], "-w", "1", "ops_app:app")
     started.append(s)
     assert get("\0" + name) == (200, b"ok\n")
     assert "Listening at: unix:@%s,http://127.0.0.1:%d" % (name, s.port) in s.log()
@@ -118,7 +118,7 @@ def test_hup_with_a_new_bind_keeps_the_passed_sockets(tmp_path, started):
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text("workers = 1\n")
     lsock = tcp_listener()
-    s = activated(tmp_path, [lsock], "-c", str(conf), "opsapp:app")
+    s = activated(tmp_path, [lsock], "-c", str(conf), "ops_app:app")
     started.append(s)
     other = free_port()
     conf.write_text("workers = 1\nbind = ['127.0.0.1:%d']\n" % other)
@@ -135,7 +135,7 @@ def test_fd_binds_are_served_besides_the_passed_sockets(tmp_path, started):
     """As in Gunicorn, fd:// binds add to the passed sockets; one naming a
     passed socket is not taken twice."""
     first, second = tcp_listener(), tcp_listener()
-    s = activated(tmp_path, [first, second], "-b", "fd://3", "-b", "fd://4", "-w", "1", "opsapp:app",
+    s = activated(tmp_path, [first, second], "-b", "fd://3", "-b", "fd://4", "-w", "1", "ops_app:app",
                   env={"LAUNCHER_LISTEN_FDS": "1"})
     started.append(s)
     ports = [first.getsockname()[1], second.getsockname()[1]]
@@ -150,14 +150,14 @@ def test_restart_through_the_same_socket_loses_no_connection(tmp_path, started):
     """The manager keeps the socket between runs: a client that connects
     while no server runs is answered by the next one."""
     lsock = tcp_listener()
-    first = activated(tmp_path, [lsock], "-w", "1", "opsapp:app")
+    first = activated(tmp_path, [lsock], "-w", "1", "ops_app:app")
     started.append(first)
     assert get(("127.0.0.1", first.port))[0] == 200
     first.signal(signal.SIGTERM)
     assert first.wait_exit() == 0
     waiting = socket.create_connection(("127.0.0.1", first.port), timeout=10)
     waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    second = activated(tmp_path, [lsock], "-w", "1", "opsapp:app", wait=False)
+    second = activated(tmp_path, [lsock], "-w", "1", "ops_app:app", wait=False)
     started.append(second)
     data = read_all(waiting)
     waiting.close()
@@ -200,7 +200,7 @@ def test_usr2_hands_the_passed_sockets_on_the_systemd_way(tmp_path, started):
 
 
 def test_another_process_variables_are_ignored(server):
-    s = server("-w", "1", "opsapp:app", env={"LISTEN_PID": "1", "LISTEN_FDS": "1"})
+    s = server("-w", "1", "ops_app:app", env={"LISTEN_PID": "1", "LISTEN_FDS": "1"})
     assert s.request()[0] == 200
     assert "systemd" not in s.log()
 
@@ -211,7 +211,7 @@ def test_another_process_variables_are_ignored(server):
 ])
 def test_bad_activation_stops_at_start(tmp_path, started, listen_fds, message):
     lsock = tcp_listener()
-    s = activated(tmp_path, [lsock], "opsapp:app", env={"LAUNCHER_LISTEN_FDS": listen_fds}, wait=False)
+    s = activated(tmp_path, [lsock], "ops_app:app", env={"LAUNCHER_LISTEN_FDS": listen_fds}, wait=False)
     started.append(s)
     assert s.wait_exit() == 1
     assert message in s.log()
@@ -225,7 +225,7 @@ def test_systemd_socket_activate(tmp_path, started):
     # it passes the program a bare environment: the test apps' path is
     # handed on explicitly
     launcher = ["systemd-socket-activate", "-l", "127.0.0.1:%d" % port, "-E", "PYTHONPATH"]
-    s = Server(("-w", "2", "opsapp:app"), tmp_path, port=port, bind=False, launcher=launcher, wait=False)
+    s = Server(("-w", "2", "ops_app:app"), tmp_path, port=port, bind=False, launcher=launcher, wait=False)
     started.append(s)
     # the first connection starts the server and is answered by it
     wait_for(lambda: "Listening on" in s.log(), what="systemd-socket-activate listening")
@@ -297,7 +297,7 @@ def notify(request, tmp_path):
 
 
 def test_notify_ready_status_reload_and_stopping(server, notify):
-    s = server("-w", "2", "opsapp:app", env={"NOTIFY_SOCKET": notify.address})
+    s = server("-w", "2", "ops_app:app", env={"NOTIFY_SOCKET": notify.address})
     ready = notify.expect("READY=1")
     assert ready["STATUS"] == "ferrocorn arbiter booted"
     # READY is sent once the workers are forked
@@ -327,7 +327,7 @@ def test_notify_ready_status_reload_and_stopping(server, notify):
 def test_notify_status_is_rate_limited(server, tmp_path):
     listener = NotifyListener(str(tmp_path / "n.sock"))
     try:
-        s = server("-w", "1", "opsapp:app", env={"NOTIFY_SOCKET": listener.address})
+        s = server("-w", "1", "ops_app:app", env={"NOTIFY_SOCKET": listener.address})
         listener.expect("READY=1")
         start = time.time()
         end = start + 3.5
@@ -348,7 +348,7 @@ def test_notify_status_is_rate_limited(server, tmp_path):
 
 
 def test_a_missing_notify_socket_is_logged_once_and_ignored(server, tmp_path):
-    s = server("-w", "1", "--log-level", "debug", "opsapp:app",
+    s = server("-w", "1", "--log-level", "debug", "ops_app:app",
                env={"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
     for _ in range(3):
         assert s.request()[0] == 200

@@ -13,9 +13,9 @@ from conftest import wait_for
 from loadgen import LoadGen
 
 KINDS = {
-    "sync": (("-k", "sync"), "opsapp:app"),
-    "gthread": (("-k", "gthread", "--threads", "4"), "opsapp:app"),
-    "asgi": (("-k", "asgi"), "opsapp:asgi"),
+    "sync": (("-k", "sync"), "ops_app:app"),
+    "gthread": (("-k", "gthread", "--threads", "4"), "ops_app:app"),
+    "asgi": (("-k", "asgi"), "ops_app:asgi"),
 }
 
 

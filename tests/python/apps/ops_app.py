@@ -1,6 +1,9 @@
-"""The app the operations tests (metrics, memory guard, control socket)
-drive: every path answers something a test can count from outside. `app`
-is WSGI, `asgi` the same paths for the asgi worker.
+"""The app the operations tests (under load, upgrades, systemd, metrics,
+memory guard, control socket) and bench/ops.py drive: every path answers
+something a test can count from outside, and names the worker that served
+it (X-Worker-Pid). `app` is WSGI, `asgi` the same paths for the asgi
+worker. OPS_SLEEP_MS pauses every request that long, so that operations
+find requests in flight.
 
 - /status/NNN      answers with that status
 - /boom            raises (a 500 from the server)
@@ -8,15 +11,17 @@ is WSGI, `asgi` the same paths for the asgi worker.
 - /grow?mb=N       allocates N MiB, touches every page and keeps it (RSS
                    grows); answers with the worker's pid
 - /pid             the worker's pid
-- anything else    200 "ok"
+- anything else    200 "ok\n"
 """
 
 import asyncio
 import os
 import time
+from http import HTTPStatus
 from urllib.parse import parse_qs
 
 _KEPT = []
+PAUSE = float(os.environ.get("OPS_SLEEP_MS", "0")) / 1000.0
 
 
 def _arg(query, name, default):
@@ -40,16 +45,32 @@ def _route(path, query):
         return 200, str(os.getpid()).encode()
     if path == "/pid":
         return 200, str(os.getpid()).encode()
-    return 200, b"ok"
+    return 200, b"ok\n"
+
+
+def _reason(status):
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # a status the tests make up
+        return "Other"
+
+
+def _headers(body):
+    return [("Content-Type", "text/plain"), ("Content-Length", str(len(body))), ("X-Worker-Pid", str(os.getpid()))]
 
 
 def app(environ, start_response):
     path, query = environ["PATH_INFO"], environ["QUERY_STRING"]
     if path == "/sleep":
         time.sleep(float(_arg(query, "s", "1")))
+    elif PAUSE:
+        time.sleep(PAUSE)
     status, body = _route(path, query)
-    start_response("%d X" % status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    start_response("%d %s" % (status, _reason(status)), _headers(body))
     return [body]
+
+
+application = app
 
 
 async def asgi(scope, receive, send):
@@ -64,7 +85,24 @@ async def asgi(scope, receive, send):
     path, query = scope["path"], scope["query_string"].decode()
     if path == "/sleep":
         await asyncio.sleep(float(_arg(query, "s", "1")))
+    elif PAUSE:
+        await asyncio.sleep(PAUSE)
     status, body = _route(path, query)
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", str(len(body)).encode())]})
+                "headers": [(k.lower().encode(), v.encode()) for k, v in _headers(body)]})
     await send({"type": "http.response.body", "body": body})
+
+
+def activation_env(environ, start_response):
+    """What a worker and a process it starts see of the socket-activation
+    and notify variables."""
+    import json
+    import subprocess
+    names = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
+    child = subprocess.run(["env"], capture_output=True, text=True).stdout.splitlines()
+    body = json.dumps({
+        "os_environ": {k: os.environ[k] for k in names if k in os.environ},
+        "child": sorted(line.split("=", 1)[0] for line in child if line.split("=", 1)[0] in names),
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
