@@ -360,6 +360,7 @@ fn quoted_end(s: &[u8], pos: usize) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)] // tests change one rule of the default policy
 mod tests {
     use super::*;
 

@@ -836,6 +836,8 @@ fn body_framing(headers: &[Header], version: (u8, u8)) -> Result<(BodyFraming, b
 }
 
 #[cfg(test)]
+// Tests start from the default policy and change the one rule they exercise.
+#[allow(clippy::field_reassign_with_default)]
 pub(crate) mod tests {
     use super::*;
     use crate::http::policy::AllowList;
