@@ -341,6 +341,7 @@ def main():
     for row in results:
         for name, _ in servers:
             cmd = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", row[name]["command"])
+            cmd = re.sub(r"^\S*/", "", cmd)  # the binary by name, not where this run had it
             cmd = re.sub(r"--pid \S+", "--pid PIDFILE", cmd)
             cmd = re.sub(r"--error-logfile \S+", "--error-logfile LOGFILE", cmd)
             if cmd not in seen:
