@@ -28,6 +28,57 @@ pub const DRAIN_MAX: usize = 64 * 1024;
 /// And lingers at most this much after a response (close_graceful).
 pub const LINGER_MAX: usize = 64 * 1024;
 
+/// How event-driven workers register a connection: once, edge-triggered,
+/// both ways, with the peer's FIN reported. No `epoll_ctl` per request; the
+/// worker remembers each edge in an [`Edge`] instead.
+pub const EDGE_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+
+/// What the last edge said of a connection, as long as no read or write
+/// has said otherwise since. With edge-triggered epoll an edge comes once:
+/// a connection believed readable must be read before the worker waits
+/// for it again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Edge {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer's FIN came with an edge: a short read no longer means the
+    /// socket is drained (the 0 of EOF is still to read).
+    pub rdhup: bool,
+    /// The connection failed or was hung up.
+    pub hup: bool,
+}
+
+impl Edge {
+    /// Takes in an epoll event's flags.
+    pub fn note(&mut self, flags: u32) {
+        let (inp, out, rdhup, hup, err) = (
+            libc::EPOLLIN as u32,
+            libc::EPOLLOUT as u32,
+            libc::EPOLLRDHUP as u32,
+            libc::EPOLLHUP as u32,
+            libc::EPOLLERR as u32,
+        );
+        if flags & (inp | rdhup | hup | err) != 0 {
+            self.readable = true;
+        }
+        if flags & out != 0 {
+            self.writable = true;
+        }
+        if flags & rdhup != 0 {
+            self.rdhup = true;
+        }
+        if flags & (hup | err) != 0 {
+            self.hup = true;
+        }
+    }
+
+    /// An edge may have come that nobody saw: try both ways once.
+    pub fn assume_ready(&mut self) {
+        self.readable = true;
+        self.writable = true;
+    }
+}
+
 /// A complete request head and what the engine read of its body.
 pub struct Pending {
     pub head: RequestHead,
@@ -90,6 +141,8 @@ pub struct Conn {
     pub deadline: Option<Instant>,
     /// The peer shut its write side: no more request bytes will come.
     pub eof: bool,
+    /// For a worker that registers the connection edge-triggered.
+    pub edge: Edge,
 }
 
 impl Conn {
@@ -109,6 +162,9 @@ impl Conn {
             out_pos: 0,
             deadline: None,
             eof: false,
+            // A new socket has room to write; whether it has anything to
+            // read, its first edge says.
+            edge: Edge { writable: true, ..Edge::default() },
         }
     }
 
@@ -128,6 +184,31 @@ impl Conn {
 
     /// One non-blocking read; Ok(0) when the peer closed.
     pub fn read(&mut self, max: usize) -> io::Result<usize> {
+        self.recv(max).map(|(n, _)| n)
+    }
+
+    /// One read of `read_size()` for an edge-triggered worker: a short
+    /// read drained the socket (unless the FIN came with the edge), and so
+    /// does EAGAIN, so the connection then waits for its next edge.
+    pub fn read_edge(&mut self) -> io::Result<usize> {
+        match self.recv(self.read_size()) {
+            Ok((n, asked)) => {
+                if n > 0 && n < asked && !self.edge.rdhup {
+                    self.edge.readable = false;
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    self.edge.readable = false;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// recv into the buffer's spare room: (bytes read, bytes asked for).
+    fn recv(&mut self, max: usize) -> io::Result<(usize, usize)> {
         let buf = &mut self.buf;
         buf.compact();
         let len = buf.data.len();
@@ -145,10 +226,9 @@ impl Conn {
         if n == 0 {
             self.eof = true;
         }
-        Ok(n as usize)
+        Ok((n as usize, want))
     }
 
-    /// How much the next read should ask for.
     pub fn read_size(&self) -> usize {
         match &self.phase {
             Phase::Body(p) => p.decoder.remaining_hint().map_or(READ_SIZE, |h| (h as usize).clamp(READ_SIZE, PREBUFFER)),
@@ -278,7 +358,10 @@ impl Conn {
         while self.out_pos < self.out.len() {
             match self.stream.send_nonblocking(&[io::IoSlice::new(&self.out[self.out_pos..])]) {
                 Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.edge.writable = false;
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -343,7 +426,7 @@ impl Conn {
 
     /// Reads and drops what a lingering client still sends; true when done
     /// (the client closed, failed, or sent more than [`LINGER_MAX`]).
-    pub fn linger_read(&self, drained: &mut usize) -> bool {
+    pub fn linger_read(&mut self, drained: &mut usize) -> bool {
         let mut buf = [0u8; 4096];
         loop {
             // SAFETY: non-blocking read into a local buffer.
@@ -358,7 +441,11 @@ impl Conn {
             if n == 0 {
                 return true;
             }
-            return io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock;
+            let would_block = io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock;
+            if would_block {
+                self.edge.readable = false;
+            }
+            return !would_block;
         }
     }
 }

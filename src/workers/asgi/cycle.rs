@@ -338,7 +338,7 @@ impl AsgiServer {
         if st.body_finished {
             // After the body, receive() waits for the client to leave (or,
             // for a half-closed client, says so at once).
-            let rdhup = self.conn_mut(tok).is_none_or(|c| c.rdhup);
+            let rdhup = self.conn_mut(tok).is_none_or(|c| c.c.edge.rdhup);
             if rdhup {
                 return ready(py, messages::http_disconnect(py, &self.scope.keys)?.into_any());
             }
@@ -372,9 +372,9 @@ impl AsgiServer {
         }
         if let Some(mut conn) = self.take_conn(tok) {
             if send_continue && conn.state == State::Busy(key) {
-                if let Err(e) = super::output::write(&mut conn.c, &conn.file, &mut conn.writable, &[CONTINUE]) {
+                if let Err(e) = super::output::write(&mut conn.c, &conn.file, &[CONTINUE]) {
                     crate::workers::request::log_socket_error(&e);
-                    conn.hup = true;
+                    conn.c.edge.hup = true;
                 }
             }
             self.settle(py, conn, starts);
@@ -399,7 +399,7 @@ impl AsgiServer {
         };
         let result = self.send_on(py, &mut conn, key, msg);
         let fate = match &result {
-            Err(_) if conn.hup => Fate::Close,
+            Err(_) if conn.c.edge.hup => Fate::Close,
             _ => Fate::Keep,
         };
         if fate == Fate::Close {
@@ -437,7 +437,7 @@ impl AsgiServer {
                     return Err(runtime_error("Response already started"));
                 }
                 let pairs = messages::header_slices(&headers);
-                let close = must_close || st.head.should_close() || conn.rdhup;
+                let close = must_close || st.head.should_close() || conn.c.edge.rdhup;
                 let opts = StartOptions { close, server: crate::SERVER_HEADER.as_bytes(), date: &date, keep_headers };
                 st.response.start(facts, status, &pairs, &opts).map_err(start_error)?;
                 st.continue_pending = false;
@@ -493,9 +493,9 @@ impl AsgiServer {
                 if busy {
                     write(conn, &[&framed.prefix])?;
                     conn.file = Some(super::output::FileOut::new(file, framed.take as u64, framed.suffix, sendfile));
-                    if conn.writable {
-                        if let Err(e) = super::output::flush(&mut conn.c, &mut conn.file, &mut conn.writable) {
-                            conn.hup = true;
+                    if conn.c.edge.writable {
+                        if let Err(e) = super::output::flush(&mut conn.c, &mut conn.file) {
+                            conn.c.edge.hup = true;
                             crate::workers::request::log_socket_error(&e);
                             return Err(self.errors.gone(py));
                         }
@@ -519,8 +519,8 @@ impl AsgiServer {
     /// A request the app is serving: send what is queued, read the body as
     /// far as the app's appetite goes, answer waiting `receive()` calls.
     pub fn drive_request(&mut self, py: Python<'_>, conn: &mut AConn, key: u64) -> Fate {
-        if conn.writable && conn.pending_out() > 0 {
-            if let Err(e) = super::output::flush(&mut conn.c, &mut conn.file, &mut conn.writable) {
+        if conn.c.edge.writable && conn.pending_out() > 0 {
+            if let Err(e) = super::output::flush(&mut conn.c, &mut conn.file) {
                 crate::workers::request::log_socket_error(&e);
                 return Fate::Close;
             }
@@ -557,12 +557,12 @@ impl AsgiServer {
                         }
                         break;
                     }
-                    if !conn.readable {
+                    if !conn.c.edge.readable {
                         break;
                     }
-                    match super::server::read(conn) {
+                    match conn.c.read_edge() {
                         Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.c.edge.readable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {
                             crate::workers::request::log_socket_error(&e);
@@ -617,7 +617,7 @@ impl AsgiServer {
                 }
             }
         }
-        if conn.rdhup && st.body_finished && st.has_waiter() {
+        if conn.c.edge.rdhup && st.body_finished && st.has_waiter() {
             let waiters = st.take_waiters();
             if let Ok(msg) = messages::http_disconnect(py, &self.scope.keys) {
                 for fut in &waiters {
@@ -625,7 +625,7 @@ impl AsgiServer {
                 }
             }
         }
-        if conn.hup {
+        if conn.c.edge.hup {
             return Fate::Close;
         }
         Fate::Keep
@@ -677,9 +677,9 @@ impl AsgiServer {
 }
 
 fn write(conn: &mut AConn, parts: &[&[u8]]) -> PyResult<()> {
-    super::output::write(&mut conn.c, &conn.file, &mut conn.writable, parts).map_err(|e| {
+    super::output::write(&mut conn.c, &conn.file, parts).map_err(|e| {
         crate::workers::request::log_socket_error(&e);
-        conn.hup = true;
+        conn.c.edge.hup = true;
         PyErr::from(e)
     })
 }

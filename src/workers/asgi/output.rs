@@ -35,12 +35,12 @@ fn is_blocked(e: &io::Error) -> bool {
 }
 
 /// Sends `parts` in order, after anything already queued. What the socket
-/// does not take now is copied into the queue. `writable` is the edge-
-/// triggered view of the socket and is cleared when it fills up.
-pub fn write(c: &mut Conn, file: &Option<FileOut>, writable: &mut bool, parts: &[&[u8]]) -> io::Result<()> {
+/// does not take now is copied into the queue. The connection's
+/// edge-triggered `writable` is cleared when the socket fills up.
+pub fn write(c: &mut Conn, file: &Option<FileOut>, parts: &[&[u8]]) -> io::Result<()> {
     let queued = c.out_pos < c.out.len() || file.is_some();
     let mut sent = 0usize;
-    if !queued && *writable {
+    if !queued && c.edge.writable {
         let slices: Vec<IoSlice<'_>> = parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)).collect();
         let total: usize = parts.iter().map(|p| p.len()).sum();
         while sent < total {
@@ -56,7 +56,7 @@ pub fn write(c: &mut Conn, file: &Option<FileOut>, writable: &mut bool, parts: &
             match c.stream.send_nonblocking(now) {
                 Ok(n) => sent += n,
                 Err(e) if is_blocked(&e) => {
-                    *writable = false;
+                    c.edge.writable = false;
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -92,12 +92,12 @@ fn skip<'a>(slices: &'a [IoSlice<'a>], mut n: usize) -> Vec<IoSlice<'a>> {
 }
 
 /// Sends what is queued (bytes, then the file); Ok(true) once all is out.
-pub fn flush(c: &mut Conn, file: &mut Option<FileOut>, writable: &mut bool) -> io::Result<bool> {
+pub fn flush(c: &mut Conn, file: &mut Option<FileOut>) -> io::Result<bool> {
     loop {
         match c.flush_out() {
             Ok(true) => {}
             Ok(false) => {
-                *writable = false;
+                c.edge.writable = false;
                 return Ok(false);
             }
             Err(e) => return Err(e),
@@ -111,7 +111,7 @@ pub fn flush(c: &mut Conn, file: &mut Option<FileOut>, writable: &mut bool) -> i
         match send_file(c, f) {
             Ok(()) => {}
             Err(e) if is_blocked(&e) => {
-                *writable = false;
+                c.edge.writable = false;
                 return Ok(false);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -7,8 +7,8 @@
 //! at once when they can, so nothing crosses a thread and most awaits never
 //! touch the loop.
 //!
-//! Connections are registered once, edge-triggered: `readable`/`writable`
-//! remember what the last edge said until a read or write hits EAGAIN, so
+//! Connections are registered once, edge-triggered: the `evconn::Edge` of
+//! each remembers what the last edge said until a read or write hits EAGAIN, so
 //! reading can stop for backpressure (a body the app has not taken yet) and
 //! resume when the app asks, without any epoll_ctl call.
 
@@ -49,20 +49,12 @@ pub const OUT_LOW: u64 = 64 * 1024;
 /// responses went out (background tasks), as Gunicorn's
 /// `_MAX_FINISHING_APP_CALLS`: the next request waits while this many do.
 const MAX_FINISHING: usize = 16;
-/// Edge-triggered, both ways, with the peer's FIN reported.
-const CONN_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+const CONN_EVENTS: u32 = crate::workers::evconn::EDGE_EVENTS;
 
 /// One client connection.
 pub struct AConn {
     pub c: Conn,
     pub state: State,
-    /// The last edge said so and no read/write has hit EAGAIN since.
-    pub readable: bool,
-    pub writable: bool,
-    /// The peer shut its write side (it may still read our answer).
-    pub rdhup: bool,
-    /// The connection failed or the peer is gone for good.
-    pub hup: bool,
     /// Requests (and a WebSocket) whose app calls still run: they learn
     /// when the connection goes away.
     pub attached: Vec<u64>,
@@ -79,18 +71,6 @@ pub enum State {
     Busy(u64),
     /// The connection is (or is becoming) a WebSocket.
     Ws(u64),
-}
-
-/// One read. A short read drained the socket, so the next one would only
-/// say EAGAIN: the connection waits for its next edge instead, unless the
-/// peer's FIN came with the last edge (then the 0 of EOF is still to read).
-pub fn read(conn: &mut AConn) -> io::Result<usize> {
-    let want = conn.c.read_size();
-    let n = conn.c.read(want)?;
-    if n > 0 && n < want && !conn.rdhup {
-        conn.readable = false;
-    }
-    Ok(n)
 }
 
 impl AConn {
@@ -308,10 +288,6 @@ impl AsgiServer {
                     self.slots[slot as usize].conn = Some(Box::new(AConn {
                         c,
                         state: State::Idle,
-                        readable: false,
-                        writable: true,
-                        rdhup: false,
-                        hup: false,
                         attached: Vec::new(),
                         file: None,
                         addresses: None,
@@ -358,18 +334,7 @@ impl AsgiServer {
 
     fn on_event(&mut self, py: Python<'_>, tok: u64, flags: u32, starts: &mut Vec<Start>) {
         let Some(mut conn) = self.take_conn(tok) else { return };
-        if flags & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
-            conn.readable = true;
-        }
-        if flags & libc::EPOLLOUT as u32 != 0 {
-            conn.writable = true;
-        }
-        if flags & libc::EPOLLRDHUP as u32 != 0 {
-            conn.rdhup = true;
-        }
-        if flags & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
-            conn.hup = true;
-        }
+        conn.c.edge.note(flags);
         self.settle(py, conn, starts);
     }
 
@@ -382,14 +347,14 @@ impl AsgiServer {
                 State::Idle => {}
             }
             match std::mem::replace(&mut conn.c.phase, Phase::Close) {
-                Phase::Flush(after) => match output::flush(&mut conn.c, &mut conn.file, &mut conn.writable) {
+                Phase::Flush(after) => match output::flush(&mut conn.c, &mut conn.file) {
                     Ok(true) => match after {
                         After::KeepAlive => conn.c.phase = Phase::Head,
                         After::Linger => conn.c.start_linger(),
                     },
                     Ok(false) => {
                         conn.c.phase = Phase::Flush(after);
-                        return if conn.hup { Fate::Close } else { Fate::Keep };
+                        return if conn.c.edge.hup { Fate::Close } else { Fate::Keep };
                     }
                     Err(e) => {
                         crate::workers::request::log_socket_error(&e);
@@ -397,11 +362,11 @@ impl AsgiServer {
                     }
                 },
                 Phase::Linger { mut drained } => {
-                    if conn.readable || conn.hup {
+                    if conn.c.edge.readable || conn.c.edge.hup {
                         if conn.c.linger_read(&mut drained) {
                             return Fate::Close;
                         }
-                        conn.readable = false;
+                        conn.c.edge.readable = false;
                     }
                     conn.c.phase = Phase::Linger { drained };
                     if conn.c.deadline.is_none() {
@@ -414,7 +379,7 @@ impl AsgiServer {
                 Phase::Drain { .. } | Phase::Close => return Fate::Close,
                 phase @ (Phase::Head | Phase::Body(_)) => {
                     conn.c.phase = phase;
-                    if conn.hup {
+                    if conn.c.edge.hup {
                         return Fate::Close;
                     }
                     match conn.c.advance(&self.policy) {
@@ -426,10 +391,10 @@ impl AsgiServer {
                             }
                         }
                         Step::NeedRead => {
-                            if conn.readable && !conn.c.eof {
-                                match read(conn) {
+                            if conn.c.edge.readable && !conn.c.eof {
+                                match conn.c.read_edge() {
                                     Ok(_) => continue,
-                                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
+                                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.c.edge.readable = false,
                                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                                     Err(e) => {
                                         crate::workers::request::log_socket_error(&e);
@@ -531,7 +496,7 @@ impl AsgiServer {
         if conn.state != State::Busy(key) {
             return;
         }
-        if !st.response.reusable() || conn.rdhup {
+        if !st.response.reusable() || conn.c.edge.rdhup {
             conn.state = State::Idle;
             conn.c.phase = Phase::Flush(After::Linger);
             return;
@@ -571,7 +536,7 @@ impl AsgiServer {
                     }
                     conn.c.phase = Phase::Close;
                 } else {
-                    let reusable = st.response.reusable() && st.body_done() && !conn.rdhup;
+                    let reusable = st.response.reusable() && st.body_done() && !conn.c.edge.rdhup;
                     conn.c.phase = Phase::Flush(if reusable { After::KeepAlive } else { After::Linger });
                 }
             }

@@ -91,7 +91,7 @@ fn disconnected_error(py: Python<'_>, server: &AsgiServer) -> PyErr {
 }
 
 fn write(conn: &mut AConn, parts: &[&[u8]]) -> io::Result<()> {
-    super::output::write(&mut conn.c, &conn.file, &mut conn.writable, parts)
+    super::output::write(&mut conn.c, &conn.file, parts)
 }
 
 impl AsgiServer {
@@ -142,7 +142,7 @@ impl AsgiServer {
             };
         };
         let result = self.ws_send_on(py, &mut conn, key, msg);
-        if conn.hup {
+        if conn.c.edge.hup {
             self.close(py, conn);
         } else {
             self.settle(py, conn, starts);
@@ -171,7 +171,7 @@ impl AsgiServer {
         let Some(ws) = st.ws.as_deref_mut() else { return Err(gone) };
         let io_err = |conn: &mut AConn, e: io::Error| -> PyErr {
             crate::workers::request::log_socket_error(&e);
-            conn.hup = true;
+            conn.c.edge.hup = true;
             PyErr::from(e)
         };
         match msg {
@@ -293,8 +293,8 @@ impl AsgiServer {
     /// A WebSocket connection: send what is queued, read frames while the
     /// app keeps up, answer pings, handle the close handshake.
     pub fn drive_ws(&mut self, py: Python<'_>, conn: &mut AConn, key: u64) -> Fate {
-        if conn.writable && conn.pending_out() > 0 {
-            if let Err(e) = super::output::flush(&mut conn.c, &mut conn.file, &mut conn.writable) {
+        if conn.c.edge.writable && conn.pending_out() > 0 {
+            if let Err(e) = super::output::flush(&mut conn.c, &mut conn.file) {
                 crate::workers::request::log_socket_error(&e);
                 return Fate::Close;
             }
@@ -316,13 +316,13 @@ impl AsgiServer {
         let mut close_now = false;
         while ws.wants_frames() || (ws.close_sent && !ws.closed) {
             if conn.c.buf.unread().is_empty() {
-                if conn.c.eof || !conn.readable {
+                if conn.c.eof || !conn.c.edge.readable {
                     break;
                 }
-                match super::server::read(conn) {
+                match conn.c.read_edge() {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        conn.readable = false;
+                        conn.c.edge.readable = false;
                         break;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -383,7 +383,7 @@ impl AsgiServer {
                 break;
             }
         }
-        if (conn.c.eof || conn.hup) && !ws.closed && ws.phase == WsPhase::Open {
+        if (conn.c.eof || conn.c.edge.hup) && !ws.closed && ws.phase == WsPhase::Open {
             ws.closed = true;
             failed = true;
         }
@@ -437,7 +437,7 @@ impl AsgiServer {
             conn.c.phase = Phase::Flush(After::Linger);
             return Fate::Keep;
         }
-        if conn.hup {
+        if conn.c.edge.hup {
             return Fate::Close;
         }
         Fate::Keep
@@ -455,7 +455,7 @@ impl AsgiServer {
         ws.close_sent = true;
         conn.c.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
         if write(conn, &[&frame]).is_err() {
-            conn.hup = true;
+            conn.c.edge.hup = true;
         }
     }
 
@@ -505,7 +505,7 @@ fn deny(conn: &mut AConn, status: u16, date: &[u8]) {
     let answer = reject_response(status, reason, b"close", &[], b"", crate::SERVER_HEADER.as_bytes(), date);
     conn.state = State::Idle;
     if write(conn, &[&answer]).is_err() {
-        conn.hup = true;
+        conn.c.edge.hup = true;
     }
     conn.c.phase = Phase::Flush(After::Linger);
 }

@@ -6,9 +6,9 @@
 //! substitute thread while the main thread is busy in a slow request (see
 //! `mod.rs`), one turn (one epoll wait) at a time.
 
-use crate::workers::evconn::{After, Conn, Phase, Step, DRAIN_MAX};
+use crate::workers::evconn::{After, Conn, Phase, Step, DRAIN_MAX, EDGE_EVENTS};
 use super::{Job, Shared};
-use crate::net::epoll::{Event, HANGUP, ONESHOT, READABLE, WRITABLE};
+use crate::net::epoll::{Event, READABLE};
 use crate::workers::signals;
 use pyo3::prelude::*;
 use std::io;
@@ -116,7 +116,7 @@ impl Engine {
     /// already waiting to be run).
     pub fn turn(&mut self, shared: &Shared, mode: Mode, jobs: &mut Vec<Job>, max_wait: Option<Duration>) -> PyResult<Turn> {
         shared.slot.beat();
-        // Connections threads re-armed come back without a wake: settle them
+        // Connections threads handed back without a wake: settle them
         // (keep-alive deadlines) on every turn.
         self.take_returned(shared, jobs);
         let mut wait = self.next_timers.saturating_duration_since(Instant::now()).min(self.beat_every);
@@ -221,7 +221,9 @@ impl Engine {
                     let tok = token(slot, generation);
                     let mut conn = Conn::new(stream, peer, index, tok, shared.policy.proxy_protocol);
                     conn.deadline = Some(Instant::now() + FIRST_DATA + self.keepalive);
-                    if shared.epoll.add(conn.fd(), READABLE | ONESHOT, tok).is_err() {
+                    // Registered once, edge-triggered: the first edge (the
+                    // request may already be here) comes from this add.
+                    if shared.epoll.add(conn.fd(), EDGE_EVENTS, tok).is_err() {
                         self.release(shared, slot);
                         continue;
                     }
@@ -276,17 +278,15 @@ impl Engine {
     fn on_event(&mut self, shared: &Shared, tok: u64, flags: u32, jobs: &mut Vec<Job>) {
         let mut found = self.lookup(shared, tok);
         if found.is_none() && self.in_thread(tok) {
-            // A thread re-armed the connection and has not handed it over
-            // yet: note the event; whoever comes second acts on it.
+            // The edge came while a thread has the connection (or has just
+            // handed it back): note it; whoever comes second acts on it.
             shared.missed[(tok & 0xffff_ffff) as usize].store(true, Ordering::SeqCst);
             self.take_returned(shared, jobs);
-            found = self.lookup(shared, tok);
-            if found.is_some() {
-                shared.missed[(tok & 0xffff_ffff) as usize].store(false, Ordering::SeqCst);
-            }
+            return;
         }
-        let Some((index, conn)) = found else { return };
-        self.handle_event(shared, index, conn, flags, jobs);
+        let Some((index, mut conn)) = found.take() else { return };
+        conn.edge.note(flags);
+        self.progress(shared, index, conn, jobs);
     }
 
     /// The slot is in use but its connection is with a thread.
@@ -295,52 +295,26 @@ impl Engine {
         self.slots.get(index).is_some_and(|s| s.used && s.generation == (tok >> 32) as u32 && s.conn.is_none())
     }
 
-    fn handle_event(&mut self, shared: &Shared, index: u32, mut conn: Box<Conn>, flags: u32, jobs: &mut Vec<Job>) {
-        match &mut conn.phase {
-            Phase::Flush(_) => {}
-            Phase::Linger { drained } => {
-                let mut drained_now = *drained;
-                let done = conn.linger_read(&mut drained_now);
-                if done {
-                    return self.close(shared, index, conn);
-                }
-                conn.phase = Phase::Linger { drained: drained_now };
-                return self.park(shared, index, conn, READABLE);
-            }
-            _ => {
-                let size = conn.read_size();
-                match conn.read(size) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
-                        if flags & HANGUP != 0 {
-                            return self.close(shared, index, conn);
-                        }
-                    }
-                    Err(e) => {
-                        crate::workers::request::log_socket_error(&e);
-                        return self.close(shared, index, conn);
-                    }
-                }
-            }
-        }
-        self.progress(shared, index, conn, jobs);
-    }
-
-    /// Moves a connection the engine holds as far as it can go.
+    /// Moves a connection the engine holds as far as it can go: reads while
+    /// the last edge says there is something to read, writes while the
+    /// socket takes it, and otherwise keeps it until its next edge.
     fn progress(&mut self, shared: &Shared, index: u32, mut conn: Box<Conn>, jobs: &mut Vec<Job>) {
         loop {
             match std::mem::replace(&mut conn.phase, Phase::Close) {
-                Phase::Flush(after) => match conn.flush_out() {
-                    Ok(true) => match after {
-                        After::KeepAlive => conn.phase = Phase::Head,
-                        After::Linger => conn.start_linger(),
-                    },
-                    Ok(false) => {
-                        conn.phase = Phase::Flush(after);
-                        return self.park(shared, index, conn, WRITABLE);
+                Phase::Flush(after) => {
+                    conn.phase = Phase::Flush(after);
+                    if !conn.edge.writable {
+                        return self.keep(index, conn);
                     }
-                    Err(_) => return self.close(shared, index, conn),
-                },
+                    match conn.flush_out() {
+                        Ok(true) => match after {
+                            After::KeepAlive => conn.phase = Phase::Head,
+                            After::Linger => conn.start_linger(),
+                        },
+                        Ok(false) => return self.keep(index, conn),
+                        Err(_) => return self.close(shared, index, conn),
+                    }
+                }
                 Phase::Drain { mut decoder, mut drained } => match conn.discard_body(&mut decoder, &mut drained) {
                     Ok(true) => conn.phase = Phase::Head,
                     Ok(false) if drained <= DRAIN_MAX && !conn.eof => {
@@ -348,16 +322,24 @@ impl Engine {
                         if conn.deadline.is_none() {
                             conn.deadline = Some(Instant::now() + DRAIN_TIME);
                         }
-                        return self.park(shared, index, conn, READABLE);
+                        if !self.read_more(&mut conn) {
+                            return self.close(shared, index, conn);
+                        }
+                        if !conn.edge.readable {
+                            return self.keep(index, conn);
+                        }
                     }
                     _ => return self.close(shared, index, conn),
                 },
-                Phase::Linger { drained } => {
-                    conn.phase = Phase::Linger { drained };
+                Phase::Linger { mut drained } => {
                     if conn.deadline.is_none() {
                         conn.deadline = Some(Instant::now() + LINGER_TIME);
                     }
-                    return self.park(shared, index, conn, READABLE);
+                    if conn.edge.readable && conn.linger_read(&mut drained) {
+                        return self.close(shared, index, conn);
+                    }
+                    conn.phase = Phase::Linger { drained };
+                    return self.keep(index, conn);
                 }
                 Phase::Close => return self.close(shared, index, conn),
                 phase @ (Phase::Head | Phase::Body(_)) => {
@@ -369,6 +351,11 @@ impl Engine {
                             // thread has the connection.
                             return jobs.push(Job { conn, pending });
                         }
+                        Step::NeedRead if conn.edge.readable && !conn.eof => {
+                            if !self.read_more(&mut conn) {
+                                return self.close(shared, index, conn);
+                            }
+                        }
                         Step::NeedRead => {
                             if conn.is_idle() {
                                 self.mark_idle(shared, index, &mut conn);
@@ -377,7 +364,7 @@ impl Engine {
                                 // (Gunicorn waits for it without one).
                                 conn.deadline = None;
                             }
-                            return self.park(shared, index, conn, READABLE);
+                            return self.keep(index, conn);
                         }
                         Step::Reject(e) => conn.reject(&e),
                         Step::Done => return self.close(shared, index, conn),
@@ -387,11 +374,26 @@ impl Engine {
         }
     }
 
-    /// Leaves the connection waiting for `interest`.
-    fn park(&mut self, shared: &Shared, index: u32, conn: Box<Conn>, interest: u32) {
-        if shared.epoll.modify(conn.fd(), interest | ONESHOT, conn.token).is_err() {
-            return self.close(shared, index, conn);
+    /// One read where the last edge said there is something; false when
+    /// the connection is to be closed (an error, or a hang-up with nothing
+    /// left to read).
+    fn read_more(&mut self, conn: &mut Conn) -> bool {
+        if !conn.edge.readable || conn.eof {
+            return true;
         }
+        match conn.read_edge() {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => !conn.edge.hup,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            Err(e) => {
+                crate::workers::request::log_socket_error(&e);
+                false
+            }
+        }
+    }
+
+    /// Keeps the connection until its next edge (or deadline).
+    fn keep(&mut self, index: u32, conn: Box<Conn>) {
         self.slots[index as usize].conn = Some(conn);
     }
 
@@ -402,7 +404,9 @@ impl Engine {
         self.live -= 1;
     }
 
-    /// Connections the Python threads are done with.
+    /// Connections the Python threads are done with. An edge that came
+    /// while a thread had one may have been missed: it is then read and
+    /// written once to find out.
     fn take_returned(&mut self, shared: &Shared, jobs: &mut Vec<Job>) {
         // The eventfd is read only when a wake was sent: most turns have
         // none, and an empty read is a wasted syscall (the WAKE event
@@ -411,30 +415,13 @@ impl Engine {
             shared.wake.drain();
         }
         let returned = std::mem::take(&mut *shared.lock_returned());
-        for (conn, armed) in returned {
-            let index = (conn.token & 0xffff_ffff) as u32;
-            if !armed {
-                self.progress(shared, index, conn, jobs);
-            } else if shared.missed[index as usize].swap(false, Ordering::SeqCst) {
-                // Its event came while the thread still had it.
-                self.handle_event(shared, index, conn, READABLE | WRITABLE, jobs);
-            } else {
-                self.settle(shared, index, conn);
+        for mut conn in returned {
+            let index = conn.slot() as u32;
+            if shared.missed[index as usize].swap(false, Ordering::SeqCst) {
+                conn.edge.assume_ready();
             }
+            self.progress(shared, index, conn, jobs);
         }
-    }
-
-    /// Keeps a connection a thread re-armed: deadlines and the keep-alive
-    /// count, no epoll call.
-    fn settle(&mut self, shared: &Shared, index: u32, mut conn: Box<Conn>) {
-        match conn.phase {
-            Phase::Head if conn.is_idle() => self.mark_idle(shared, index, &mut conn),
-            Phase::Head | Phase::Body(_) | Phase::Flush(_) => conn.deadline = None,
-            Phase::Drain { .. } => conn.deadline = Some(Instant::now() + DRAIN_TIME),
-            Phase::Linger { .. } => conn.deadline = Some(Instant::now() + LINGER_TIME),
-            Phase::Close => return self.close(shared, index, conn),
-        }
-        self.slots[index as usize].conn = Some(conn);
     }
 
     /// A kept-alive connection waiting for its next request: it gets the

@@ -103,6 +103,9 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
         let body = *body;
         conn.buf = body.buf;
         conn.eof = body.eof;
+        if body.read_socket {
+            conn.edge.readable = true;
+        }
         body_failed = body.failed;
         body_done = body.decoder.is_done();
         decoder = Some(body.decoder);
@@ -136,6 +139,9 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
     }
 
     if !leftover.is_empty() {
+        // The sink keeps bytes only when the socket said EAGAIN: the
+        // engine waits for the next writable edge.
+        conn.edge.writable = false;
         conn.out = leftover;
         conn.out_pos = 0;
         // The engine sends the rest; a body still to drain after that is

@@ -21,12 +21,15 @@ pub struct ConnBody {
     stream: Arc<Stream>,
     pub eof: bool,
     pub failed: bool,
+    /// Bytes were read from the socket here: the engine's idea of whether
+    /// it is drained no longer holds.
+    pub read_socket: bool,
 }
 
 impl ConnBody {
     /// `pre`/`error` are what the engine prebuffered (see [`Pending`]).
     pub fn new(decoder: BodyDecoder, pre: Vec<u8>, error: Option<HttpError>, buf: ReadBuf, stream: Arc<Stream>, eof: bool) -> ConnBody {
-        ConnBody { pre, error, decoder, buf, stream, eof, failed: false }
+        ConnBody { pre, error, decoder, buf, stream, eof, failed: false, read_socket: false }
     }
 }
 
@@ -68,6 +71,7 @@ impl BodySource for ConnBody {
             }
             let hint = self.decoder.remaining_hint().unwrap_or(want as u64);
             let size = (hint.max(want as u64) as usize).clamp(16 * 1024, 1024 * 1024);
+            self.read_socket = true;
             match read_nonblocking(&self.stream, &mut self.buf, size) {
                 Ok(0) => self.eof = true,
                 Ok(_) => {}

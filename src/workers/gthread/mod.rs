@@ -21,7 +21,7 @@ mod pool;
 use super::WorkerCtx;
 use crate::arbiter::scoreboard::SlotHandle;
 use crate::http::policy::HttpPolicy;
-use crate::net::epoll::{Epoll, EventFd, ONESHOT, READABLE, WRITABLE};
+use crate::net::epoll::{Epoll, EventFd};
 use crate::net::listener::Listener;
 use crate::settings::Settings;
 use crate::workers::evconn::{Conn, Pending, Phase};
@@ -40,14 +40,15 @@ pub struct Job {
 /// What the engine and the Python threads share.
 pub struct Shared {
     queue: Queue<Job>,
-    /// Connections threads are done with, and whether the thread already
-    /// re-armed them in epoll.
-    returned: Mutex<Vec<(Box<Conn>, bool)>>,
+    /// Connections threads are done with (boxed as everywhere else: a
+    /// connection moves between slots, jobs and threads as one pointer).
+    #[allow(clippy::vec_box)]
+    returned: Mutex<Vec<Box<Conn>>>,
     wake: EventFd,
     wake_pending: AtomicBool,
     epoll: Epoll,
-    /// Per connection slot: the engine saw an event while a thread had the
-    /// connection (it re-armed it before handing it back).
+    /// Per connection slot: the engine saw an edge while a thread had the
+    /// connection.
     missed: Box<[AtomicBool]>,
     settings: Arc<Settings>,
     policy: HttpPolicy,
@@ -89,7 +90,8 @@ impl Shared {
         }
     }
 
-    fn lock_returned(&self) -> MutexGuard<'_, Vec<(Box<Conn>, bool)>> {
+    #[allow(clippy::vec_box)]
+    fn lock_returned(&self) -> MutexGuard<'_, Vec<Box<Conn>>> {
         match self.returned.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -102,21 +104,20 @@ impl Shared {
         }
     }
 
-    /// A thread hands a connection back. It re-arms it in epoll itself, so
-    /// the common case (wait for the next request) needs no wake of the
-    /// engine: the next event finds the connection in `returned`.
+    /// A thread hands a connection back. The connection stays registered
+    /// (edge-triggered) the whole time, so the common case (wait for the
+    /// next request) needs no syscall at all: the next edge finds the
+    /// connection in `returned`. The engine is woken only when it has
+    /// something to do now, or an edge came while the thread had it.
     fn give_back(&self, conn: Box<Conn>) {
-        let interest = match conn.phase {
-            Phase::Head | Phase::Body(_) | Phase::Drain { .. } | Phase::Linger { .. } => Some(READABLE),
-            Phase::Flush(_) => Some(WRITABLE),
-            Phase::Close => None,
+        let now = match conn.phase {
+            Phase::Head | Phase::Body(_) | Phase::Drain { .. } | Phase::Linger { .. } => conn.edge.readable,
+            Phase::Flush(_) => conn.edge.writable,
+            Phase::Close => true,
         };
-        // A thread must re-arm before it publishes the connection: once the
-        // engine has it, the engine may close the fd.
-        let armed = interest.is_some_and(|i| self.epoll.modify(conn.fd(), i | ONESHOT, conn.token).is_ok());
         let slot = conn.slot();
-        self.lock_returned().push((conn, armed));
-        if !armed || self.missed.get(slot).is_some_and(|m| m.load(Ordering::SeqCst)) {
+        self.lock_returned().push(conn);
+        if now || self.missed.get(slot).is_some_and(|m| m.load(Ordering::SeqCst)) {
             self.wake_engine();
         }
     }
