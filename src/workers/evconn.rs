@@ -378,6 +378,25 @@ impl Conn {
             self.buf = ReadBuf::default();
         }
     }
+
+    /// Takes the read buffer out while the connection waits for a new
+    /// request with nothing unread, for the worker to lend to another
+    /// connection (or free).
+    pub fn take_idle_buffer(&mut self) -> Option<Vec<u8>> {
+        if !self.buf.unread().is_empty() || self.buf.data.capacity() == 0 {
+            return None;
+        }
+        let mut data = std::mem::take(&mut self.buf).data;
+        data.clear();
+        Some(data)
+    }
+
+    /// Gives a connection that holds no read buffer one to read into.
+    pub fn lend_buffer(&mut self, data: Vec<u8>) {
+        if self.buf.data.capacity() == 0 {
+            self.buf = ReadBuf { data, start: 0 };
+        }
+    }
 }
 
 /// Puts the listeners in (or takes them out of) an event-driven worker's

@@ -28,6 +28,8 @@ const FIRST_DATA: Duration = Duration::from_secs(5);
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const TIMER_EVERY: Duration = Duration::from_millis(200);
+/// Read buffers kept for reuse (see `Engine::spare`).
+const SPARE_BUFFERS: usize = 64;
 
 struct Slot {
     generation: u32,
@@ -63,6 +65,10 @@ pub struct Engine {
     stop: Option<Stop>,
     next_timers: Instant,
     events: Vec<Event>,
+    /// Read buffers taken from connections that went idle, lent to the
+    /// next ones that read: an idle keep-alive connection holds no buffer,
+    /// and a busy one does not cost a malloc and a free per request.
+    spare: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Copy)]
@@ -95,6 +101,7 @@ impl Engine {
             stop: None,
             next_timers: Instant::now() + TIMER_EVERY,
             events: Vec::with_capacity(256),
+            spare: Vec::new(),
         };
         engine.set_accepting(shared, true)?;
         Ok(engine)
@@ -381,6 +388,11 @@ impl Engine {
         if !conn.edge.readable || conn.eof {
             return true;
         }
+        if conn.buf.data.capacity() == 0 {
+            if let Some(data) = self.spare.pop() {
+                conn.lend_buffer(data);
+            }
+        }
         match conn.read_edge() {
             Ok(_) => true,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => !conn.edge.hup,
@@ -435,7 +447,11 @@ impl Engine {
             deadline = deadline.min(Instant::now() + STOP_KEEPALIVE_LINGER);
         }
         conn.deadline = Some(conn.deadline.map_or(deadline, |d| d.min(deadline)));
-        conn.release_buffers();
+        if let Some(data) = conn.take_idle_buffer() {
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(data);
+            }
+        }
         let slot = &mut self.slots[index as usize];
         if !slot.idle {
             slot.idle = true;
