@@ -229,6 +229,7 @@ impl Conn {
         Ok((n as usize, want))
     }
 
+    /// How much the next read should ask for.
     pub fn read_size(&self) -> usize {
         match &self.phase {
             Phase::Body(p) => p.decoder.remaining_hint().map_or(READ_SIZE, |h| (h as usize).clamp(READ_SIZE, PREBUFFER)),

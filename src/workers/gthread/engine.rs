@@ -283,7 +283,7 @@ impl Engine {
     }
 
     fn on_event(&mut self, shared: &Shared, tok: u64, flags: u32, jobs: &mut Vec<Job>) {
-        let mut found = self.lookup(shared, tok);
+        let found = self.lookup(shared, tok);
         if found.is_none() && self.in_thread(tok) {
             // The edge came while a thread has the connection (or has just
             // handed it back): note it; whoever comes second acts on it.
@@ -291,7 +291,7 @@ impl Engine {
             self.take_returned(shared, jobs);
             return;
         }
-        let Some((index, mut conn)) = found.take() else { return };
+        let Some((index, mut conn)) = found else { return };
         conn.edge.note(flags);
         self.progress(shared, index, conn, jobs);
     }
