@@ -372,18 +372,9 @@ impl Conn {
         Ok(true)
     }
 
-    /// Frees buffer memory while the connection waits for a new request:
-    /// an idle keep-alive connection costs only this struct.
-    pub fn release_buffers(&mut self) {
-        if self.buf.unread().is_empty() {
-            self.buf = ReadBuf::default();
-        }
-    }
-
     /// Takes the read buffer out while the connection waits for a new
-    /// request with nothing unread, for the worker to lend to another
-    /// connection (or free).
-    pub fn take_idle_buffer(&mut self) -> Option<Vec<u8>> {
+    /// request with nothing unread.
+    fn take_idle_buffer(&mut self) -> Option<Vec<u8>> {
         if !self.buf.unread().is_empty() || self.buf.data.capacity() == 0 {
             return None;
         }
@@ -391,11 +382,36 @@ impl Conn {
         data.clear();
         Some(data)
     }
+}
 
-    /// Gives a connection that holds no read buffer one to read into.
-    pub fn lend_buffer(&mut self, data: Vec<u8>) {
-        if self.buf.data.capacity() == 0 {
-            self.buf = ReadBuf { data, start: 0 };
+/// Read buffers of connections that went idle, lent to the next ones that
+/// read: an idle keep-alive connection holds no buffer (it costs only its
+/// `Conn`), and a busy one does not cost a malloc and a free per request.
+#[derive(Default)]
+pub struct BufferPool {
+    spare: Vec<Vec<u8>>,
+}
+
+impl BufferPool {
+    /// Buffers kept at most; more are freed.
+    const KEEP: usize = 64;
+
+    /// Before a read: a connection without a buffer borrows one.
+    pub fn lend(&mut self, conn: &mut Conn) {
+        if conn.buf.data.capacity() == 0 {
+            if let Some(data) = self.spare.pop() {
+                conn.buf = ReadBuf { data, start: 0 };
+            }
+        }
+    }
+
+    /// The connection waits for a new request with nothing unread: its
+    /// buffer comes back here (or is freed).
+    pub fn reclaim(&mut self, conn: &mut Conn) {
+        if let Some(data) = conn.take_idle_buffer() {
+            if self.spare.len() < Self::KEEP {
+                self.spare.push(data);
+            }
         }
     }
 }

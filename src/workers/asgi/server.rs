@@ -23,7 +23,7 @@ use crate::net::epoll::{Epoll, Event, READABLE};
 use crate::net::listener::Listener;
 use crate::settings::Settings;
 use crate::workers::access::RequestLog;
-use crate::workers::evconn::{After, Conn, Pending, Phase, Step};
+use crate::workers::evconn::{After, BufferPool, Conn, Pending, Phase, Step};
 use crate::workers::signals;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -136,6 +136,7 @@ pub struct AsgiServer {
     /// Python logger.
     pub keep_headers: bool,
     wakeup_fd: i32,
+    buffers: BufferPool,
     slot: SlotHandle,
     ppid: i32,
     served: u64,
@@ -192,6 +193,7 @@ impl AsgiServer {
             errors: super::cycle::Errors::new(py)?,
             keep_headers,
             wakeup_fd,
+            buffers: BufferPool::default(),
             slot: ctx.slot.clone(),
             ppid: ctx.ppid,
             served: 0,
@@ -392,6 +394,7 @@ impl AsgiServer {
                         }
                         Step::NeedRead => {
                             if conn.c.edge.readable && !conn.c.eof {
+                                self.buffers.lend(&mut conn.c);
                                 match conn.c.read_edge() {
                                     Ok(_) => continue,
                                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.c.edge.readable = false,
@@ -410,7 +413,7 @@ impl AsgiServer {
                                     deadline = deadline.min(self.now + STOP_KEEPALIVE_LINGER);
                                 }
                                 conn.c.deadline = Some(conn.c.deadline.map_or(deadline, |d| d.min(deadline)));
-                                conn.c.release_buffers();
+                                self.buffers.reclaim(&mut conn.c);
                             } else if conn.c.requests > 0 || !conn.c.buf.unread().is_empty() {
                                 // A request is arriving: Gunicorn waits for
                                 // it without a time limit.

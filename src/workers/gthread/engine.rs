@@ -6,7 +6,7 @@
 //! substitute thread while the main thread is busy in a slow request (see
 //! `mod.rs`), one turn (one epoll wait) at a time.
 
-use crate::workers::evconn::{After, Conn, Phase, Step, DRAIN_MAX, EDGE_EVENTS};
+use crate::workers::evconn::{After, BufferPool, Conn, Phase, Step, DRAIN_MAX, EDGE_EVENTS};
 use super::{Job, Shared};
 use crate::net::epoll::{Event, READABLE};
 use crate::workers::signals;
@@ -28,8 +28,6 @@ const FIRST_DATA: Duration = Duration::from_secs(5);
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const TIMER_EVERY: Duration = Duration::from_millis(200);
-/// Read buffers kept for reuse (see `Engine::spare`).
-const SPARE_BUFFERS: usize = 64;
 
 struct Slot {
     generation: u32,
@@ -65,10 +63,7 @@ pub struct Engine {
     stop: Option<Stop>,
     next_timers: Instant,
     events: Vec<Event>,
-    /// Read buffers taken from connections that went idle, lent to the
-    /// next ones that read: an idle keep-alive connection holds no buffer,
-    /// and a busy one does not cost a malloc and a free per request.
-    spare: Vec<Vec<u8>>,
+    buffers: BufferPool,
 }
 
 #[derive(Clone, Copy)]
@@ -101,7 +96,7 @@ impl Engine {
             stop: None,
             next_timers: Instant::now() + TIMER_EVERY,
             events: Vec::with_capacity(256),
-            spare: Vec::new(),
+            buffers: BufferPool::default(),
         };
         engine.set_accepting(shared, true)?;
         Ok(engine)
@@ -388,11 +383,7 @@ impl Engine {
         if !conn.edge.readable || conn.eof {
             return true;
         }
-        if conn.buf.data.capacity() == 0 {
-            if let Some(data) = self.spare.pop() {
-                conn.lend_buffer(data);
-            }
-        }
+        self.buffers.lend(conn);
         match conn.read_edge() {
             Ok(_) => true,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => !conn.edge.hup,
@@ -447,11 +438,7 @@ impl Engine {
             deadline = deadline.min(Instant::now() + STOP_KEEPALIVE_LINGER);
         }
         conn.deadline = Some(conn.deadline.map_or(deadline, |d| d.min(deadline)));
-        if let Some(data) = conn.take_idle_buffer() {
-            if self.spare.len() < SPARE_BUFFERS {
-                self.spare.push(data);
-            }
-        }
+        self.buffers.reclaim(conn);
         let slot = &mut self.slots[index as usize];
         if !slot.idle {
             slot.idle = true;
