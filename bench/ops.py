@@ -37,7 +37,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from run import BIN, free_port, machine, parse_wrk  # noqa: E402
+from run import BIN, free_port, machine, parse_wrk, wait_listening  # noqa: E402
 
 WORKERS = 2
 WORKER_ARGS = {
@@ -213,7 +213,7 @@ def measure(name, binary, worker, op, duration, workdir):
     run = Run(proc, pidfile, log_path, port)
     masters = {proc.pid}
     try:
-        wait_serving(port, proc)
+        wait_listening(port, proc, ok_exits=(0,))  # --daemon rows: the launcher exits 0
         # every first-generation worker booted, so only later boots count
         run.wait_log("Booting worker", count=WORKERS)
         boots_before = run.log().count("Booting worker")
@@ -240,21 +240,6 @@ def measure(name, binary, worker, op, duration, workdir):
     finally:
         masters.add(run.master())
         stop(masters, proc)
-
-
-def wait_serving(port, proc, timeout=30):
-    """Until the port answers; a launcher that exits 0 (a daemonizing
-    master) is fine, any other exit is not."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() not in (None, 0):
-            raise RuntimeError("server exited with %s" % proc.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not listen")
 
 
 def alive(pid):

@@ -151,10 +151,12 @@ def process_tree_ticks(pid):
     return total
 
 
-def wait_listening(port, proc, timeout=30):
+def wait_listening(port, proc, timeout=30, ok_exits=()):
+    """Until the port answers; `proc` exiting is an error unless with one
+    of `ok_exits` (a daemonizing launcher exits 0)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if proc.poll() is not None:
+        if proc.poll() is not None and proc.returncode not in ok_exits:
             raise RuntimeError("server exited with %s" % proc.returncode)
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
