@@ -81,6 +81,26 @@ impl ReadBuf {
         }
     }
 
+    /// One non-blocking read into the room after the buffered bytes (made
+    /// at least `max`): (bytes read, bytes asked for). 0 read means the
+    /// peer closed.
+    pub fn recv_nonblocking(&mut self, fd: std::os::fd::RawFd, max: usize) -> io::Result<(usize, usize)> {
+        self.compact();
+        let len = self.data.len();
+        self.data.reserve(max);
+        let spare = self.data.spare_capacity_mut();
+        let want = spare.len().min(max);
+        // SAFETY: recv writes at most `want` bytes into the spare capacity,
+        // and only the bytes it wrote are exposed by set_len.
+        let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: see above.
+        unsafe { self.data.set_len(len + n as usize) };
+        Ok((n as usize, want))
+    }
+
     /// One read of up to `max` bytes; 0 means the peer closed.
     pub fn fill(&mut self, py: Python<'_>, stream: &Stream, max: usize) -> Result<usize, ConnError> {
         self.compact();
@@ -155,6 +175,22 @@ pub fn read_head(
     }
 }
 
+/// Hands the app what `buf` holds of the body: Some(true) when bytes were
+/// appended to `out`, Some(false) when the body is complete, None when
+/// more must be read first.
+pub fn take_buffered_body(decoder: &mut BodyDecoder, buf: &mut ReadBuf, out: &mut Vec<u8>) -> Result<Option<bool>, HttpError> {
+    let (n, taken) = match decoder.decode(buf.unread())? {
+        (n, Decoded::Data(data)) => {
+            out.extend_from_slice(data);
+            (n, Some(true))
+        }
+        (n, Decoded::Done) => (n, Some(false)),
+        (n, Decoded::NeedMore) => (n, None),
+    };
+    buf.consume(n);
+    Ok(taken)
+}
+
 /// `wsgi.input` over the socket: the bytes buffered after the head, then
 /// further reads, through the body decoder.
 pub struct SocketBody {
@@ -176,17 +212,8 @@ const MAX_READ: usize = 1024 * 1024;
 impl BodySource for SocketBody {
     fn fill(&mut self, py: Python<'_>, out: &mut Vec<u8>, want: usize) -> Result<bool, BodyError> {
         loop {
-            match self.decoder.decode(self.buf.unread()).map_err(BodyError::Http)? {
-                (n, Decoded::Data(data)) => {
-                    out.extend_from_slice(data);
-                    self.buf.consume(n);
-                    return Ok(true);
-                }
-                (n, Decoded::Done) => {
-                    self.buf.consume(n);
-                    return Ok(false);
-                }
-                (n, Decoded::NeedMore) => self.buf.consume(n),
+            if let Some(more) = take_buffered_body(&mut self.decoder, &mut self.buf, out).map_err(BodyError::Http)? {
+                return Ok(more);
             }
             if self.eof {
                 self.decoder.at_eof().map_err(BodyError::Http)?;

@@ -182,18 +182,15 @@ impl Conn {
         matches!(self.phase, Phase::Head) && self.buf.unread().is_empty()
     }
 
-    /// One non-blocking read; Ok(0) when the peer closed.
-    pub fn read(&mut self, max: usize) -> io::Result<usize> {
-        self.recv(max).map(|(n, _)| n)
-    }
-
     /// One read of `read_size()` for an edge-triggered worker: a short
     /// read drained the socket (unless the FIN came with the edge), and so
     /// does EAGAIN, so the connection then waits for its next edge.
     pub fn read_edge(&mut self) -> io::Result<usize> {
-        match self.recv(self.read_size()) {
+        match self.buf.recv_nonblocking(self.stream.fd(), self.read_size()) {
             Ok((n, asked)) => {
-                if n > 0 && n < asked && !self.edge.rdhup {
+                if n == 0 {
+                    self.eof = true;
+                } else if n < asked && !self.edge.rdhup {
                     self.edge.readable = false;
                 }
                 Ok(n)
@@ -205,28 +202,6 @@ impl Conn {
                 Err(e)
             }
         }
-    }
-
-    /// recv into the buffer's spare room: (bytes read, bytes asked for).
-    fn recv(&mut self, max: usize) -> io::Result<(usize, usize)> {
-        let buf = &mut self.buf;
-        buf.compact();
-        let len = buf.data.len();
-        buf.data.reserve(max);
-        let spare = buf.data.spare_capacity_mut();
-        let want = spare.len().min(max.max(READ_SIZE));
-        // SAFETY: recv writes at most `want` bytes into the spare capacity,
-        // and only the bytes it wrote are exposed by set_len.
-        let n = unsafe { libc::recv(self.stream.fd(), spare.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: see above.
-        unsafe { buf.data.set_len(len + n as usize) };
-        if n == 0 {
-            self.eof = true;
-        }
-        Ok((n as usize, want))
     }
 
     /// How much the next read should ask for.

@@ -2,10 +2,10 @@
 //! thread owns its connection, so both read and write the socket directly,
 //! without blocking while data flows and releasing the GIL only to wait.
 
-use crate::http::body::{BodyDecoder, Decoded};
+use crate::http::body::BodyDecoder;
 use crate::http::error::HttpError;
 use crate::net::stream::Stream;
-use crate::workers::conn::{wait_fd, ReadBuf};
+use crate::workers::conn::{take_buffered_body, wait_fd, ReadBuf};
 use crate::wsgi::input::{BodyError, BodySource};
 use crate::wsgi::response::{Sink, SinkError};
 use pyo3::prelude::*;
@@ -48,21 +48,12 @@ impl BodySource for ConnBody {
             return Err(BodyError::Http(e));
         }
         loop {
-            let step = self.decoder.decode(self.buf.unread()).map_err(|e| {
+            let taken = take_buffered_body(&mut self.decoder, &mut self.buf, out).map_err(|e| {
                 self.failed = true;
                 BodyError::Http(e)
             })?;
-            match step {
-                (n, Decoded::Data(d)) => {
-                    out.extend_from_slice(d);
-                    self.buf.consume(n);
-                    return Ok(true);
-                }
-                (n, Decoded::Done) => {
-                    self.buf.consume(n);
-                    return Ok(false);
-                }
-                (n, Decoded::NeedMore) => self.buf.consume(n),
+            if let Some(more) = taken {
+                return Ok(more);
             }
             if self.eof {
                 self.failed = true;
@@ -72,8 +63,8 @@ impl BodySource for ConnBody {
             let hint = self.decoder.remaining_hint().unwrap_or(want as u64);
             let size = (hint.max(want as u64) as usize).clamp(16 * 1024, 1024 * 1024);
             self.read_socket = true;
-            match read_nonblocking(&self.stream, &mut self.buf, size) {
-                Ok(0) => self.eof = true,
+            match self.buf.recv_nonblocking(self.stream.fd(), size) {
+                Ok((0, _)) => self.eof = true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let fd = self.stream.fd();
@@ -88,23 +79,6 @@ impl BodySource for ConnBody {
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
         self
     }
-}
-
-fn read_nonblocking(stream: &Stream, buf: &mut ReadBuf, max: usize) -> io::Result<usize> {
-    buf.compact();
-    let len = buf.data.len();
-    buf.data.reserve(max);
-    let spare = buf.data.spare_capacity_mut();
-    let want = spare.len().min(max);
-    // SAFETY: recv writes at most `want` bytes into the spare capacity and
-    // only those are exposed by set_len.
-    let n = unsafe { libc::recv(stream.fd(), spare.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: see above.
-    unsafe { buf.data.set_len(len + n as usize) };
-    Ok(n as usize)
 }
 
 /// The response: written straight to the socket. What the client is not
