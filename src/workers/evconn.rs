@@ -174,7 +174,7 @@ impl Conn {
 
     /// The engine slot this connection lives in.
     pub fn slot(&self) -> usize {
-        (self.token & 0xffff_ffff) as usize
+        slot_index(self.token)
     }
 
     /// Idle: waiting for a new request with nothing of it buffered.
@@ -391,6 +391,113 @@ impl BufferPool {
     }
 }
 
+/// The connections of an event-driven worker, found by their epoll token:
+/// the slot index in the low 32 bits, the slot's generation in the high
+/// ones, so an event for a connection already closed (its slot since
+/// reused) finds nothing. A connection is taken out of its slot while
+/// something works on it (a gthread thread, the asgi server's `drive`) and
+/// put back after; its slot stays reserved meanwhile.
+pub struct Slots<C> {
+    slots: Vec<Slot<C>>,
+    free: Vec<u32>,
+}
+
+struct Slot<C> {
+    generation: u32,
+    conn: Option<Box<C>>,
+    reserved: bool,
+}
+
+impl<C> Default for Slots<C> {
+    fn default() -> Self {
+        Slots { slots: Vec::new(), free: Vec::new() }
+    }
+}
+
+/// A token for slot `index` in its `generation` (see [`Slots`]).
+pub fn slot_token(index: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
+/// The slot index in a token.
+pub fn slot_index(tok: u64) -> usize {
+    (tok & 0xffff_ffff) as usize
+}
+
+/// The slot generation in a token.
+pub fn slot_generation(tok: u64) -> u32 {
+    (tok >> 32) as u32
+}
+
+impl<C> Slots<C> {
+    /// Reserves a slot for a new connection: its token.
+    pub fn reserve(&mut self) -> u64 {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot { generation: 0, conn: None, reserved: false });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.reserved = true;
+        slot_token(index, slot.generation)
+    }
+
+    /// Frees a slot (its connection, if held, is dropped); its next token
+    /// differs from every earlier one.
+    pub fn release(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        slot.reserved = false;
+        slot.conn = None;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index as u32);
+    }
+
+    fn current(&self, tok: u64) -> Option<&Slot<C>> {
+        self.slots.get(slot_index(tok)).filter(|s| s.reserved && s.generation == slot_generation(tok))
+    }
+
+    fn current_mut(&mut self, tok: u64) -> Option<&mut Slot<C>> {
+        self.slots.get_mut(slot_index(tok)).filter(|s| s.reserved && s.generation == slot_generation(tok))
+    }
+
+    pub fn get_mut(&mut self, tok: u64) -> Option<&mut C> {
+        self.current_mut(tok)?.conn.as_deref_mut()
+    }
+
+    /// Takes the connection of `tok` out of its slot.
+    pub fn take(&mut self, tok: u64) -> Option<Box<C>> {
+        self.current_mut(tok)?.conn.take()
+    }
+
+    /// The slot of `tok` is reserved but its connection is taken out.
+    pub fn is_taken(&self, tok: u64) -> bool {
+        self.current(tok).is_some_and(|s| s.conn.is_none())
+    }
+
+    /// Puts a connection (back) into its reserved slot.
+    pub fn put(&mut self, index: usize, conn: Box<C>) {
+        self.slots[index].conn = Some(conn);
+    }
+
+    /// Every connection held in a slot (not taken out).
+    pub fn held_mut(&mut self) -> impl Iterator<Item = &mut C> {
+        self.slots.iter_mut().filter_map(|s| s.conn.as_deref_mut())
+    }
+
+    /// Takes out every held connection `pick` chooses (to close them).
+    pub fn take_if(&mut self, mut pick: impl FnMut(&C) -> bool) -> Vec<Box<C>> {
+        let mut out = Vec::new();
+        for slot in &mut self.slots {
+            if slot.conn.as_deref().is_some_and(&mut pick) {
+                out.extend(slot.conn.take());
+            }
+        }
+        out
+    }
+}
+
 /// Puts the listeners in (or takes them out of) an event-driven worker's
 /// epoll; listener i gets token `first_token - i`. EPOLLEXCLUSIVE: a new
 /// connection wakes one worker, not all.
@@ -458,5 +565,36 @@ impl Conn {
             }
             return !would_block;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_find_only_the_current_connection() {
+        let mut slots: Slots<&str> = Slots::default();
+        let a = slots.reserve();
+        slots.put(slot_index(a), Box::new("a"));
+        assert_eq!(slots.get_mut(a).map(|c| *c), Some("a"));
+        let taken = slots.take(a).expect("held");
+        assert!(slots.is_taken(a));
+        assert!(slots.take(a).is_none());
+        slots.put(slot_index(a), taken);
+        assert!(!slots.is_taken(a));
+        assert_eq!(slots.held_mut().count(), 1);
+        slots.release(slot_index(a));
+        // The slot is reused under a new token; the old one finds nothing.
+        let b = slots.reserve();
+        assert_eq!(slot_index(b), slot_index(a));
+        assert_ne!(slot_generation(b), slot_generation(a));
+        slots.put(slot_index(b), Box::new("b"));
+        assert!(slots.get_mut(a).is_none() && !slots.is_taken(a));
+        let c = slots.reserve();
+        slots.put(slot_index(c), Box::new("c"));
+        let gone = slots.take_if(|s| *s == "c");
+        assert_eq!(gone.len(), 1);
+        assert_eq!(slots.get_mut(b).map(|s| *s), Some("b"));
     }
 }

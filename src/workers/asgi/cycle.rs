@@ -16,7 +16,7 @@ use crate::http::body::{BodyDecoder, Decoded};
 use crate::http::error::HttpError;
 use crate::http::request::RequestHead;
 use crate::net::stream::Peer;
-use crate::workers::evconn::Phase;
+use crate::workers::evconn::{slot_generation, slot_index, slot_token, Phase};
 use pyo3::prelude::*;
 use std::io;
 use std::time::{Duration, Instant};
@@ -201,11 +201,11 @@ impl Cycles {
         };
         let entry = &mut self.entries[index as usize];
         entry.1 = Some(st);
-        (u64::from(entry.0) << 32) | u64::from(index)
+        slot_token(index, entry.0)
     }
 
     fn entry(&self, key: u64) -> Option<&(u32, Option<CycleState>)> {
-        self.entries.get((key & 0xffff_ffff) as usize).filter(|e| e.0 == (key >> 32) as u32)
+        self.entries.get(slot_index(key)).filter(|e| e.0 == slot_generation(key))
     }
 
     pub fn get(&self, key: u64) -> Option<&CycleState> {
@@ -213,15 +213,12 @@ impl Cycles {
     }
 
     pub fn get_mut(&mut self, key: u64) -> Option<&mut CycleState> {
-        self.entries
-            .get_mut((key & 0xffff_ffff) as usize)
-            .filter(|e| e.0 == (key >> 32) as u32)
-            .and_then(|e| e.1.as_mut())
+        self.entries.get_mut(slot_index(key)).filter(|e| e.0 == slot_generation(key)).and_then(|e| e.1.as_mut())
     }
 
     pub fn remove(&mut self, key: u64) -> Option<CycleState> {
-        let index = (key & 0xffff_ffff) as usize;
-        let entry = self.entries.get_mut(index).filter(|e| e.0 == (key >> 32) as u32)?;
+        let index = slot_index(key);
+        let entry = self.entries.get_mut(index).filter(|e| e.0 == slot_generation(key))?;
         let st = entry.1.take()?;
         entry.0 = entry.0.wrapping_add(1);
         self.free.push(index as u32);
@@ -237,7 +234,7 @@ impl Cycles {
         self.entries
             .iter()
             .enumerate()
-            .filter_map(|(i, (g, st))| st.as_ref().map(|st| ((u64::from(*g) << 32) | i as u64, st)))
+            .filter_map(|(i, (g, st))| st.as_ref().map(|st| (slot_token(i as u32, *g), st)))
     }
 
     /// Cycles whose `receive()` waited too long for body bytes.

@@ -23,7 +23,7 @@ use crate::net::epoll::{Epoll, Event, READABLE};
 use crate::net::listener::Listener;
 use crate::settings::Settings;
 use crate::workers::access::RequestLog;
-use crate::workers::evconn::{After, BufferPool, Conn, Pending, Phase, Step};
+use crate::workers::evconn::{slot_index, After, BufferPool, Conn, Pending, Phase, Slots, Step};
 use crate::workers::signals;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -79,12 +79,6 @@ impl AConn {
     }
 }
 
-struct Slot {
-    generation: u32,
-    conn: Option<Box<AConn>>,
-    used: bool,
-}
-
 /// A request (or WebSocket) to hand to the app once `on_ready` has let go
 /// of the server: calling Python with the server borrowed could re-enter it.
 pub struct Start {
@@ -116,8 +110,7 @@ pub struct LoopRefs {
 #[pyclass(module = "ferrocorn._ferrocorn", unsendable)]
 pub struct AsgiServer {
     pub epoll: Epoll,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
+    slots: Slots<AConn>,
     pub live: usize,
     max_conns: usize,
     accepting: bool,
@@ -152,9 +145,6 @@ pub struct AsgiServer {
     events: Vec<Event>,
 }
 
-fn token(index: u32, generation: u32) -> u64 {
-    (u64::from(generation) << 32) | u64::from(index)
-}
 
 impl AsgiServer {
     pub fn new(
@@ -176,8 +166,7 @@ impl AsgiServer {
         };
         Ok(AsgiServer {
             epoll,
-            slots: Vec::new(),
-            free: Vec::new(),
+            slots: Slots::default(),
             live: 0,
             max_conns: s.worker_connections.max(1) as usize,
             accepting: false,
@@ -243,33 +232,20 @@ impl AsgiServer {
     }
 
     pub fn conn_mut(&mut self, tok: u64) -> Option<&mut AConn> {
-        let index = (tok & 0xffff_ffff) as usize;
-        let slot = self.slots.get_mut(index)?;
-        if !slot.used || slot.generation != (tok >> 32) as u32 {
-            return None;
-        }
-        slot.conn.as_deref_mut()
+        self.slots.get_mut(tok)
     }
 
     /// Takes a connection out of its slot to work on it with the rest of
     /// the server at hand; `put_back` (or `close`) ends that.
     pub fn take_conn(&mut self, tok: u64) -> Option<Box<AConn>> {
-        let index = (tok & 0xffff_ffff) as usize;
-        let slot = self.slots.get_mut(index)?;
-        if !slot.used || slot.generation != (tok >> 32) as u32 {
-            return None;
-        }
-        slot.conn.take()
+        self.slots.take(tok)
     }
 
     /// Ends work on a taken connection: `drive` decides, and it is kept or
     /// closed accordingly.
     pub fn settle(&mut self, py: Python<'_>, mut conn: Box<AConn>, starts: &mut Vec<Start>) {
         match self.drive(py, &mut conn, starts) {
-            Fate::Keep => {
-                let index = (conn.c.token & 0xffff_ffff) as usize;
-                self.slots[index].conn = Some(conn);
-            }
+            Fate::Keep => self.slots.put(conn.c.slot(), conn),
             Fate::Close => self.close(py, conn),
         }
     }
@@ -278,16 +254,15 @@ impl AsgiServer {
         while self.live < self.max_conns {
             match self.listeners[index].accept() {
                 Ok(Some((stream, peer))) => {
-                    let slot = self.alloc();
-                    let tok = token(slot, self.slots[slot as usize].generation);
+                    let tok = self.slots.reserve();
                     let mut c = Conn::new(stream, peer, index, tok, self.policy.proxy_protocol);
                     c.deadline = Some(self.now + FIRST_DATA + self.keepalive);
                     if self.epoll.add(c.fd(), CONN_EVENTS, tok).is_err() {
-                        self.release(slot);
+                        self.slots.release(slot_index(tok));
                         continue;
                     }
                     self.live += 1;
-                    self.slots[slot as usize].conn = Some(Box::new(AConn {
+                    self.slots.put(slot_index(tok), Box::new(AConn {
                         c,
                         state: State::Idle,
                         attached: Vec::new(),
@@ -304,23 +279,6 @@ impl AsgiServer {
         }
     }
 
-    fn alloc(&mut self) -> u32 {
-        if let Some(i) = self.free.pop() {
-            self.slots[i as usize].used = true;
-            return i;
-        }
-        self.slots.push(Slot { generation: 0, conn: None, used: true });
-        (self.slots.len() - 1) as u32
-    }
-
-    fn release(&mut self, index: u32) {
-        let slot = &mut self.slots[index as usize];
-        slot.used = false;
-        slot.conn = None;
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(index);
-    }
-
     /// Closes a connection; the app calls still running for it learn that
     /// the client is gone.
     pub fn close(&mut self, py: Python<'_>, conn: Box<AConn>) {
@@ -328,9 +286,9 @@ impl AsgiServer {
         for key in &conn.attached {
             self.disconnected(py, *key);
         }
-        let index = (conn.c.token & 0xffff_ffff) as u32;
+        let index = conn.c.slot();
         drop(conn);
-        self.release(index);
+        self.slots.release(index);
         self.live -= 1;
     }
 
@@ -644,14 +602,12 @@ impl AsgiServer {
         let grace = Duration::from_secs(self.settings.graceful_timeout.max(0) as u64);
         self.stop = StopState::Graceful { deadline: Instant::now() + grace };
         let mut tokens = Vec::new();
-        for slot in &mut self.slots {
-            if let Some(conn) = slot.conn.as_mut() {
-                if conn.state == State::Idle && conn.c.is_idle() {
-                    conn.c.deadline = Some(conn.c.deadline.map_or(cap, |d| d.min(cap)));
-                }
-                if let State::Ws(_) = conn.state {
-                    tokens.push(conn.c.token);
-                }
+        for conn in self.slots.held_mut() {
+            if conn.state == State::Idle && conn.c.is_idle() {
+                conn.c.deadline = Some(conn.c.deadline.map_or(cap, |d| d.min(cap)));
+            }
+            if let State::Ws(_) = conn.state {
+                tokens.push(conn.c.token);
             }
         }
         for tok in tokens {
@@ -664,10 +620,8 @@ impl AsgiServer {
     }
 
     fn close_all(&mut self, py: Python<'_>) {
-        for index in 0..self.slots.len() {
-            if let Some(conn) = self.slots[index].conn.take() {
-                self.close(py, conn);
-            }
+        for conn in self.slots.take_if(|_| true) {
+            self.close(py, conn);
         }
         // Forced: no grace period for what still runs.
         self.cycles.cancel_all(py);
@@ -703,13 +657,8 @@ impl AsgiServer {
             crate::log::info!("Parent changed, shutting down: <Worker {}>", std::process::id());
             self.begin_stop(py);
         }
-        for index in 0..self.slots.len() {
-            let expired = matches!(&self.slots[index].conn, Some(c) if c.c.deadline.is_some_and(|d| d <= now));
-            if expired {
-                if let Some(conn) = self.slots[index].conn.take() {
-                    self.close(py, conn);
-                }
-            }
+        for conn in self.slots.take_if(|c| c.c.deadline.is_some_and(|d| d <= now)) {
+            self.close(py, conn);
         }
         for key in self.cycles.expired_waits(now) {
             self.receive_timed_out(py, key, starts);

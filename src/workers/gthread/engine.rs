@@ -6,7 +6,7 @@
 //! substitute thread while the main thread is busy in a slow request (see
 //! `mod.rs`), one turn (one epoll wait) at a time.
 
-use crate::workers::evconn::{After, BufferPool, Conn, Phase, Step, DRAIN_MAX, EDGE_EVENTS};
+use crate::workers::evconn::{After, BufferPool, Conn, Phase, slot_index, Slots, Step, DRAIN_MAX, EDGE_EVENTS};
 use super::{Job, Shared};
 use crate::net::epoll::{Event, READABLE};
 use crate::workers::signals;
@@ -29,15 +29,6 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const TIMER_EVERY: Duration = Duration::from_millis(200);
 
-struct Slot {
-    generation: u32,
-    /// None while a Python thread has the connection, or when free.
-    conn: Option<Box<Conn>>,
-    used: bool,
-    /// The connection counts toward Gunicorn's keep-alive limit.
-    idle: bool,
-}
-
 /// Who turns the engine: the main thread can run Python signal handlers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -52,8 +43,10 @@ pub enum Turn {
 }
 
 pub struct Engine {
-    slots: Vec<Slot>,
-    free: Vec<u32>,
+    /// A connection is taken out of its slot while a Python thread has it.
+    slots: Slots<Conn>,
+    /// By slot: the connection counts toward Gunicorn's keep-alive limit.
+    idle: Vec<bool>,
     live: usize,
     max_conns: usize,
     accepting: bool,
@@ -71,10 +64,6 @@ enum Stop {
     Graceful { deadline: Instant },
 }
 
-fn token(index: u32, generation: u32) -> u64 {
-    (u64::from(generation) << 32) | u64::from(index)
-}
-
 impl Engine {
     pub fn new(shared: &Shared, signal_fd: i32) -> io::Result<Engine> {
         shared.epoll.add(shared.wake.fd(), READABLE, WAKE)?;
@@ -85,8 +74,8 @@ impl Engine {
             t => Duration::from_millis(t as u64 * 500),
         };
         let mut engine = Engine {
-            slots: Vec::new(),
-            free: Vec::new(),
+            slots: Slots::default(),
+            idle: Vec::new(),
             live: 0,
             max_conns: s.worker_connections.max(1) as usize,
             accepting: false,
@@ -202,11 +191,9 @@ impl Engine {
         shared.draining.store(true, Ordering::SeqCst);
         let _ = self.set_accepting(shared, false);
         let cap = Instant::now() + STOP_KEEPALIVE_LINGER;
-        for slot in &mut self.slots {
-            if let Some(conn) = slot.conn.as_mut() {
-                if conn.is_idle() {
-                    conn.deadline = Some(conn.deadline.map_or(cap, |d| d.min(cap)));
-                }
+        for conn in self.slots.held_mut() {
+            if conn.is_idle() {
+                conn.deadline = Some(conn.deadline.map_or(cap, |d| d.min(cap)));
             }
         }
         let grace = Duration::from_secs(shared.settings.graceful_timeout.max(0) as u64);
@@ -218,9 +205,11 @@ impl Engine {
         while self.live < self.max_conns {
             match listener.accept() {
                 Ok(Some((stream, peer))) => {
-                    let slot = self.alloc();
-                    let generation = self.slots[slot as usize].generation;
-                    let tok = token(slot, generation);
+                    let tok = self.slots.reserve();
+                    let slot = slot_index(tok);
+                    if self.idle.len() <= slot {
+                        self.idle.resize(slot + 1, false);
+                    }
                     let mut conn = Conn::new(stream, peer, index, tok, shared.policy.proxy_protocol);
                     conn.deadline = Some(Instant::now() + FIRST_DATA + self.keepalive);
                     // Registered once, edge-triggered: the first edge (the
@@ -230,7 +219,7 @@ impl Engine {
                         continue;
                     }
                     self.live += 1;
-                    self.slots[slot as usize].conn = Some(Box::new(conn));
+                    self.slots.put(slot, Box::new(conn));
                 }
                 Ok(None) => return,
                 Err(e) => {
@@ -241,48 +230,32 @@ impl Engine {
         }
     }
 
-    fn alloc(&mut self) -> u32 {
-        if let Some(i) = self.free.pop() {
-            self.slots[i as usize].used = true;
-            return i;
-        }
-        self.slots.push(Slot { generation: 0, conn: None, used: true, idle: false });
-        (self.slots.len() - 1) as u32
+    fn release(&mut self, shared: &Shared, index: usize) {
+        self.slots.release(index);
+        self.not_idle(shared, index);
     }
 
-    fn release(&mut self, shared: &Shared, index: u32) {
-        let slot = &mut self.slots[index as usize];
-        slot.used = false;
-        slot.conn = None;
-        slot.generation = slot.generation.wrapping_add(1);
-        if slot.idle {
-            slot.idle = false;
+    /// The connection of slot `index` no longer counts as kept alive.
+    fn not_idle(&mut self, shared: &Shared, index: usize) {
+        if std::mem::replace(&mut self.idle[index], false) {
             shared.idle.fetch_sub(1, Ordering::Relaxed);
         }
-        self.free.push(index);
     }
 
-    fn lookup(&mut self, shared: &Shared, tok: u64) -> Option<(u32, Box<Conn>)> {
-        let index = (tok & 0xffff_ffff) as u32;
-        let generation = (tok >> 32) as u32;
-        let slot = self.slots.get_mut(index as usize)?;
-        if !slot.used || slot.generation != generation {
-            return None;
-        }
-        let conn = slot.conn.take()?;
-        if slot.idle {
-            slot.idle = false;
-            shared.idle.fetch_sub(1, Ordering::Relaxed);
-        }
+    /// Takes the connection of `tok` out of its slot to work on it.
+    fn lookup(&mut self, shared: &Shared, tok: u64) -> Option<(usize, Box<Conn>)> {
+        let conn = self.slots.take(tok)?;
+        let index = slot_index(tok);
+        self.not_idle(shared, index);
         Some((index, conn))
     }
 
     fn on_event(&mut self, shared: &Shared, tok: u64, flags: u32, jobs: &mut Vec<Job>) {
         let found = self.lookup(shared, tok);
-        if found.is_none() && self.in_thread(tok) {
+        if found.is_none() && self.slots.is_taken(tok) {
             // The edge came while a thread has the connection (or has just
             // handed it back): note it; whoever comes second acts on it.
-            shared.missed[(tok & 0xffff_ffff) as usize].store(true, Ordering::SeqCst);
+            shared.missed[slot_index(tok)].store(true, Ordering::SeqCst);
             self.take_returned(shared, jobs);
             return;
         }
@@ -291,16 +264,10 @@ impl Engine {
         self.progress(shared, index, conn, jobs);
     }
 
-    /// The slot is in use but its connection is with a thread.
-    fn in_thread(&self, tok: u64) -> bool {
-        let index = (tok & 0xffff_ffff) as usize;
-        self.slots.get(index).is_some_and(|s| s.used && s.generation == (tok >> 32) as u32 && s.conn.is_none())
-    }
-
     /// Moves a connection the engine holds as far as it can go: reads while
     /// the last edge says there is something to read, writes while the
     /// socket takes it, and otherwise keeps it until its next edge.
-    fn progress(&mut self, shared: &Shared, index: u32, mut conn: Box<Conn>, jobs: &mut Vec<Job>) {
+    fn progress(&mut self, shared: &Shared, index: usize, mut conn: Box<Conn>, jobs: &mut Vec<Job>) {
         loop {
             match std::mem::replace(&mut conn.phase, Phase::Close) {
                 Phase::Flush(after) => {
@@ -396,11 +363,11 @@ impl Engine {
     }
 
     /// Keeps the connection until its next edge (or deadline).
-    fn keep(&mut self, index: u32, conn: Box<Conn>) {
-        self.slots[index as usize].conn = Some(conn);
+    fn keep(&mut self, index: usize, conn: Box<Conn>) {
+        self.slots.put(index, conn);
     }
 
-    fn close(&mut self, shared: &Shared, index: u32, conn: Box<Conn>) {
+    fn close(&mut self, shared: &Shared, index: usize, conn: Box<Conn>) {
         let _ = shared.epoll.delete(conn.fd());
         drop(conn);
         self.release(shared, index);
@@ -419,8 +386,8 @@ impl Engine {
         }
         let returned = std::mem::take(&mut *shared.lock_returned());
         for mut conn in returned {
-            let index = conn.slot() as u32;
-            if shared.missed[index as usize].swap(false, Ordering::SeqCst) {
+            let index = conn.slot();
+            if shared.missed[index].swap(false, Ordering::SeqCst) {
                 conn.edge.assume_ready();
             }
             self.progress(shared, index, conn, jobs);
@@ -429,7 +396,7 @@ impl Engine {
 
     /// A kept-alive connection waiting for its next request: it gets the
     /// keep-alive time (2 s during a stop) and costs no buffer memory.
-    fn mark_idle(&mut self, shared: &Shared, index: u32, conn: &mut Conn) {
+    fn mark_idle(&mut self, shared: &Shared, index: usize, conn: &mut Conn) {
         if conn.requests == 0 {
             return;
         }
@@ -439,30 +406,21 @@ impl Engine {
         }
         conn.deadline = Some(conn.deadline.map_or(deadline, |d| d.min(deadline)));
         self.buffers.reclaim(conn);
-        let slot = &mut self.slots[index as usize];
-        if !slot.idle {
-            slot.idle = true;
+        if !std::mem::replace(&mut self.idle[index], true) {
             shared.idle.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Closes connections whose keep-alive, drain or linger time is over.
     fn expire(&mut self, shared: &Shared, now: Instant) {
-        for index in 0..self.slots.len() {
-            let expired = matches!(&self.slots[index].conn, Some(c) if c.deadline.is_some_and(|d| d <= now));
-            if expired {
-                if let Some(conn) = self.slots[index].conn.take() {
-                    self.close(shared, index as u32, conn);
-                }
-            }
+        for conn in self.slots.take_if(|c| c.deadline.is_some_and(|d| d <= now)) {
+            self.close(shared, conn.slot(), conn);
         }
     }
 
     fn close_all(&mut self, shared: &Shared) {
-        for index in 0..self.slots.len() {
-            if let Some(conn) = self.slots[index].conn.take() {
-                self.close(shared, index as u32, conn);
-            }
+        for conn in self.slots.take_if(|_| true) {
+            self.close(shared, conn.slot(), conn);
         }
     }
 }
