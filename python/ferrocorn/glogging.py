@@ -225,16 +225,7 @@ class Logger:
         self.cfg = cfg
         # Read on every request; recomputed here, which a config reload runs.
         self._access_log_enabled = self._compute_access_log_enabled()
-        self.loglevel = self.LOG_LEVELS.get(cfg.loglevel.lower(), logging.INFO)
-        self.error_log.setLevel(self.loglevel)
-        self.access_log.setLevel(logging.INFO)
-
-        # drop our own handlers from a previous setup so that re-running
-        # it on configuration reload does not stack duplicates
-        for log in (self.error_log, self.access_log):
-            for handler in list(log.handlers):
-                if getattr(handler, "_gunicorn", False):
-                    log.removeHandler(handler)
+        self._reset_loggers(cfg)
 
         # set gunicorn.error handler
         if self.cfg.capture_output and cfg.errorlog != "-":
@@ -391,6 +382,18 @@ class Logger:
             return self._access_log_enabled
         except AttributeError:
             return self._compute_access_log_enabled()
+
+    def _reset_loggers(self, cfg):
+        """Levels from ``cfg``, and none of our own handlers left from a
+        previous setup, so that re-running it on configuration reload does
+        not stack duplicates."""
+        self.loglevel = self.LOG_LEVELS.get(cfg.loglevel.lower(), logging.INFO)
+        self.error_log.setLevel(self.loglevel)
+        self.access_log.setLevel(logging.INFO)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                if getattr(handler, "_gunicorn", False):
+                    log.removeHandler(handler)
 
     def _compute_access_log_enabled(self):
         return bool(
@@ -564,13 +567,7 @@ class BridgeLogger(Logger):
     def setup(self, cfg):
         self.cfg = cfg
         self._access_log_enabled = bool(cfg.accesslog)
-        self.loglevel = self.LOG_LEVELS.get(cfg.loglevel.lower(), logging.INFO)
-        self.error_log.setLevel(self.loglevel)
-        self.access_log.setLevel(logging.INFO)
-        for log in (self.error_log, self.access_log):
-            for handler in list(log.handlers):
-                if getattr(handler, "_gunicorn", False):
-                    log.removeHandler(handler)
+        self._reset_loggers(cfg)
         h = ErrorLogHandler()
         h._gunicorn = True
         self.error_log.addHandler(h)
