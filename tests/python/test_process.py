@@ -22,6 +22,16 @@ def status_field(pid, name):
     raise KeyError(name)
 
 
+def stop_daemon(pid):
+    """TERM to a daemonized master (not the test's child), then KILL for
+    any worker it left behind."""
+    workers = children(pid)
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(pid), timeout=30, what="the daemon to stop")
+    for w in workers:
+        if pid_alive(w):
+            os.kill(w, signal.SIGKILL)
+
 def test_daemon_with_pidfile(tmp_path):
     port = free_port()
     pidfile = tmp_path / "d.pid"
@@ -45,12 +55,7 @@ def test_daemon_with_pidfile(tmp_path):
             assert c.recv(100).startswith(b"HTTP/1.0 200 OK")
         assert "Starting ferrocorn" in log.read_text()
     finally:
-        workers = children(pid)
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not pid_alive(pid), timeout=30, what="the daemon to stop")
-        for w in workers:
-            if pid_alive(w):
-                os.kill(w, signal.SIGKILL)
+        stop_daemon(pid)
     assert not pidfile.exists()
 
 
@@ -69,12 +74,7 @@ def test_daemon_keeps_redirected_output_with_stdio_inheritance(tmp_path):
         assert os.readlink("/proc/%d/fd/2" % pid) == str(out)
         wait_for(lambda: "Booting worker" in out.read_text(), what="the error log in the redirected file")
     finally:
-        workers = children(pid)
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not pid_alive(pid), timeout=30, what="the daemon to stop")
-        for w in workers:
-            if pid_alive(w):
-                os.kill(w, signal.SIGKILL)
+        stop_daemon(pid)
 
 
 def test_daemon_with_capture_output(tmp_path):
@@ -94,12 +94,7 @@ def test_daemon_with_capture_output(tmp_path):
         wait_for(lambda: "printed to stdout" in log.read_text() and "printed to stderr" in log.read_text(),
                  what="the app's output in the error log")
     finally:
-        workers = children(pid)
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not pid_alive(pid), timeout=30, what="the daemon to stop")
-        for w in workers:
-            if pid_alive(w):
-                os.kill(w, signal.SIGKILL)
+        stop_daemon(pid)
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
