@@ -540,12 +540,12 @@ impl Arbiter {
     fn report_service_status(&mut self) {
         let active = self.active();
         let (workers, board, gone) = (&self.workers, &self.board, &self.stats.gone);
-        self.service.tick(active, || requests_served(workers, board, gone));
+        self.service.tick(active, || observe::request_totals(workers, board, gone).count());
     }
 
     /// READY=1 again after a HUP, whether or not the reload took.
     fn report_service_ready(&mut self) {
-        let served = requests_served(&self.workers, &self.board, &self.stats.gone);
+        let served = observe::request_totals(&self.workers, &self.board, &self.stats.gone).count();
         self.service.reloaded(self.active(), served);
     }
 
@@ -819,12 +819,6 @@ fn inherit(fds: &[std::os::fd::RawFd], settings: &Settings) -> Result<Vec<Listen
     fds.iter()
         .map(|&fd| Listener::from_fd(fd, backlog).map_err(|e| format!("cannot use inherited socket fd {fd}: {e}")))
         .collect()
-}
-
-/// Every request served: the counts kept from workers gone plus what the
-/// workers alive now (retiring ones too) have counted.
-fn requests_served(workers: &HashMap<i32, Worker>, board: &Scoreboard, gone: &stats::RequestCounts) -> u64 {
-    gone.count() + workers.values().map(|w| board.slot(w.slot).counts().count()).sum::<u64>()
 }
 
 fn kill(pid: i32, sig: libc::c_int) {

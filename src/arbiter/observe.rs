@@ -7,6 +7,7 @@ use super::stats::{self, Ended, MasterStats, RequestCounts};
 use super::Arbiter;
 use crate::net::listener::Listener;
 use crate::settings::Settings;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// One worker as the master sees it now.
@@ -49,16 +50,29 @@ impl Snapshot<'_> {
     }
 }
 
+/// Every request counted so far: the counts kept from workers gone plus
+/// what the workers alive now (retiring ones too) have counted. A free
+/// function so the loop can compute it while another field is borrowed.
+pub(super) fn request_totals(
+    workers: &HashMap<i32, super::Worker>,
+    board: &super::scoreboard::Scoreboard,
+    gone: &RequestCounts,
+) -> RequestCounts {
+    let mut total = *gone;
+    for w in workers.values() {
+        total.add(&board.slot(w.slot).counts());
+    }
+    total
+}
+
 impl Arbiter {
     pub(super) fn snapshot(&self) -> Snapshot<'_> {
         let now = super::scoreboard::now_ms();
-        let mut requests = self.stats.gone;
         let mut workers: Vec<WorkerView> = self
             .workers
             .iter()
             .map(|(pid, w)| {
                 let slot = self.board.slot(w.slot);
-                requests.add(&slot.counts());
                 WorkerView {
                     pid: *pid,
                     age: w.age,
@@ -78,7 +92,7 @@ impl Arbiter {
             pid: self.pid,
             workers,
             target: self.num_workers,
-            requests,
+            requests: request_totals(&self.workers, &self.board, &self.stats.gone),
             stats: &self.stats,
             listeners: &self.listeners,
             settings: &self.settings,
