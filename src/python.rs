@@ -35,6 +35,20 @@ pub fn fork(_py: Python<'_>) -> std::io::Result<Forked> {
 }
 
 /// The traceback Python would print for `err`.
+/// Removes a variable from `os.environ` (which unsets it in the process
+/// environment too), so Python code in this process and every child sees
+/// it gone; the C environment alone would leave Python's copy behind.
+pub fn unset_env(py: Python<'_>, name: &str) {
+    let popped = py
+        .import("os")
+        .and_then(|os| os.getattr("environ"))
+        .and_then(|env| env.call_method1("pop", (name, py.None())));
+    if let Err(e) = popped {
+        crate::log::debug!("cannot remove {name} from os.environ: {e}");
+        std::env::remove_var(name);
+    }
+}
+
 pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     let formatted = (|| -> PyResult<String> {
         let tb = py.import("traceback")?;

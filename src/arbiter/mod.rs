@@ -265,7 +265,7 @@ impl Arbiter {
             for sig in queued {
                 self.handle_signal(py, sig)?;
             }
-            self.maybe_promote();
+            self.maybe_promote(py);
             self.serve_services(py, &polled)?;
             self.murder_workers();
             self.guard_memory(py)?;
@@ -299,7 +299,7 @@ impl Arbiter {
                 self.listeners = listeners;
             }
             Ok(None) if !self.settings.reuse_port => {
-                let inherited = reexec::inherited_fds().map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+                let inherited = reexec::inherited_fds(py).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
                 self.listeners = match inherited {
                     Some(fds) => inherit(&fds, &self.settings),
                     None => bind_all(&self.settings),
@@ -784,14 +784,15 @@ impl Arbiter {
     /// A new master whose old master has exited takes over: its pid file
     /// gets the real name and its title loses the ".2" (Gunicorn's
     /// `maybe_promote_master`).
-    fn maybe_promote(&mut self) {
+    fn maybe_promote(&mut self, py: Python<'_>) {
         // SAFETY: getppid cannot fail.
         if self.master_pid == 0 || self.master_pid == unsafe { libc::getppid() } {
             return;
         }
         crate::log::info!("Master has been promoted.");
         self.master_pid = 0;
-        std::env::remove_var(reexec::MASTER_PID_VAR);
+        // Python's os.environ too, as Gunicorn's `del os.environ[...]`.
+        crate::python::unset_env(py, reexec::MASTER_PID_VAR);
         if let (Some(pf), Some(path)) = (self.pidfile.take(), self.settings.pidfile.as_ref()) {
             match pf.rename(path) {
                 Ok(pf) => self.pidfile = Some(pf),

@@ -41,11 +41,12 @@ pub fn parent_master() -> Option<i32> {
     std::env::var(MASTER_PID_VAR).ok()?.trim().parse().ok().filter(|p| *p > 0)
 }
 
-/// Listener fds handed over by the old master (the variable is consumed, so
-/// workers and a later re-exec do not see it). `None` when there are none.
-pub fn inherited_fds() -> Result<Option<Vec<RawFd>>, String> {
+/// Listener fds handed over by the old master (the variable is consumed,
+/// as Gunicorn pops it from `os.environ`, so workers, the processes they
+/// start and a later re-exec do not see it). `None` when there are none.
+pub fn inherited_fds(py: Python<'_>) -> Result<Option<Vec<RawFd>>, String> {
     let Some(value) = std::env::var_os(FDS_VAR) else { return Ok(None) };
-    std::env::remove_var(FDS_VAR);
+    crate::python::unset_env(py, FDS_VAR);
     let text = value.to_string_lossy();
     let fds = text
         .split(',')

@@ -32,7 +32,7 @@ pub fn activated_listeners(py: Python<'_>, settings: &Settings) -> Result<Option
         // The variables were for us (even if unusable): clear them now,
         // as Gunicorn's listen_fds does whenever the pid matches.
         for name in [activation::LISTEN_PID, activation::LISTEN_FDS, activation::LISTEN_FDNAMES] {
-            unset_env(py, name);
+            crate::python::unset_env(py, name);
         }
     }
     let Some(n) = count.map_err(|e| e.to_string())? else { return Ok(None) };
@@ -56,20 +56,6 @@ pub fn activated_listeners(py: Python<'_>, settings: &Settings) -> Result<Option
         crate::log::info!("--reuse-port has no effect: the workers share the sockets systemd passed");
     }
     Ok(Some(listeners))
-}
-
-/// Removes a variable from `os.environ` (which unsets it in the process
-/// environment too), so Python code in this process and every child sees
-/// it gone; the C environment alone would leave Python's copy behind.
-fn unset_env(py: Python<'_>, name: &str) {
-    let popped = py
-        .import("os")
-        .and_then(|os| os.getattr("environ"))
-        .and_then(|env| env.call_method1("pop", (name, py.None())));
-    if let Err(e) = popped {
-        crate::log::debug!("cannot remove {name} from os.environ: {e}");
-        std::env::remove_var(name);
-    }
 }
 
 /// The STATUS text while running.

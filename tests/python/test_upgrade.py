@@ -4,13 +4,14 @@ old master is retired with WINCH then TERM, or the upgrade is rolled back
 with HUP on the old master and TERM on the new one. Requests keep being
 answered throughout."""
 
+import json
 import os
 import signal
 import socket
 
 import pytest
 
-from conftest import children, pid_alive, read_pid, stop_pid, wait_for
+from conftest import children, pid_alive, read_all, read_pid, stop_pid, wait_for
 from loadgen import LoadGen
 from test_under_load import KINDS
 
@@ -113,7 +114,7 @@ sock.bind(("127.0.0.1", 0))
 sock.listen(64)
 os.set_inheritable(sock.fileno(), True)
 env = dict(os.environ, GUNICORN_FD=str(sock.fileno()), GUNICORN_PID=str(os.getpid()))
-child = subprocess.Popen([sys.executable, "-m", "ferrocorn", "--pid", sys.argv[1], "basic:pid_app"],
+child = subprocess.Popen([sys.executable, "-m", "ferrocorn", "--pid", sys.argv[1], "ops_app:activation_env"],
                          env=env, pass_fds=[sock.fileno()], stderr=open(sys.argv[2], "wb"))
 print(sock.getsockname()[1], child.pid, flush=True)
 time.sleep(600)
@@ -134,8 +135,12 @@ def test_takes_over_the_sockets_of_a_gunicorn_master(tmp_path):
         wait_for(lambda: read_pid(pidfile + ".2") == new, what="the new master's .2 pid file")
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        head, _, body = read_all(s).partition(b"\r\n\r\n")
         s.close()
+        assert head.startswith(b"HTTP/1.1 200")
+        # The fds were consumed from os.environ, as Gunicorn pops them: the
+        # app and the processes it starts do not see them.
+        assert json.loads(body) == {"os_environ": {}, "child": []}
         # The old master leaves: the new one is promoted.
         launcher.kill()
         launcher.wait()

@@ -98,7 +98,7 @@ def activation_env(environ, start_response):
     and notify variables."""
     import json
     import subprocess
-    names = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
+    names = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "GUNICORN_FD")
     child = subprocess.run(["env"], capture_output=True, text=True).stdout.splitlines()
     body = json.dumps({
         "os_environ": {k: os.environ[k] for k in names if k in os.environ},
