@@ -122,7 +122,7 @@ pub struct Arbiter {
 /// Binds one address; a Unix socket is bound under `--umask` and chowned to
 /// the workers' user and group, as Gunicorn does.
 fn bind_one(spec: &BindSpec, settings: &Settings) -> std::io::Result<Listener> {
-    let backlog = settings.backlog.min(i32::MAX as i64) as i32;
+    let backlog = settings.listen_backlog();
     match spec {
         BindSpec::Unix(path) => {
             let l = crate::util::owner::with_umask(settings.umask, || Listener::bind(spec, backlog, settings.reuse_port))?;
@@ -816,7 +816,7 @@ impl Arbiter {
 
 /// The listeners a USR2 re-exec handed over, by fd.
 fn inherit(fds: &[std::os::fd::RawFd], settings: &Settings) -> Result<Vec<Listener>, String> {
-    let backlog = settings.backlog.min(i32::MAX as i64) as i32;
+    let backlog = settings.listen_backlog();
     fds.iter()
         .map(|&fd| Listener::from_fd(fd, backlog).map_err(|e| format!("cannot use inherited socket fd {fd}: {e}")))
         .collect()

@@ -36,7 +36,7 @@ pub fn activated_listeners(py: Python<'_>, settings: &Settings) -> Result<Option
         }
     }
     let Some(n) = count.map_err(|e| e.to_string())? else { return Ok(None) };
-    let backlog = settings.backlog.min(i64::from(i32::MAX)) as i32;
+    let backlog = settings.listen_backlog();
     let mut listeners = activation::take_listeners(n, backlog).map_err(|e| e.to_string())?;
     let mut skipped = Vec::new();
     let passed = activation::LISTEN_FDS_START..activation::LISTEN_FDS_START + n as i32;

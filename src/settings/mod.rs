@@ -24,6 +24,13 @@ pub enum SettingError {
     Invalid { name: &'static str, value: String, reason: String },
 }
 
+impl Settings {
+    /// `--backlog` as listen(2) takes it (the setting's type allows more).
+    pub fn listen_backlog(&self) -> i32 {
+        self.backlog.min(i64::from(i32::MAX)) as i32
+    }
+}
+
 impl fmt::Display for SettingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
