@@ -67,6 +67,10 @@ pub(super) fn request_totals(
 
 impl Arbiter {
     pub(super) fn snapshot(&self) -> Snapshot<'_> {
+        // Counters before the in-flight gauges: a worker leaves a request's
+        // in-flight count before it counts it, so read in this order a
+        // finished request is never in both.
+        let requests = request_totals(&self.workers, &self.board, &self.stats.gone);
         let now = super::scoreboard::now_ms();
         let mut workers: Vec<WorkerView> = self
             .workers
@@ -92,7 +96,7 @@ impl Arbiter {
             pid: self.pid,
             workers,
             target: self.num_workers,
-            requests: request_totals(&self.workers, &self.board, &self.stats.gone),
+            requests,
             stats: &self.stats,
             listeners: &self.listeners,
             settings: &self.settings,

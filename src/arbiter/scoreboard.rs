@@ -44,9 +44,12 @@ impl Slot {
 
     /// One finished request: three relaxed increments on the worker's own
     /// cache lines, whatever the worker type.
+    /// Release: whoever sees the request counted (an Acquire load in
+    /// `counts`) also sees what the worker did before, such as leaving the
+    /// in-flight gauge.
     pub fn record(&self, status: u16, elapsed: Duration) {
-        self.status[stats::status_class(status)].fetch_add(1, Ordering::Relaxed);
-        self.buckets[stats::bucket(elapsed)].fetch_add(1, Ordering::Relaxed);
+        self.status[stats::status_class(status)].fetch_add(1, Ordering::Release);
+        self.buckets[stats::bucket(elapsed)].fetch_add(1, Ordering::Release);
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
@@ -57,10 +60,10 @@ impl Slot {
     pub fn counts(&self) -> RequestCounts {
         let mut c = RequestCounts::default();
         for (out, a) in c.status.iter_mut().zip(&self.status) {
-            *out = a.load(Ordering::Relaxed);
+            *out = a.load(Ordering::Acquire);
         }
         for (out, a) in c.buckets.iter_mut().zip(&self.buckets) {
-            *out = a.load(Ordering::Relaxed);
+            *out = a.load(Ordering::Acquire);
         }
         c.sum_us = self.sum_us.load(Ordering::Relaxed);
         c

@@ -67,7 +67,7 @@ impl Runner {
     /// connection must close); Err only when a signal handler raised.
     pub fn serve<'py>(&mut self, py: Python<'py>, ex: Exchange<'_>) -> PyResult<Option<Served<'py>>> {
         let head = ex.head;
-        let _in_flight = self.log.begin();
+        let in_flight = self.log.begin();
         // Gunicorn calls pre_request before anything else of the request;
         // if it raises, the request fails like an application error.
         let (hook_req, pre_request) = match &self.hooks {
@@ -145,6 +145,9 @@ impl Runner {
             error: answered.as_ref(),
             elapsed: started.elapsed(),
         };
+        // Done before it is counted: a scrape that sees the request counted
+        // must not see it in flight.
+        drop(in_flight);
         self.log.record(py, &done);
         if let Some(h) = &self.hooks {
             h.post_request(py, hook_req.as_ref(), &environ, &response);
