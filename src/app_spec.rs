@@ -180,7 +180,9 @@ fn call(object: &str, name: String, args: &[Arg]) -> Result<Target, AppSpecError
             Arg::Kw(..) => {}
             // `**{...}` of a literal passes literal_eval, then Gunicorn's
             // call fails on the None keyword; refuse it here instead.
-            Arg::DoubleStar(_) => return Err(unsupported("'**' of a literal; Python would fail on its non-string keys")),
+            Arg::DoubleStar(_) => {
+                return Err(unsupported("'**' of a literal; Python would fail on its non-string keys"))
+            }
             Arg::Star(_) => {}
         }
     }

@@ -39,10 +39,8 @@ pub fn fork(_py: Python<'_>) -> std::io::Result<Forked> {
 /// environment too), so Python code in this process and every child sees
 /// it gone; the C environment alone would leave Python's copy behind.
 pub fn unset_env(py: Python<'_>, name: &str) {
-    let popped = py
-        .import("os")
-        .and_then(|os| os.getattr("environ"))
-        .and_then(|env| env.call_method1("pop", (name, py.None())));
+    let popped =
+        py.import("os").and_then(|os| os.getattr("environ")).and_then(|env| env.call_method1("pop", (name, py.None())));
     if let Err(e) = popped {
         crate::log::debug!("cannot remove {name} from os.environ: {e}");
         std::env::remove_var(name);

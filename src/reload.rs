@@ -21,10 +21,9 @@ impl Watcher {
         }
         crate::log::warning!("Reloader is on. Use in development only!");
         let callback = Bound::new(py, FileChanged { slot })?;
-        let watcher = py.import("ferrocorn._reloader")?.call_method1(
-            "create",
-            (settings.reload_engine.as_str(), settings.reload_extra_files.clone(), callback),
-        )?;
+        let watcher = py
+            .import("ferrocorn._reloader")?
+            .call_method1("create", (settings.reload_engine.as_str(), settings.reload_extra_files.clone(), callback))?;
         Ok(Watcher(Some(watcher.unbind())))
     }
 
@@ -68,7 +67,13 @@ impl FileChanged {
 /// The application the worker serves: the PasteDeploy app for `--paste`,
 /// else APP_MODULE; under `--reload` a SyntaxError becomes the fail app
 /// (an ASGI one for the asgi worker).
-pub fn load_app(py: Python<'_>, settings: &Settings, uri: &str, watcher: &Watcher, asgi: bool) -> Result<Py<PyAny>, AppLoadError> {
+pub fn load_app(
+    py: Python<'_>,
+    settings: &Settings,
+    uri: &str,
+    watcher: &Watcher,
+    asgi: bool,
+) -> Result<Py<PyAny>, AppLoadError> {
     match crate::python::load_configured_app(py, settings, uri) {
         Err(AppLoadError::Raised(err))
             if settings.reload && err.is_instance_of::<pyo3::exceptions::PySyntaxError>(py) =>

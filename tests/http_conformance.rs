@@ -36,10 +36,7 @@ fn b64decode(s: &str) -> Vec<u8> {
 fn b64encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -89,17 +86,14 @@ fn serve(raw: &[u8], policy: &HttpPolicy, peer: IpAddr) -> (Vec<u16>, Option<Val
         v.extend(status);
         (v, None)
     };
-    let error = |e: _ferrocorn::http::error::HttpError, pre: &[u16]| {
-        reply(e.response().map(|r| r.status), pre)
-    };
+    let error = |e: _ferrocorn::http::error::HttpError, pre: &[u16]| reply(e.response().map(|r| r.status), pre);
 
-    let (proxy, start) =
-        match parse_proxy_header(raw, policy.proxy_protocol, Some(peer), &policy.proxy_allow) {
-            Err(e) => return error(e, &[]),
-            // The client never closes its side: Gunicorn keeps waiting.
-            Ok(Parsed::Partial) => return reply(None, &[]),
-            Ok(Parsed::Complete(info, used)) => (info, used),
-        };
+    let (proxy, start) = match parse_proxy_header(raw, policy.proxy_protocol, Some(peer), &policy.proxy_allow) {
+        Err(e) => return error(e, &[]),
+        // The client never closes its side: Gunicorn keeps waiting.
+        Ok(Parsed::Partial) => return reply(None, &[]),
+        Ok(Parsed::Complete(info, used)) => (info, used),
+    };
     let rest = &raw[start..];
     let (head, used) = match parse_request_head(rest, policy, Some(peer)) {
         Err(e) => return error(e, &[]),
@@ -107,11 +101,7 @@ fn serve(raw: &[u8], policy: &HttpPolicy, peer: IpAddr) -> (Vec<u16>, Option<Val
         Ok(Parsed::Complete(head, used)) => (head, used),
     };
     // wsgi.create: 100 Continue first, then the environ (SCRIPT_NAME check).
-    let pre: Vec<u16> = if head.expect_continue {
-        vec![100]
-    } else {
-        vec![]
-    };
+    let pre: Vec<u16> = if head.expect_continue { vec![100] } else { vec![] };
     let (script_name, path_info) = match head.wsgi_script_and_path(b"") {
         Ok(v) => v,
         Err(e) => return error(e, &pre),
@@ -176,10 +166,7 @@ fn echo(
     }
     http.sort();
     let remote_addr = match proxy {
-        Some(info) => info
-            .client
-            .as_ref()
-            .map_or(Value::Null, |(a, _)| Value::String(a.clone())),
+        Some(info) => info.client.as_ref().map_or(Value::Null, |(a, _)| Value::String(a.clone())),
         None => Value::String(peer.to_string()),
     };
     json!({
@@ -200,16 +187,7 @@ fn echo(
 
 #[test]
 fn base64_helpers_roundtrip() {
-    for s in [
-        &b""[..],
-        b"f",
-        b"fo",
-        b"foo",
-        b"foob",
-        b"fooba",
-        b"foobar",
-        b"\xff\x00\x80",
-    ] {
+    for s in [&b""[..], b"f", b"fo", b"foo", b"foob", b"fooba", b"foobar", b"\xff\x00\x80"] {
         assert_eq!(b64decode(&b64encode(s)), s);
     }
     assert_eq!(b64encode(b"foobar"), "Zm9vYmFy");
@@ -225,11 +203,9 @@ fn gunicorn_sync_conformance() {
         .map(|p| dir.join(p))
         .find(|p| p.join("cases.json").exists())
         .expect("tests/conformance not found");
-    let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus.join("cases.json")).unwrap()).unwrap();
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(corpus.join("cases.json")).unwrap()).unwrap();
     let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus.join("expected-sync.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(corpus.join("expected-sync.json")).unwrap()).unwrap();
     let peer = IpAddr::from([127, 0, 0, 1]);
 
     let cases = cases["cases"].as_array().unwrap();
@@ -238,13 +214,8 @@ fn gunicorn_sync_conformance() {
         let name = case["name"].as_str().unwrap();
         let raw = b64decode(case["raw"].as_str().unwrap());
         let policy = policy_for(case["settings"].as_object().unwrap());
-        let golden = expected[name]
-            .as_array()
-            .unwrap_or_else(|| panic!("{name}: no golden"));
-        let want_statuses: Vec<u16> = golden
-            .iter()
-            .map(|r| r["status"].as_u64().unwrap() as u16)
-            .collect();
+        let golden = expected[name].as_array().unwrap_or_else(|| panic!("{name}: no golden"));
+        let want_statuses: Vec<u16> = golden.iter().map(|r| r["status"].as_u64().unwrap() as u16).collect();
         // The sync worker serves one request per connection.
         let want_statuses: Vec<u16> = want_statuses.into_iter().take(1).collect();
         let want_echo = golden.first().and_then(|r| r.get("echo")).cloned();
@@ -265,15 +236,8 @@ fn gunicorn_sync_conformance() {
         }
     }
     let total = cases.len();
-    println!(
-        "conformance: {identical}/{total} identical, {same_outcome}/{total} same accept/reject"
-    );
+    println!("conformance: {identical}/{total} identical, {same_outcome}/{total} same accept/reject");
     assert_eq!(total, 92, "corpus size changed");
-    assert!(
-        failures.is_empty(),
-        "{} case(s) differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} case(s) differ:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(same_outcome, total);
 }

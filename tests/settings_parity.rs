@@ -59,7 +59,8 @@ fn same_flags() {
     for g in gunicorn() {
         let name = g["name"].as_str().unwrap_or_default();
         let spec = _ferrocorn::settings::spec(name).unwrap_or_else(|| panic!("{name} missing"));
-        let flags: Vec<&str> = g["cli"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let flags: Vec<&str> =
+            g["cli"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         assert_eq!(spec.cli, flags.as_slice(), "flags of {name}");
     }
 }
@@ -98,7 +99,11 @@ fn extensions_stay_apart() {
                 let prefix = &flag[..end];
                 let theirs: std::collections::BTreeSet<&str> = theirs
                     .iter()
-                    .filter(|g| g["cli"].as_array().is_some_and(|c| c.iter().filter_map(Value::as_str).any(|f| f.starts_with(prefix))))
+                    .filter(|g| {
+                        g["cli"]
+                            .as_array()
+                            .is_some_and(|c| c.iter().filter_map(Value::as_str).any(|f| f.starts_with(prefix)))
+                    })
                     .filter_map(|g| g["name"].as_str())
                     .collect();
                 assert!(theirs.len() != 1, "{prefix} abbreviated {theirs:?} and now also {flag}");

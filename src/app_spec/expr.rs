@@ -14,7 +14,10 @@ pub(crate) enum Expr {
     Name(String),
     Attribute(Box<Expr>, String),
     Subscript,
-    Call { func: Box<Expr>, args: Vec<Arg> },
+    Call {
+        func: Box<Expr>,
+        args: Vec<Arg>,
+    },
     Num(Number),
     Str(StrLit),
     None,
@@ -56,8 +59,8 @@ pub(crate) enum Arg {
 /// Python's hard keywords: never names.
 const KEYWORDS: [&str; 35] = [
     "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
-    "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda",
-    "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+    "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
+    "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
 ];
 
 type PResult<T> = Result<T, LexError>;
@@ -324,8 +327,7 @@ impl Parser {
     /// precedence rather than one per grammar level, to keep deep nesting
     /// cheap on the stack.
     fn binary(&mut self, min_level: usize) -> PResult<Expr> {
-        const LEVELS: [&[&str]; 6] =
-            [&["|"], &["^"], &["&"], &["<<", ">>"], &["+", "-"], &["*", "/", "//", "%", "@"]];
+        const LEVELS: [&[&str]; 6] = [&["|"], &["^"], &["&"], &["<<", ">>"], &["+", "-"], &["*", "/", "//", "%", "@"]];
         let mut left = self.factor()?;
         loop {
             let found = LEVELS

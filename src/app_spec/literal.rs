@@ -13,7 +13,11 @@ pub enum Literal {
     Int(i128),
     /// An int outside i128: `int(digits, radix)`, negated if `negative`.
     /// Kept in the source radix so no big-number arithmetic is needed.
-    BigInt { negative: bool, radix: u32, digits: String },
+    BigInt {
+        negative: bool,
+        radix: u32,
+        digits: String,
+    },
     Float(f64),
     Str(String),
     Bytes(Vec<u8>),
@@ -170,13 +174,7 @@ fn int_literal(negative: bool, radix: u32, digits: &str) -> Literal {
             m.checked_mul(u128::from(radix))?.checked_add(u128::from(d))
         });
     }
-    let value = magnitude.and_then(|m| {
-        if negative {
-            0i128.checked_sub_unsigned(m)
-        } else {
-            i128::try_from(m).ok()
-        }
-    });
+    let value = magnitude.and_then(|m| if negative { 0i128.checked_sub_unsigned(m) } else { i128::try_from(m).ok() });
     match value {
         Some(v) => Literal::Int(v),
         None => Literal::BigInt { negative, radix, digits: digits.trim_start_matches('0').to_owned() },

@@ -7,7 +7,10 @@ use super::lexer::LexError;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Number {
     /// Digits without prefix or underscores.
-    Int { radix: u32, digits: String },
+    Int {
+        radix: u32,
+        digits: String,
+    },
     Float(f64),
     /// `<float>j`: only its imaginary part.
     Imag(f64),
@@ -79,9 +82,15 @@ const BAD_DECIMAL: &str = "invalid decimal literal";
 pub(crate) fn scan_number(src: &[char]) -> Result<(Number, usize), LexError> {
     let mut s = Scan { src, pos: 0, text: String::new() };
     let radix = match (s.peek(), src.get(1).map(|c| c.to_ascii_lowercase())) {
-        (Some('0'), Some('x')) => Some((16, char::is_ascii_hexdigit as fn(&char) -> bool, "invalid hexadecimal literal")),
-        (Some('0'), Some('o')) => Some((8, (|c: &char| ('0'..='7').contains(c)) as fn(&char) -> bool, "invalid octal literal")),
-        (Some('0'), Some('b')) => Some((2, (|c: &char| *c == '0' || *c == '1') as fn(&char) -> bool, "invalid binary literal")),
+        (Some('0'), Some('x')) => {
+            Some((16, char::is_ascii_hexdigit as fn(&char) -> bool, "invalid hexadecimal literal"))
+        }
+        (Some('0'), Some('o')) => {
+            Some((8, (|c: &char| ('0'..='7').contains(c)) as fn(&char) -> bool, "invalid octal literal"))
+        }
+        (Some('0'), Some('b')) => {
+            Some((2, (|c: &char| *c == '0' || *c == '1') as fn(&char) -> bool, "invalid binary literal"))
+        }
         _ => None,
     };
     if let Some((radix, is_digit, err)) = radix {
@@ -217,8 +226,26 @@ mod tests {
     #[test]
     fn rejects_what_python_rejects() {
         for bad in [
-            "007", "0_7", "09", "1__0", "1_", "0x", "0x_", "0b", "0b2", "0o8", "1e", "1e+", "1e_5", "1_e5", "1abc",
-            "1.real", "1.__class__", "0xffj", "1jx", "1é",
+            "007",
+            "0_7",
+            "09",
+            "1__0",
+            "1_",
+            "0x",
+            "0x_",
+            "0b",
+            "0b2",
+            "0o8",
+            "1e",
+            "1e+",
+            "1e_5",
+            "1_e5",
+            "1abc",
+            "1.real",
+            "1.__class__",
+            "0xffj",
+            "1jx",
+            "1é",
         ] {
             assert!(num(bad).is_err(), "{bad}");
         }

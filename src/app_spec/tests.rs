@@ -96,15 +96,7 @@ b')"#,
     );
     assert_eq!(
         args,
-        vec![
-            s("abc"),
-            s("\\n"),
-            Literal::Bytes(b"\x00\xff\\d".to_vec()),
-            s("AAé😀\t\\"),
-            s("x'y"),
-            s("\\8"),
-            s("ab"),
-        ]
+        vec![s("abc"), s("\\n"), Literal::Bytes(b"\x00\xff\\d".to_vec()), s("AAé😀\t\\"), s("x'y"), s("\\8"), s("ab"),]
     );
 }
 
@@ -129,7 +121,8 @@ fn containers_and_trailing_commas() {
 
 #[test]
 fn big_ints_and_repeated_keywords() {
-    let (_, args, kwargs) = call("m:f(99999999999999999999999999999999999999999, -170141183460469231731687303715884105728, a=1, b=2, a=3)");
+    let (_, args, kwargs) =
+        call("m:f(99999999999999999999999999999999999999999, -170141183460469231731687303715884105728, a=1, b=2, a=3)");
     assert_eq!(
         args,
         vec![
@@ -156,7 +149,10 @@ fn gunicorn_error_messages() {
     assert_eq!(err("m:f(007)"), "Failed to parse 'f(007)' as an attribute name or function call.");
     assert_eq!(err("m:f('\\x4')"), "Failed to parse \"f('\\\\x4')\" as an attribute name or function call.");
     assert_eq!(err("m:f('a' b'c')"), "Failed to parse \"f('a' b'c')\" as an attribute name or function call.");
-    assert_eq!(err("m:f(x for x in y, 1)"), "Failed to parse 'f(x for x in y, 1)' as an attribute name or function call.");
+    assert_eq!(
+        err("m:f(x for x in y, 1)"),
+        "Failed to parse 'f(x for x in y, 1)' as an attribute name or function call."
+    );
     assert_eq!(err("m:f(f'{}')"), "Failed to parse \"f(f'{}')\" as an attribute name or function call.");
     assert_eq!(err("m:obj.attr()"), "Function reference must be a simple name: 'obj.attr()'");
     assert_eq!(err("m:f()()"), "Function reference must be a simple name: 'f()()'");

@@ -109,15 +109,18 @@ impl Arbiter {
             return Ok(());
         };
         let rss = over.iter().find(|(p, _)| *p == pid).map_or(0, |(_, r)| *r);
-        let served = self.workers.get(&pid).map_or(0, |w| {
-            self.board.slot(w.slot).requests.load(std::sync::atomic::Ordering::Relaxed)
-        });
+        let served = self
+            .workers
+            .get(&pid)
+            .map_or(0, |w| self.board.slot(w.slot).requests.load(std::sync::atomic::Ordering::Relaxed));
         crate::log::warning!(
             "Worker (pid:{pid}) uses {} MiB, over --max-worker-memory {limit_mib} MiB after {served} requests: recycling it",
             rss / MIB
         );
         if served == 0 {
-            crate::log::warning!("A worker that has served nothing is already over --max-worker-memory: the limit is probably too low");
+            crate::log::warning!(
+                "A worker that has served nothing is already over --max-worker-memory: the limit is probably too low"
+            );
         }
         if let Some(w) = self.workers.get_mut(&pid) {
             w.retiring_since = Some(now);

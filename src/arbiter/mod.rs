@@ -41,8 +41,13 @@ pub enum Outcome {
 enum Interrupt {
     /// We are the child of a fork: unwind the master's frames.
     Worker(Box<WorkerCtx>),
-    Stop { graceful: bool },
-    Halt { reason: String, status: i32 },
+    Stop {
+        graceful: bool,
+    },
+    Halt {
+        reason: String,
+        status: i32,
+    },
 }
 
 impl From<Box<WorkerCtx>> for Interrupt {
@@ -125,7 +130,8 @@ fn bind_one(spec: &BindSpec, settings: &Settings) -> std::io::Result<Listener> {
     let backlog = settings.listen_backlog();
     match spec {
         BindSpec::Unix(path) => {
-            let l = crate::util::owner::with_umask(settings.umask, || Listener::bind(spec, backlog, settings.reuse_port))?;
+            let l =
+                crate::util::owner::with_umask(settings.umask, || Listener::bind(spec, backlog, settings.reuse_port))?;
             if !path.starts_with('\0') {
                 crate::util::owner::chown(path, settings.user, settings.group)?;
             }
@@ -333,7 +339,10 @@ impl Arbiter {
             let reason = match e {
                 AppLoadError::NotFound(reason) => reason,
                 AppLoadError::Raised(err) => {
-                    crate::log::error!("Exception while loading the application\n{}", crate::python::format_exception(py, &err));
+                    crate::log::error!(
+                        "Exception while loading the application\n{}",
+                        crate::python::format_exception(py, &err)
+                    );
                     crate::python::exception_text(py, &err)
                 }
             };

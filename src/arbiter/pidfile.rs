@@ -16,10 +16,7 @@ impl Pidfile {
         let path = PathBuf::from(path);
         if let Some(old) = live_pid(&path) {
             if old != pid {
-                return Err(format!(
-                    "Already running on PID {old} (or pid file '{}' is stale)",
-                    path.display()
-                ));
+                return Err(format!("Already running on PID {old} (or pid file '{}' is stale)", path.display()));
             }
         }
         let dir = match path.parent() {

@@ -68,7 +68,8 @@ pub enum Handover<'a> {
 
 /// Variables of the start environment that describe sockets handed to
 /// this master; they are stale for the new one, which gets fresh values.
-const HANDOVER_VARS: [&str; 5] = [FDS_VAR, MASTER_PID_VAR, systemd::LISTEN_PID, systemd::LISTEN_FDS, systemd::LISTEN_FDNAMES];
+const HANDOVER_VARS: [&str; 5] =
+    [FDS_VAR, MASTER_PID_VAR, systemd::LISTEN_PID, systemd::LISTEN_FDS, systemd::LISTEN_FDNAMES];
 
 /// In the freshly forked child: becomes the new master. Never returns; if
 /// the exec fails the child says why and exits.
@@ -109,8 +110,7 @@ fn command(py: Python<'_>, old_master: i32, handover: Handover<'_>) -> Result<st
         Handover::Systemd(listeners) => {
             // This is the forked child that will exec, so LISTEN_PID (its
             // own pid) is the new master's.
-            let vars = systemd::hand_over(listeners)
-                .map_err(|e| format!("cannot pass the systemd sockets on: {e}"))?;
+            let vars = systemd::hand_over(listeners).map_err(|e| format!("cannot pass the systemd sockets on: {e}"))?;
             cmd.envs(vars);
         }
     }

@@ -121,7 +121,10 @@ impl Arbiter {
             }
             Err(e) => {
                 if first {
-                    crate::log::error!("Cannot serve metrics at {addr}: {e}; trying again every {} s", METRICS_RETRY.as_secs());
+                    crate::log::error!(
+                        "Cannot serve metrics at {addr}: {e}; trying again every {} s",
+                        METRICS_RETRY.as_secs()
+                    );
                 } else {
                     crate::log::debug!("Cannot serve metrics at {addr} yet: {e}");
                 }
@@ -209,7 +212,10 @@ impl Arbiter {
             Command::WorkerRemove(n) => {
                 // Never below one worker, as Gunicorn's handler and TTOU.
                 let total = old.saturating_sub(usize::try_from(*n).unwrap_or(usize::MAX)).max(1);
-                (json!({"removed": old.saturating_sub(total), "previous": old, "total": total}), Some(Act::SetWorkers(total)))
+                (
+                    json!({"removed": old.saturating_sub(total), "previous": old, "total": total}),
+                    Some(Act::SetWorkers(total)),
+                )
             }
             Command::WorkerKill(pid) => match i32::try_from(*pid).ok().filter(|p| self.workers.contains_key(p)) {
                 Some(pid) => (json!({"success": true, "killed": pid}), Some(Act::Kill(pid))),

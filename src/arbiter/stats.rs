@@ -141,7 +141,13 @@ impl Ended {
 
 /// Why a reaped worker went, or None when its exit is no restart (the pool
 /// shrank, or the pool is being emptied).
-pub fn classify(asked: Option<StopAsked>, aborted: bool, said: ExitReason, ended: Ended, pool_wanted: bool) -> Option<Cause> {
+pub fn classify(
+    asked: Option<StopAsked>,
+    aborted: bool,
+    said: ExitReason,
+    ended: Ended,
+    pool_wanted: bool,
+) -> Option<Cause> {
     if aborted {
         return Some(Cause::Timeout);
     }
@@ -268,7 +274,10 @@ mod tests {
         assert_eq!(classify(None, false, ExitReason::MaxRequests, ok, true), Some(Cause::MaxRequests));
         assert_eq!(classify(None, false, ExitReason::Reload, ok, true), Some(Cause::Reload));
         assert_eq!(classify(Some(StopAsked::Reload), false, none, ok, true), Some(Cause::Reload));
-        assert_eq!(classify(Some(StopAsked::MaxMemory), false, none, Ended::Signaled(libc::SIGKILL), true), Some(Cause::MaxMemory));
+        assert_eq!(
+            classify(Some(StopAsked::MaxMemory), false, none, Ended::Signaled(libc::SIGKILL), true),
+            Some(Cause::MaxMemory)
+        );
         assert_eq!(classify(Some(StopAsked::Shrink), false, none, ok, true), None);
         assert_eq!(classify(Some(StopAsked::Kill), false, none, ok, true), Some(Cause::Terminated));
         assert_eq!(classify(None, false, none, ok, true), Some(Cause::Terminated));

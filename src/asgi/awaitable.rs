@@ -39,7 +39,12 @@ impl Ready {
     /// A task cancelled while it awaits this raises the exception here, as
     /// a generator would.
     #[pyo3(signature = (typ, val=None, _tb=None))]
-    fn throw(&mut self, typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAny>>, _tb: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn throw(
+        &mut self,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         self.value = None;
         rethrow(typ, val)
     }
@@ -74,7 +79,12 @@ impl Done {
     }
 
     #[pyo3(signature = (typ, val=None, _tb=None))]
-    fn throw(&self, typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAny>>, _tb: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn throw(
+        &self,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         rethrow(typ, val)
     }
 

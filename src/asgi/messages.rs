@@ -32,19 +32,36 @@ pub fn header_slices<'a>(headers: &'a [HeaderPair<'_>]) -> Vec<(&'a [u8], &'a [u
 }
 
 pub enum HttpSend<'py> {
-    Start { status: i64, headers: Vec<HeaderPair<'py>> },
-    Body { body: Payload<'py>, more: bool },
+    Start {
+        status: i64,
+        headers: Vec<HeaderPair<'py>>,
+    },
+    Body {
+        body: Payload<'py>,
+        more: bool,
+    },
     /// The `http.response.pathsend` extension.
-    PathSend { path: String },
+    PathSend {
+        path: String,
+    },
     /// `http.response.informational` (1xx, e.g. 103 Early Hints).
-    Informational { status: i64, headers: Vec<HeaderPair<'py>> },
+    Informational {
+        status: i64,
+        headers: Vec<HeaderPair<'py>>,
+    },
 }
 
 pub enum WsSend<'py> {
-    Accept { subprotocol: Option<String>, headers: Vec<HeaderPair<'py>> },
+    Accept {
+        subprotocol: Option<String>,
+        headers: Vec<HeaderPair<'py>>,
+    },
     Text(String),
     Bytes(Payload<'py>),
-    Close { code: u16, reason: String },
+    Close {
+        code: u16,
+        reason: String,
+    },
     /// The `websocket.http.response` denial extension.
     Http(HttpSend<'py>),
 }
@@ -162,7 +179,9 @@ pub fn http_send<'py>(msg: &Bound<'py, PyAny>) -> PyResult<HttpSend<'py>> {
             more: flag(dict, pyo3::intern!(py, "more_body"))?,
         },
         "http.response.start" => HttpSend::Start { status: status(dict)?, headers: headers(dict)? },
-        "http.response.pathsend" => HttpSend::PathSend { path: required(dict, pyo3::intern!(py, "path"))?.str()?.to_string() },
+        "http.response.pathsend" => {
+            HttpSend::PathSend { path: required(dict, pyo3::intern!(py, "path"))?.str()?.to_string() }
+        }
         "http.response.informational" => HttpSend::Informational { status: status(dict)?, headers: headers(dict)? },
         other => return Err(unexpected(other, "http")),
     })
@@ -198,7 +217,9 @@ pub fn ws_send<'py>(msg: &Bound<'py, PyAny>) -> PyResult<WsSend<'py>> {
             },
             reason: optional_str(dict, pyo3::intern!(py, "reason"))?.unwrap_or_default(),
         },
-        "websocket.http.response.start" => WsSend::Http(HttpSend::Start { status: status(dict)?, headers: headers(dict)? }),
+        "websocket.http.response.start" => {
+            WsSend::Http(HttpSend::Start { status: status(dict)?, headers: headers(dict)? })
+        }
         "websocket.http.response.body" => WsSend::Http(HttpSend::Body {
             body: payload(get(dict, pyo3::intern!(py, "body"))?)?,
             more: flag(dict, pyo3::intern!(py, "more_body"))?,

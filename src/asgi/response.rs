@@ -124,9 +124,16 @@ pub fn status_line(version: (u8, u8), status: u16, out: &mut Vec<u8>) {
 
 impl AsgiResponse {
     /// `http.response.start`.
-    pub fn start(&mut self, req: RequestFacts, status: i64, headers: &[(&[u8], &[u8])], opts: &StartOptions<'_>) -> Result<(), StartError> {
+    pub fn start(
+        &mut self,
+        req: RequestFacts,
+        status: i64,
+        headers: &[(&[u8], &[u8])],
+        opts: &StartOptions<'_>,
+    ) -> Result<(), StartError> {
         let StartOptions { close, server, date, keep_headers } = *opts;
-        let status = u16::try_from(status).ok().filter(|s| (100..=999).contains(s)).ok_or(StartError::InvalidStatus(status))?;
+        let status =
+            u16::try_from(status).ok().filter(|s| (100..=999).contains(s)).ok_or(StartError::InvalidStatus(status))?;
         let mut has_length = None;
         let mut has_te = false;
         let (mut has_date, mut has_server, mut has_connection) = (false, false, false);
@@ -249,7 +256,6 @@ impl AsgiResponse {
     pub fn reusable(&self) -> bool {
         self.complete && !self.close && self.length.is_none_or(|l| self.sent >= l)
     }
-
 }
 
 pub fn check_headers(headers: &[(&[u8], &[u8])]) -> Result<(), StartError> {
@@ -266,8 +272,13 @@ pub fn check_headers(headers: &[(&[u8], &[u8])]) -> Result<(), StartError> {
 
 /// `http.response.informational`: a 1xx head (103 Early Hints...), sent
 /// only to HTTP/1.1 clients, as Gunicorn does (`None` for HTTP/1.0).
-pub fn informational(version: (u8, u8), status: i64, headers: &[(&[u8], &[u8])]) -> Result<Option<Vec<u8>>, StartError> {
-    let status = u16::try_from(status).ok().filter(|s| (100..200).contains(s)).ok_or(StartError::InvalidStatus(status))?;
+pub fn informational(
+    version: (u8, u8),
+    status: i64,
+    headers: &[(&[u8], &[u8])],
+) -> Result<Option<Vec<u8>>, StartError> {
+    let status =
+        u16::try_from(status).ok().filter(|s| (100..200).contains(s)).ok_or(StartError::InvalidStatus(status))?;
     check_headers(headers)?;
     if version < (1, 1) {
         return Ok(None);
@@ -308,7 +319,12 @@ mod tests {
         StartOptions { close, server: b"ferrocorn", date: b"D", keep_headers: false }
     }
 
-    fn run(req: RequestFacts, status: i64, headers: &[(&[u8], &[u8])], bodies: &[(&[u8], bool)]) -> (AsgiResponse, Vec<u8>) {
+    fn run(
+        req: RequestFacts,
+        status: i64,
+        headers: &[(&[u8], &[u8])],
+        bodies: &[(&[u8], bool)],
+    ) -> (AsgiResponse, Vec<u8>) {
         let mut r = AsgiResponse::default();
         r.start(req, status, headers, &opts(false)).expect("start");
         let mut out = Vec::new();
@@ -328,7 +344,9 @@ mod tests {
     #[test]
     fn chunked_without_length_and_truncation_with_it() {
         let (_, out) = run(GET11, 200, &[], &[(b"ab", true), (b"c", false)]);
-        assert!(out.ends_with(b"transfer-encoding: chunked\r\nServer: ferrocorn\r\nDate: D\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"));
+        assert!(out.ends_with(
+            b"transfer-encoding: chunked\r\nServer: ferrocorn\r\nDate: D\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"
+        ));
         let (r, out) = run(GET11, 200, &[(b"content-length", b"3")], &[(b"abcdef", false)]);
         assert!(out.ends_with(b"\r\n\r\nabc"));
         assert_eq!(r.sent, 3);
@@ -343,7 +361,8 @@ mod tests {
         let head = RequestFacts { is_head: true, version: (1, 1) };
         let (_, out) = run(head, 200, &[(b"content-length", b"5")], &[(b"hello", false)]);
         assert!(out.ends_with(b"content-length: 5\r\nServer: ferrocorn\r\nDate: D\r\n\r\n"));
-        let (_, out) = run(GET11, 204, &[(b"content-length", b"5"), (b"transfer-encoding", b"chunked")], &[(b"hello", false)]);
+        let (_, out) =
+            run(GET11, 204, &[(b"content-length", b"5"), (b"transfer-encoding", b"chunked")], &[(b"hello", false)]);
         assert!(!out.windows(14).any(|w| w.eq_ignore_ascii_case(b"content-length")));
     }
 

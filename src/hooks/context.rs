@@ -20,7 +20,10 @@ static CURRENT: RwLock<Option<Objects>> = RwLock::new(None);
 /// Whether the configuration routes logging through Python (Gunicorn's
 /// glogging): a logger class of its own, or a logging configuration.
 pub fn wants_python_logging(py: Python<'_>, s: &Settings) -> bool {
-    crate::settings::pyvalue::is_custom_logger(&s.logger_class) || s.logconfig.is_some() || s.logconfig_json.is_some() || !s.logconfig_dict.is_empty_dict(py)
+    crate::settings::pyvalue::is_custom_logger(&s.logger_class)
+        || s.logconfig.is_some()
+        || s.logconfig_json.is_some()
+        || !s.logconfig_dict.is_empty_dict(py)
 }
 
 /// Builds the `cfg` object for `settings`.
@@ -29,7 +32,10 @@ pub fn config_object(py: Python<'_>, settings: &Settings) -> PyResult<Py<PyAny>>
     let specs = PyList::empty(py);
     for s in SPECS {
         let cli = PyList::new(py, s.cli)?;
-        specs.append(PyTuple::new(py, [s.name.into_pyobject(py)?.into_any(), s.section.into_pyobject(py)?.into_any(), cli.into_any()])?)?;
+        specs.append(PyTuple::new(
+            py,
+            [s.name.into_pyobject(py)?.into_any(), s.section.into_pyobject(py)?.into_any(), cli.into_any()],
+        )?)?;
     }
     let cls = py.import("ferrocorn._hooks")?.getattr("Config")?;
     Ok(cls.call1((values, specs))?.unbind())
@@ -78,12 +84,15 @@ pub fn install(py: Python<'_>, settings: &Settings) -> Result<(), String> {
         // Rust skips records the Python logger would drop anyway: with
         // Gunicorn's Logger that is what `gunicorn.error` lets through; a
         // logger class of the user's own decides for itself.
-        let level = if custom { Ok(0) } else { py
-            .import("logging")
-            .and_then(|l| l.call_method1("getLogger", ("gunicorn.error",)))
-            .and_then(|l| l.call_method0("getEffectiveLevel"))
-            .and_then(|n| n.extract::<i64>()) }
-            .unwrap_or(20);
+        let level = if custom {
+            Ok(0)
+        } else {
+            py.import("logging")
+                .and_then(|l| l.call_method1("getLogger", ("gunicorn.error",)))
+                .and_then(|l| l.call_method0("getEffectiveLevel"))
+                .and_then(|n| n.extract::<i64>())
+        }
+        .unwrap_or(20);
         crate::log::set_level(crate::log::Level::from_u8(level.clamp(0, 50) as u8));
     } else {
         crate::log::python::install(None);
@@ -94,9 +103,5 @@ pub fn install(py: Python<'_>, settings: &Settings) -> Result<(), String> {
 
 /// `(cfg, log)` for the configuration in force.
 pub fn current(py: Python<'_>) -> Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
-    CURRENT
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .map(|o| (o.cfg.bind(py).clone(), o.log.bind(py).clone()))
+    CURRENT.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|o| (o.cfg.bind(py).clone(), o.log.bind(py).clone()))
 }

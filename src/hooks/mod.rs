@@ -40,7 +40,10 @@ pub struct ServerState<'a> {
 
 /// `server.LISTENERS` (and `worker.sockets`): Gunicorn prints, compares and
 /// takes `fileno()` of these; each is described by its address and fd.
-fn listener_objects<'py>(py: Python<'py>, listeners: &[crate::net::listener::Listener]) -> PyResult<Bound<'py, pyo3::types::PyList>> {
+fn listener_objects<'py>(
+    py: Python<'py>,
+    listeners: &[crate::net::listener::Listener],
+) -> PyResult<Bound<'py, pyo3::types::PyList>> {
     let cls = py.import("ferrocorn._hooks")?.getattr("Listener")?;
     let out = pyo3::types::PyList::empty(py);
     for l in listeners {
@@ -132,7 +135,13 @@ impl Master {
         Ok(self.server(py, st)?.getattr("WORKERS")?.cast_into::<PyDict>()?)
     }
 
-    fn simple(&mut self, py: Python<'_>, st: &ServerState<'_>, name: &'static str, hook: &PyCallable) -> Result<(), HookExit> {
+    fn simple(
+        &mut self,
+        py: Python<'_>,
+        st: &ServerState<'_>,
+        name: &'static str,
+        hook: &PyCallable,
+    ) -> Result<(), HookExit> {
         call_master(py, name, hook, || PyTuple::new(py, [self.server(py, st)?]))
     }
 
@@ -235,10 +244,7 @@ impl Master {
 
     /// The `server` and `worker` objects a freshly forked worker takes.
     pub fn for_child(&self, py: Python<'_>, worker: Option<&Py<PyAny>>) -> WorkerObjects {
-        WorkerObjects {
-            server: self.server.as_ref().map(|s| s.clone_ref(py)),
-            worker: worker.map(|w| w.clone_ref(py)),
-        }
+        WorkerObjects { server: self.server.as_ref().map(|s| s.clone_ref(py)), worker: worker.map(|w| w.clone_ref(py)) }
     }
 }
 
@@ -385,7 +391,12 @@ impl RequestHooks {
 
     /// Before the application runs. An exception is returned: the request
     /// then fails like an application error (500), as in Gunicorn.
-    pub fn pre_request<'py>(&self, py: Python<'py>, head: &RequestHead, peer: Peer) -> (Option<Bound<'py, PyAny>>, PyResult<()>) {
+    pub fn pre_request<'py>(
+        &self,
+        py: Python<'py>,
+        head: &RequestHead,
+        peer: Peer,
+    ) -> (Option<Bound<'py, PyAny>>, PyResult<()>) {
         let req = match objects::request(py, head, peer) {
             Ok(r) => r,
             Err(e) => return (None, Err(e)),
@@ -420,13 +431,15 @@ impl RequestHooks {
 
     /// The asgi worker's `post_request`: the environ and `resp` Gunicorn's
     /// ASGI worker passes (built only when the hook takes them).
-    pub fn post_request_asgi(&self, py: Python<'_>, req: &Bound<'_, PyAny>, done: &crate::workers::access::AsgiFinished<'_>) {
-        self.call_post(
-            py,
-            req,
-            &|| crate::workers::access::asgi_environ(done).into_dict(py),
-            &|| crate::workers::access::asgi_response_object(py, done),
-        );
+    pub fn post_request_asgi(
+        &self,
+        py: Python<'_>,
+        req: &Bound<'_, PyAny>,
+        done: &crate::workers::access::AsgiFinished<'_>,
+    ) {
+        self.call_post(py, req, &|| crate::workers::access::asgi_environ(done).into_dict(py), &|| {
+            crate::workers::access::asgi_response_object(py, done)
+        });
     }
 
     pub fn has_post_request(&self) -> bool {

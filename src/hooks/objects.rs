@@ -76,8 +76,9 @@ pub fn request<'py>(py: Python<'py>, head: &RequestHead, peer: Peer) -> PyResult
     }
     let version = PyTuple::new(py, [head.version.0, head.version.1])?;
     let peer_addr = match peer {
-        Peer::Tcp(a) => PyTuple::new(py, [a.ip().to_string().into_bound_py_any(py)?, a.port().into_bound_py_any(py)?])?
-            .into_any(),
+        Peer::Tcp(a) => {
+            PyTuple::new(py, [a.ip().to_string().into_bound_py_any(py)?, a.port().into_bound_py_any(py)?])?.into_any()
+        }
         Peer::Unix => PyString::new(py, "").into_any(),
     };
     let cls = py.import(pyo3::intern!(py, "ferrocorn._hooks"))?.getattr(pyo3::intern!(py, "Request"))?;

@@ -5,8 +5,8 @@
 use crate::http::error::HttpError;
 use crate::http::policy::HttpPolicy;
 use crate::http::request::{
-    find_blank_line, find_crlf, parse_fields, split_at_byte, BodyFraming, FieldContext, FieldRules,
-    FieldState, Header, Scheme,
+    find_blank_line, find_crlf, parse_fields, split_at_byte, BodyFraming, FieldContext, FieldRules, FieldState, Header,
+    Scheme,
 };
 use crate::http::text::{latin1_to_string, rtrim_sp_tab, TOKEN_CHARS};
 
@@ -108,11 +108,7 @@ impl BodyDecoder {
                     Ok(Some((size, used))) => {
                         pos += used;
                         self.scanned = 0;
-                        self.state = if size == 0 {
-                            State::Trailers
-                        } else {
-                            State::ChunkData { remaining: size }
-                        };
+                        self.state = if size == 0 { State::Trailers } else { State::ChunkData { remaining: size } };
                     }
                 },
                 State::ChunkEnd => {
@@ -167,9 +163,7 @@ impl BodyDecoder {
         if let Some(ext) = ext {
             // RFC 9112: no bare CR in a chunk extension.
             if ext.contains(&b'\r') {
-                return Err(HttpError::InvalidChunkExtension(
-                    "bare CR not allowed".to_owned(),
-                ));
+                return Err(HttpError::InvalidChunkExtension("bare CR not allowed".to_owned()));
             }
             // BWS is allowed before chunk-ext, and only there.
             size = rtrim_sp_tab(size);
@@ -179,9 +173,7 @@ impl BodyDecoder {
         }
         if let Some(ext) = ext {
             if !chunk_ext_valid(ext) {
-                return Err(HttpError::InvalidChunkExtension(
-                    "invalid chunk extension".to_owned(),
-                ));
+                return Err(HttpError::InvalidChunkExtension("invalid chunk extension".to_owned()));
             }
         }
         let value = size.iter().fold(0u64, |acc, &d| {
@@ -199,17 +191,13 @@ impl BodyDecoder {
         let from = self.scanned.saturating_sub(3);
         let Some(idx) = find_blank_line(data.get(from..).unwrap_or(&[])).map(|i| from + i) else {
             if data.len() > self.limit_trailers {
-                return Err(HttpError::LimitRequestHeaders(
-                    "limit request trailer section size",
-                ));
+                return Err(HttpError::LimitRequestHeaders("limit request trailer section size"));
             }
             let bare_lf = memchr::memchr_iter(b'\n', data.get(self.scanned..).unwrap_or(&[]))
                 .map(|i| self.scanned + i)
                 .any(|at| at == 0 || data.get(at - 1) != Some(&b'\r'));
             if bare_lf {
-                return Err(HttpError::InvalidHeader(
-                    "bare LF as line terminator".to_owned(),
-                ));
+                return Err(HttpError::InvalidHeader("bare LF as line terminator".to_owned()));
             }
             self.scanned = data.len();
             return Ok(None);
@@ -332,11 +320,7 @@ fn skip_ws(s: &[u8], mut pos: usize) -> usize {
 }
 
 fn token_end(s: &[u8], pos: usize) -> Option<usize> {
-    let len = s
-        .get(pos..)?
-        .iter()
-        .take_while(|&&b| TOKEN_CHARS[usize::from(b)])
-        .count();
+    let len = s.get(pos..)?.iter().take_while(|&&b| TOKEN_CHARS[usize::from(b)]).count();
     (len > 0).then_some(pos + len)
 }
 
@@ -434,8 +418,7 @@ mod tests {
         assert_eq!(r.unwrap(), b"");
         // EOF before Content-Length is reached: Gunicorn hands over less;
         // ferrocorn raises NoMoreData instead.
-        let (r, _, dec) =
-            decode_in_steps(BodyFraming::Length(10), &HttpPolicy::default(), b"abc", 2);
+        let (r, _, dec) = decode_in_steps(BodyFraming::Length(10), &HttpPolicy::default(), b"abc", 2);
         assert_eq!(r, Err(HttpError::NoMoreData));
         assert!(dec.is_truncated() && dec.is_failed());
     }
@@ -457,64 +440,28 @@ mod tests {
             b"all your base are belong to us"
         );
         assert_eq!(
-            chunked(
-                b"5; some; parameters=stuff\r\nhello\r\n6; blahblah; blah\r\n world\r\n0\r\n\r\n"
-            )
-            .unwrap(),
+            chunked(b"5; some; parameters=stuff\r\nhello\r\n6; blahblah; blah\r\n world\r\n0\r\n\r\n").unwrap(),
             b"hello world"
         );
-        assert_eq!(
-            chunked(b"5\r\nhello\r\n6\r\n world\r\n000\r\n\r\n").unwrap(),
-            b"hello world"
-        );
+        assert_eq!(chunked(b"5\r\nhello\r\n6\r\n world\r\n000\r\n\r\n").unwrap(), b"hello world");
         assert_eq!(chunked(b"0005\r\nhello\r\n0\r\n\r\n").unwrap(), b"hello");
-        assert_eq!(
-            chunked(b"A\r\n0123456789\r\n0\r\n\r\n").unwrap(),
-            b"0123456789"
-        );
-        assert_eq!(
-            chunked(b"5 \t;a=\"q\\\"x\" ; b = c\r\nhello\r\n0\r\n\r\n").unwrap(),
-            b"hello"
-        );
-        let (r, left) = decode_all_ways(
-            BodyFraming::Chunked,
-            b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1",
-        );
+        assert_eq!(chunked(b"A\r\n0123456789\r\n0\r\n\r\n").unwrap(), b"0123456789");
+        assert_eq!(chunked(b"5 \t;a=\"q\\\"x\" ; b = c\r\nhello\r\n0\r\n\r\n").unwrap(), b"hello");
+        let (r, left) = decode_all_ways(BodyFraming::Chunked, b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1");
         assert_eq!((r.unwrap(), left), (b"hello".to_vec(), 14));
     }
 
     #[test]
     fn chunk_size_errors() {
         use HttpError::*;
-        assert_eq!(
-            chunked(b"5\r\nhello\r\n 0\r\n\r\n"),
-            Err(InvalidChunkSize(" 0".into()))
-        );
-        assert_eq!(
-            chunked(b"5\n;\r\nhello\r\n0\r\n\r\n"),
-            Err(InvalidChunkSize("5\n".into()))
-        );
-        assert_eq!(
-            chunked(b" ;foo=bar\r\nhello\r\n0\r\n\r\n"),
-            Err(InvalidChunkSize("".into()))
-        );
-        assert_eq!(
-            chunked(b"-5\r\nhello\r\n0\r\n\r\n"),
-            Err(InvalidChunkSize("-5".into()))
-        );
-        assert_eq!(
-            chunked(b"+5\r\nhello\r\n0\r\n\r\n"),
-            Err(InvalidChunkSize("+5".into()))
-        );
+        assert_eq!(chunked(b"5\r\nhello\r\n 0\r\n\r\n"), Err(InvalidChunkSize(" 0".into())));
+        assert_eq!(chunked(b"5\n;\r\nhello\r\n0\r\n\r\n"), Err(InvalidChunkSize("5\n".into())));
+        assert_eq!(chunked(b" ;foo=bar\r\nhello\r\n0\r\n\r\n"), Err(InvalidChunkSize("".into())));
+        assert_eq!(chunked(b"-5\r\nhello\r\n0\r\n\r\n"), Err(InvalidChunkSize("-5".into())));
+        assert_eq!(chunked(b"+5\r\nhello\r\n0\r\n\r\n"), Err(InvalidChunkSize("+5".into())));
         assert_eq!(chunked(b"\r\n"), Err(InvalidChunkSize("".into())));
-        assert_eq!(
-            chunked(b"0x5\r\nhello\r\n0\r\n\r\n"),
-            Err(InvalidChunkSize("0x5".into()))
-        );
-        assert_eq!(
-            chunked(b"5 \r\nhello\r\n0\r\n\r\n"),
-            Err(InvalidChunkSize("5 ".into()))
-        );
+        assert_eq!(chunked(b"0x5\r\nhello\r\n0\r\n\r\n"), Err(InvalidChunkSize("0x5".into())));
+        assert_eq!(chunked(b"5 \r\nhello\r\n0\r\n\r\n"), Err(InvalidChunkSize("5 ".into())));
         let e = chunked(b"5\r\nhello\r\n 0\r\n\r\n").unwrap_err();
         assert_eq!(e.to_string(), "Invalid chunk size: b' 0'");
     }
@@ -525,17 +472,9 @@ mod tests {
         let cr = || Err(InvalidChunkExtension("bare CR not allowed".into()));
         let bad = || Err(InvalidChunkExtension("invalid chunk extension".into()));
         assert_eq!(chunked(b"5;ext=val\rue\r\nhello\r\n0\r\n\r\n"), cr());
-        for ext in [
-            &b"5;"[..],
-            b"5;a ",
-            b"5;a=",
-            b"5;=b",
-            b"5;a=\"x",
-            b"5;a=\"\x01\"",
-            b"5;a;",
-            b"5;a=b c",
-            b"5;a=\"x\"y",
-        ] {
+        for ext in
+            [&b"5;"[..], b"5;a ", b"5;a=", b"5;=b", b"5;a=\"x", b"5;a=\"\x01\"", b"5;a;", b"5;a=b c", b"5;a=\"x\"y"]
+        {
             let raw = [ext, b"\r\nhello\r\n0\r\n\r\n"].concat();
             assert_eq!(chunked(&raw), bad(), "{ext:?}");
         }
@@ -559,17 +498,7 @@ mod tests {
         ] {
             assert!(chunk_ext_valid(ok), "{ok:?}");
         }
-        for bad in [
-            &b""[..],
-            b" ",
-            b"a ",
-            b"a=b ",
-            b";",
-            b"a;",
-            b"a=\"\\\x01\"",
-            b"a=b=c",
-            b"a\"b\"",
-        ] {
+        for bad in [&b""[..], b" ", b"a ", b"a=b ", b";", b"a;", b"a=\"\\\x01\"", b"a=b=c", b"a\"b\""] {
             assert!(!chunk_ext_valid(bad), "{bad:?}");
         }
     }
@@ -577,32 +506,17 @@ mod tests {
     #[test]
     fn chunk_terminators_and_eof() {
         use HttpError::*;
-        assert_eq!(
-            chunked(b"5\r\nhelloXY0\r\n\r\n"),
-            Err(ChunkMissingTerminator("XY".into()))
-        );
-        assert_eq!(
-            chunked(b"5\r\nhello\rX"),
-            Err(ChunkMissingTerminator("\rX".into()))
-        );
+        assert_eq!(chunked(b"5\r\nhelloXY0\r\n\r\n"), Err(ChunkMissingTerminator("XY".into())));
+        assert_eq!(chunked(b"5\r\nhello\rX"), Err(ChunkMissingTerminator("\rX".into())));
         // EOF at each point of a chunked body.
         assert_eq!(chunked(b""), Err(NoMoreData));
         assert_eq!(chunked(b"5\r"), Err(NoMoreData));
         assert_eq!(chunked(b"5\r\nhel"), Err(NoMoreData));
-        assert_eq!(
-            chunked(b"5\r\nhello"),
-            Err(ChunkMissingTerminator("".into()))
-        );
-        assert_eq!(
-            chunked(b"5\r\nhello\r"),
-            Err(ChunkMissingTerminator("\r".into()))
-        );
+        assert_eq!(chunked(b"5\r\nhello"), Err(ChunkMissingTerminator("".into())));
+        assert_eq!(chunked(b"5\r\nhello\r"), Err(ChunkMissingTerminator("\r".into())));
         assert_eq!(chunked(b"5\r\nhello\r\n"), Err(NoMoreData));
         assert_eq!(chunked(b"0\r\n"), Err(ChunkMissingTerminator("".into())));
-        assert_eq!(
-            chunked(b"0\r\nX: y\r\n"),
-            Err(ChunkMissingTerminator("".into()))
-        );
+        assert_eq!(chunked(b"0\r\nX: y\r\n"), Err(ChunkMissingTerminator("".into())));
         assert_eq!(NoMoreData.response(), None);
     }
 
@@ -611,52 +525,26 @@ mod tests {
         let raw = b"5\r\nhello\r\n0\r\nX-Checksum: abc\r\nX-Other: d\r\n\r\nNEXT";
         let (r, left, dec) = decode_in_steps(BodyFraming::Chunked, &HttpPolicy::default(), raw, 3);
         assert_eq!((r.unwrap(), left), (b"hello".to_vec(), 4));
-        let t: Vec<_> = dec
-            .trailers()
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_slice()))
-            .collect();
+        let t: Vec<_> = dec.trailers().iter().map(|h| (h.name.as_str(), h.value.as_slice())).collect();
         assert_eq!(t, vec![("X-CHECKSUM", &b"abc"[..]), ("X-OTHER", b"d")]);
-        assert_eq!(
-            decode_all_ways(BodyFraming::Chunked, raw).0.unwrap(),
-            b"hello"
-        );
+        assert_eq!(decode_all_ways(BodyFraming::Chunked, raw).0.unwrap(), b"hello");
     }
 
     #[test]
     fn trailer_errors() {
         use HttpError::*;
-        for name in [
-            "Content-Length",
-            "Host",
-            "Transfer-Encoding",
-            "Trailer",
-            "Authorization",
-            "TE",
-        ] {
+        for name in ["Content-Length", "Host", "Transfer-Encoding", "Trailer", "Authorization", "TE"] {
             let raw = format!("0\r\n{name}: 1\r\n\r\n");
-            assert_eq!(
-                chunked(raw.as_bytes()),
-                Err(InvalidHeaderName(name.to_ascii_uppercase()))
-            );
+            assert_eq!(chunked(raw.as_bytes()), Err(InvalidHeaderName(name.to_ascii_uppercase())));
         }
-        assert_eq!(
-            chunked(b"0\r\nX: a\nb: c"),
-            Err(InvalidHeader("bare LF as line terminator".into()))
-        );
+        assert_eq!(chunked(b"0\r\nX: a\nb: c"), Err(InvalidHeader("bare LF as line terminator".into())));
         assert_eq!(
             chunked(b"0\r\nContent-Type: a\r\nContent-Type: b\r\n\r\n"),
             Err(InvalidHeader("CONTENT-TYPE".into()))
         );
-        assert_eq!(
-            chunked(b"0\r\nX: a\x01\r\n\r\n"),
-            Err(InvalidHeader("X".into()))
-        );
+        assert_eq!(chunked(b"0\r\nX: a\x01\r\n\r\n"), Err(InvalidHeader("X".into())));
         // Expect means nothing in trailers; underscores follow header_map.
-        assert_eq!(
-            chunked(b"0\r\nExpect: nonsense\r\nA_B: 1\r\n\r\n"),
-            Ok(Vec::new())
-        );
+        assert_eq!(chunked(b"0\r\nExpect: nonsense\r\nA_B: 1\r\n\r\n"), Ok(Vec::new()));
         let mut p = HttpPolicy::default();
         p.header_map = crate::http::policy::HeaderMapPolicy::Refuse;
         assert_eq!(
@@ -671,26 +559,13 @@ mod tests {
         p.limit_request_field_size = 8;
         // A size line with no CRLF yet, over the limit.
         let (r, _) = decode_all_ways_with(BodyFraming::Chunked, &p, b"5;aaaaaaa");
-        assert_eq!(
-            r,
-            Err(HttpError::InvalidChunkSize(
-                "line over 8 bytes with no terminator".into()
-            ))
-        );
+        assert_eq!(r, Err(HttpError::InvalidChunkSize("line over 8 bytes with no terminator".into())));
         let e = r.unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "Invalid chunk size: b'line over 8 bytes with no terminator'"
-        );
+        assert_eq!(e.to_string(), "Invalid chunk size: b'line over 8 bytes with no terminator'");
         // Trailer section bounded by max_buffer_headers (100 * 10 + 4).
         let big = [&b"0\r\nX: "[..], &[b'a'; 1010], b"\r\n"].concat();
         let (r, _) = decode_all_ways_with(BodyFraming::Chunked, &p, &big);
-        assert_eq!(
-            r,
-            Err(HttpError::LimitRequestHeaders(
-                "limit request trailer section size"
-            ))
-        );
+        assert_eq!(r, Err(HttpError::LimitRequestHeaders("limit request trailer section size")));
     }
 
     #[test]

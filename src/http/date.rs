@@ -3,9 +3,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
+const MONTHS: [&[u8; 3]; 12] =
+    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
 
 /// `email.utils.formatdate(secs, usegmt=True)`, e.g.
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (29 bytes until the year 10000).
@@ -62,10 +61,7 @@ pub struct DateCache {
 
 impl Default for DateCache {
     fn default() -> Self {
-        DateCache {
-            secs: u64::MAX,
-            text: [b' '; 29],
-        }
+        DateCache { secs: u64::MAX, text: [b' '; 29] }
     }
 }
 
@@ -76,9 +72,7 @@ impl DateCache {
 
     /// The date for now.
     pub fn get(&mut self) -> &[u8] {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         self.at(now)
     }
 

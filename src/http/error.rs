@@ -86,17 +86,11 @@ impl fmt::Display for HttpError {
             InvalidProxyHeader(s) => write!(f, "Invalid PROXY header: {s}"),
             ForbiddenProxyRequest(s) => write!(f, "Proxy request from {} not allowed", py_repr(s)),
             InvalidChunkSize(s) => {
-                write!(
-                    f,
-                    "Invalid chunk size: {}",
-                    py_repr_bytes(&string_to_latin1(s))
-                )
+                write!(f, "Invalid chunk size: {}", py_repr_bytes(&string_to_latin1(s)))
             }
-            ChunkMissingTerminator(s) => write!(
-                f,
-                "Invalid chunk terminator is not '\\r\\n': {}",
-                py_repr_bytes(&string_to_latin1(s))
-            ),
+            ChunkMissingTerminator(s) => {
+                write!(f, "Invalid chunk terminator is not '\\r\\n': {}", py_repr_bytes(&string_to_latin1(s)))
+            }
             InvalidChunkExtension(s) => write!(f, "Invalid chunk extension: {s}"),
             NoMoreData => f.write_str("No more data after: None"),
             ConfigurationProblem(s) => write!(f, "Configuration problem: {s}"),
@@ -126,26 +120,18 @@ impl HttpError {
             ObsoleteFolding(_) | InvalidHeaderName(_) | InvalidHeader(_) => (400, BAD, exc),
             LimitRequestLine { .. } => (414, "URI Too Long", exc),
             ExpectationFailed(_) => (417, "Expectation Failed", exc),
-            LimitRequestHeaders(_) => (
-                431,
-                "Request Header Fields Too Large",
-                format!("Error parsing headers: '{exc}'"),
-            ),
+            LimitRequestHeaders(_) => {
+                (431, "Request Header Fields Too Large", format!("Error parsing headers: '{exc}'"))
+            }
             InvalidProxyLine(_) => (400, BAD, format!("'{exc}'")),
             ForbiddenProxyRequest(_) => (403, "Forbidden", "Request forbidden".to_owned()),
             InvalidSchemeHeaders => (400, BAD, exc),
-            InvalidChunkSize(_) | ChunkMissingTerminator(_) | InvalidChunkExtension(_) => {
-                (400, BAD, exc)
-            }
+            InvalidChunkSize(_) | ChunkMissingTerminator(_) | InvalidChunkExtension(_) => (400, BAD, exc),
             // Missing from handle_error's list of client errors, so it is
             // answered like an application crash.
             InvalidProxyHeader(_) => (500, "Internal Server Error", String::new()),
         };
-        Some(ErrorResponse {
-            status,
-            reason,
-            message,
-        })
+        Some(ErrorResponse { status, reason, message })
     }
 
     /// Whether Gunicorn leaves the connection without writing anything.
@@ -220,20 +206,12 @@ mod tests {
             (InvalidRequestLine("x".into()), 400, "Bad Request"),
             (InvalidRequestMethod("x".into()), 400, "Bad Request"),
             (InvalidHttpVersion("x".into()), 400, "Bad Request"),
-            (
-                UnsupportedHttpVersion { major: 2, minor: 0 },
-                400,
-                "Bad Request",
-            ),
+            (UnsupportedHttpVersion { major: 2, minor: 0 }, 400, "Bad Request"),
             (InvalidHeader("x".into()), 400, "Bad Request"),
             (InvalidHeaderName("x".into()), 400, "Bad Request"),
             (ObsoleteFolding("x".into()), 400, "Bad Request"),
             (LimitRequestLine { size: 5, max: 4 }, 414, "URI Too Long"),
-            (
-                LimitRequestHeaders("x"),
-                431,
-                "Request Header Fields Too Large",
-            ),
+            (LimitRequestHeaders("x"), 431, "Request Header Fields Too Large"),
             (UnsupportedTransferCoding("x".into()), 501, "Bad Request"),
             (ExpectationFailed("x".into()), 417, "Expectation Failed"),
             (InvalidSchemeHeaders, 400, "Bad Request"),
@@ -260,37 +238,13 @@ mod tests {
             msg(UnsupportedHttpVersion { major: 2, minor: 0 }),
             "Invalid HTTP Version 'Invalid HTTP Version: (2, 0)'"
         );
-        assert_eq!(
-            msg(InvalidHttpVersion("FTP/1.1".into())),
-            "Invalid HTTP Version 'Invalid HTTP Version: 'FTP/1.1''"
-        );
-        assert_eq!(
-            msg(LimitRequestHeaders("max buffer headers")),
-            "Error parsing headers: 'max buffer headers'"
-        );
-        assert_eq!(
-            msg(InvalidChunkSize(" 0".into())),
-            "Invalid chunk size: b' 0'"
-        );
-        assert_eq!(
-            msg(ChunkMissingTerminator("\r".into())),
-            "Invalid chunk terminator is not '\\r\\n': b'\\r'"
-        );
-        assert_eq!(
-            msg(InvalidProxyLine("PROXY TCP4".into())),
-            "'Invalid PROXY line: 'PROXY TCP4''"
-        );
-        assert_eq!(
-            msg(ForbiddenProxyRequest("10.0.0.1".into())),
-            "Request forbidden"
-        );
+        assert_eq!(msg(InvalidHttpVersion("FTP/1.1".into())), "Invalid HTTP Version 'Invalid HTTP Version: 'FTP/1.1''");
+        assert_eq!(msg(LimitRequestHeaders("max buffer headers")), "Error parsing headers: 'max buffer headers'");
+        assert_eq!(msg(InvalidChunkSize(" 0".into())), "Invalid chunk size: b' 0'");
+        assert_eq!(msg(ChunkMissingTerminator("\r".into())), "Invalid chunk terminator is not '\\r\\n': b'\\r'");
+        assert_eq!(msg(InvalidProxyLine("PROXY TCP4".into())), "'Invalid PROXY line: 'PROXY TCP4''");
+        assert_eq!(msg(ForbiddenProxyRequest("10.0.0.1".into())), "Request forbidden");
         assert_eq!(msg(InvalidProxyHeader("x".into())), "");
-        assert_eq!(
-            msg(LimitRequestLine {
-                size: 4105,
-                max: 4094
-            }),
-            "Request Line is too large (4105 > 4094)"
-        );
+        assert_eq!(msg(LimitRequestLine { size: 4105, max: 4094 }), "Request Line is too large (4105 > 4094)");
     }
 }

@@ -58,10 +58,7 @@ pub fn py_ipv6(s: &str) -> Option<Ipv6Addr> {
     let mut v4_tail: Option<[u16; 2]> = None;
     if parts.last().is_some_and(|p| p.contains('.')) {
         let v4 = py_ipv4(parts.pop()?)?.octets();
-        v4_tail = Some([
-            u16::from_be_bytes([v4[0], v4[1]]),
-            u16::from_be_bytes([v4[2], v4[3]]),
-        ]);
+        v4_tail = Some([u16::from_be_bytes([v4[0], v4[1]]), u16::from_be_bytes([v4[2], v4[3]])]);
     }
     // Python appends the two IPv4 hextets as text; count them as parts.
     let total = parts.len() + if v4_tail.is_some() { 2 } else { 0 };
@@ -152,9 +149,7 @@ impl PartRef<'_> {
 
 /// `ipaddress.ip_address(s)`: IPv4 first, then IPv6.
 pub fn py_ip_address(s: &str) -> Option<IpAddr> {
-    py_ipv4(s)
-        .map(IpAddr::V4)
-        .or_else(|| py_ipv6(s).map(IpAddr::V6))
+    py_ipv4(s).map(IpAddr::V4).or_else(|| py_ipv6(s).map(IpAddr::V6))
 }
 
 /// A network as `ipaddress.ip_network(s)` (strict) accepts it.
@@ -211,10 +206,7 @@ pub fn py_ip_network(s: &str) -> Result<Network, String> {
             None => 32,
             Some(m) => v4_prefix(m).ok_or_else(bad)?,
         };
-        let net = Network {
-            addr: IpAddr::V4(v4),
-            prefix,
-        };
+        let net = Network { addr: IpAddr::V4(v4), prefix };
         if u32::from(v4) & !prefix_mask32(prefix) != 0 {
             return Err(format!("{s} has host bits set"));
         }
@@ -228,10 +220,7 @@ pub fn py_ip_network(s: &str) -> Result<Network, String> {
         if u128::from(v6) & !prefix_mask128(prefix) != 0 {
             return Err(format!("{s} has host bits set"));
         }
-        return Ok(Network {
-            addr: IpAddr::V6(v6),
-            prefix,
-        });
+        return Ok(Network { addr: IpAddr::V6(v6), prefix });
     }
     Err(bad())
 }
@@ -432,14 +421,8 @@ pub fn inet_ntop6(addr: &[u8; 16]) -> String {
         if i != 0 {
             out.push(':');
         }
-        if i == 6
-            && best_base == Some(0)
-            && (best_len == 6 || (best_len == 5 && words[5] == 0xffff))
-        {
-            out.push_str(&format!(
-                "{}.{}.{}.{}",
-                addr[12], addr[13], addr[14], addr[15]
-            ));
+        if i == 6 && best_base == Some(0) && (best_len == 6 || (best_len == 5 && words[5] == 0xffff)) {
+            out.push_str(&format!("{}.{}.{}.{}", addr[12], addr[13], addr[14], addr[15]));
             return out;
         }
         out.push_str(&format!("{:x}", words[i]));
@@ -459,17 +442,8 @@ mod tests {
     fn python_ipv4() {
         assert!(py_ipv4("127.0.0.1").is_some());
         assert!(py_ipv4("0.0.0.0").is_some());
-        for bad in [
-            "01.2.3.4",
-            "1.2.3",
-            "1.2.3.4.5",
-            "256.1.1.1",
-            "1.2.3.4/32",
-            "",
-            "1..2.3",
-            "a.b.c.d",
-            "1234.1.1.1",
-        ] {
+        for bad in ["01.2.3.4", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4/32", "", "1..2.3", "a.b.c.d", "1234.1.1.1"]
+        {
             assert!(py_ipv4(bad).is_none(), "{bad}");
         }
     }
@@ -521,52 +495,22 @@ mod tests {
         assert_eq!(py_ip_network("10.0.0.0/0.255.255.255").unwrap().prefix, 8);
         assert!(py_ip_network("10.0.0.1/8").is_err());
         assert!(py_ip_network("10.0.0.0/33").is_err());
-        assert!(py_ip_network("2001:db8::/32")
-            .unwrap()
-            .contains("2001:db8::5".parse().unwrap()));
-        assert!(py_ip_network("::1")
-            .unwrap()
-            .contains("::1".parse().unwrap()));
-        assert!(!py_ip_network("127.0.0.1")
-            .unwrap()
-            .contains("::ffff:127.0.0.1".parse().unwrap()));
-        assert!(py_ip_network("0.0.0.0/0")
-            .unwrap()
-            .contains("8.8.8.8".parse().unwrap()));
+        assert!(py_ip_network("2001:db8::/32").unwrap().contains("2001:db8::5".parse().unwrap()));
+        assert!(py_ip_network("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(!py_ip_network("127.0.0.1").unwrap().contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(py_ip_network("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
         assert!(py_ip_network("nonsense").is_err());
     }
 
     #[test]
     fn glibc_pton() {
         assert_eq!(inet_pton4(b"192.168.0.1"), Some([192, 168, 0, 1]));
-        for bad in [
-            &b"192.168.0"[..],
-            b"192.168.0.01",
-            b"1.2.3.4.",
-            b"256.0.0.0",
-            b"a.b.c.d",
-            b"",
-            b"1.2.3.4 ",
-        ] {
+        for bad in [&b"192.168.0"[..], b"192.168.0.01", b"1.2.3.4.", b"256.0.0.0", b"a.b.c.d", b"", b"1.2.3.4 "] {
             assert_eq!(inet_pton4(bad), None, "{bad:?}");
         }
-        assert_eq!(
-            inet_pton6(b"::1").map(Ipv6Addr::from),
-            Some(Ipv6Addr::LOCALHOST)
-        );
-        assert_eq!(
-            inet_pton6(b"::ffff:1.2.3.4").map(Ipv6Addr::from),
-            Some("::ffff:1.2.3.4".parse().unwrap())
-        );
-        for bad in [
-            &b":1"[..],
-            b"1:",
-            b"1::2::3",
-            b"fe80::1%eth0",
-            b"12345::",
-            b"1:2:3:4:5:6:7:8:9",
-            b"",
-        ] {
+        assert_eq!(inet_pton6(b"::1").map(Ipv6Addr::from), Some(Ipv6Addr::LOCALHOST));
+        assert_eq!(inet_pton6(b"::ffff:1.2.3.4").map(Ipv6Addr::from), Some("::ffff:1.2.3.4".parse().unwrap()));
+        for bad in [&b":1"[..], b"1:", b"1::2::3", b"fe80::1%eth0", b"12345::", b"1:2:3:4:5:6:7:8:9", b""] {
             assert_eq!(inet_pton6(bad), None, "{bad:?}");
         }
     }

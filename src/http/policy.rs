@@ -74,14 +74,8 @@ impl AllowList {
         AllowList {
             wildcard: false,
             networks: vec![
-                Network {
-                    addr: IpAddr::from([127, 0, 0, 1]),
-                    prefix: 32,
-                },
-                Network {
-                    addr: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
-                    prefix: 128,
-                },
+                Network { addr: IpAddr::from([127, 0, 0, 1]), prefix: 32 },
+                Network { addr: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]), prefix: 128 },
             ],
         }
     }
@@ -169,9 +163,7 @@ impl HttpPolicy {
     /// `max_buffer_headers`: how much header data may be buffered without
     /// its terminator. Also bounds a trailer section.
     pub fn max_buffer_headers(&self) -> usize {
-        self.limit_request_fields()
-            .saturating_mul(self.limit_request_field_size().saturating_add(2))
-            .saturating_add(4)
+        self.limit_request_fields().saturating_mul(self.limit_request_field_size().saturating_add(2)).saturating_add(4)
     }
 
     /// `_peer_is_trusted_proxy`: Unix-socket peers (`None`) always are.
@@ -184,17 +176,11 @@ impl HttpPolicy {
 
     pub(crate) fn secure_scheme_value(&self, upper_name: &str) -> Option<&str> {
         // A dict keeps the last value given for a key.
-        self.secure_scheme_headers
-            .iter()
-            .rev()
-            .find(|(k, _)| k == upper_name)
-            .map(|(_, v)| v.as_str())
+        self.secure_scheme_headers.iter().rev().find(|(k, _)| k == upper_name).map(|(_, v)| v.as_str())
     }
 
     pub(crate) fn is_forwarder_header(&self, upper_name: &str) -> bool {
-        self.forwarder_headers
-            .iter()
-            .any(|h| h == upper_name || h == "*")
+        self.forwarder_headers.iter().any(|h| h == upper_name || h == "*")
     }
 }
 
@@ -260,9 +246,6 @@ mod tests {
         assert_eq!(p.secure_scheme_value("x-forwarded-proto"), None);
         assert!(p.is_forwarder_header("SCRIPT_NAME"));
         assert!(!p.is_forwarder_header("REMOTE_USER"));
-        assert_eq!(
-            "Refuse ".parse::<HeaderMapPolicy>(),
-            Ok(HeaderMapPolicy::Refuse)
-        );
+        assert_eq!("Refuse ".parse::<HeaderMapPolicy>(), Ok(HeaderMapPolicy::Refuse));
     }
 }

@@ -104,10 +104,7 @@ impl RequestHead {
 
     /// The first header with this (uppercase) name.
     pub fn header(&self, upper_name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name == upper_name)
-            .map(|h| h.value.as_slice())
+        self.headers.iter().find(|h| h.name == upper_name).map(|h| h.value.as_slice())
     }
 
     /// `SERVER_PROTOCOL`, e.g. `HTTP/1.1`.
@@ -120,16 +117,9 @@ impl RequestHead {
     /// header policy kept it) overrides `env_script_name` (the process's
     /// `SCRIPT_NAME` environment variable), the path must start with it, and
     /// the remainder is percent-decoded.
-    pub fn wsgi_script_and_path(
-        &self,
-        env_script_name: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>), HttpError> {
-        let script = self
-            .headers
-            .iter()
-            .rev()
-            .find(|h| h.name == "SCRIPT_NAME")
-            .map_or(env_script_name, |h| h.value.as_slice());
+    pub fn wsgi_script_and_path(&self, env_script_name: &[u8]) -> Result<(Vec<u8>, Vec<u8>), HttpError> {
+        let script =
+            self.headers.iter().rev().find(|h| h.name == "SCRIPT_NAME").map_or(env_script_name, |h| h.value.as_slice());
         let path_info = path_info_under(&self.path, script)?;
         Ok((script.to_vec(), path_info))
     }
@@ -183,9 +173,7 @@ pub fn parse_request_head(
 pub fn max_head_bytes(policy: &HttpPolicy) -> usize {
     match policy.limit_request_line() {
         0 => usize::MAX,
-        limit => (2 + limit + 3)
-            .saturating_add(policy.max_buffer_headers())
-            .saturating_add(1),
+        limit => (2 + limit + 3).saturating_add(policy.max_buffer_headers()).saturating_add(1),
     }
 }
 
@@ -235,17 +223,11 @@ impl HeadParser {
     /// holds none then: a CRLF arriving next is an (empty, invalid) request
     /// line. Every other request starts with at least one byte read.
     pub fn without_leading_crlf() -> Self {
-        HeadParser {
-            no_leading_crlf: true,
-            ..HeadParser::default()
-        }
+        HeadParser { no_leading_crlf: true, ..HeadParser::default() }
     }
 
     pub fn reset(&mut self) {
-        *self = HeadParser {
-            no_leading_crlf: self.no_leading_crlf,
-            ..HeadParser::default()
-        };
+        *self = HeadParser { no_leading_crlf: self.no_leading_crlf, ..HeadParser::default() };
     }
 
     /// See [`parse_request_head`].
@@ -290,9 +272,7 @@ impl HeadParser {
                     // and the size once more has arrived; the size check is
                     // applied now so a caller never buffers past it.
                     if has_bare_lf(data, self.scanned) {
-                        return Err(HttpError::InvalidHeader(
-                            "bare LF as line terminator".to_owned(),
-                        ));
+                        return Err(HttpError::InvalidHeader("bare LF as line terminator".to_owned()));
                     }
                     if data.len() > policy.max_buffer_headers() {
                         return Err(HttpError::LimitRequestHeaders("max buffer headers"));
@@ -304,11 +284,7 @@ impl HeadParser {
             }
         };
 
-        let mut state = FieldState::new(if policy.is_ssl {
-            Scheme::Https
-        } else {
-            Scheme::Http
-        });
+        let mut state = FieldState::new(if policy.is_ssl { Scheme::Https } else { Scheme::Http });
         let headers = match block {
             None => Vec::new(),
             Some(block) => {
@@ -356,9 +332,7 @@ pub(crate) fn find_blank_line(data: &[u8]) -> Option<usize> {
 
 /// The first `\r\n`.
 pub(crate) fn find_crlf(data: &[u8]) -> Option<usize> {
-    memchr::memchr_iter(b'\n', data)
-        .find(|&lf| lf > 0 && data.get(lf - 1) == Some(&b'\r'))
-        .map(|lf| lf - 1)
+    memchr::memchr_iter(b'\n', data).find(|&lf| lf > 0 && data.get(lf - 1) == Some(&b'\r')).map(|lf| lf - 1)
 }
 
 /// Whether `data[from..]` holds an LF not preceded by CR (Gunicorn's
@@ -373,11 +347,7 @@ fn has_bare_lf(data: &[u8], from: usize) -> bool {
 
 /// The optional empty line, then `read_line` and `parse_request_line`.
 /// `Ok(None)`: the line is not complete yet.
-fn read_request_line(
-    buf: &[u8],
-    policy: &HttpPolicy,
-    leading_crlf: bool,
-) -> Result<Option<RequestLine>, HttpError> {
+fn read_request_line(buf: &[u8], policy: &HttpPolicy, leading_crlf: bool) -> Result<Option<RequestLine>, HttpError> {
     // RFC 9112 2.2: one CRLF may precede the request line; a lone CR cannot
     // be judged until the next byte arrives.
     let start = match buf {
@@ -389,25 +359,17 @@ fn read_request_line(
     let limit = policy.limit_request_line();
     let Some(lf) = memchr(b'\n', data) else {
         if limit > 0 && data.len().saturating_sub(2) > limit {
-            return Err(HttpError::LimitRequestLine {
-                size: data.len(),
-                max: limit,
-            });
+            return Err(HttpError::LimitRequestLine { size: data.len(), max: limit });
         }
         return Ok(None);
     };
     // The first LF must end the first CRLF; anything else is a bare LF.
     if lf == 0 || data.get(lf - 1) != Some(&b'\r') {
-        return Err(HttpError::InvalidRequestLine(
-            "bare LF as line terminator".to_owned(),
-        ));
+        return Err(HttpError::InvalidRequestLine("bare LF as line terminator".to_owned()));
     }
     let idx = lf - 1;
     if limit > 0 && idx > limit {
-        return Err(HttpError::LimitRequestLine {
-            size: idx,
-            max: limit,
-        });
+        return Err(HttpError::LimitRequestLine { size: idx, max: limit });
     }
     let mut line = parse_request_line(data.get(..idx).unwrap_or(&[]), policy)?;
     line.headers_start = start + lf + 1;
@@ -432,8 +394,7 @@ fn parse_request_line(line: &[u8], policy: &HttpPolicy) -> Result<RequestLine, H
     let (uri, version) = split_at_byte(after, b' ').ok_or_else(|| bad_line(line))?;
 
     if !policy.permit_unconventional_http_method
-        && (method.iter().any(|&b| b.is_ascii_lowercase() || b == b'#')
-            || !(3..=20).contains(&method.len()))
+        && (method.iter().any(|&b| b.is_ascii_lowercase() || b == b'#') || !(3..=20).contains(&method.len()))
     {
         return Err(HttpError::InvalidRequestMethod(latin1_to_string(method)));
     }
@@ -459,36 +420,19 @@ fn parse_request_line(line: &[u8], policy: &HttpPolicy) -> Result<RequestLine, H
         return Err(bad_line(line));
     }
     let parts = split_request_uri(&uri).map_err(|_| bad_line(line))?;
-    let (path, query, fragment) = (
-        parts.path.to_owned(),
-        parts.query.to_owned(),
-        parts.fragment.to_owned(),
-    );
+    let (path, query, fragment) = (parts.path.to_owned(), parts.query.to_owned(), parts.fragment.to_owned());
 
     // VERSION_RE = HTTP/(\d)\.(\d), fullmatch; \d is ASCII within latin-1.
     let version = match version {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
             (major - b'0', minor - b'0')
         }
         _ => return Err(HttpError::InvalidHttpVersion(latin1_to_string(version))),
     };
     if version.0 != 1 && !policy.permit_unconventional_http_version {
-        return Err(HttpError::UnsupportedHttpVersion {
-            major: version.0,
-            minor: version.1,
-        });
+        return Err(HttpError::UnsupportedHttpVersion { major: version.0, minor: version.1 });
     }
-    Ok(RequestLine {
-        method,
-        uri,
-        path,
-        query,
-        fragment,
-        version,
-        headers_start: 0,
-    })
+    Ok(RequestLine { method, uri, path, query, fragment, version, headers_start: 0 })
 }
 
 /// For bytes already checked to be ASCII.
@@ -507,13 +451,7 @@ pub(crate) struct FieldState {
 
 impl FieldState {
     pub(crate) fn new(scheme: Scheme) -> Self {
-        FieldState {
-            scheme,
-            scheme_set: false,
-            expect_continue: false,
-            seen_host: false,
-            seen_content_type: false,
-        }
+        FieldState { scheme, scheme_set: false, expect_continue: false, seen_host: false, seen_content_type: false }
     }
 }
 
@@ -552,10 +490,7 @@ pub(crate) struct FieldContext<'p> {
 
 /// RFC 9110 6.5.1: fields that must not arrive in trailers.
 fn forbidden_in_trailer(name: &str) -> bool {
-    matches!(
-        name,
-        "HOST" | "CONTENT-LENGTH" | "TRANSFER-ENCODING" | "TRAILER" | "AUTHORIZATION" | "TE"
-    )
+    matches!(name, "HOST" | "CONTENT-LENGTH" | "TRANSFER-ENCODING" | "TRAILER" | "AUTHORIZATION" | "TE")
 }
 
 /// RFC 9110 5.5: controls other than HTAB, and DEL.
@@ -600,9 +535,7 @@ pub(crate) fn parse_fields(
 
     while let Some(curr) = lines.next() {
         if headers.len() >= limit_fields {
-            return Err(HttpError::LimitRequestHeaders(
-                "limit request headers fields",
-            ));
+            return Err(HttpError::LimitRequestHeaders("limit request headers fields"));
         }
         let mut header_length = curr.len() + 2;
         let (mut name, raw_value) = match split_at_byte(curr, b':') {
@@ -627,9 +560,7 @@ pub(crate) fn parse_fields(
             }
             header_length += next.len() + 2;
             if header_length > limit_size {
-                return Err(HttpError::LimitRequestHeaders(
-                    "limit request headers fields size",
-                ));
+                return Err(HttpError::LimitRequestHeaders("limit request headers fields size"));
             }
             let joined = folded.get_or_insert_with(|| first.to_vec());
             joined.push(b' ');
@@ -641,9 +572,7 @@ pub(crate) fn parse_fields(
             return Err(HttpError::InvalidHeader(name));
         }
         if header_length > limit_size {
-            return Err(HttpError::LimitRequestHeaders(
-                "limit request headers fields size",
-            ));
+            return Err(HttpError::LimitRequestHeaders("limit request headers fields size"));
         }
         if apply_field_policy(&name, value, ctx, state)? {
             let value = folded.unwrap_or_else(|| first.to_vec());
@@ -686,11 +615,7 @@ fn apply_field_policy(
 
     if let Some(policy) = ctx.forwarding {
         if let Some(secure_value) = policy.secure_scheme_value(name) {
-            let scheme = if latin1_eq(value, secure_value) {
-                Scheme::Https
-            } else {
-                Scheme::Http
-            };
+            let scheme = if latin1_eq(value, secure_value) { Scheme::Https } else { Scheme::Http };
             if state.scheme_set {
                 if scheme != state.scheme {
                     return Err(HttpError::InvalidSchemeHeaders);
@@ -785,19 +710,14 @@ fn body_framing(headers: &[Header], version: (u8, u8)) -> Result<(BodyFraming, b
                     if chunked {
                         return Err(te_error());
                     }
-                } else if [&b"compress"[..], b"deflate", b"gzip"]
-                    .iter()
-                    .any(|c| coding.eq_ignore_ascii_case(c))
-                {
+                } else if [&b"compress"[..], b"deflate", b"gzip"].iter().any(|c| coding.eq_ignore_ascii_case(c)) {
                     // chunked must come last
                     if chunked {
                         return Err(te_error());
                     }
                     must_close = true;
                 } else {
-                    return Err(HttpError::UnsupportedTransferCoding(latin1_to_string(
-                        &h.value,
-                    )));
+                    return Err(HttpError::UnsupportedTransferCoding(latin1_to_string(&h.value)));
                 }
             }
         }
@@ -827,9 +747,7 @@ fn body_framing(headers: &[Header], version: (u8, u8)) -> Result<(BodyFraming, b
             if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
                 return Err(cl_error());
             }
-            let n = v.iter().fold(0u64, |acc, &d| {
-                acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-            });
+            let n = v.iter().fold(0u64, |acc, &d| acc.saturating_mul(10).saturating_add(u64::from(d - b'0')));
             Ok((BodyFraming::Length(n), must_close))
         }
     }
@@ -848,10 +766,7 @@ pub(crate) mod tests {
 
     /// Parses all at once, then one byte at a time, one byte at a time with
     /// a shared [`HeadParser`], and at every split point; all must agree.
-    pub(crate) fn parse_all_ways(
-        raw: &[u8],
-        policy: &HttpPolicy,
-    ) -> Result<Parsed<RequestHead>, HttpError> {
+    pub(crate) fn parse_all_ways(raw: &[u8], policy: &HttpPolicy) -> Result<Parsed<RequestHead>, HttpError> {
         let whole = parse_request_head(raw, policy, local());
         // Growing prefixes, stateless: each must be Partial until the
         // answer, and the first decision must equal the whole-buffer one.
@@ -873,10 +788,7 @@ pub(crate) mod tests {
         let first_decision = first_decision.unwrap_or(Ok(Parsed::Partial));
         assert_eq!(first_decision, whole, "byte-at-a-time differs for {raw:?}");
         let resumable_decision = resumable_decision.unwrap_or(Ok(Parsed::Partial));
-        assert_eq!(
-            resumable_decision, whole,
-            "resumable parser differs for {raw:?}"
-        );
+        assert_eq!(resumable_decision, whole, "resumable parser differs for {raw:?}");
         whole
     }
 
@@ -906,10 +818,7 @@ pub(crate) mod tests {
     }
 
     fn names(h: &RequestHead) -> Vec<(&str, &[u8])> {
-        h.headers
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_slice()))
-            .collect()
+        h.headers.iter().map(|h| (h.name.as_str(), h.value.as_slice())).collect()
     }
 
     #[test]
@@ -922,15 +831,9 @@ pub(crate) mod tests {
         assert_eq!(n, raw.len() - 4);
         assert_eq!(h.method, "GET");
         assert_eq!(h.uri, "/a/b?x=1#f");
-        assert_eq!(
-            (h.path.as_str(), h.query.as_str(), h.fragment.as_str()),
-            ("/a/b", "x=1", "f")
-        );
+        assert_eq!((h.path.as_str(), h.query.as_str(), h.fragment.as_str()), ("/a/b", "x=1", "f"));
         assert_eq!(h.version, (1, 1));
-        assert_eq!(
-            names(&h),
-            vec![("HOST", &b"example.com"[..]), ("ACCEPT", b"*/*")]
-        );
+        assert_eq!(names(&h), vec![("HOST", &b"example.com"[..]), ("ACCEPT", b"*/*")]);
         assert_eq!(h.body, BodyFraming::Empty);
         assert_eq!(h.scheme, Scheme::Http);
         assert!(!h.should_close());
@@ -944,115 +847,43 @@ pub(crate) mod tests {
         assert_eq!(h.version, (1, 0));
         assert!(h.should_close());
         assert_eq!(
-            parse_request_head(
-                b"\r\nGET / HTTP/1.0\r\n\r\nX",
-                &HttpPolicy::default(),
-                local()
-            ),
+            parse_request_head(b"\r\nGET / HTTP/1.0\r\n\r\nX", &HttpPolicy::default(), local()),
             Ok(Parsed::Complete(h, 20))
         );
         // Only one empty line is skipped.
-        assert_eq!(
-            err(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
-            HttpError::InvalidRequestLine(String::new())
-        );
-        assert_eq!(
-            parse_request_head(b"\r", &HttpPolicy::default(), local()),
-            Ok(Parsed::Partial)
-        );
-        assert!(matches!(
-            err(b"\rGET / HTTP/1.1\r\n\r\n"),
-            HttpError::InvalidRequestMethod(_)
-        ));
+        assert_eq!(err(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"), HttpError::InvalidRequestLine(String::new()));
+        assert_eq!(parse_request_head(b"\r", &HttpPolicy::default(), local()), Ok(Parsed::Partial));
+        assert!(matches!(err(b"\rGET / HTTP/1.1\r\n\r\n"), HttpError::InvalidRequestMethod(_)));
     }
 
     #[test]
     fn request_line_errors() {
         use HttpError::*;
-        assert_eq!(
-            err(b"GET HTTP/1.1\r\n\r\n"),
-            InvalidRequestLine("GET HTTP/1.1".into())
-        );
-        assert_eq!(
-            err(b"GET\n/\nHTTP/1.1\r\n\r\n"),
-            InvalidRequestLine("bare LF as line terminator".into())
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\n\r\n"),
-            InvalidRequestLine("bare LF as line terminator".into())
-        );
-        assert_eq!(
-            err(b"-bl /foo HTTP/1.1\r\n\r\n"),
-            InvalidRequestMethod("-bl".into())
-        );
-        assert_eq!(
-            err(b"get / HTTP/1.1\r\n\r\n"),
-            InvalidRequestMethod("get".into())
-        );
-        assert_eq!(
-            err(b"GE / HTTP/1.1\r\n\r\n"),
-            InvalidRequestMethod("GE".into())
-        );
-        assert_eq!(
-            err(b"G#T / HTTP/1.1\r\n\r\n"),
-            InvalidRequestMethod("G#T".into())
-        );
+        assert_eq!(err(b"GET HTTP/1.1\r\n\r\n"), InvalidRequestLine("GET HTTP/1.1".into()));
+        assert_eq!(err(b"GET\n/\nHTTP/1.1\r\n\r\n"), InvalidRequestLine("bare LF as line terminator".into()));
+        assert_eq!(err(b"GET / HTTP/1.1\n\r\n"), InvalidRequestLine("bare LF as line terminator".into()));
+        assert_eq!(err(b"-bl /foo HTTP/1.1\r\n\r\n"), InvalidRequestMethod("-bl".into()));
+        assert_eq!(err(b"get / HTTP/1.1\r\n\r\n"), InvalidRequestMethod("get".into()));
+        assert_eq!(err(b"GE / HTTP/1.1\r\n\r\n"), InvalidRequestMethod("GE".into()));
+        assert_eq!(err(b"G#T / HTTP/1.1\r\n\r\n"), InvalidRequestMethod("G#T".into()));
         assert_eq!(
             err(b"ABCDEFGHIJKLMNOPQRSTU / HTTP/1.1\r\n\r\n"),
             InvalidRequestMethod("ABCDEFGHIJKLMNOPQRSTU".into())
         );
-        assert_eq!(
-            err(b"GET\x00 /foo HTTP/1.1\r\n\r\n"),
-            InvalidRequestMethod("GET\0".into())
-        );
-        assert_eq!(
-            err(b"GET\xc3\x9f /g HTTP/1.1\r\n\r\n"),
-            InvalidRequestMethod("GET\u{c3}\u{9f}".into())
-        );
-        assert_eq!(
-            err(b"GET /foo FTP/1.1\r\n\r\n"),
-            InvalidHttpVersion("FTP/1.1".into())
-        );
-        assert_eq!(
-            err(b"GET /test HTTP/111\r\n\r\n"),
-            InvalidHttpVersion("HTTP/111".into())
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1 x\r\n\r\n"),
-            InvalidHttpVersion("HTTP/1.1 x".into())
-        );
-        assert_eq!(
-            err(b"GET /foo HTTP/2.0\r\n\r\n"),
-            UnsupportedHttpVersion { major: 2, minor: 0 }
-        );
-        assert_eq!(
-            err(b"GET /foo HTTP/0.9\r\n\r\n"),
-            UnsupportedHttpVersion { major: 0, minor: 9 }
-        );
-        assert_eq!(
-            err(b"GET  / HTTP/1.1\r\n\r\n"),
-            InvalidRequestLine("GET  / HTTP/1.1".into())
-        );
-        assert_eq!(
-            err(b"GET /\xc3\xa0 HTTP/1.0\r\n\r\n"),
-            InvalidRequestLine("GET /\u{c3}\u{a0} HTTP/1.0".into())
-        );
-        assert_eq!(
-            err(b"GET * HTTP/1.1\r\n\r\n"),
-            InvalidRequestLine("GET * HTTP/1.1".into())
-        );
-        assert_eq!(
-            err(b"GET a.com:443 HTTP/1.1\r\n\r\n"),
-            InvalidRequestLine("GET a.com:443 HTTP/1.1".into())
-        );
-        assert_eq!(
-            err(b"PUT s://]ufd/: HTTP/1.1\r\n\r\n"),
-            InvalidRequestLine("PUT s://]ufd/: HTTP/1.1".into())
-        );
+        assert_eq!(err(b"GET\x00 /foo HTTP/1.1\r\n\r\n"), InvalidRequestMethod("GET\0".into()));
+        assert_eq!(err(b"GET\xc3\x9f /g HTTP/1.1\r\n\r\n"), InvalidRequestMethod("GET\u{c3}\u{9f}".into()));
+        assert_eq!(err(b"GET /foo FTP/1.1\r\n\r\n"), InvalidHttpVersion("FTP/1.1".into()));
+        assert_eq!(err(b"GET /test HTTP/111\r\n\r\n"), InvalidHttpVersion("HTTP/111".into()));
+        assert_eq!(err(b"GET / HTTP/1.1 x\r\n\r\n"), InvalidHttpVersion("HTTP/1.1 x".into()));
+        assert_eq!(err(b"GET /foo HTTP/2.0\r\n\r\n"), UnsupportedHttpVersion { major: 2, minor: 0 });
+        assert_eq!(err(b"GET /foo HTTP/0.9\r\n\r\n"), UnsupportedHttpVersion { major: 0, minor: 9 });
+        assert_eq!(err(b"GET  / HTTP/1.1\r\n\r\n"), InvalidRequestLine("GET  / HTTP/1.1".into()));
+        assert_eq!(err(b"GET /\xc3\xa0 HTTP/1.0\r\n\r\n"), InvalidRequestLine("GET /\u{c3}\u{a0} HTTP/1.0".into()));
+        assert_eq!(err(b"GET * HTTP/1.1\r\n\r\n"), InvalidRequestLine("GET * HTTP/1.1".into()));
+        assert_eq!(err(b"GET a.com:443 HTTP/1.1\r\n\r\n"), InvalidRequestLine("GET a.com:443 HTTP/1.1".into()));
+        assert_eq!(err(b"PUT s://]ufd/: HTTP/1.1\r\n\r\n"), InvalidRequestLine("PUT s://]ufd/: HTTP/1.1".into()));
         // The request line is judged as soon as its CRLF is in, headers or not.
-        assert!(
-            parse_request_head(b"GET / FTP/1.1\r\nHost", &HttpPolicy::default(), local()).is_err()
-        );
+        assert!(parse_request_head(b"GET / FTP/1.1\r\nHost", &HttpPolicy::default(), local()).is_err());
     }
 
     #[test]
@@ -1060,10 +891,7 @@ pub(crate) mod tests {
         let h = head(b"OPTIONS * HTTP/1.1\r\n\r\n");
         assert_eq!(h.path, "*");
         let h = head(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n");
-        assert_eq!(
-            (h.uri.as_str(), h.path.as_str()),
-            ("example.com:443", "443")
-        );
+        assert_eq!((h.uri.as_str(), h.path.as_str()), ("example.com:443", "443"));
         assert!(h.should_close());
         let h = head(b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n");
         assert_eq!(h.path, "[::1]:443");
@@ -1083,10 +911,7 @@ pub(crate) mod tests {
         let h = head_with(b"options * HTTP/1.1\r\n\r\n", &p);
         assert_eq!(h.method, "OPTIONS");
         // Still a token.
-        assert!(matches!(
-            err_with(b"G\"T / HTTP/1.1\r\n\r\n", &p),
-            HttpError::InvalidRequestMethod(_)
-        ));
+        assert!(matches!(err_with(b"G\"T / HTTP/1.1\r\n\r\n", &p), HttpError::InvalidRequestMethod(_)));
         let mut p = HttpPolicy::default();
         p.permit_unconventional_http_version = true;
         assert_eq!(head_with(b"GET / HTTP/2.0\r\n\r\n", &p).version, (2, 0));
@@ -1099,19 +924,10 @@ pub(crate) mod tests {
         p.limit_request_line = 10;
         // "GET /12345 HTTP/1.1" is 19 bytes.
         let raw = b"GET /12345 HTTP/1.1\r\n\r\n";
-        assert_eq!(
-            parse_request_head(raw, &p, local()),
-            Err(HttpError::LimitRequestLine { size: 19, max: 10 })
-        );
+        assert_eq!(parse_request_head(raw, &p, local()), Err(HttpError::LimitRequestLine { size: 19, max: 10 }));
         // Before its CRLF arrives: rejected once len - 2 > limit.
-        assert_eq!(
-            parse_request_head(&raw[..12], &p, local()),
-            Ok(Parsed::Partial)
-        );
-        assert_eq!(
-            parse_request_head(&raw[..13], &p, local()),
-            Err(HttpError::LimitRequestLine { size: 13, max: 10 })
-        );
+        assert_eq!(parse_request_head(&raw[..12], &p, local()), Ok(Parsed::Partial));
+        assert_eq!(parse_request_head(&raw[..13], &p, local()), Err(HttpError::LimitRequestLine { size: 13, max: 10 }));
         // Exactly at the limit passes.
         p.limit_request_line = 19;
         head_with(raw, &p);
@@ -1127,84 +943,36 @@ pub(crate) mod tests {
     #[test]
     fn header_rules() {
         use HttpError::*;
-        let h =
-            head(b"GET / HTTP/1.1\r\naaaaaaaaaaaaa:++++++++++\r\nX-Value:\tabc\t\r\nE: \r\n\r\n");
-        assert_eq!(
-            names(&h),
-            vec![
-                ("AAAAAAAAAAAAA", &b"++++++++++"[..]),
-                ("X-VALUE", b"abc"),
-                ("E", b"")
-            ]
-        );
+        let h = head(b"GET / HTTP/1.1\r\naaaaaaaaaaaaa:++++++++++\r\nX-Value:\tabc\t\r\nE: \r\n\r\n");
+        assert_eq!(names(&h), vec![("AAAAAAAAAAAAA", &b"++++++++++"[..]), ("X-VALUE", b"abc"), ("E", b"")]);
         let h = head(b"GET / HTTP/1.1\r\nX-Value: caf\xc3\xa9\r\n\r\n");
         assert_eq!(h.header("X-VALUE"), Some(&b"caf\xc3\xa9"[..]));
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\nContent-Length : 3\r\n\r\n"),
-            InvalidHeaderName("Content-Length ".into())
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\n: x\r\n\r\n"),
-            InvalidHeader(": x".into())
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\nnocolon\r\n\r\n"),
-            InvalidHeader("nocolon".into())
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\nA\xc3\x9f: 3\r\n\r\n"),
-            InvalidHeaderName("A\u{c3}\u{9f}".into())
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\nX: a\x07b\r\n\r\n"),
-            InvalidHeader("X".into())
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n"),
-            InvalidHeader("X".into())
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"),
-            InvalidHeader("X".into())
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
-            InvalidHeader("HOST".into())
-        );
+        assert_eq!(err(b"GET / HTTP/1.1\r\nContent-Length : 3\r\n\r\n"), InvalidHeaderName("Content-Length ".into()));
+        assert_eq!(err(b"GET / HTTP/1.1\r\n: x\r\n\r\n"), InvalidHeader(": x".into()));
+        assert_eq!(err(b"GET / HTTP/1.1\r\nnocolon\r\n\r\n"), InvalidHeader("nocolon".into()));
+        assert_eq!(err(b"GET / HTTP/1.1\r\nA\xc3\x9f: 3\r\n\r\n"), InvalidHeaderName("A\u{c3}\u{9f}".into()));
+        assert_eq!(err(b"GET / HTTP/1.1\r\nX: a\x07b\r\n\r\n"), InvalidHeader("X".into()));
+        assert_eq!(err(b"GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n"), InvalidHeader("X".into()));
+        assert_eq!(err(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"), InvalidHeader("X".into()));
+        assert_eq!(err(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), InvalidHeader("HOST".into()));
         assert_eq!(
             err(b"GET / HTTP/1.1\r\nContent-Type: a\r\ncontent-type: b\r\n\r\n"),
             InvalidHeader("CONTENT-TYPE".into())
         );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\nLong: one\r\n two\r\n\r\n"),
-            ObsoleteFolding("LONG".into())
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\n X: one\r\n\r\n"),
-            InvalidHeaderName(" X".into())
-        );
+        assert_eq!(err(b"GET / HTTP/1.1\r\nLong: one\r\n two\r\n\r\n"), ObsoleteFolding("LONG".into()));
+        assert_eq!(err(b"GET / HTTP/1.1\r\n X: one\r\n\r\n"), InvalidHeaderName(" X".into()));
     }
 
     #[test]
     fn bare_lf_in_headers() {
         // Before the head is complete: Gunicorn refuses as soon as it sees it.
         assert_eq!(
-            parse_request_head(
-                b"GET / HTTP/1.1\r\nX: a\nY",
-                &HttpPolicy::default(),
-                local()
-            ),
-            Err(HttpError::InvalidHeader(
-                "bare LF as line terminator".into()
-            ))
+            parse_request_head(b"GET / HTTP/1.1\r\nX: a\nY", &HttpPolicy::default(), local()),
+            Err(HttpError::InvalidHeader("bare LF as line terminator".into()))
         );
         // A complete head with a bare LF fails in parse_headers instead.
         assert_eq!(
-            parse_request_head(
-                b"GET / HTTP/1.1\r\nX: a\nb\r\n\r\n",
-                &HttpPolicy::default(),
-                local()
-            ),
+            parse_request_head(b"GET / HTTP/1.1\r\nX: a\nb\r\n\r\n", &HttpPolicy::default(), local()),
             Err(HttpError::InvalidHeader("X".into()))
         );
     }
@@ -1217,14 +985,8 @@ pub(crate) mod tests {
         assert_eq!(h.body, BodyFraming::Length(0));
         let mut p = HttpPolicy::default();
         p.permit_obsolete_folding = true;
-        let h = head_with(
-            b"GET / HTTP/1.1\r\nLong: one\r\n two \r\n\t three\r\nHost: x\r\n\r\n",
-            &p,
-        );
-        assert_eq!(
-            names(&h),
-            vec![("LONG", &b"one two three"[..]), ("HOST", b"x")]
-        );
+        let h = head_with(b"GET / HTTP/1.1\r\nLong: one\r\n two \r\n\t three\r\nHost: x\r\n\r\n", &p);
+        assert_eq!(names(&h), vec![("LONG", &b"one two three"[..]), ("HOST", b"x")]);
         // Continuation lines count against the field size.
         p.limit_request_field_size = 16;
         assert_eq!(
@@ -1263,10 +1025,7 @@ pub(crate) mod tests {
         // max_buffer_headers = 1 * 12 + 4 = 16
         assert_eq!(p.max_buffer_headers(), 16);
         let raw = b"GET / HTTP/1.1\r\nX: 0123456789abcdef";
-        assert_eq!(
-            parse_request_head(&raw[..32], &p, local()),
-            Ok(Parsed::Partial)
-        );
+        assert_eq!(parse_request_head(&raw[..32], &p, local()), Ok(Parsed::Partial));
         assert_eq!(
             parse_request_head(&raw[..33], &p, local()),
             Err(HttpError::LimitRequestHeaders("max buffer headers"))
@@ -1308,23 +1067,13 @@ pub(crate) mod tests {
         );
         assert!(matches!(r, Ok(Parsed::Complete(ref h, _)) if h.scheme == Scheme::Http));
         // Unix sockets are trusted.
-        let r = parse_request_head(
-            b"GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\n\r\n",
-            &p,
-            None,
-        );
+        let r = parse_request_head(b"GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\n\r\n", &p, None);
         assert!(matches!(r, Ok(Parsed::Complete(ref h, _)) if h.scheme == Scheme::Https));
         // A trusted "http" overrides a TLS listener.
         let mut p = HttpPolicy::default();
         p.is_ssl = true;
-        assert_eq!(
-            head_with(b"GET / HTTP/1.1\r\n\r\n", &p).scheme,
-            Scheme::Https
-        );
-        assert_eq!(
-            head_with(b"GET / HTTP/1.1\r\nX-Forwarded-Ssl: off\r\n\r\n", &p).scheme,
-            Scheme::Http
-        );
+        assert_eq!(head_with(b"GET / HTTP/1.1\r\n\r\n", &p).scheme, Scheme::Https);
+        assert_eq!(head_with(b"GET / HTTP/1.1\r\nX-Forwarded-Ssl: off\r\n\r\n", &p).scheme, Scheme::Http);
     }
 
     #[test]
@@ -1336,16 +1085,10 @@ pub(crate) mod tests {
         p.header_map = HeaderMapPolicy::Dangerous;
         assert_eq!(head_with(raw, &p).headers.len(), 3);
         p.header_map = HeaderMapPolicy::Refuse;
-        assert_eq!(
-            err_with(raw, &p),
-            HttpError::InvalidHeaderName("TRANSFER_ENCODING".into())
-        );
+        assert_eq!(err_with(raw, &p), HttpError::InvalidHeaderName("TRANSFER_ENCODING".into()));
         // Forwarder headers from a trusted peer survive any header_map.
         let h = head_with(b"GET /app/x HTTP/1.1\r\nScript_Name: /app\r\n\r\n", &p);
-        assert_eq!(
-            h.wsgi_script_and_path(b"").unwrap(),
-            (b"/app".to_vec(), b"/x".to_vec())
-        );
+        assert_eq!(h.wsgi_script_and_path(b"").unwrap(), (b"/app".to_vec(), b"/x".to_vec()));
         let r = parse_request_head(
             b"GET /app/x HTTP/1.1\r\nScript_Name: /app\r\n\r\n",
             &p,
@@ -1356,11 +1099,7 @@ pub(crate) mod tests {
         p.forwarder_headers = vec!["*".into()];
         p.forwarded_allow = AllowList::parse(&["*".into()]).unwrap();
         p.header_map = HeaderMapPolicy::Refuse;
-        let r = parse_request_head(
-            b"GET / HTTP/1.1\r\nA_B: 1\r\n\r\n",
-            &p,
-            Some(IpAddr::from([10, 0, 0, 1])),
-        );
+        let r = parse_request_head(b"GET / HTTP/1.1\r\nA_B: 1\r\n\r\n", &p, Some(IpAddr::from([10, 0, 0, 1])));
         assert!(matches!(r, Ok(Parsed::Complete(..))));
     }
 
@@ -1382,47 +1121,18 @@ pub(crate) mod tests {
         use HttpError::*;
         let te = || InvalidHeader("TRANSFER-ENCODING".into());
         let cl = || InvalidHeader("CONTENT-LENGTH".into());
-        assert_eq!(
-            head(b"POST / HTTP/1.1\r\nContent-Length: 007\r\n\r\n").body,
-            BodyFraming::Length(7)
-        );
-        assert_eq!(
-            head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").body,
-            BodyFraming::Chunked
-        );
-        let h = head(
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
-        );
+        assert_eq!(head(b"POST / HTTP/1.1\r\nContent-Length: 007\r\n\r\n").body, BodyFraming::Length(7));
+        assert_eq!(head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").body, BodyFraming::Chunked);
+        let h = head(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(h.body, BodyFraming::Chunked);
         assert!(h.must_close && h.should_close());
-        assert_eq!(
-            head(b"POST / HTTP/1.1\r\nTransfer-Encoding: identity, chunked\r\n\r\n").body,
-            BodyFraming::Chunked
-        );
-        assert_eq!(
-            err(b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n"),
-            te()
-        );
-        assert_eq!(
-            err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n"),
-            te()
-        );
-        assert_eq!(
-            err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
-            te()
-        );
-        assert_eq!(
-            err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
-            te()
-        );
-        assert_eq!(
-            err(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            te()
-        );
-        assert_eq!(
-            err(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            cl()
-        );
+        assert_eq!(head(b"POST / HTTP/1.1\r\nTransfer-Encoding: identity, chunked\r\n\r\n").body, BodyFraming::Chunked);
+        assert_eq!(err(b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n"), te());
+        assert_eq!(err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n"), te());
+        assert_eq!(err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"), te());
+        assert_eq!(err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), te());
+        assert_eq!(err(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), te());
+        assert_eq!(err(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"), cl());
         assert_eq!(
             err(b"POST / HTTP/1.1\r\nTransfer-Encoding: foo, chunked\r\n\r\n"),
             UnsupportedTransferCoding("foo, chunked".into())
@@ -1431,26 +1141,9 @@ pub(crate) mod tests {
             err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked,\r\n\r\n"),
             UnsupportedTransferCoding("chunked,".into())
         );
-        assert_eq!(
-            err(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
-            cl()
-        );
-        for bad in [
-            &b"-1"[..],
-            b"+1",
-            b"3 1",
-            b"5, 5",
-            b"",
-            b"\xb2",
-            b"1_0",
-            b"0x1",
-        ] {
-            let raw = [
-                &b"POST / HTTP/1.1\r\nContent-Length: "[..],
-                bad,
-                b"\r\n\r\n",
-            ]
-            .concat();
+        assert_eq!(err(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"), cl());
+        for bad in [&b"-1"[..], b"+1", b"3 1", b"5, 5", b"", b"\xb2", b"1_0", b"0x1"] {
+            let raw = [&b"POST / HTTP/1.1\r\nContent-Length: "[..], bad, b"\r\n\r\n"].concat();
             assert_eq!(err(&raw), cl(), "{bad:?}");
         }
         let raw = b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n";
@@ -1467,10 +1160,7 @@ pub(crate) mod tests {
         assert!(head(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n").should_close());
         assert!(!head(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").should_close());
         // Only the first one is read.
-        assert!(
-            !head(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nConnection: close\r\n\r\n")
-                .should_close()
-        );
+        assert!(!head(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nConnection: close\r\n\r\n").should_close());
         assert!(head(b"GET / HTTP/1.0\r\nConnection: upgrade\r\n\r\n").should_close());
     }
 
@@ -1480,11 +1170,7 @@ pub(crate) mod tests {
         let p = HttpPolicy::default();
         let end = raw.len() - 5;
         for n in 0..end {
-            assert_eq!(
-                parse_request_head(&raw[..n], &p, local()),
-                Ok(Parsed::Partial),
-                "{n}"
-            );
+            assert_eq!(parse_request_head(&raw[..n], &p, local()), Ok(Parsed::Partial), "{n}");
         }
         match parse_request_head(raw, &p, local()) {
             Ok(Parsed::Complete(h, used)) => {
@@ -1506,14 +1192,8 @@ pub(crate) mod tests {
         );
         // The next request on the connection gets the allowance back.
         let mut hp = HeadParser::without_leading_crlf();
-        assert!(matches!(
-            hp.parse(b"GET / HTTP/1.1\r\n\r\n", &p, local()),
-            Ok(Parsed::Complete(..))
-        ));
-        assert!(matches!(
-            hp.parse(b"\r\nGET / HTTP/1.1\r\n\r\n", &p, local()),
-            Ok(Parsed::Complete(..))
-        ));
+        assert!(matches!(hp.parse(b"GET / HTTP/1.1\r\n\r\n", &p, local()), Ok(Parsed::Complete(..))));
+        assert!(matches!(hp.parse(b"\r\nGET / HTTP/1.1\r\n\r\n", &p, local()), Ok(Parsed::Complete(..))));
     }
 
     #[test]
@@ -1525,31 +1205,20 @@ pub(crate) mod tests {
         // All in one read: the buffer size is never measured.
         assert_eq!(
             parse_request_head(raw, &p, local()),
-            Err(HttpError::LimitRequestHeaders(
-                "limit request headers fields"
-            ))
+            Err(HttpError::LimitRequestHeaders("limit request headers fields"))
         );
         // After waiting once, the next read is measured first.
         let mut hp = HeadParser::new();
         assert_eq!(hp.parse(&raw[..20], &p, local()), Ok(Parsed::Partial));
-        assert_eq!(
-            hp.parse(raw, &p, local()),
-            Err(HttpError::LimitRequestHeaders("max buffer headers"))
-        );
+        assert_eq!(hp.parse(raw, &p, local()), Err(HttpError::LimitRequestHeaders("max buffer headers")));
     }
 
     #[test]
     fn resumable_parser_restarts_on_shrink() {
         let p = HttpPolicy::default();
         let mut hp = HeadParser::new();
-        assert_eq!(
-            hp.parse(b"GET / HTTP/1.1\r\nA: b", &p, local()),
-            Ok(Parsed::Partial)
-        );
+        assert_eq!(hp.parse(b"GET / HTTP/1.1\r\nA: b", &p, local()), Ok(Parsed::Partial));
         // A different, shorter buffer: must not trust the old scan.
-        assert!(matches!(
-            hp.parse(b"GET /x HTTP/1.1\r\n\r\n", &p, local()),
-            Ok(Parsed::Complete(..))
-        ));
+        assert!(matches!(hp.parse(b"GET /x HTTP/1.1\r\n\r\n", &p, local()), Ok(Parsed::Complete(..))));
     }
 }

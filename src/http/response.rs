@@ -33,16 +33,12 @@ impl fmt::Display for ResponseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ResponseError::InvalidStatus(s) => write!(f, "Invalid status {}", py_repr(s)),
-            ResponseError::InvalidHeaderName(n) => write!(
-                f,
-                "Invalid response header name from the application: {}",
-                py_repr(n)
-            ),
-            ResponseError::InvalidHeaderValue(n) => write!(
-                f,
-                "Invalid response header from the application: {}",
-                py_repr(n)
-            ),
+            ResponseError::InvalidHeaderName(n) => {
+                write!(f, "Invalid response header name from the application: {}", py_repr(n))
+            }
+            ResponseError::InvalidHeaderValue(n) => {
+                write!(f, "Invalid response header from the application: {}", py_repr(n))
+            }
             ResponseError::InvalidContentLength(v) => {
                 write!(f, "invalid literal for int() with base 10: {}", py_repr(v))
             }
@@ -55,11 +51,7 @@ impl std::error::Error for ResponseError {}
 impl ResponseError {
     /// What Gunicorn's `handle_error` sends for it (when nothing was sent).
     pub fn response(&self) -> ErrorResponse {
-        ErrorResponse {
-            status: 500,
-            reason: "Internal Server Error",
-            message: String::new(),
-        }
+        ErrorResponse { status: 500, reason: "Internal Server Error", message: String::new() }
     }
 }
 
@@ -89,14 +81,8 @@ const HOP_HEADERS: [&[u8]; 10] = [
 /// `util.is_hoppish(name)`: `name.lower().strip()` is hop-by-hop (or one of
 /// `server`/`date`, which Gunicorn writes itself).
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    let start = name
-        .iter()
-        .position(|&b| !py_space(b))
-        .unwrap_or(name.len());
-    let end = name
-        .iter()
-        .rposition(|&b| !py_space(b))
-        .map_or(start, |e| e + 1);
+    let start = name.iter().position(|&b| !py_space(b)).unwrap_or(name.len());
+    let end = name.iter().rposition(|&b| !py_space(b)).map_or(start, |e| e + 1);
     let name = name.get(start..end).unwrap_or(&[]);
     HOP_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
@@ -110,13 +96,11 @@ fn py_space(b: u8) -> bool {
 /// HTAB / SP / VCHAR / obs-text.
 fn status_valid(s: &[u8]) -> bool {
     match s {
-        [a, b, c, rest @ ..] if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
-            match rest {
-                [] => true,
-                [b' ', reason @ ..] => reason.iter().all(|&b| field_value_byte(b)),
-                _ => false,
-            }
-        }
+        [a, b, c, rest @ ..] if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => match rest {
+            [] => true,
+            [b' ', reason @ ..] => reason.iter().all(|&b| field_value_byte(b)),
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -142,19 +126,10 @@ pub struct BodyPlan {
 }
 
 impl BodyPlan {
-    const NOTHING: BodyPlan = BodyPlan {
-        prefix: [0; 18],
-        prefix_len: 0,
-        data_len: 0,
-        suffix: b"",
-    };
+    const NOTHING: BodyPlan = BodyPlan { prefix: [0; 18], prefix_len: 0, data_len: 0, suffix: b"" };
 
     fn chunk(len: u64) -> BodyPlan {
-        let mut plan = BodyPlan {
-            data_len: len,
-            suffix: b"\r\n",
-            ..BodyPlan::NOTHING
-        };
+        let mut plan = BodyPlan { data_len: len, suffix: b"\r\n", ..BodyPlan::NOTHING };
         // "%X\r\n" % len: at most 16 hex digits + CRLF.
         let hex = format!("{len:X}\r\n");
         let n = hex.len().min(plan.prefix.len());
@@ -164,10 +139,7 @@ impl BodyPlan {
     }
 
     fn raw(len: u64) -> BodyPlan {
-        BodyPlan {
-            data_len: len,
-            ..BodyPlan::NOTHING
-        }
+        BodyPlan { data_len: len, ..BodyPlan::NOTHING }
     }
 
     /// The chunk-size line, or nothing.
@@ -206,24 +178,15 @@ pub struct ResponseState {
 
 impl ResponseState {
     /// `Response.start_response(status, headers)` (+ `process_headers`).
-    pub fn start(
-        req: &RequestInfo,
-        status: &[u8],
-        headers: &[(&[u8], &[u8])],
-    ) -> Result<ResponseState, ResponseError> {
+    pub fn start(req: &RequestInfo, status: &[u8], headers: &[(&[u8], &[u8])]) -> Result<ResponseState, ResponseError> {
         if !status_valid(status) {
             return Err(ResponseError::InvalidStatus(latin1_to_string(status)));
         }
-        let status_code = status
-            .iter()
-            .take(3)
-            .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
+        let status_code = status.iter().take(3).fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
         // RFC 9110: HEAD and 1xx/204/304 carry no body, and 1xx/204 no
         // Content-Length either (a 304 or HEAD may keep the GET's).
-        let omits_body = req.method_is_head
-            || status_code == 204
-            || status_code == 304
-            || (100..200).contains(&status_code);
+        let omits_body =
+            req.method_is_head || status_code == 204 || status_code == 304 || (100..200).contains(&status_code);
         let forbids_length = status_code == 204 || (100..200).contains(&status_code);
 
         let mut state = ResponseState {
@@ -248,8 +211,7 @@ impl ResponseState {
             }
             let value = strip_sp_tab(value);
             if name.eq_ignore_ascii_case(b"content-length") {
-                let n = py_int(value)
-                    .ok_or_else(|| ResponseError::InvalidContentLength(latin1_to_string(value)))?;
+                let n = py_int(value).ok_or_else(|| ResponseError::InvalidContentLength(latin1_to_string(value)))?;
                 state.response_length = Some(n);
                 if omits_body && forbids_length {
                     continue;
@@ -259,9 +221,7 @@ impl ResponseState {
                     if value.eq_ignore_ascii_case(b"upgrade") {
                         state.upgrade = true;
                     }
-                } else if name.eq_ignore_ascii_case(b"upgrade")
-                    && value.eq_ignore_ascii_case(b"websocket")
-                {
+                } else if name.eq_ignore_ascii_case(b"upgrade") && value.eq_ignore_ascii_case(b"websocket") {
                     state.push_header(name, value);
                 }
                 continue;
@@ -300,10 +260,7 @@ impl ResponseState {
     /// access logs.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.header_spans.iter().map(|(n, v)| {
-            (
-                self.header_lines.get(n.clone()).unwrap_or(&[]),
-                self.header_lines.get(v.clone()).unwrap_or(&[]),
-            )
+            (self.header_lines.get(n.clone()).unwrap_or(&[]), self.header_lines.get(v.clone()).unwrap_or(&[]))
         })
     }
 
@@ -337,8 +294,7 @@ impl ResponseState {
     /// The declared Content-Length (negative values read as 0: nothing is
     /// ever written), if any and if this status may carry one.
     pub fn content_length(&self) -> Option<u64> {
-        self.response_length
-            .map(|n| u64::try_from(n.max(0)).unwrap_or(u64::MAX))
+        self.response_length.map(|n| u64::try_from(n.max(0)).unwrap_or(u64::MAX))
     }
 
     /// `default_headers()` + `send_headers()`: status line, Server, Date,
@@ -458,35 +414,16 @@ fn push_u8(out: &mut Vec<u8>, v: u8) {
 mod tests {
     use super::*;
 
-    const GET11: RequestInfo = RequestInfo {
-        method_is_head: false,
-        version: (1, 1),
-        should_close: false,
-    };
-    const GET10: RequestInfo = RequestInfo {
-        method_is_head: false,
-        version: (1, 0),
-        should_close: true,
-    };
-    const HEAD11: RequestInfo = RequestInfo {
-        method_is_head: true,
-        version: (1, 1),
-        should_close: false,
-    };
+    const GET11: RequestInfo = RequestInfo { method_is_head: false, version: (1, 1), should_close: false };
+    const GET10: RequestInfo = RequestInfo { method_is_head: false, version: (1, 0), should_close: true };
+    const HEAD11: RequestInfo = RequestInfo { method_is_head: true, version: (1, 1), should_close: false };
 
     fn start(req: &RequestInfo, status: &str, headers: &[(&str, &str)]) -> ResponseState {
         try_start(req, status, headers).unwrap()
     }
 
-    fn try_start(
-        req: &RequestInfo,
-        status: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<ResponseState, ResponseError> {
-        let h: Vec<(&[u8], &[u8])> = headers
-            .iter()
-            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
-            .collect();
+    fn try_start(req: &RequestInfo, status: &str, headers: &[(&str, &str)]) -> Result<ResponseState, ResponseError> {
+        let h: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
         ResponseState::start(req, status.as_bytes(), &h)
     }
 
@@ -507,11 +444,7 @@ mod tests {
 
     #[test]
     fn chunked_keepalive_response() {
-        let mut r = start(
-            &GET11,
-            "200 OK",
-            &[("Content-Type", " text/plain \t"), ("X-A", "1")],
-        );
+        let mut r = start(&GET11, "200 OK", &[("Content-Type", " text/plain \t"), ("X-A", "1")]);
         assert!(r.is_chunked() && !r.should_close());
         assert_eq!(
             head_text(&mut r),
@@ -523,10 +456,7 @@ mod tests {
         );
         assert_eq!(r.sent(), 22);
         let hs: Vec<_> = r.headers().collect();
-        assert_eq!(
-            hs,
-            vec![(&b"Content-Type"[..], &b"text/plain"[..]), (b"X-A", b"1")]
-        );
+        assert_eq!(hs, vec![(&b"Content-Type"[..], &b"text/plain"[..]), (b"X-A", b"1")]);
     }
 
     #[test]
@@ -543,9 +473,7 @@ mod tests {
         let mut r = start(&GET11, "200 OK", &[("Content-Length", "-5")]);
         assert_eq!(write_all(&mut r, &[b"abc"]), b"");
         assert_eq!(
-            try_start(&GET11, "200 OK", &[("Content-Length", "12a")])
-                .unwrap_err()
-                .to_string(),
+            try_start(&GET11, "200 OK", &[("Content-Length", "12a")]).unwrap_err().to_string(),
             "invalid literal for int() with base 10: '12a'"
         );
     }
@@ -568,15 +496,9 @@ mod tests {
         assert!(r.omits_body() && !r.is_chunked() && !r.should_close());
         assert!(head_text(&mut r).contains("Content-Length: 5\r\n"));
         assert_eq!(write_all(&mut r, &[b"hello"]), b"");
-        let mut r = start(
-            &GET11,
-            "204 No Content",
-            &[("Content-Length", "5"), ("content-length", "1"), ("X", "y")],
-        );
+        let mut r = start(&GET11, "204 No Content", &[("Content-Length", "5"), ("content-length", "1"), ("X", "y")]);
         assert_eq!(r.content_length(), None);
-        assert!(!head_text(&mut r)
-            .to_ascii_lowercase()
-            .contains("content-length"));
+        assert!(!head_text(&mut r).to_ascii_lowercase().contains("content-length"));
         assert!(!r.should_close());
         let mut r = start(&GET11, "304 Not Modified", &[("Content-Length", "5")]);
         assert!(head_text(&mut r).contains("Content-Length: 5\r\n"));
@@ -604,10 +526,7 @@ mod tests {
         );
         assert!(r.is_upgrade());
         let t = head_text(&mut r);
-        assert!(
-            t.contains("Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"),
-            "{t}"
-        );
+        assert!(t.contains("Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"), "{t}");
         assert!(!t.contains("Server: x") && !t.contains("Keep-Alive"));
         let mut r = start(&GET11, "200 OK", &[("Upgrade", "h2c")]);
         assert!(!head_text(&mut r).contains("Upgrade"));
@@ -617,14 +536,8 @@ mod tests {
 
     #[test]
     fn validation() {
-        for bad in [
-            "20 OK", "2000", "200OK", "200\tOK", "abc OK", "200 O\nK", "", "200 \x7f",
-        ] {
-            assert_eq!(
-                try_start(&GET11, bad, &[]).unwrap_err(),
-                ResponseError::InvalidStatus(bad.into()),
-                "{bad:?}"
-            );
+        for bad in ["20 OK", "2000", "200OK", "200\tOK", "abc OK", "200 O\nK", "", "200 \x7f"] {
+            assert_eq!(try_start(&GET11, bad, &[]).unwrap_err(), ResponseError::InvalidStatus(bad.into()), "{bad:?}");
         }
         for ok in ["200", "200 ", "200 OK \t", "599 \u{e9}"] {
             let bytes = crate::http::text::string_to_latin1(ok);
@@ -632,31 +545,19 @@ mod tests {
         }
         assert_eq!(try_start(&GET11, "200 OK", &[]).unwrap().status_code(), 200);
         let e = try_start(&GET11, "200 OK", &[("X Y", "1")]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "Invalid response header name from the application: 'X Y'"
-        );
+        assert_eq!(e.to_string(), "Invalid response header name from the application: 'X Y'");
         let e = try_start(&GET11, "200 OK", &[("X", "a\r\nSet-Cookie: x")]).unwrap_err();
         assert_eq!(e, ResponseError::InvalidHeaderValue("X".into()));
-        assert_eq!(
-            e.to_string(),
-            "Invalid response header from the application: 'X'"
-        );
+        assert_eq!(e.to_string(), "Invalid response header from the application: 'X'");
         assert_eq!(e.response().status, 500);
-        assert_eq!(
-            try_start(&GET11, "2x0 OK", &[]).unwrap_err().to_string(),
-            "Invalid status '2x0 OK'"
-        );
+        assert_eq!(try_start(&GET11, "2x0 OK", &[]).unwrap_err().to_string(), "Invalid status '2x0 OK'");
     }
 
     #[test]
     fn plans_for_zero_copy_writes() {
         let mut r = start(&GET11, "200 OK", &[]);
         let p = r.plan_body(300);
-        assert_eq!(
-            (p.prefix(), p.data_len, p.suffix),
-            (&b"12C\r\n"[..], 300, &b"\r\n"[..])
-        );
+        assert_eq!((p.prefix(), p.data_len, p.suffix), (&b"12C\r\n"[..], 300, &b"\r\n"[..]));
         assert_eq!(p.data_range(300), 0..300);
         assert!(r.plan_body(0).is_empty());
         let p = r.plan_sendfile(0);
@@ -673,11 +574,7 @@ mod tests {
 
     #[test]
     fn odd_versions_in_status_line() {
-        let req = RequestInfo {
-            method_is_head: false,
-            version: (2, 0),
-            should_close: false,
-        };
+        let req = RequestInfo { method_is_head: false, version: (2, 0), should_close: false };
         let mut r = start(&req, "200 OK", &[]);
         assert!(head_text(&mut r).starts_with("HTTP/2.0 200 OK\r\n"));
     }

@@ -18,9 +18,7 @@ pub fn latin1_to_string(bytes: &[u8]) -> String {
 /// Encodes a string of latin-1 characters back to bytes; characters above
 /// U+00FF (which Gunicorn's parser never produces) become `?`.
 pub fn string_to_latin1(s: &str) -> Vec<u8> {
-    s.chars()
-        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-        .collect()
+    s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect()
 }
 
 /// The quote `repr()` picks: single, unless the text has a single quote and
@@ -105,10 +103,9 @@ pub fn unquote_to_bytes(s: &[u8]) -> Vec<u8> {
     while i < s.len() {
         let b = s[i];
         if b == b'%' {
-            if let (Some(h), Some(l)) = (
-                s.get(i + 1).copied().and_then(hex_value),
-                s.get(i + 2).copied().and_then(hex_value),
-            ) {
+            if let (Some(h), Some(l)) =
+                (s.get(i + 1).copied().and_then(hex_value), s.get(i + 2).copied().and_then(hex_value))
+            {
                 out.push(h << 4 | l);
                 i += 3;
                 continue;
@@ -210,10 +207,7 @@ pub(crate) fn trim_sp_tab(s: &[u8]) -> &[u8] {
     match start {
         None => &[],
         Some(start) => {
-            let end = s
-                .iter()
-                .rposition(|&b| b != b' ' && b != b'\t')
-                .map_or(start, |e| e + 1);
+            let end = s.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |e| e + 1);
             s.get(start..end).unwrap_or(&[])
         }
     }
@@ -222,10 +216,7 @@ pub(crate) fn trim_sp_tab(s: &[u8]) -> &[u8] {
 /// Python's `s.rstrip(" \t")` on bytes.
 #[inline]
 pub(crate) fn rtrim_sp_tab(s: &[u8]) -> &[u8] {
-    let end = s
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(0, |e| e + 1);
+    let end = s.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(0, |e| e + 1);
     s.get(..end).unwrap_or(&[])
 }
 
@@ -240,10 +231,7 @@ mod tests {
         assert_eq!(py_repr("a\"b"), "'a\"b'");
         assert_eq!(py_repr("a'\"b"), "'a\\'\"b'");
         let s = latin1_to_string(b"\\x\x00\x7f\x80\xa0\xad\xff\t\r\n");
-        assert_eq!(
-            py_repr(&s),
-            "'\\\\x\\x00\\x7f\\x80\\xa0\\xad\u{ff}\\t\\r\\n'"
-        );
+        assert_eq!(py_repr(&s), "'\\\\x\\x00\\x7f\\x80\\xa0\\xad\u{ff}\\t\\r\\n'");
         assert_eq!(py_repr(""), "''");
     }
 
@@ -261,10 +249,7 @@ mod tests {
 
     #[test]
     fn html_escape_matches_python() {
-        assert_eq!(
-            html_escape("<a href='x'>&\"</a>"),
-            "&lt;a href=&#x27;x&#x27;&gt;&amp;&quot;&lt;/a&gt;"
-        );
+        assert_eq!(html_escape("<a href='x'>&\"</a>"), "&lt;a href=&#x27;x&#x27;&gt;&amp;&quot;&lt;/a&gt;");
     }
 
     #[test]
@@ -283,17 +268,12 @@ mod tests {
         for (s, v) in ok {
             assert_eq!(py_int(s), Some(*v), "{s:?}");
         }
-        let bad: &[&[u8]] = &[
-            b"\x1c5", b"1__0", b"_1", b"1_", b"0x10", b"+_1", b"1 2", b"", b"+", b"+ 5", b"5+",
-            b" ", b"\xb2",
-        ];
+        let bad: &[&[u8]] =
+            &[b"\x1c5", b"1__0", b"_1", b"1_", b"0x10", b"+_1", b"1 2", b"", b"+", b"+ 5", b"5+", b" ", b"\xb2"];
         for s in bad {
             assert_eq!(py_int(s), None, "{s:?}");
         }
-        assert_eq!(
-            py_int(b"999999999999999999999999999999999999999999999"),
-            Some(i128::MAX)
-        );
+        assert_eq!(py_int(b"999999999999999999999999999999999999999999999"), Some(i128::MAX));
     }
 
     #[test]

@@ -34,13 +34,7 @@ pub fn split_request_uri(uri: &str) -> Result<UriParts<'_>, InvalidUri> {
         // up to "?" / "#" is the path, and nothing can fail.
         let (before_frag, fragment) = split_once_or(uri, '#');
         let (path, query) = split_once_or(before_frag, '?');
-        return Ok(UriParts {
-            scheme: "",
-            netloc: "",
-            path,
-            query,
-            fragment,
-        });
+        return Ok(UriParts { scheme: "", netloc: "", path, query, fragment });
     }
     urlsplit(uri)
 }
@@ -61,8 +55,7 @@ pub fn urlsplit(url: &str) -> Result<UriParts<'_>, InvalidUri> {
         let b = url.as_bytes();
         if i > 0
             && b.first().is_some_and(u8::is_ascii_alphabetic)
-            && b.get(..i)
-                .is_some_and(|s| s.iter().all(|&c| is_scheme_char(c)))
+            && b.get(..i).is_some_and(|s| s.iter().all(|&c| is_scheme_char(c)))
         {
             scheme = &url[..i];
             rest = &url[i + 1..];
@@ -79,21 +72,13 @@ pub fn urlsplit(url: &str) -> Result<UriParts<'_>, InvalidUri> {
             return Err(InvalidUri);
         }
         if open {
-            let host = netloc
-                .split_once('[')
-                .map_or("", |(_, h)| h.split_once(']').map_or(h, |(h, _)| h));
+            let host = netloc.split_once('[').map_or("", |(_, h)| h.split_once(']').map_or(h, |(h, _)| h));
             check_bracketed_host(host)?;
         }
     }
     let (before_frag, fragment) = split_once_or(rest, '#');
     let (path, query) = split_once_or(before_frag, '?');
-    Ok(UriParts {
-        scheme,
-        netloc,
-        path,
-        query,
-        fragment,
-    })
+    Ok(UriParts { scheme, netloc, path, query, fragment })
 }
 
 /// `urllib.parse._check_bracketed_host`: an IPvFuture literal or an IPv6
@@ -102,8 +87,7 @@ fn check_bracketed_host(host: &str) -> Result<(), InvalidUri> {
     if let Some(rest) = host.strip_prefix('v') {
         // \Av[a-fA-F0-9]+\..+\Z
         let hex_len = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
-        let ok =
-            hex_len > 0 && rest.as_bytes().get(hex_len) == Some(&b'.') && rest.len() > hex_len + 1;
+        let ok = hex_len > 0 && rest.as_bytes().get(hex_len) == Some(&b'.') && rest.len() > hex_len + 1;
         return if ok { Ok(()) } else { Err(InvalidUri) };
     }
     match py_ip_address(host) {
@@ -118,13 +102,7 @@ mod tests {
 
     fn parts(u: &str) -> (String, String, String, String, String) {
         let p = split_request_uri(u).unwrap();
-        (
-            p.scheme.to_ascii_lowercase(),
-            p.netloc.into(),
-            p.path.into(),
-            p.query.into(),
-            p.fragment.into(),
-        )
+        (p.scheme.to_ascii_lowercase(), p.netloc.into(), p.path.into(), p.query.into(), p.fragment.into())
     }
 
     fn t(s: &str, n: &str, p: &str, q: &str, f: &str) -> (String, String, String, String, String) {
@@ -134,34 +112,22 @@ mod tests {
     #[test]
     fn matches_python_urlsplit() {
         // Expected values from Python 3.11.7 gunicorn.util.split_request_uri.
-        assert_eq!(
-            parts("/stuff/here?foo=bar"),
-            t("", "", "/stuff/here", "foo=bar", "")
-        );
+        assert_eq!(parts("/stuff/here?foo=bar"), t("", "", "/stuff/here", "foo=bar", ""));
         assert_eq!(parts("/a?b#c"), t("", "", "/a", "b", "c"));
         assert_eq!(parts("/a#b?c"), t("", "", "/a", "", "b?c"));
-        assert_eq!(
-            parts("example.com:443"),
-            t("example.com", "", "443", "", "")
-        );
+        assert_eq!(parts("example.com:443"), t("example.com", "", "443", "", ""));
         assert_eq!(parts("[::1]:443"), t("", "", "[::1]:443", "", ""));
         assert_eq!(parts("*"), t("", "", "*", "", ""));
         assert_eq!(parts("http://h/p?q#f"), t("http", "h", "/p", "q", "f"));
         assert_eq!(parts("HTTP://h"), t("http", "h", "", "", ""));
         assert_eq!(parts("//a:b/c?d"), t("", "", "//a:b/c", "d", ""));
         assert_eq!(parts("//[x/c"), t("", "", "//[x/c", "", ""));
-        assert_eq!(
-            parts("http://[::1]:80/x"),
-            t("http", "[::1]:80", "/x", "", "")
-        );
+        assert_eq!(parts("http://[::1]:80/x"), t("http", "[::1]:80", "/x", "", ""));
         assert_eq!(parts("http://[v1.x]/"), t("http", "[v1.x]", "/", "", ""));
         assert_eq!(parts("1http://x/y"), t("", "", "1http://x/y", "", ""));
         assert_eq!(parts("a_b://x/y"), t("", "", "a_b://x/y", "", ""));
         assert_eq!(parts("/x:y"), t("", "", "/x:y", "", ""));
-        assert_eq!(
-            parts("http://[fe80::1%25eth0]/"),
-            t("http", "[fe80::1%25eth0]", "/", "", "")
-        );
+        assert_eq!(parts("http://[fe80::1%25eth0]/"), t("http", "[fe80::1%25eth0]", "/", "", ""));
         assert_eq!(parts("http://a[::1]b/"), t("http", "a[::1]b", "/", "", ""));
         assert_eq!(parts("http://[::1]x]/"), t("http", "[::1]x]", "/", "", ""));
     }

@@ -12,9 +12,7 @@ const STAMP_CAP: usize = 64;
 
 /// Python formats month names in the C locale (it never sets LC_TIME), so
 /// they are fixed English abbreviations whatever the process locale says.
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// Seconds since the epoch, floored as `time.localtime(time.time())` does.
 pub fn now_secs() -> i64 {
@@ -77,21 +75,10 @@ impl LocalTime {
 
     /// Shown only if localtime_r cannot represent the instant, which needs
     /// a clock billions of years off; a stamp is still better than none.
-    const EPOCH: LocalTime = LocalTime {
-        year: 1970,
-        month: 1,
-        day: 1,
-        hour: 0,
-        minute: 0,
-        second: 0,
-        utc_offset: 0,
-    };
+    const EPOCH: LocalTime = LocalTime { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0, utc_offset: 0 };
 
     fn month_abbr(&self) -> &'static str {
-        MONTHS
-            .get(usize::from(self.month).wrapping_sub(1))
-            .copied()
-            .unwrap_or("???")
+        MONTHS.get(usize::from(self.month).wrapping_sub(1)).copied().unwrap_or("???")
     }
 
     /// `%z`: glibc prints whole minutes of the offset as `+hhmm`.
@@ -170,12 +157,7 @@ thread_local! {
     static CLF_STAMP: RefCell<Cached> = const { RefCell::new(Cached::EMPTY) };
 }
 
-fn append_cached(
-    key: &'static std::thread::LocalKey<RefCell<Cached>>,
-    shape: Shape,
-    secs: i64,
-    out: &mut Vec<u8>,
-) {
+fn append_cached(key: &'static std::thread::LocalKey<RefCell<Cached>>, shape: Shape, secs: i64, out: &mut Vec<u8>) {
     let done = key.try_with(|cell| match cell.try_borrow_mut() {
         Ok(mut c) => {
             if c.secs != secs {
@@ -247,7 +229,9 @@ mod tests {
         let Ok(out) = out else { panic!("could not run child test") };
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
-            text.contains("STAMPS [2026-11-25 19:55:06 -0330]|[25/Nov/2026:19:55:06 -0330]|[25/Nov/2026:19:55:06 -0330]"),
+            text.contains(
+                "STAMPS [2026-11-25 19:55:06 -0330]|[25/Nov/2026:19:55:06 -0330]|[25/Nov/2026:19:55:06 -0330]"
+            ),
             "{text}"
         );
     }

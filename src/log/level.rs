@@ -35,10 +35,7 @@ impl Level {
             ("info", Level::Info),
             ("debug", Level::Debug),
         ];
-        NAMES
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|&(_, level)| level)
+        NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|&(_, level)| level)
     }
 
     /// Gunicorn's `LOG_LEVELS.get(name.lower(), logging.INFO)`: a name it
@@ -76,11 +73,7 @@ pub struct UnknownLevel(pub String);
 
 impl fmt::Display for UnknownLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown log level {:?} (expected debug, info, warning, error or critical)",
-            self.0
-        )
+        write!(f, "unknown log level {:?} (expected debug, info, warning, error or critical)", self.0)
     }
 }
 

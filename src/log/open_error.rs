@@ -85,14 +85,8 @@ mod tests {
             "Error: '/nonexistent/x.log' isn't writable [FileNotFoundError(2, 'No such file or directory')]"
         );
         let e = OpenError { path: PathBuf::from("/root/x"), errno: libc::EACCES };
-        assert_eq!(
-            e.to_string(),
-            "Error: '/root/x' isn't writable [PermissionError(13, 'Permission denied')]"
-        );
+        assert_eq!(e.to_string(), "Error: '/root/x' isn't writable [PermissionError(13, 'Permission denied')]");
         let e = OpenError { path: PathBuf::from("/ro/x"), errno: libc::EROFS };
-        assert_eq!(
-            e.to_string(),
-            "Error: '/ro/x' isn't writable [OSError(30, 'Read-only file system')]"
-        );
+        assert_eq!(e.to_string(), "Error: '/ro/x' isn't writable [OSError(30, 'Read-only file system')]");
     }
 }

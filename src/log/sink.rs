@@ -235,9 +235,7 @@ fn replace_fd(source: libc::c_int, target: libc::c_int) -> Result<(), i32> {
     loop {
         #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
         // SAFETY: plain descriptor syscalls.
-        let rc = unsafe {
-            libc::dup3(source, target, if cloexec { libc::O_CLOEXEC } else { 0 })
-        };
+        let rc = unsafe { libc::dup3(source, target, if cloexec { libc::O_CLOEXEC } else { 0 }) };
         #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
         // SAFETY: plain descriptor syscalls.
         let rc = unsafe {

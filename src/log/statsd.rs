@@ -85,9 +85,8 @@ static CLIENT: RwLock<Option<Arc<Statsd>>> = RwLock::new(None);
 /// workers it forks. A socket that cannot be made or connected leaves
 /// metrics silently off, as in Gunicorn.
 pub fn configure(addr: Option<&StatsdAddr>, prefix: &str, tags: &str) {
-    let client = addr.map(|a| {
-        Arc::new(Statsd { sock: connect(a).ok(), prefix: normalize_prefix(prefix), tags: tags.to_owned() })
-    });
+    let client = addr
+        .map(|a| Arc::new(Statsd { sock: connect(a).ok(), prefix: normalize_prefix(prefix), tags: tags.to_owned() }));
     *CLIENT.write().unwrap_or_else(|p| p.into_inner()) = client;
 }
 

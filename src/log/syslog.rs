@@ -43,9 +43,18 @@ pub fn facility(name: &str) -> Result<u8, String> {
 pub enum SyslogAddr {
     /// `unix://PATH[#dgram|#stream]`; `dgram` forces datagrams, otherwise
     /// datagrams are tried first and a stream socket second.
-    Unix { path: String, dgram_only: bool },
-    Udp { host: String, port: u16 },
-    Tcp { host: String, port: u16 },
+    Unix {
+        path: String,
+        dgram_only: bool,
+    },
+    Udp {
+        host: String,
+        port: u16,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+    },
 }
 
 impl SyslogAddr {
@@ -79,7 +88,8 @@ impl SyslogAddr {
                 if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
                     return Err(format!("{} is not a valid port number.", crate::http::text::py_repr(p)));
                 }
-                p.parse::<u16>().map_err(|_| format!("{} is not a valid port number.", crate::http::text::py_repr(p)))?
+                p.parse::<u16>()
+                    .map_err(|_| format!("{} is not a valid port number.", crate::http::text::py_repr(p)))?
             }
             None => 514,
         };
@@ -248,7 +258,10 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(SyslogAddr::parse("udp://localhost:514"), Ok(SyslogAddr::Udp { host: "localhost".into(), port: 514 }));
+        assert_eq!(
+            SyslogAddr::parse("udp://localhost:514"),
+            Ok(SyslogAddr::Udp { host: "localhost".into(), port: 514 })
+        );
         assert_eq!(SyslogAddr::parse("udp://"), Ok(SyslogAddr::Udp { host: "localhost".into(), port: 514 }));
         assert_eq!(SyslogAddr::parse("tcp://[::1]:601"), Ok(SyslogAddr::Tcp { host: "::1".into(), port: 601 }));
         assert_eq!(
@@ -268,7 +281,8 @@ mod tests {
         let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         server.set_read_timeout(Some(std::time::Duration::from_secs(2))).expect("timeout");
         let addr = format!("udp://127.0.0.1:{}", server.local_addr().expect("addr").port());
-        configure(Some(SyslogConfig { addr: &addr, facility: "local0", prefix: "app.x", access: true })).expect("configure");
+        configure(Some(SyslogConfig { addr: &addr, facility: "local0", prefix: "app.x", access: true }))
+            .expect("configure");
         error(Level::Warning, format_args!("careful"));
         access(b"127.0.0.1 - - \"GET / HTTP/1.1\" 200 2");
         configure(None).expect("off");
@@ -277,6 +291,9 @@ mod tests {
         let n = server.recv(&mut buf).expect("error packet");
         assert_eq!(&buf[..n], format!("<132>gunicorn.app.x.error: [{pid}] careful\0").as_bytes());
         let n = server.recv(&mut buf).expect("access packet");
-        assert_eq!(&buf[..n], format!("<134>gunicorn.app.x.access: [{pid}] 127.0.0.1 - - \"GET / HTTP/1.1\" 200 2\0").as_bytes());
+        assert_eq!(
+            &buf[..n],
+            format!("<134>gunicorn.app.x.access: [{pid}] 127.0.0.1 - - \"GET / HTTP/1.1\" 200 2\0").as_bytes()
+        );
     }
 }

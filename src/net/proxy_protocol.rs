@@ -112,21 +112,14 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed<Option<ProxyInfo>>, HttpError> {
     let pton: fn(&[u8]) -> bool = match *proto {
         b"TCP4" => |a| inet_pton4(a).is_some(),
         b"TCP6" => |a| inet_pton6(a).is_some(),
-        _ => {
-            return Err(HttpError::InvalidProxyLine(format!(
-                "protocol '{}' not supported",
-                latin1_to_string(proto)
-            )))
-        }
+        _ => return Err(HttpError::InvalidProxyLine(format!("protocol '{}' not supported", latin1_to_string(proto)))),
     };
     for addr in [s_addr, d_addr] {
         if addr.contains(&0) {
             // socket.inet_pton raises ValueError (not OSError) on a NUL,
             // which escapes Gunicorn's parser and is answered with a 500 and
             // an empty body, exactly like InvalidProxyHeader.
-            return Err(HttpError::InvalidProxyHeader(
-                "embedded null character".to_owned(),
-            ));
+            return Err(HttpError::InvalidProxyHeader("embedded null character".to_owned()));
         }
         if !pton(addr) {
             return Err(HttpError::InvalidProxyLine(line()));
@@ -134,10 +127,7 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed<Option<ProxyInfo>>, HttpError> {
     }
     let port = |p: &[u8]| py_int(p).and_then(|n| u16::try_from(n).ok());
     let (Some(sp), Some(dp)) = (port(s_port), port(d_port)) else {
-        return Err(HttpError::InvalidProxyLine(format!(
-            "invalid port {}",
-            line()
-        )));
+        return Err(HttpError::InvalidProxyLine(format!("invalid port {}", line())));
     };
     let protocol = if *proto == b"TCP4" { "TCP4" } else { "TCP6" };
     Ok(Parsed::Complete(
@@ -156,64 +146,37 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed<Option<ProxyInfo>>, HttpError> {
     };
     let version = ver_cmd >> 4;
     if version != 2 {
-        return Err(HttpError::InvalidProxyHeader(format!(
-            "unsupported version {version}"
-        )));
+        return Err(HttpError::InvalidProxyHeader(format!("unsupported version {version}")));
     }
     let command = ver_cmd & 0x0f;
     if command > 1 {
-        return Err(HttpError::InvalidProxyHeader(format!(
-            "unsupported command {command}"
-        )));
+        return Err(HttpError::InvalidProxyHeader(format!("unsupported command {command}")));
     }
     let total = 16 + usize::from(u16::from_be_bytes([len_hi, len_lo]));
     let Some(addr) = buf.get(16..total) else {
         return Ok(Parsed::Partial);
     };
-    let no_addresses = |protocol| {
-        Ok(Parsed::Complete(
-            Some(ProxyInfo {
-                protocol,
-                client: None,
-                proxy: None,
-            }),
-            total,
-        ))
-    };
+    let no_addresses = |protocol| Ok(Parsed::Complete(Some(ProxyInfo { protocol, client: None, proxy: None }), total));
     if command == 0 {
         return no_addresses("LOCAL");
     }
     let family = fam_proto >> 4;
     if fam_proto & 0x0f != 1 {
-        return Err(HttpError::InvalidProxyHeader(
-            "only TCP protocol is supported".to_owned(),
-        ));
+        return Err(HttpError::InvalidProxyHeader("only TCP protocol is supported".to_owned()));
     }
     let byte = |i: usize| addr.get(i).copied().unwrap_or(0);
     let port = |i: usize| u16::from_be_bytes([byte(i), byte(i + 1)]);
     let (protocol, client, proxy) = match family {
         1 => {
             if addr.len() < 12 {
-                return Err(HttpError::InvalidProxyHeader(
-                    "insufficient address data for IPv4".to_owned(),
-                ));
+                return Err(HttpError::InvalidProxyHeader("insufficient address data for IPv4".to_owned()));
             }
-            let v4 = |i: usize| {
-                format!(
-                    "{}.{}.{}.{}",
-                    byte(i),
-                    byte(i + 1),
-                    byte(i + 2),
-                    byte(i + 3)
-                )
-            };
+            let v4 = |i: usize| format!("{}.{}.{}.{}", byte(i), byte(i + 1), byte(i + 2), byte(i + 3));
             ("TCP4", (v4(0), port(8)), (v4(4), port(10)))
         }
         2 => {
             if addr.len() < 36 {
-                return Err(HttpError::InvalidProxyHeader(
-                    "insufficient address data for IPv6".to_owned(),
-                ));
+                return Err(HttpError::InvalidProxyHeader("insufficient address data for IPv6".to_owned()));
             }
             let v6 = |i: usize| {
                 let mut o = [0u8; 16];
@@ -225,20 +188,9 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed<Option<ProxyInfo>>, HttpError> {
             ("TCP6", (v6(0), port(32)), (v6(16), port(34)))
         }
         0 => return no_addresses("UNSPEC"),
-        f => {
-            return Err(HttpError::InvalidProxyHeader(format!(
-                "unsupported address family {f}"
-            )))
-        }
+        f => return Err(HttpError::InvalidProxyHeader(format!("unsupported address family {f}"))),
     };
-    Ok(Parsed::Complete(
-        Some(ProxyInfo {
-            protocol,
-            client: Some(client),
-            proxy: Some(proxy),
-        }),
-        total,
-    ))
+    Ok(Parsed::Complete(Some(ProxyInfo { protocol, client: Some(client), proxy: Some(proxy) }), total))
 }
 
 #[cfg(test)]
@@ -303,10 +255,7 @@ mod tests {
     fn v1_errors() {
         use HttpError::*;
         let line = |s: &str| Err(InvalidProxyLine(s.into()));
-        assert_eq!(
-            parse(b"PROXY TCP4 192.168.0.1 192.16...\r\n"),
-            line("PROXY TCP4 192.168.0.1 192.16...")
-        );
+        assert_eq!(parse(b"PROXY TCP4 192.168.0.1 192.16...\r\n"), line("PROXY TCP4 192.168.0.1 192.16..."));
         assert_eq!(
             parse(b"PROXY TCP4 192.168.0.1 192.168.0.11 65iii 100000\r\n"),
             line("invalid port PROXY TCP4 192.168.0.1 192.168.0.11 65iii 100000")
@@ -320,25 +269,13 @@ mod tests {
             line("PROXY TCP4 not-an-ip 192.168.0.11 56324 443")
         );
         assert_eq!(parse(b"PROXY UNKNOWN\r\n"), line("PROXY UNKNOWN"));
-        assert_eq!(
-            parse(b"PROXY UDP4 a b 1 2\r\n"),
-            line("protocol 'UDP4' not supported")
-        );
-        assert_eq!(
-            parse(b"PROXY TCP4 ::1 ::1 1 2\r\n"),
-            line("PROXY TCP4 ::1 ::1 1 2")
-        );
-        assert_eq!(
-            parse(b"PROXY TCP4 1.2.3.04 1.2.3.4 1 2\r\n"),
-            line("PROXY TCP4 1.2.3.04 1.2.3.4 1 2")
-        );
+        assert_eq!(parse(b"PROXY UDP4 a b 1 2\r\n"), line("protocol 'UDP4' not supported"));
+        assert_eq!(parse(b"PROXY TCP4 ::1 ::1 1 2\r\n"), line("PROXY TCP4 ::1 ::1 1 2"));
+        assert_eq!(parse(b"PROXY TCP4 1.2.3.04 1.2.3.4 1 2\r\n"), line("PROXY TCP4 1.2.3.04 1.2.3.4 1 2"));
         let e = parse(b"PROXY TCP4 1.2.3.4\x00 1.2.3.4 1 2\r\n").unwrap_err();
         assert_eq!(e.response().unwrap().status, 500);
         let e = parse(b"PROXY TCP4 192.168.0.1 192.16...\r\n").unwrap_err();
-        assert_eq!(
-            e.response().unwrap().message,
-            "'Invalid PROXY line: 'PROXY TCP4 192.168.0.1 192.16...''"
-        );
+        assert_eq!(e.response().unwrap().message, "'Invalid PROXY line: 'PROXY TCP4 192.168.0.1 192.16...''");
     }
 
     #[test]
@@ -365,29 +302,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let local = parse(&v2(0x20, 0x00, b"ignored")).unwrap();
-        assert_eq!(
-            local,
-            Parsed::Complete(
-                Some(ProxyInfo {
-                    protocol: "LOCAL",
-                    client: None,
-                    proxy: None
-                }),
-                23
-            )
-        );
+        assert_eq!(local, Parsed::Complete(Some(ProxyInfo { protocol: "LOCAL", client: None, proxy: None }), 23));
         let unspec = parse(&v2(0x21, 0x01, b"")).unwrap();
-        assert_eq!(
-            unspec,
-            Parsed::Complete(
-                Some(ProxyInfo {
-                    protocol: "UNSPEC",
-                    client: None,
-                    proxy: None
-                }),
-                16
-            )
-        );
+        assert_eq!(unspec, Parsed::Complete(Some(ProxyInfo { protocol: "UNSPEC", client: None, proxy: None }), 16));
     }
 
     #[test]
@@ -395,72 +312,33 @@ mod tests {
         let e = |s: &str| Err(HttpError::InvalidProxyHeader(s.into()));
         assert_eq!(parse(&v2(0x11, 0x11, &[0; 12])), e("unsupported version 1"));
         assert_eq!(parse(&v2(0x22, 0x11, &[0; 12])), e("unsupported command 2"));
-        assert_eq!(
-            parse(&v2(0x21, 0x12, &[0; 12])),
-            e("only TCP protocol is supported")
-        );
-        assert_eq!(
-            parse(&v2(0x21, 0x00, &[])),
-            e("only TCP protocol is supported")
-        );
-        assert_eq!(
-            parse(&v2(0x21, 0x11, &[0; 11])),
-            e("insufficient address data for IPv4")
-        );
-        assert_eq!(
-            parse(&v2(0x21, 0x21, &[0; 35])),
-            e("insufficient address data for IPv6")
-        );
-        assert_eq!(
-            parse(&v2(0x21, 0x31, &[0; 216])),
-            e("unsupported address family 3")
-        );
+        assert_eq!(parse(&v2(0x21, 0x12, &[0; 12])), e("only TCP protocol is supported"));
+        assert_eq!(parse(&v2(0x21, 0x00, &[])), e("only TCP protocol is supported"));
+        assert_eq!(parse(&v2(0x21, 0x11, &[0; 11])), e("insufficient address data for IPv4"));
+        assert_eq!(parse(&v2(0x21, 0x21, &[0; 35])), e("insufficient address data for IPv6"));
+        assert_eq!(parse(&v2(0x21, 0x31, &[0; 216])), e("unsupported address family 3"));
         // An InvalidProxyHeader is a 500 in Gunicorn's worker.
-        assert_eq!(
-            HttpError::InvalidProxyHeader("x".into())
-                .response()
-                .unwrap()
-                .status,
-            500
-        );
+        assert_eq!(HttpError::InvalidProxyHeader("x".into()).response().unwrap().status, 500);
     }
 
     #[test]
     fn detection_and_access() {
         let allow = AllowList::localhost();
         let req = b"GET / HTTP/1.1\r\n\r\n";
-        assert_eq!(
-            parse_proxy_header(req, ProxyMode::Auto, local(), &allow),
-            Ok(Parsed::Complete(None, 0))
-        );
-        assert_eq!(
-            parse_proxy_header(b"GET / HTTP", ProxyMode::Auto, local(), &allow),
-            Ok(Parsed::Partial)
-        );
-        assert_eq!(
-            parse_proxy_header(b"", ProxyMode::Off, local(), &allow),
-            Ok(Parsed::Complete(None, 0))
-        );
+        assert_eq!(parse_proxy_header(req, ProxyMode::Auto, local(), &allow), Ok(Parsed::Complete(None, 0)));
+        assert_eq!(parse_proxy_header(b"GET / HTTP", ProxyMode::Auto, local(), &allow), Ok(Parsed::Partial));
+        assert_eq!(parse_proxy_header(b"", ProxyMode::Off, local(), &allow), Ok(Parsed::Complete(None, 0)));
         let v1 = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n";
-        assert_eq!(
-            parse_proxy_header(v1, ProxyMode::V2, local(), &allow),
-            Ok(Parsed::Complete(None, 0))
-        );
+        assert_eq!(parse_proxy_header(v1, ProxyMode::V2, local(), &allow), Ok(Parsed::Complete(None, 0)));
         let v2raw = v2(0x20, 0, b"");
-        assert_eq!(
-            parse_proxy_header(&v2raw, ProxyMode::V1, local(), &allow),
-            Ok(Parsed::Complete(None, 0))
-        );
+        assert_eq!(parse_proxy_header(&v2raw, ProxyMode::V1, local(), &allow), Ok(Parsed::Complete(None, 0)));
         let stranger = Some(IpAddr::from([10, 0, 0, 1]));
         let e = parse_proxy_header(v1, ProxyMode::Auto, stranger, &allow).unwrap_err();
         assert_eq!(e, HttpError::ForbiddenProxyRequest("10.0.0.1".into()));
         assert_eq!(e.to_string(), "Proxy request from '10.0.0.1' not allowed");
         assert_eq!(e.response().unwrap().status, 403);
         // Unix sockets are always allowed.
-        assert!(matches!(
-            parse_proxy_header(v1, ProxyMode::Auto, None, &allow),
-            Ok(Parsed::Complete(Some(_), _))
-        ));
+        assert!(matches!(parse_proxy_header(v1, ProxyMode::Auto, None, &allow), Ok(Parsed::Complete(Some(_), _))));
         assert_eq!("TRUE".parse::<ProxyMode>(), Ok(ProxyMode::Auto));
         assert_eq!("none".parse::<ProxyMode>(), Ok(ProxyMode::Off));
         assert!("v3".parse::<ProxyMode>().is_err());

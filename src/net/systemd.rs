@@ -74,8 +74,8 @@ pub fn take_listeners(n: usize, backlog: i32) -> Result<Vec<Listener>, Activatio
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let fd = LISTEN_FDS_START + i as RawFd;
-        let listener = Listener::from_fd(fd, backlog)
-            .map_err(|e| ActivationError::BadSocket { fd, reason: e.to_string() })?;
+        let listener =
+            Listener::from_fd(fd, backlog).map_err(|e| ActivationError::BadSocket { fd, reason: e.to_string() })?;
         out.push(listener);
     }
     Ok(out)

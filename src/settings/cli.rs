@@ -69,9 +69,7 @@ fn arg_for(spec: &'static Spec) -> Arg {
         Action::Store => arg.action(ArgAction::Set).num_args(1).allow_negative_numbers(true),
         Action::Append => arg.action(ArgAction::Append).num_args(1).allow_negative_numbers(true),
         Action::StoreTrue | Action::StoreFalse => arg.action(ArgAction::SetTrue),
-        Action::OptionalValue(missing) => {
-            arg.action(ArgAction::Set).num_args(0..=1).default_missing_value(missing)
-        }
+        Action::OptionalValue(missing) => arg.action(ArgAction::Set).num_args(0..=1).default_missing_value(missing),
     }
 }
 
@@ -80,10 +78,9 @@ where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
 {
-    let matches = command().try_get_matches_from(argv).map_err(|e| CliExit {
-        message: e.render().to_string(),
-        status: e.exit_code(),
-    })?;
+    let matches = command()
+        .try_get_matches_from(argv)
+        .map_err(|e| CliExit { message: e.render().to_string(), status: e.exit_code() })?;
     Ok(extract(&matches))
 }
 
@@ -236,7 +233,10 @@ mod tests {
     #[test]
     fn shell_split_like_shlex() {
         assert_eq!(shell_split("-w 3  --bind '127.0.0.1:1'").unwrap(), vec!["-w", "3", "--bind", "127.0.0.1:1"]);
-        assert_eq!(shell_split(r#"--access-logformat "%(h)s \"x\"""#).unwrap(), vec![r#"--access-logformat"#, r#"%(h)s "x""#]);
+        assert_eq!(
+            shell_split(r#"--access-logformat "%(h)s \"x\"""#).unwrap(),
+            vec![r#"--access-logformat"#, r#"%(h)s "x""#]
+        );
         assert!(shell_split("'open").is_err());
     }
 }

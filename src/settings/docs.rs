@@ -50,7 +50,9 @@ fn table<'a>(out: &mut String, specs: impl Iterator<Item = &'a Spec>) {
                 let meta = s.meta.unwrap_or("VALUE");
                 s.cli.iter().map(|f| format!("`{f} [{meta}]`")).collect::<Vec<_>>().join(", ")
             }
-            Action::StoreTrue | Action::StoreFalse => s.cli.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
+            Action::StoreTrue | Action::StoreFalse => {
+                s.cli.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+            }
         };
         let status = match s.support {
             Support::Yes => "yes".to_owned(),

@@ -17,7 +17,10 @@ pub enum Input {
     Dict(Vec<(Input, Input)>),
     /// Any other Python object (a callable hook, a class): kept for the
     /// settings that take one, described by `repr` in error messages.
-    Object { repr: String, obj: Py<PyAny> },
+    Object {
+        repr: String,
+        obj: Py<PyAny>,
+    },
 }
 
 impl Input {
@@ -25,7 +28,13 @@ impl Input {
     pub fn describe(&self) -> String {
         match self {
             Input::None => "None".into(),
-            Input::Bool(b) => if *b { "True".into() } else { "False".into() },
+            Input::Bool(b) => {
+                if *b {
+                    "True".into()
+                } else {
+                    "False".into()
+                }
+            }
             Input::Int(i) => i.to_string(),
             Input::Float(f) => format!("{f:?}"),
             Input::Str(s) => s.clone(),
@@ -34,10 +43,8 @@ impl Input {
                 format!("[{}]", inner.join(", "))
             }
             Input::Dict(items) => {
-                let inner: Vec<String> = items
-                    .iter()
-                    .map(|(k, v)| format!("{}: {}", k.describe_repr(), v.describe_repr()))
-                    .collect();
+                let inner: Vec<String> =
+                    items.iter().map(|(k, v)| format!("{}: {}", k.describe_repr(), v.describe_repr())).collect();
                 format!("{{{}}}", inner.join(", "))
             }
             Input::Object { repr, .. } => repr.clone(),
@@ -59,9 +66,7 @@ impl Input {
             Input::Float(f) => Input::Float(*f),
             Input::Str(s) => Input::Str(s.clone()),
             Input::List(v) => Input::List(v.iter().map(|i| i.clone_ref(py)).collect()),
-            Input::Dict(v) => {
-                Input::Dict(v.iter().map(|(k, x)| (k.clone_ref(py), x.clone_ref(py))).collect())
-            }
+            Input::Dict(v) => Input::Dict(v.iter().map(|(k, x)| (k.clone_ref(py), x.clone_ref(py))).collect()),
             Input::Object { repr, obj } => Input::Object { repr: repr.clone(), obj: obj.clone_ref(py) },
         }
     }

@@ -72,7 +72,8 @@ pub struct Loaded {
 
 /// Reads every source. `argv` excludes the program name.
 pub fn load(py: Python<'_>, argv: &[String]) -> Result<Loaded, Exit> {
-    let with_prog = |args: &[String]| std::iter::once("ferrocorn".to_owned()).chain(args.iter().cloned()).collect::<Vec<_>>();
+    let with_prog =
+        |args: &[String]| std::iter::once("ferrocorn".to_owned()).chain(args.iter().cloned()).collect::<Vec<_>>();
     let cmdline = cli::parse(with_prog(argv)).map_err(|e| Exit { message: e.message, status: e.status })?;
     let mut env_sources = Vec::new();
     for var in ["GUNICORN_CMD_ARGS", "FERROCORN_CMD_ARGS"] {
@@ -182,13 +183,10 @@ fn config_location(cmdline: &cli::CliArgs, env_sources: &[cli::CliArgs]) -> Opti
 /// Executes the config file as Python (Gunicorn's way: a module named
 /// `__config__`) and returns its global names that look like settings.
 fn read_config_file(py: Python<'_>, location: &str) -> Result<Vec<(String, Input)>, Exit> {
-    let loaded = py
-        .import("ferrocorn._config")
-        .and_then(|m| m.call_method1("load", (location,)))
-        .map_err(|e| {
-            let traceback = crate::python::format_exception(py, &e);
-            Exit { message: format!("Failed to read config file: {location}\n{traceback}"), status: 1 }
-        })?;
+    let loaded = py.import("ferrocorn._config").and_then(|m| m.call_method1("load", (location,))).map_err(|e| {
+        let traceback = crate::python::format_exception(py, &e);
+        Exit { message: format!("Failed to read config file: {location}\n{traceback}"), status: 1 }
+    })?;
     let dict = loaded
         .cast::<pyo3::types::PyDict>()
         .map_err(|_| Exit::error(format!("config file {location} did not give a namespace")))?;

@@ -119,11 +119,8 @@ impl ClassRef {
                 let inspect = py.import("inspect").map_err(|e| e.to_string())?;
                 let is = |f: &str| inspect.call_method1(f, (b,)).and_then(|r| r.is_truthy()).unwrap_or(false);
                 // Gunicorn calls a function or method to get the class.
-                let class = if is("isfunction") || is("ismethod") {
-                    b.call0().map_err(|e| e.to_string())?
-                } else {
-                    b.clone()
-                };
+                let class =
+                    if is("isfunction") || is("ismethod") { b.call0().map_err(|e| e.to_string())? } else { b.clone() };
                 let inspect_class = inspect.call_method1("isclass", (&class,)).and_then(|r| r.is_truthy());
                 if !inspect_class.unwrap_or(false) {
                     return Err(format!("Not a string: {repr}"));

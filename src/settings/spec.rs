@@ -117,8 +117,7 @@ impl Show for Vec<String> {
 
 impl Show for Vec<(String, String)> {
     fn show(&self) -> String {
-        let items: Vec<String> =
-            self.iter().map(|(k, v)| format!("{}: {}", py_str_repr(k), py_str_repr(v))).collect();
+        let items: Vec<String> = self.iter().map(|(k, v)| format!("{}: {}", py_str_repr(k), py_str_repr(v))).collect();
         format!("{{{}}}", items.join(", "))
     }
 }
@@ -129,10 +128,8 @@ impl Show for PyCallable {
             None => "None".to_owned(),
             Some(obj) => Python::attach(|py| {
                 let b = obj.bind(py);
-                let name = b
-                    .getattr("__qualname__")
-                    .and_then(|n| n.extract::<String>())
-                    .unwrap_or_else(|_| b.to_string());
+                let name =
+                    b.getattr("__qualname__").and_then(|n| n.extract::<String>()).unwrap_or_else(|_| b.to_string());
                 format!("<{name}()>")
             }),
         }

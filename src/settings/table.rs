@@ -10,10 +10,10 @@
 
 use super::input::Input;
 use super::pyvalue::{ClassRef, PyValue, ToPy};
-use super::spec::{Action, Origin, PyCallable, Show, Spec, Support, StatsdHost};
-use crate::log::statsd::StatsdAddr;
+use super::spec::{Action, Origin, PyCallable, Show, Spec, StatsdHost, Support};
 use super::validate::{self as v, Validated};
 use super::SettingError;
+use crate::log::statsd::StatsdAddr;
 use pyo3::prelude::*;
 
 type Validator<T> = fn(Python<'_>, &Input) -> Validated<T>;
@@ -180,9 +180,9 @@ fn post_request(py: Python<'_>, i: &Input) -> Validated<PyCallable> {
 /// `validate_class`: ferrocorn takes the worker or logger class by name.
 fn class_name(_: Python<'_>, i: &Input) -> Validated<String> {
     match i {
-        Input::Object { repr, .. } => Err(format!(
-            "ferrocorn takes a class by its dotted name, not a class object ({repr})"
-        )),
+        Input::Object { repr, .. } => {
+            Err(format!("ferrocorn takes a class by its dotted name, not a class object ({repr})"))
+        }
         other => v::string(other),
     }
 }

@@ -202,9 +202,9 @@ pub fn callable(py: Python<'_>, v: &Input, arity: Option<usize>) -> Validated<Op
         Input::None => return Ok(None),
         Input::Object { obj, .. } => obj.bind(py).clone(),
         Input::Str(s) => {
-            let (module, name) = s.rsplit_once('.').ok_or_else(|| {
-                format!("Value '{s}' is not import string. Format: module[.submodules...].object")
-            })?;
+            let (module, name) = s
+                .rsplit_once('.')
+                .ok_or_else(|| format!("Value '{s}' is not import string. Format: module[.submodules...].object"))?;
             let m = py.import(module).map_err(|e| e.to_string())?;
             m.getattr(name).map_err(|_| format!("Can not load '{name}' from '{module}'"))?
         }

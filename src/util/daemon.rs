@@ -19,9 +19,7 @@ fn exit_parent(py: Python<'_>) -> io::Result<()> {
 
 pub fn daemonize(py: Python<'_>, enable_stdio_inheritance: bool) -> io::Result<()> {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        eprintln!(
-            "Warning: you shouldn't specify `daemon = True` when launching by systemd with `Type = notify`"
-        );
+        eprintln!("Warning: you shouldn't specify `daemon = True` when launching by systemd with `Type = notify`");
     }
     exit_parent(py)?;
     // SAFETY: plain syscalls on our own process.

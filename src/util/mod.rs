@@ -1,8 +1,8 @@
 //! Small OS helpers shared by the master and the workers.
 
+pub mod daemon;
+pub mod owner;
 mod printable;
 pub mod proctitle;
 pub mod pyrepr;
 pub mod users;
-pub mod daemon;
-pub mod owner;

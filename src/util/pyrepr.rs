@@ -80,7 +80,10 @@ mod tests {
         assert_eq!(r("say \"hi\""), "'say \"hi\"'");
         assert_eq!(r("a\\b\tc\nd\re"), "'a\\\\b\\tc\\nd\\re'");
         assert_eq!(r("\x00\x07\x1b\x7f"), "'\\x00\\x07\\x1b\\x7f'");
-        assert_eq!(r("é☃😀\u{85}\u{a0}\u{ad}\u{200b}\u{e000}\u{10ffff}"), "'é☃😀\\x85\\xa0\\xad\\u200b\\ue000\\U0010ffff'");
+        assert_eq!(
+            r("é☃😀\u{85}\u{a0}\u{ad}\u{200b}\u{e000}\u{10ffff}"),
+            "'é☃😀\\x85\\xa0\\xad\\u200b\\ue000\\U0010ffff'"
+        );
         assert_eq!(a("é☃😀\x07"), "'\\xe9\\u2603\\U0001f600\\x07'");
         assert_eq!(r(""), "''");
         assert_eq!(r("\u{378}\u{3000}\u{2028}"), "'\\u0378\\u3000\\u2028'");

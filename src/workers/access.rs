@@ -143,11 +143,14 @@ fn python_access(py: Python<'_>, done: &Finished<'_, '_>) {
             resp.setattr("status_code", e.status)?;
         }
         let micros = done.elapsed.as_micros().min(i64::MAX as u128) as i64;
-        let delta = py.import("datetime")?.getattr("timedelta")?.call((), Some(&{
-            let kw = PyDict::new(py);
-            kw.set_item("microseconds", micros)?;
-            kw
-        }))?;
+        let delta = py.import("datetime")?.getattr("timedelta")?.call(
+            (),
+            Some(&{
+                let kw = PyDict::new(py);
+                kw.set_item("microseconds", micros)?;
+                kw
+            }),
+        )?;
         logger.call_method1("access", (resp, req, done.environ, delta))?;
         Ok(())
     })();
@@ -176,7 +179,9 @@ pub fn log_request(
     let referer = get("HTTP_REFERER");
     let user_agent = get("HTTP_USER_AGENT");
     let authorization = get("HTTP_AUTHORIZATION");
-    let text = |s: &Option<Bound<'_, PyString>>| -> Option<String> { s.as_ref().and_then(|s| s.to_str().ok().map(str::to_owned)) };
+    let text = |s: &Option<Bound<'_, PyString>>| -> Option<String> {
+        s.as_ref().and_then(|s| s.to_str().ok().map(str::to_owned))
+    };
     let (remote_addr, method, raw_uri, protocol, path_info, query, referer, user_agent, authorization) = (
         text(&remote_addr),
         text(&method),

@@ -178,7 +178,11 @@ pub fn read_head(
 /// Hands the app what `buf` holds of the body: Some(true) when bytes were
 /// appended to `out`, Some(false) when the body is complete, None when
 /// more must be read first.
-pub fn take_buffered_body(decoder: &mut BodyDecoder, buf: &mut ReadBuf, out: &mut Vec<u8>) -> Result<Option<bool>, HttpError> {
+pub fn take_buffered_body(
+    decoder: &mut BodyDecoder,
+    buf: &mut ReadBuf,
+    out: &mut Vec<u8>,
+) -> Result<Option<bool>, HttpError> {
     let (n, taken) = match decoder.decode(buf.unread())? {
         (n, Decoded::Data(data)) => {
             out.extend_from_slice(data);

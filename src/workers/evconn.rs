@@ -207,7 +207,9 @@ impl Conn {
     /// How much the next read should ask for.
     pub fn read_size(&self) -> usize {
         match &self.phase {
-            Phase::Body(p) => p.decoder.remaining_hint().map_or(READ_SIZE, |h| (h as usize).clamp(READ_SIZE, PREBUFFER)),
+            Phase::Body(p) => {
+                p.decoder.remaining_hint().map_or(READ_SIZE, |h| (h as usize).clamp(READ_SIZE, PREBUFFER))
+            }
             _ => READ_SIZE,
         }
     }
@@ -221,7 +223,12 @@ impl Conn {
                         return if self.eof { Step::Done } else { Step::NeedRead };
                     }
                     if self.proxy_pending {
-                        match parse_proxy_header(self.buf.unread(), policy.proxy_protocol, self.peer.ip(), &policy.proxy_allow) {
+                        match parse_proxy_header(
+                            self.buf.unread(),
+                            policy.proxy_protocol,
+                            self.peer.ip(),
+                            &policy.proxy_allow,
+                        ) {
                             Ok(Parsed::Complete(info, n)) => {
                                 self.buf.consume(n);
                                 self.proxy_pending = false;
@@ -242,7 +249,8 @@ impl Conn {
                             self.buf.consume(n);
                             self.parser = HeadParser::new();
                             let decoder = BodyDecoder::new(&head.body, policy);
-                            let immediate = head.expect_continue || matches!(head.body, BodyFraming::Empty | BodyFraming::Length(0));
+                            let immediate = head.expect_continue
+                                || matches!(head.body, BodyFraming::Empty | BodyFraming::Length(0));
                             let pending = Box::new(Pending { head, decoder, body: Vec::new(), error: None });
                             if immediate {
                                 // A client that asked for 100-continue waits

@@ -26,7 +26,10 @@ impl WorkerKind {
         let kind = if kind == WorkerKind::Sync && threads > 1 { WorkerKind::Gthread } else { kind };
         if !matches!(kind, WorkerKind::Sync | WorkerKind::Gthread | WorkerKind::Asgi) {
             let why = if worker_class.trim() != kind.to_string() {
-                format!(" ('{worker_class}'{} means {kind})", if threads > 1 { format!(" with --threads {threads}") } else { String::new() })
+                format!(
+                    " ('{worker_class}'{} means {kind})",
+                    if threads > 1 { format!(" with --threads {threads}") } else { String::new() }
+                )
             } else {
                 String::new()
             };
@@ -58,7 +61,10 @@ impl WorkerKind {
             | "uvicorn.workers.UvicornH11Worker"
             | "uvicorn_worker.UvicornWorker"
             | "uvicorn_worker.UvicornH11Worker" => WorkerKind::Asgi,
-            "gevent" | "gevent_wsgi" | "gevent_pywsgi" | "gunicorn.workers.ggevent.GeventWorker"
+            "gevent"
+            | "gevent_wsgi"
+            | "gevent_pywsgi"
+            | "gunicorn.workers.ggevent.GeventWorker"
             | "gunicorn.workers.ggevent.GeventPyWSGIWorker" => WorkerKind::Gevent,
             "tornado" | "gunicorn.workers.gtornado.TornadoWorker" => WorkerKind::Tornado,
             "eventlet" | "gunicorn.workers.geventlet.EventletWorker" => WorkerKind::Eventlet,

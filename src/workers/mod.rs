@@ -82,21 +82,26 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
     let watcher = crate::reload::Watcher::new(py, &ctx.settings, ctx.slot.clone())?;
     let app = match ctx.app.take() {
         Some(app) => app,
-        None => match crate::reload::load_app(py, &ctx.settings, &ctx.app_uri, &watcher, ctx.kind == WorkerKind::Asgi) {
-            Ok(app) => app,
-            Err(AppLoadError::NotFound(reason)) => {
-                eprintln!("{reason}");
-                return Ok(APP_LOAD_ERROR);
-            }
-            Err(AppLoadError::Raised(err)) => {
-                if is_exit(py, &err) {
-                    return Err(err);
+        None => {
+            match crate::reload::load_app(py, &ctx.settings, &ctx.app_uri, &watcher, ctx.kind == WorkerKind::Asgi) {
+                Ok(app) => app,
+                Err(AppLoadError::NotFound(reason)) => {
+                    eprintln!("{reason}");
+                    return Ok(APP_LOAD_ERROR);
                 }
-                crate::log::exception!("Exception in worker process\n{}", crate::python::format_exception(py, &err));
-                eprintln!("{}", crate::python::exception_text(py, &err));
-                return Ok(WORKER_BOOT_ERROR);
+                Err(AppLoadError::Raised(err)) => {
+                    if is_exit(py, &err) {
+                        return Err(err);
+                    }
+                    crate::log::exception!(
+                        "Exception in worker process\n{}",
+                        crate::python::format_exception(py, &err)
+                    );
+                    eprintln!("{}", crate::python::exception_text(py, &err));
+                    return Ok(WORKER_BOOT_ERROR);
+                }
             }
-        },
+        }
     };
     watcher.start(py)?;
     crate::hooks::post_worker_init(py, &app)?;

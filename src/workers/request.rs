@@ -13,11 +13,11 @@ use crate::http::response::RequestInfo;
 use crate::net::listener::Address;
 use crate::net::proxy_protocol::ProxyInfo;
 use crate::net::stream::{Peer, Stream};
+use crate::settings::Settings;
 use crate::wsgi::call::{self, Failure};
 use crate::wsgi::environ::{EnvironBuilder, EnvironError, RequestView};
 use crate::wsgi::input::{BodySource, InputStream};
 use crate::wsgi::response::{Sink, WsgiResponse};
-use crate::settings::Settings;
 use pyo3::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,7 +58,13 @@ pub struct Served<'py> {
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl Runner {
-    pub fn new(py: Python<'_>, app: Py<PyAny>, environ: EnvironBuilder, settings: &Settings, slot: SlotHandle) -> PyResult<Runner> {
+    pub fn new(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        environ: EnvironBuilder,
+        settings: &Settings,
+        slot: SlotHandle,
+    ) -> PyResult<Runner> {
         let log = super::access::RequestLog::new(settings, slot).map_err(pyo3::exceptions::PyValueError::new_err)?;
         Ok(Runner { app, environ, log, hooks: crate::hooks::RequestHooks::for_this_worker(py) })
     }

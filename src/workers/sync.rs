@@ -20,7 +20,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy, wakeup: signals::Wakeup) -> PyResult<()> {
+pub fn serve(
+    py: Python<'_>,
+    ctx: &WorkerCtx,
+    app: Py<PyAny>,
+    policy: HttpPolicy,
+    wakeup: signals::Wakeup,
+) -> PyResult<()> {
     let mut worker = SyncWorker::new(py, ctx, app, policy)?;
     // Gunicorn waits timeout/2 between beats; with no timeout, 0.5 s keeps
     // the loop from spinning.
@@ -94,10 +100,8 @@ struct SyncWorker<'a> {
 
 impl<'a> SyncWorker<'a> {
     fn new(py: Python<'_>, ctx: &'a WorkerCtx, app: Py<PyAny>, policy: HttpPolicy) -> PyResult<Self> {
-        let environ = EnvironBuilder::new(
-            py,
-            TemplateOptions { multithread: false, multiprocess: ctx.settings.workers > 1 },
-        )?;
+        let environ =
+            EnvironBuilder::new(py, TemplateOptions { multithread: false, multiprocess: ctx.settings.workers > 1 })?;
         let proxy_mode = policy.proxy_protocol;
         let runner = Runner::new(py, app, environ, &ctx.settings, ctx.slot.clone())?;
         Ok(SyncWorker { ctx, runner, policy, proxy_mode, date: DateCache::new(), served: 0 })

@@ -6,11 +6,7 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 pub(crate) fn encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -98,17 +94,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in [
-            "Zg",
-            "Zg=",
-            "Z===",
-            "Zg==Zm8=",
-            "Zm9v Yg==",
-            "Zm9-",
-            "Zm9_",
-            "====",
-            "Zm=v",
-        ] {
+        for bad in ["Zg", "Zg=", "Z===", "Zg==Zm8=", "Zm9v Yg==", "Zm9-", "Zm9_", "====", "Zm=v"] {
             assert_eq!(decode(bad.as_bytes()), None, "{bad:?}");
         }
     }

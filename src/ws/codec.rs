@@ -19,9 +19,7 @@
 use std::fmt;
 use std::str;
 
-use crate::ws::frame::{
-    self, apply_mask, parse_header, FrameHeader, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
-};
+use crate::ws::frame::{self, apply_mask, parse_header, FrameHeader, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::ws::utf8::Utf8Stream;
 
 /// Most bytes [`Reader::feed_with`] can leave unconsumed: a complete header
@@ -65,10 +63,7 @@ impl From<EventRef<'_>> for Event {
             EventRef::Binary(b) => Event::Binary(b.to_vec()),
             EventRef::Ping(b) => Event::Ping(b.to_vec()),
             EventRef::Pong(b) => Event::Pong(b.to_vec()),
-            EventRef::Close { code, reason } => Event::Close {
-                code,
-                reason: reason.to_owned(),
-            },
+            EventRef::Close { code, reason } => Event::Close { code, reason: reason.to_owned() },
         }
     }
 }
@@ -202,11 +197,7 @@ impl Reader {
     /// incomplete header or control frame) must be fed again with more bytes
     /// after it. On error, the events before it were delivered already.
     #[inline]
-    pub fn feed_with<F: FnMut(EventRef<'_>)>(
-        &mut self,
-        buf: &mut [u8],
-        mut on_event: F,
-    ) -> Result<usize, WsError> {
+    pub fn feed_with<F: FnMut(EventRef<'_>)>(&mut self, buf: &mut [u8], mut on_event: F) -> Result<usize, WsError> {
         match self.state {
             State::Open => {}
             State::Closed => return Ok(buf.len()),
@@ -225,20 +216,14 @@ impl Reader {
         self.feed_with(buf, |e| events.push(e.into()))
     }
 
-    fn run<F: FnMut(EventRef<'_>)>(
-        &mut self,
-        buf: &mut [u8],
-        on_event: &mut F,
-    ) -> Result<usize, WsError> {
+    fn run<F: FnMut(EventRef<'_>)>(&mut self, buf: &mut [u8], on_event: &mut F) -> Result<usize, WsError> {
         let mut pos = 0;
         loop {
             let Some(rest) = buf.get_mut(pos..) else {
                 return Ok(pos);
             };
             if let Some(mut pending) = self.payload {
-                let take = usize::try_from(pending.remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(rest.len());
+                let take = usize::try_from(pending.remaining).unwrap_or(usize::MAX).min(rest.len());
                 let chunk = rest.get_mut(..take).unwrap_or_default();
                 apply_mask(chunk, pending.key, pending.offset);
                 self.append(chunk)?;
@@ -259,9 +244,7 @@ impl Reader {
             let header = match parse_header(rest) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(pos),
-                Err(frame::LengthOverflow) => {
-                    return Err(WsError::Protocol("payload length has its top bit set"))
-                }
+                Err(frame::LengthOverflow) => return Err(WsError::Protocol("payload length has its top bit set")),
             };
             let (opcode, key) = self.check(&header)?;
             // `check` bounded the length by 125 or by the message limit.
@@ -301,9 +284,9 @@ impl Reader {
                     apply_mask(payload, key, 0);
                     pos += frame_len;
                     match kind {
-                        Kind::Text => on_event(EventRef::Text(
-                            str::from_utf8(payload).map_err(|_| WsError::InvalidUtf8)?,
-                        )),
+                        Kind::Text => {
+                            on_event(EventRef::Text(str::from_utf8(payload).map_err(|_| WsError::InvalidUtf8)?))
+                        }
                         Kind::Binary => on_event(EventRef::Binary(payload)),
                     }
                     continue;
@@ -313,12 +296,7 @@ impl Reader {
                 self.message = Some(kind);
             }
             self.message_len += header.payload_len;
-            self.payload = Some(PendingPayload {
-                remaining: header.payload_len,
-                key,
-                offset: 0,
-                fin: header.fin,
-            });
+            self.payload = Some(PendingPayload { remaining: header.payload_len, key, offset: 0, fin: header.fin });
             pos += header.header_len;
         }
     }
@@ -341,13 +319,9 @@ impl Reader {
             return Ok((opcode, key));
         }
         match (opcode, self.message) {
-            (Opcode::Continuation, None) => {
-                return Err(WsError::Protocol("continuation frame outside a message"))
-            }
+            (Opcode::Continuation, None) => return Err(WsError::Protocol("continuation frame outside a message")),
             (Opcode::Text | Opcode::Binary, Some(_)) => {
-                return Err(WsError::Protocol(
-                    "new message before the fragmented one ended",
-                ))
+                return Err(WsError::Protocol("new message before the fragmented one ended"))
             }
             _ => {}
         }
@@ -359,10 +333,7 @@ impl Reader {
 
     fn append(&mut self, chunk: &[u8]) -> Result<(), WsError> {
         match self.message {
-            Some(Kind::Text) => self
-                .utf8
-                .push(chunk, &mut self.text)
-                .map_err(|_| WsError::InvalidUtf8),
+            Some(Kind::Text) => self.utf8.push(chunk, &mut self.text).map_err(|_| WsError::InvalidUtf8),
             Some(Kind::Binary) => {
                 self.binary.extend_from_slice(chunk);
                 Ok(())
@@ -488,9 +459,7 @@ mod tests {
 
     #[test]
     fn rfc_masked_hello() {
-        let wire = [
-            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ];
+        let wire = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
         let (events, r) = read_all(1 << 20, &wire);
         assert_eq!(r, Ok(wire.len()));
         assert_eq!(events, [Event::Text("Hello".into())]);
@@ -506,11 +475,7 @@ mod tests {
 
     #[test]
     fn rfc_fragmented_hello() {
-        let wire = [
-            client(Opcode::Text, false, b"Hel"),
-            client(Opcode::Continuation, true, b"lo"),
-        ]
-        .concat();
+        let wire = [client(Opcode::Text, false, b"Hel"), client(Opcode::Continuation, true, b"lo")].concat();
         let (events, r) = read_all(1 << 20, &wire);
         assert_eq!(r, Ok(wire.len()));
         assert_eq!(events, [Event::Text("Hello".into())]);
@@ -518,13 +483,9 @@ mod tests {
 
     #[test]
     fn rfc_ping_and_pong() {
-        let wire = [
-            0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ];
+        let wire = [0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
         assert_eq!(read_all(1 << 20, &wire).0, [Event::Ping(b"Hello".to_vec())]);
-        let wire = [
-            0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ];
+        let wire = [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
         assert_eq!(read_all(1 << 20, &wire).0, [Event::Pong(b"Hello".to_vec())]);
     }
 
@@ -533,14 +494,7 @@ mod tests {
         for len in [256usize, 65536] {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let wire = client(Opcode::Binary, true, &payload);
-            assert_eq!(
-                &wire[..2],
-                if len == 256 {
-                    &[0x82, 0xFE][..]
-                } else {
-                    &[0x82, 0xFF][..]
-                }
-            );
+            assert_eq!(&wire[..2], if len == 256 { &[0x82, 0xFE][..] } else { &[0x82, 0xFF][..] });
             let (events, r) = read_all(1 << 20, &wire);
             assert_eq!(r, Ok(wire.len()));
             assert_eq!(events, [Event::Binary(payload.clone())]);
@@ -560,12 +514,8 @@ mod tests {
             client(Opcode::Ping, true, b""),
         ]
         .concat();
-        let expected = [
-            Event::Text(String::new()),
-            Event::Binary(vec![]),
-            Event::Text(String::new()),
-            Event::Ping(vec![]),
-        ];
+        let expected =
+            [Event::Text(String::new()), Event::Binary(vec![]), Event::Text(String::new()), Event::Ping(vec![])];
         assert_eq!(read_all(100, &wire).0, expected);
         assert_eq!(read_chunked(100, &wire, &[1, 2, 7, 13]).0, expected);
     }
@@ -575,10 +525,7 @@ mod tests {
         for rsv in [0x40, 0x20, 0x10, 0x70] {
             let mut wire = client(Opcode::Text, true, b"x");
             wire[0] |= rsv;
-            assert_eq!(
-                error_of(100, &wire),
-                WsError::Protocol("reserved bits set without an extension")
-            );
+            assert_eq!(error_of(100, &wire), WsError::Protocol("reserved bits set without an extension"));
         }
     }
 
@@ -588,11 +535,7 @@ mod tests {
             let mut wire = client(Opcode::Binary, true, b"x");
             wire[0] = 0x80 | op;
             let e = error_of(100, &wire);
-            assert_eq!(
-                (e, e.close_code()),
-                (WsError::Protocol("reserved opcode"), 1002),
-                "opcode {op:#x}"
-            );
+            assert_eq!((e, e.close_code()), (WsError::Protocol("reserved opcode"), 1002), "opcode {op:#x}");
         }
     }
 
@@ -600,19 +543,13 @@ mod tests {
     fn control_frame_rules() {
         let e = error_of(1000, &client(Opcode::Ping, true, &[0; 126]));
         assert_eq!(e, WsError::Protocol("control frame payload over 125 bytes"));
-        assert_eq!(
-            read_all(1000, &client(Opcode::Ping, true, &[7; 125])).0,
-            [Event::Ping(vec![7; 125])]
-        );
+        assert_eq!(read_all(1000, &client(Opcode::Ping, true, &[7; 125])).0, [Event::Ping(vec![7; 125])]);
         for op in [Opcode::Ping, Opcode::Pong, Opcode::Close] {
             let e = error_of(1000, &client(op, false, b""));
             assert_eq!(e, WsError::Protocol("fragmented control frame"));
         }
         // Control limits hold even when the message limit is lower.
-        assert_eq!(
-            read_all(1, &client(Opcode::Ping, true, &[1; 100])).0,
-            [Event::Ping(vec![1; 100])]
-        );
+        assert_eq!(read_all(1, &client(Opcode::Ping, true, &[1; 100])).0, [Event::Ping(vec![1; 100])]);
     }
 
     #[test]
@@ -625,18 +562,10 @@ mod tests {
             client(Opcode::Continuation, true, b"lo"),
         ]
         .concat();
-        let expected = [
-            Event::Ping(b"p1".to_vec()),
-            Event::Pong(b"p2".to_vec()),
-            Event::Text("Hello".into()),
-        ];
+        let expected = [Event::Ping(b"p1".to_vec()), Event::Pong(b"p2".to_vec()), Event::Text("Hello".into())];
         assert_eq!(read_all(100, &wire).0, expected);
         for cut in 0..wire.len() {
-            assert_eq!(
-                read_chunked(100, &wire, &[cut]),
-                (expected.to_vec(), None),
-                "cut {cut}"
-            );
+            assert_eq!(read_chunked(100, &wire, &[cut]), (expected.to_vec(), None), "cut {cut}");
         }
     }
 
@@ -649,13 +578,7 @@ mod tests {
         ]
         .concat();
         let (events, r) = read_all(100, &wire);
-        assert_eq!(
-            events,
-            [Event::Close {
-                code: Some(1000),
-                reason: String::new()
-            }]
-        );
+        assert_eq!(events, [Event::Close { code: Some(1000), reason: String::new() }]);
         assert_eq!(r, Ok(wire.len()));
     }
 
@@ -665,10 +588,7 @@ mod tests {
         assert_eq!(e, WsError::Protocol("continuation frame outside a message"));
         for op in [Opcode::Text, Opcode::Binary] {
             let wire = [client(Opcode::Binary, false, b"a"), client(op, true, b"b")].concat();
-            assert_eq!(
-                error_of(100, &wire),
-                WsError::Protocol("new message before the fragmented one ended")
-            );
+            assert_eq!(error_of(100, &wire), WsError::Protocol("new message before the fragmented one ended"));
         }
         // A finished message frees the sequence for a new one.
         let wire = [
@@ -679,10 +599,7 @@ mod tests {
         .concat();
         let (events, r) = read_all(100, &wire);
         assert_eq!(events, [Event::Text("ab".into())]);
-        assert_eq!(
-            r,
-            Err(WsError::Protocol("continuation frame outside a message"))
-        );
+        assert_eq!(r, Err(WsError::Protocol("continuation frame outside a message")));
     }
 
     #[test]
@@ -690,17 +607,10 @@ mod tests {
         let e = error_of(100, &client(Opcode::Text, true, b"ok \xff"));
         assert_eq!((e, e.close_code()), (WsError::InvalidUtf8, 1007));
         // Cut short at the end of the message.
-        let wire = [
-            client(Opcode::Text, false, b"ok \xe2\x82"),
-            client(Opcode::Continuation, true, b""),
-        ]
-        .concat();
+        let wire = [client(Opcode::Text, false, b"ok \xe2\x82"), client(Opcode::Continuation, true, b"")].concat();
         assert_eq!(error_of(100, &wire), WsError::InvalidUtf8);
         // Binary is not checked.
-        assert_eq!(
-            read_all(100, &client(Opcode::Binary, true, b"\xff")).0,
-            [Event::Binary(vec![0xff])]
-        );
+        assert_eq!(read_all(100, &client(Opcode::Binary, true, b"\xff")).0, [Event::Binary(vec![0xff])]);
     }
 
     #[test]
@@ -708,18 +618,12 @@ mod tests {
         let mut reader = Reader::new(100);
         let mut events = Vec::new();
         let mut first = client(Opcode::Text, false, b"ok \xc0\xaf");
-        assert_eq!(
-            reader.feed(&mut first, &mut events),
-            Err(WsError::InvalidUtf8)
-        );
+        assert_eq!(reader.feed(&mut first, &mut events), Err(WsError::InvalidUtf8));
         // Also within one frame still arriving.
         let mut reader = Reader::new(100);
         let wire = client(Opcode::Text, true, b"\xed\xa0\x80 and more to come");
         let mut head = wire[..9].to_vec();
-        assert_eq!(
-            reader.feed(&mut head, &mut events),
-            Err(WsError::InvalidUtf8)
-        );
+        assert_eq!(reader.feed(&mut head, &mut events), Err(WsError::InvalidUtf8));
         assert!(events.is_empty());
     }
 
@@ -735,11 +639,7 @@ mod tests {
                     client(Opcode::Continuation, true, &b[j..]),
                 ]
                 .concat();
-                assert_eq!(
-                    read_all(100, &wire).0,
-                    [Event::Text(text.into())],
-                    "{i} {j}"
-                );
+                assert_eq!(read_all(100, &wire).0, [Event::Text(text.into())], "{i} {j}");
             }
         }
     }
@@ -753,14 +653,8 @@ mod tests {
         let e = error_of(1 << 20, &header);
         assert_eq!((e, e.close_code()), (WsError::TooBig, 1009));
         // Exactly the limit is fine; one more is not.
-        assert_eq!(
-            read_all(10, &client(Opcode::Binary, true, &[1; 10])).0,
-            [Event::Binary(vec![1; 10])]
-        );
-        assert_eq!(
-            error_of(10, &client(Opcode::Binary, true, &[1; 11])),
-            WsError::TooBig
-        );
+        assert_eq!(read_all(10, &client(Opcode::Binary, true, &[1; 10])).0, [Event::Binary(vec![1; 10])]);
+        assert_eq!(error_of(10, &client(Opcode::Binary, true, &[1; 11])), WsError::TooBig);
         // Fragments add up; the third header alone trips it.
         let wire = [
             client(Opcode::Text, false, b"aaaa"),
@@ -796,40 +690,16 @@ mod tests {
     #[test]
     fn close_payloads() {
         let close = |payload: &[u8]| read_all(100, &client(Opcode::Close, true, payload));
-        assert_eq!(
-            close(b"").0,
-            [Event::Close {
-                code: None,
-                reason: String::new()
-            }]
-        );
-        assert_eq!(
-            close(b"\x03\xe8").0,
-            [Event::Close {
-                code: Some(1000),
-                reason: String::new()
-            }]
-        );
+        assert_eq!(close(b"").0, [Event::Close { code: None, reason: String::new() }]);
+        assert_eq!(close(b"\x03\xe8").0, [Event::Close { code: Some(1000), reason: String::new() }]);
         assert_eq!(
             close(&[&[0x0f, 0xa0], "bye ✓".as_bytes()].concat()).0,
-            [Event::Close {
-                code: Some(4000),
-                reason: "bye ✓".into()
-            }]
+            [Event::Close { code: Some(4000), reason: "bye ✓".into() }]
         );
-        assert_eq!(
-            close(b"\x03").1,
-            Err(WsError::Protocol("close frame payload of 1 byte"))
-        );
-        for code in [
-            0u16, 999, 1004, 1005, 1006, 1012, 1015, 1016, 2000, 2999, 5000, 65535,
-        ] {
+        assert_eq!(close(b"\x03").1, Err(WsError::Protocol("close frame payload of 1 byte")));
+        for code in [0u16, 999, 1004, 1005, 1006, 1012, 1015, 1016, 2000, 2999, 5000, 65535] {
             let e = close(&code.to_be_bytes()).1;
-            assert_eq!(
-                e,
-                Err(WsError::Protocol("invalid close code")),
-                "code {code}"
-            );
+            assert_eq!(e, Err(WsError::Protocol("invalid close code")), "code {code}");
         }
         let e = close(b"\x03\xe8bad \xff").1.unwrap_err();
         assert_eq!((e, e.close_code()), (WsError::InvalidUtf8, 1007));
@@ -839,9 +709,7 @@ mod tests {
     fn close_code_table() {
         let valid: Vec<u16> = (0..=u16::MAX).filter(|&c| close_code_valid(c)).collect();
         assert_eq!(valid.len(), 4 + 5 + 2000);
-        for c in [
-            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
-        ] {
+        for c in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
             assert!(close_code_valid(c), "{c}");
         }
         for c in [1004, 1005, 1006, 1015, 2999, 5000] {
@@ -853,22 +721,12 @@ mod tests {
     fn after_close_input_is_discarded() {
         let mut reader = Reader::new(100);
         let mut events = Vec::new();
-        let mut wire = [
-            client(Opcode::Close, true, b"\x03\xe9"),
-            client(Opcode::Text, true, b"late"),
-        ]
-        .concat();
+        let mut wire = [client(Opcode::Close, true, b"\x03\xe9"), client(Opcode::Text, true, b"late")].concat();
         assert_eq!(reader.feed(&mut wire, &mut events), Ok(wire.len()));
         assert!(reader.is_closed());
         let mut more = client(Opcode::Text, true, b"later");
         assert_eq!(reader.feed(&mut more, &mut events), Ok(more.len()));
-        assert_eq!(
-            events,
-            [Event::Close {
-                code: Some(1001),
-                reason: String::new()
-            }]
-        );
+        assert_eq!(events, [Event::Close { code: Some(1001), reason: String::new() }]);
     }
 
     #[test]
@@ -891,11 +749,7 @@ mod tests {
         for cut in 0..wire.len() {
             let mut part = wire[..cut].to_vec();
             assert_eq!(reader.feed(&mut part, &mut events), Ok(0), "cut {cut}");
-            assert_eq!(
-                part,
-                wire[..cut],
-                "control frames are not unmasked until whole"
-            );
+            assert_eq!(part, wire[..cut], "control frames are not unmasked until whole");
         }
         // A data frame's payload is consumed as it comes.
         let wire = client(Opcode::Binary, true, b"12345");
@@ -909,11 +763,7 @@ mod tests {
     #[test]
     fn zero_copy_callback_borrows_the_buffer() {
         let mut reader = Reader::new(100);
-        let mut wire = [
-            client(Opcode::Text, true, b"one"),
-            client(Opcode::Binary, true, b"two"),
-        ]
-        .concat();
+        let mut wire = [client(Opcode::Text, true, b"one"), client(Opcode::Binary, true, b"two")].concat();
         let mut seen = Vec::new();
         let used = reader
             .feed_with(&mut wire, |e| match e {
@@ -948,11 +798,7 @@ mod tests {
 
     #[test]
     fn error_reasons_fit_a_close_frame() {
-        for e in [
-            WsError::Protocol("client frame not masked"),
-            WsError::InvalidUtf8,
-            WsError::TooBig,
-        ] {
+        for e in [WsError::Protocol("client frame not masked"), WsError::InvalidUtf8, WsError::TooBig] {
             let mut out = Vec::new();
             close_frame(e.close_code(), e.reason(), &mut out);
             assert!(out.len() <= 2 + 125);
@@ -1000,11 +846,7 @@ mod tests {
                 assert_eq!(read_chunked(max, &wire, &cuts), whole, "{wire:x?} {cuts:?}");
             }
             let bytewise: Vec<usize> = (0..wire.len()).collect();
-            assert_eq!(
-                read_chunked(max, &wire, &bytewise),
-                whole,
-                "{wire:x?} bytewise"
-            );
+            assert_eq!(read_chunked(max, &wire, &bytewise), whole, "{wire:x?} bytewise");
         }
     }
 
@@ -1017,9 +859,7 @@ mod tests {
         for _ in 0..rng.below(5) {
             let text = rng.below(2) == 0;
             let payload: Vec<u8> = if text {
-                (0..rng.below(40))
-                    .flat_map(|_| alphabet[rng.below(alphabet.len())].bytes())
-                    .collect()
+                (0..rng.below(40)).flat_map(|_| alphabet[rng.below(alphabet.len())].bytes()).collect()
             } else {
                 (0..rng.below(300)).map(|_| rng.next() as u8).collect()
             };
@@ -1056,10 +896,7 @@ mod tests {
         }
         if rng.below(2) == 0 {
             encode_masked(Opcode::Close, true, b"\x03\xe8done", MASK, &mut wire);
-            expected.push(Event::Close {
-                code: Some(1000),
-                reason: "done".into(),
-            });
+            expected.push(Event::Close { code: Some(1000), reason: "done".into() });
             wire.extend_from_slice(b"ignored garbage");
         }
         (wire, expected)
@@ -1073,11 +910,7 @@ mod tests {
             let (wire, expected) = valid_stream(&mut rng);
             for _ in 0..5 {
                 let cuts = rng.cuts(wire.len());
-                assert_eq!(
-                    read_chunked(1 << 20, &wire, &cuts),
-                    (expected.clone(), None),
-                    "{cuts:?}"
-                );
+                assert_eq!(read_chunked(1 << 20, &wire, &cuts), (expected.clone(), None), "{cuts:?}");
             }
         }
     }

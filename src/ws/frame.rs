@@ -92,10 +92,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>, LengthOverflow> {
         n => (u64::from(n), 2),
     };
     let (mask, header_len) = if b1 & 0x80 != 0 {
-        match buf
-            .get(len_end..len_end + 4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        {
+        match buf.get(len_end..len_end + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
             Some(key) => (Some(key), len_end + 4),
             None => return Ok(None),
         }
@@ -117,9 +114,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>, LengthOverflow> {
 /// Masking and unmasking are the same operation.
 #[inline]
 pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: u64) {
-    let key = u32::from_be_bytes(key)
-        .rotate_left(8 * (offset % 4) as u32)
-        .to_be_bytes();
+    let key = u32::from_be_bytes(key).rotate_left(8 * (offset % 4) as u32).to_be_bytes();
     // A payload of a few bytes is common (chat, echo); skip the word setup.
     if data.len() < 8 {
         for (i, b) in data.iter_mut().enumerate() {
@@ -127,9 +122,7 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: u64) {
         }
         return;
     }
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let word = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
     // 32-byte blocks of four independent words let the compiler use vector XORs.
     let mut blocks = data.chunks_exact_mut(32);
     for block in &mut blocks {
@@ -179,12 +172,7 @@ impl std::ops::Deref for EncodedHeader {
     }
 }
 
-fn header_bytes(
-    opcode: Opcode,
-    fin: bool,
-    payload_len: usize,
-    mask: Option<[u8; 4]>,
-) -> EncodedHeader {
+fn header_bytes(opcode: Opcode, fin: bool, payload_len: usize, mask: Option<[u8; 4]>) -> EncodedHeader {
     let mut bytes = [0u8; MAX_HEADER_LEN];
     bytes[0] = if fin { 0x80 } else { 0 } | opcode as u8;
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
@@ -204,10 +192,7 @@ fn header_bytes(
         bytes[len..len + 4].copy_from_slice(&key);
         len += 4;
     }
-    EncodedHeader {
-        bytes,
-        len: len as u8,
-    }
+    EncodedHeader { bytes, len: len as u8 }
 }
 
 /// The header of an unmasked (server-to-client) frame, minimal length form.
@@ -248,17 +233,7 @@ mod tests {
     fn rfc_unmasked_hello() {
         let wire = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
         let h = parse_header(&wire).unwrap().unwrap();
-        assert_eq!(
-            h,
-            FrameHeader {
-                fin: true,
-                rsv: 0,
-                opcode: 1,
-                mask: None,
-                payload_len: 5,
-                header_len: 2
-            }
-        );
+        assert_eq!(h, FrameHeader { fin: true, rsv: 0, opcode: 1, mask: None, payload_len: 5, header_len: 2 });
         let mut out = Vec::new();
         encode(Opcode::Text, true, b"Hello", &mut out);
         assert_eq!(out, wire);
@@ -266,15 +241,10 @@ mod tests {
 
     #[test]
     fn rfc_masked_hello() {
-        let wire = [
-            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ];
+        let wire = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
         let h = parse_header(&wire).unwrap().unwrap();
         assert_eq!(h.mask, Some(MASK));
-        assert_eq!(
-            (h.payload_len, h.header_len, h.fin, h.opcode),
-            (5, 6, true, 1)
-        );
+        assert_eq!((h.payload_len, h.header_len, h.fin, h.opcode), (5, 6, true, 1));
         let mut payload = wire[6..].to_vec();
         apply_mask(&mut payload, MASK, 0);
         assert_eq!(payload, b"Hello");
@@ -303,14 +273,10 @@ mod tests {
         let mut out = Vec::new();
         encode(Opcode::Ping, true, b"Hello", &mut out);
         assert_eq!(out, ping);
-        let masked_pong = [
-            0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ];
+        let masked_pong = [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
         let h = parse_header(&masked_pong).unwrap().unwrap();
         assert_eq!(Opcode::from_u8(h.opcode), Some(Opcode::Pong));
-        assert!(
-            Opcode::Pong.is_control() && Opcode::Ping.is_control() && Opcode::Close.is_control()
-        );
+        assert!(Opcode::Pong.is_control() && Opcode::Ping.is_control() && Opcode::Close.is_control());
         assert!(!Opcode::Text.is_control() && !Opcode::Continuation.is_control());
     }
 
@@ -322,29 +288,17 @@ mod tests {
         assert_eq!(h.as_bytes(), [0x82, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00]);
         let p = parse_header(&[0x82, 0x7E, 0x01, 0x00]).unwrap().unwrap();
         assert_eq!((p.payload_len, p.header_len), (256, 4));
-        let p = parse_header(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00])
-            .unwrap()
-            .unwrap();
+        let p = parse_header(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00]).unwrap().unwrap();
         assert_eq!((p.payload_len, p.header_len), (65536, 10));
     }
 
     #[test]
     fn length_form_boundaries() {
-        for (len, header_len) in [
-            (0, 2),
-            (125, 2),
-            (126, 4),
-            (65535, 4),
-            (65536, 10),
-            (1 << 40, 10),
-        ] {
+        for (len, header_len) in [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10), (1 << 40, 10)] {
             let h = encode_header(Opcode::Binary, false, len);
             assert_eq!(h.len(), header_len, "{len}");
             let p = parse_header(&h).unwrap().unwrap();
-            assert_eq!(
-                (p.payload_len, p.header_len, p.fin, p.mask),
-                (len as u64, header_len, false, None)
-            );
+            assert_eq!((p.payload_len, p.header_len, p.fin, p.mask), (len as u64, header_len, false, None));
         }
     }
 
@@ -352,9 +306,7 @@ mod tests {
     fn non_minimal_lengths_accepted() {
         let p = parse_header(&[0x82, 0x7E, 0x00, 0x05]).unwrap().unwrap();
         assert_eq!(p.payload_len, 5);
-        let p = parse_header(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0, 5])
-            .unwrap()
-            .unwrap();
+        let p = parse_header(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0, 5]).unwrap().unwrap();
         assert_eq!(p.payload_len, 5);
     }
 
@@ -362,13 +314,8 @@ mod tests {
     fn length_top_bit_rejected() {
         let wire = [0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4];
         assert_eq!(parse_header(&wire), Err(LengthOverflow));
-        let wire = [
-            0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4,
-        ];
-        assert_eq!(
-            parse_header(&wire).unwrap().unwrap().payload_len,
-            u64::MAX >> 1
-        );
+        let wire = [0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4];
+        assert_eq!(parse_header(&wire).unwrap().unwrap().payload_len, u64::MAX >> 1);
     }
 
     #[test]
@@ -396,11 +343,8 @@ mod tests {
             for offset in 0..5u64 {
                 let mut fast = data[..len].to_vec();
                 apply_mask(&mut fast, MASK, offset);
-                let slow: Vec<u8> = data[..len]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| b ^ MASK[(i + offset as usize) % 4])
-                    .collect();
+                let slow: Vec<u8> =
+                    data[..len].iter().enumerate().map(|(i, b)| b ^ MASK[(i + offset as usize) % 4]).collect();
                 assert_eq!(fast, slow, "len {len} offset {offset}");
             }
         }

@@ -61,9 +61,7 @@ impl HandshakeError {
             HandshakeError::Host => "Missing or repeated Host header",
             HandshakeError::UpgradeHeader => "Upgrade header must include websocket",
             HandshakeError::ConnectionHeader => "Connection header must include upgrade",
-            HandshakeError::UnsupportedVersion => {
-                "Unsupported Sec-WebSocket-Version: only 13 is supported"
-            }
+            HandshakeError::UnsupportedVersion => "Unsupported Sec-WebSocket-Version: only 13 is supported",
             HandshakeError::Key => "Missing, repeated or invalid Sec-WebSocket-Key",
             HandshakeError::Subprotocols => "Invalid Sec-WebSocket-Protocol header",
         }
@@ -74,26 +72,14 @@ impl HandshakeError {
         let extra: &[(&[u8], &[u8])] = match self {
             // RFC 6455 §4.4 names the versions understood; RFC 9110 §15.5.22
             // wants Upgrade on a 426, and Upgrade needs a Connection token.
-            HandshakeError::UnsupportedVersion => &[
-                (b"Upgrade", b"websocket"),
-                (b"Sec-WebSocket-Version", VERSION.as_bytes()),
-            ],
+            HandshakeError::UnsupportedVersion => {
+                &[(b"Upgrade", b"websocket"), (b"Sec-WebSocket-Version", VERSION.as_bytes())]
+            }
             _ => &[],
         };
-        let connection: &[u8] = if matches!(self, HandshakeError::UnsupportedVersion) {
-            b"Upgrade, close"
-        } else {
-            b"close"
-        };
-        reject_response(
-            self.status(),
-            self.reason_phrase(),
-            connection,
-            extra,
-            self.message().as_bytes(),
-            server,
-            date,
-        )
+        let connection: &[u8] =
+            if matches!(self, HandshakeError::UnsupportedVersion) { b"Upgrade, close" } else { b"close" };
+        reject_response(self.status(), self.reason_phrase(), connection, extra, self.message().as_bytes(), server, date)
     }
 }
 
@@ -109,10 +95,7 @@ impl std::error::Error for HandshakeError {}
 pub type Headers<'a> = [(&'a str, &'a [u8])];
 
 fn values<'h>(headers: &'h Headers<'_>, name: &'h str) -> impl Iterator<Item = &'h [u8]> + 'h {
-    headers
-        .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| *v)
+    headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
 }
 
 fn trim(mut v: &[u8]) -> &[u8] {
@@ -128,10 +111,7 @@ fn trim(mut v: &[u8]) -> &[u8] {
 /// Elements of a comma-separated list header (RFC 9110 §5.6.1), across
 /// repeated headers, empty elements skipped.
 fn list_items<'h>(headers: &'h Headers<'_>, name: &'h str) -> impl Iterator<Item = &'h [u8]> + 'h {
-    values(headers, name)
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(trim)
-        .filter(|t| !t.is_empty())
+    values(headers, name).flat_map(|v| v.split(|&b| b == b',')).map(trim).filter(|t| !t.is_empty())
 }
 
 fn has_token(headers: &Headers<'_>, name: &str, token: &str) -> bool {
@@ -148,9 +128,7 @@ fn single<'h>(headers: &'h Headers<'_>, name: &'h str) -> Option<&'h [u8]> {
 }
 
 fn is_token(t: &[u8]) -> bool {
-    !t.is_empty()
-        && t.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !t.is_empty() && t.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Does this request ask for a WebSocket? (`GET`, an `Upgrade` list with
@@ -158,18 +136,12 @@ fn is_token(t: &[u8]) -> bool {
 /// is a *valid* handshake is [`validate`]'s question; a request that is not
 /// an upgrade goes to the application as plain HTTP.
 pub fn is_upgrade(method: &str, headers: &Headers<'_>) -> bool {
-    method == "GET"
-        && has_token(headers, "UPGRADE", "websocket")
-        && has_token(headers, "CONNECTION", "upgrade")
+    method == "GET" && has_token(headers, "UPGRADE", "websocket") && has_token(headers, "CONNECTION", "upgrade")
 }
 
 /// RFC 6455 §4.2.1, checked in an order that gives a client of another
 /// protocol version the 426 that tells it which version to use.
-pub fn validate(
-    method: &str,
-    version: (u8, u8),
-    headers: &Headers<'_>,
-) -> Result<Upgrade, HandshakeError> {
+pub fn validate(method: &str, version: (u8, u8), headers: &Headers<'_>) -> Result<Upgrade, HandshakeError> {
     if method != "GET" {
         return Err(HandshakeError::NotGet);
     }
@@ -199,8 +171,7 @@ pub fn validate(
         if !is_token(item) {
             return Err(HandshakeError::Subprotocols);
         }
-        subprotocols
-            .push(String::from_utf8(item.to_vec()).map_err(|_| HandshakeError::Subprotocols)?);
+        subprotocols.push(String::from_utf8(item.to_vec()).map_err(|_| HandshakeError::Subprotocols)?);
     }
     Ok(Upgrade { key, subprotocols })
 }
@@ -227,20 +198,11 @@ pub fn accept_response(
     server: &[u8],
     date: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        160 + extra_headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum::<usize>(),
-    );
+    let mut out = Vec::with_capacity(160 + extra_headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>());
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
     push_header(&mut out, b"Upgrade", b"websocket");
     push_header(&mut out, b"Connection", b"Upgrade");
-    push_header(
-        &mut out,
-        b"Sec-WebSocket-Accept",
-        accept_value(key).as_bytes(),
-    );
+    push_header(&mut out, b"Sec-WebSocket-Accept", accept_value(key).as_bytes());
     if let Some(p) = subprotocol {
         push_header(&mut out, b"Sec-WebSocket-Protocol", p.as_bytes());
     }
@@ -282,11 +244,7 @@ pub fn reject_response(
         push_header(&mut out, name, value);
     }
     push_header(&mut out, b"Content-Type", b"text/plain; charset=utf-8");
-    push_header(
-        &mut out,
-        b"Content-Length",
-        body.len().to_string().as_bytes(),
-    );
+    push_header(&mut out, b"Content-Length", body.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out
@@ -328,13 +286,7 @@ mod tests {
     #[test]
     fn rfc_example_request_validates() {
         let up = validate("GET", (1, 1), &good()).unwrap();
-        assert_eq!(
-            up,
-            Upgrade {
-                key: KEY.into(),
-                subprotocols: vec!["chat".into(), "superchat".into()]
-            }
-        );
+        assert_eq!(up, Upgrade { key: KEY.into(), subprotocols: vec!["chat".into(), "superchat".into()] });
         assert!(is_upgrade("GET", &good()));
     }
 
@@ -356,105 +308,32 @@ mod tests {
     #[test]
     fn validation_failures() {
         use HandshakeError::*;
-        type Case = (
-            &'static str,
-            (u8, u8),
-            Vec<(&'static str, &'static [u8])>,
-            HandshakeError,
-        );
+        type Case = (&'static str, (u8, u8), Vec<(&'static str, &'static [u8])>, HandshakeError);
         let cases: Vec<Case> = vec![
             ("POST", (1, 1), good(), NotGet),
             ("GET", (1, 0), good(), HttpVersion),
             ("GET", (1, 1), without("HOST"), Host),
-            (
-                "GET",
-                (1, 1),
-                [good(), vec![("HOST", &b"other"[..])]].concat(),
-                Host,
-            ),
+            ("GET", (1, 1), [good(), vec![("HOST", &b"other"[..])]].concat(), Host),
             ("GET", (1, 1), without("UPGRADE"), UpgradeHeader),
             ("GET", (1, 1), with("UPGRADE", b"h2c"), UpgradeHeader),
             ("GET", (1, 1), without("CONNECTION"), ConnectionHeader),
-            (
-                "GET",
-                (1, 1),
-                without("SEC-WEBSOCKET-VERSION"),
-                UnsupportedVersion,
-            ),
-            (
-                "GET",
-                (1, 1),
-                with("SEC-WEBSOCKET-VERSION", b"8"),
-                UnsupportedVersion,
-            ),
-            (
-                "GET",
-                (1, 1),
-                with("SEC-WEBSOCKET-VERSION", b"13, 8"),
-                UnsupportedVersion,
-            ),
-            (
-                "GET",
-                (1, 1),
-                [good(), vec![("SEC-WEBSOCKET-VERSION", &b"13"[..])]].concat(),
-                UnsupportedVersion,
-            ),
+            ("GET", (1, 1), without("SEC-WEBSOCKET-VERSION"), UnsupportedVersion),
+            ("GET", (1, 1), with("SEC-WEBSOCKET-VERSION", b"8"), UnsupportedVersion),
+            ("GET", (1, 1), with("SEC-WEBSOCKET-VERSION", b"13, 8"), UnsupportedVersion),
+            ("GET", (1, 1), [good(), vec![("SEC-WEBSOCKET-VERSION", &b"13"[..])]].concat(), UnsupportedVersion),
             ("GET", (1, 1), without("SEC-WEBSOCKET-KEY"), Key),
             ("GET", (1, 1), with("SEC-WEBSOCKET-KEY", b""), Key),
-            (
-                "GET",
-                (1, 1),
-                with("SEC-WEBSOCKET-KEY", b"dGhlIHNhbXBsZSBub25jZQ"),
-                Key,
-            ),
-            (
-                "GET",
-                (1, 1),
-                with("SEC-WEBSOCKET-KEY", b"dGhlIHNhbXBsZSBub25jZXM="),
-                Key,
-            ), // 17 bytes
-            (
-                "GET",
-                (1, 1),
-                with("SEC-WEBSOCKET-KEY", b"dGhlIHNhbXBsZSBub25j"),
-                Key,
-            ), // 15 bytes
-            (
-                "GET",
-                (1, 1),
-                with("SEC-WEBSOCKET-KEY", b"dGhlIHNhbXBsZSBub25jZQ=!"),
-                Key,
-            ),
-            (
-                "GET",
-                (1, 1),
-                [good(), vec![("SEC-WEBSOCKET-KEY", KEY.as_bytes())]].concat(),
-                Key,
-            ),
-            (
-                "GET",
-                (1, 1),
-                with("SEC-WEBSOCKET-PROTOCOL", b"chat, sup er"),
-                Subprotocols,
-            ),
-            (
-                "GET",
-                (1, 1),
-                with("SEC-WEBSOCKET-PROTOCOL", "ch\u{e9}t".as_bytes()),
-                Subprotocols,
-            ),
+            ("GET", (1, 1), with("SEC-WEBSOCKET-KEY", b"dGhlIHNhbXBsZSBub25jZQ"), Key),
+            ("GET", (1, 1), with("SEC-WEBSOCKET-KEY", b"dGhlIHNhbXBsZSBub25jZXM="), Key), // 17 bytes
+            ("GET", (1, 1), with("SEC-WEBSOCKET-KEY", b"dGhlIHNhbXBsZSBub25j"), Key),     // 15 bytes
+            ("GET", (1, 1), with("SEC-WEBSOCKET-KEY", b"dGhlIHNhbXBsZSBub25jZQ=!"), Key),
+            ("GET", (1, 1), [good(), vec![("SEC-WEBSOCKET-KEY", KEY.as_bytes())]].concat(), Key),
+            ("GET", (1, 1), with("SEC-WEBSOCKET-PROTOCOL", b"chat, sup er"), Subprotocols),
+            ("GET", (1, 1), with("SEC-WEBSOCKET-PROTOCOL", "ch\u{e9}t".as_bytes()), Subprotocols),
         ];
         for (method, version, headers, expected) in cases {
-            assert_eq!(
-                validate(method, version, &headers),
-                Err(expected),
-                "{headers:?}"
-            );
-            let status = if expected == UnsupportedVersion {
-                426
-            } else {
-                400
-            };
+            assert_eq!(validate(method, version, &headers), Err(expected), "{headers:?}");
+            let status = if expected == UnsupportedVersion { 426 } else { 400 };
             assert_eq!(expected.status(), status);
         }
     }
@@ -472,26 +351,14 @@ mod tests {
     fn subprotocols_across_headers_in_order() {
         let mut h = with("SEC-WEBSOCKET-PROTOCOL", b" a ,b,, ");
         h.push(("SEC-WEBSOCKET-PROTOCOL", b"c"));
-        assert_eq!(
-            validate("GET", (1, 1), &h).unwrap().subprotocols,
-            ["a", "b", "c"]
-        );
-        assert!(validate("GET", (1, 1), &without("SEC-WEBSOCKET-PROTOCOL"))
-            .unwrap()
-            .subprotocols
-            .is_empty());
+        assert_eq!(validate("GET", (1, 1), &h).unwrap().subprotocols, ["a", "b", "c"]);
+        assert!(validate("GET", (1, 1), &without("SEC-WEBSOCKET-PROTOCOL")).unwrap().subprotocols.is_empty());
     }
 
     #[test]
     fn accept_response_bytes() {
         let extra: [(&[u8], &[u8]); 1] = [(b"Set-Cookie", b"a=b")];
-        let r = accept_response(
-            KEY,
-            Some("chat"),
-            &extra,
-            b"ferrocorn",
-            b"Sun, 06 Nov 1994 08:49:37 GMT",
-        );
+        let r = accept_response(KEY, Some("chat"), &extra, b"ferrocorn", b"Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(
             String::from_utf8(r).unwrap(),
             "HTTP/1.1 101 Switching Protocols\r\n\
@@ -524,22 +391,12 @@ mod tests {
                 body.len()
             )
         );
-        let r = String::from_utf8(HandshakeError::UnsupportedVersion.response(b"ferrocorn", b"D"))
-            .unwrap();
+        let r = String::from_utf8(HandshakeError::UnsupportedVersion.response(b"ferrocorn", b"D")).unwrap();
         assert!(r.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{r}");
         assert!(r.contains("\r\nSec-WebSocket-Version: 13\r\n"));
         assert!(r.contains("\r\nUpgrade: websocket\r\n"));
         assert!(r.contains("\r\nConnection: Upgrade, close\r\n"));
-        let r = String::from_utf8(reject_response(
-            403,
-            "Forbidden",
-            b"close",
-            &[],
-            b"",
-            b"",
-            b"",
-        ))
-        .unwrap();
+        let r = String::from_utf8(reject_response(403, "Forbidden", b"close", &[], b"", b"", b"")).unwrap();
         assert_eq!(
             r,
             "HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 0\r\n\r\n"

@@ -2,13 +2,7 @@
 //! the algorithm; it carries no security weight there, so a plain portable
 //! implementation is enough and spares the crate a dependency.
 
-const H0: [u32; 5] = [
-    0x6745_2301,
-    0xEFCD_AB89,
-    0x98BA_DCFE,
-    0x1032_5476,
-    0xC3D2_E1F0,
-];
+const H0: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
 
 /// Incremental hasher, so callers can hash `key + GUID` without joining them.
 pub(crate) struct Sha1 {
@@ -20,12 +14,7 @@ pub(crate) struct Sha1 {
 
 impl Sha1 {
     pub(crate) fn new() -> Self {
-        Sha1 {
-            state: H0,
-            block: [0; 64],
-            filled: 0,
-            total_len: 0,
-        }
+        Sha1 { state: H0, block: [0; 64], filled: 0, total_len: 0 }
     }
 
     pub(crate) fn update(&mut self, mut data: &[u8]) {
@@ -83,12 +72,7 @@ fn compress(state: &mut [u32; 5], block: &[u8; 64]) {
             40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
             _ => (b ^ c ^ d, 0xCA62_C1D6),
         };
-        let t = a
-            .rotate_left(5)
-            .wrapping_add(f)
-            .wrapping_add(e)
-            .wrapping_add(k)
-            .wrapping_add(*wi);
+        let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
         e = d;
         d = c;
         c = b.rotate_left(30);
@@ -110,18 +94,10 @@ mod tests {
 
     #[test]
     fn fips_vectors() {
+        assert_eq!(hex(digest(&[b""])), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(hex(digest(&[b"abc"])), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(
-            hex(digest(&[b""])),
-            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
-        );
-        assert_eq!(
-            hex(digest(&[b"abc"])),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
-        assert_eq!(
-            hex(digest(&[
-                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-            ])),
+            hex(digest(&[b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"])),
             "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
         );
         assert_eq!(
@@ -133,10 +109,7 @@ mod tests {
     #[test]
     fn million_a() {
         let data = vec![b'a'; 1_000_000];
-        assert_eq!(
-            hex(digest(&[&data])),
-            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
-        );
+        assert_eq!(hex(digest(&[&data])), "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
     }
 
     #[test]

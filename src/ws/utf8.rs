@@ -111,11 +111,7 @@ mod tests {
         let b = text.as_bytes();
         for i in 0..=b.len() {
             for j in i..=b.len() {
-                assert_eq!(
-                    run(&[&b[..i], &b[i..j], &b[j..]]).as_deref(),
-                    Ok(text),
-                    "{i} {j}"
-                );
+                assert_eq!(run(&[&b[..i], &b[i..j], &b[j..]]).as_deref(), Ok(text), "{i} {j}");
             }
         }
         // One byte at a time.
@@ -143,11 +139,7 @@ mod tests {
             assert!(std::str::from_utf8(bad).is_err());
             for i in 0..=bad.len() {
                 for j in i..=bad.len() {
-                    assert_eq!(
-                        run(&[&bad[..i], &bad[i..j], &bad[j..]]),
-                        Err(Invalid),
-                        "{bad:?} {i} {j}"
-                    );
+                    assert_eq!(run(&[&bad[..i], &bad[i..j], &bad[j..]]), Err(Invalid), "{bad:?} {i} {j}");
                 }
             }
         }
@@ -184,14 +176,8 @@ mod tests {
                 })
                 .collect();
             let cut = (x >> 60) as usize % (len + 1);
-            let expected = std::str::from_utf8(&bytes)
-                .map(str::to_owned)
-                .map_err(|_| Invalid);
-            assert_eq!(
-                run(&[&bytes[..cut], &bytes[cut..]]),
-                expected,
-                "{bytes:?} {cut}"
-            );
+            let expected = std::str::from_utf8(&bytes).map(str::to_owned).map_err(|_| Invalid);
+            assert_eq!(run(&[&bytes[..cut], &bytes[cut..]]), expected, "{bytes:?} {cut}");
         }
     }
 }

@@ -100,11 +100,8 @@ impl EnvironBuilder {
         t.set_item("wsgi.file_wrapper", py.get_type::<super::file_wrapper::FileWrapper>())?;
         t.set_item("wsgi.input_terminated", true)?;
         t.set_item("SERVER_SOFTWARE", crate::SERVER_SOFTWARE)?;
-        let script_name = py
-            .import("os")?
-            .getattr("environ")?
-            .call_method1("get", ("SCRIPT_NAME", ""))?
-            .extract::<String>()?;
+        let script_name =
+            py.import("os")?.getattr("environ")?.call_method1("get", ("SCRIPT_NAME", ""))?.extract::<String>()?;
         Ok(EnvironBuilder { template: t.unbind(), keys: Keys::new(py), header_keys: HashMap::new(), script_name })
     }
 

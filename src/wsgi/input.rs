@@ -9,10 +9,18 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use std::sync::Mutex;
 
-pyo3::create_exception!(_ferrocorn, ParseException, pyo3::exceptions::PyException,
-    "A request body that cannot be framed (bad chunk size, missing terminator, forbidden trailer).");
-pyo3::create_exception!(_ferrocorn, NoMoreData, PyOSError,
-    "The client closed the connection before the request body was complete.");
+pyo3::create_exception!(
+    _ferrocorn,
+    ParseException,
+    pyo3::exceptions::PyException,
+    "A request body that cannot be framed (bad chunk size, missing terminator, forbidden trailer)."
+);
+pyo3::create_exception!(
+    _ferrocorn,
+    NoMoreData,
+    PyOSError,
+    "The client closed the connection before the request body was complete."
+);
 
 #[derive(Debug)]
 pub enum BodyError {
@@ -155,9 +163,7 @@ pub struct InputStream {
 
 impl InputStream {
     pub fn new(source: Box<dyn BodySource>) -> InputStream {
-        InputStream {
-            core: Mutex::new(Core { source, buf: Vec::new(), pos: 0, ended: false, failure: None }),
-        }
+        InputStream { core: Mutex::new(Core { source, buf: Vec::new(), pos: 0, ended: false, failure: None }) }
     }
 
     pub fn failure(&self) -> Option<HttpError> {

@@ -9,10 +9,18 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 use std::sync::Mutex;
 
-pyo3::create_exception!(_ferrocorn, InvalidResponseHeader, PyValueError,
-    "A header value the application tried to send is not valid (the response is a 500).");
-pyo3::create_exception!(_ferrocorn, InvalidResponseHeaderName, PyValueError,
-    "A header name the application tried to send is not valid (the response is a 500).");
+pyo3::create_exception!(
+    _ferrocorn,
+    InvalidResponseHeader,
+    PyValueError,
+    "A header value the application tried to send is not valid (the response is a 500)."
+);
+pyo3::create_exception!(
+    _ferrocorn,
+    InvalidResponseHeaderName,
+    PyValueError,
+    "A header name the application tried to send is not valid (the response is a 500)."
+);
 
 #[derive(Debug)]
 pub enum SinkError {
@@ -284,9 +292,12 @@ impl WsgiResponse {
         } else if core.state.is_some() {
             return Err(PyAssertionError::new_err("Response headers already set!"));
         }
-        let status = status
-            .cast::<PyString>()
-            .map_err(|_| PyTypeError::new_err(format!("{} is not a string", status.repr().map(|r| r.to_string()).unwrap_or_default())))?;
+        let status = status.cast::<PyString>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{} is not a string",
+                status.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })?;
         let status_bytes = latin1(status)?;
         if has_wide_chars(status)? {
             return Err(PyValueError::new_err(format!("Invalid status {}", status.repr()?)));
@@ -294,14 +305,26 @@ impl WsgiResponse {
         let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for item in headers.try_iter()? {
             let item = item?;
-            let tuple = item.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("headers must be a list of (name, value) tuples"))?;
+            let tuple = item
+                .cast::<PyTuple>()
+                .map_err(|_| PyTypeError::new_err("headers must be a list of (name, value) tuples"))?;
             if tuple.len() != 2 {
                 return Err(PyTypeError::new_err("headers must be a list of (name, value) tuples"));
             }
             let name = tuple.get_item(0)?;
             let value = tuple.get_item(1)?;
-            let name = name.cast::<PyString>().map_err(|_| PyTypeError::new_err(format!("{} is not a string", name.repr().map(|r| r.to_string()).unwrap_or_default())))?;
-            let value_s = value.cast::<PyString>().map_err(|_| PyTypeError::new_err(format!("{} is not a string", value.repr().map(|r| r.to_string()).unwrap_or_default())))?;
+            let name = name.cast::<PyString>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "{} is not a string",
+                    name.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?;
+            let value_s = value.cast::<PyString>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "{} is not a string",
+                    value.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?;
             if has_wide_chars(name)? {
                 return Err(InvalidResponseHeaderName::new_err(name.repr()?.to_string()));
             }
@@ -312,10 +335,15 @@ impl WsgiResponse {
         }
         let refs: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
         let state = ResponseState::start(&core.req, &status_bytes, &refs).map_err(|e| match e {
-            ResponseError::InvalidStatus(_) => PyValueError::new_err(format!("Invalid status {}", status.repr().map(|r| r.to_string()).unwrap_or_default())),
+            ResponseError::InvalidStatus(_) => PyValueError::new_err(format!(
+                "Invalid status {}",
+                status.repr().map(|r| r.to_string()).unwrap_or_default()
+            )),
             ResponseError::InvalidHeaderName(n) => InvalidResponseHeaderName::new_err(format!("'{n}'")),
             ResponseError::InvalidHeaderValue(n) => InvalidResponseHeader::new_err(format!("'{n}'")),
-            ResponseError::InvalidContentLength(v) => PyValueError::new_err(format!("invalid literal for int() with base 10: '{v}'")),
+            ResponseError::InvalidContentLength(v) => {
+                PyValueError::new_err(format!("invalid literal for int() with base 10: '{v}'"))
+            }
         })?;
         core.state = Some(state);
         drop(core);
@@ -324,9 +352,9 @@ impl WsgiResponse {
 
     /// The `write()` callable start_response returns: sends at once.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let bytes = data
-            .cast::<PyBytes>()
-            .map_err(|_| PyTypeError::new_err(format!("{} is not a byte", data.repr().map(|r| r.to_string()).unwrap_or_default())))?;
+        let bytes = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!("{} is not a byte", data.repr().map(|r| r.to_string()).unwrap_or_default()))
+        })?;
         self.lock().push_body(py, bytes.as_bytes(), true)
     }
 
@@ -340,7 +368,8 @@ impl WsgiResponse {
         let mut out = b"HTTP/1.1 103 Early Hints\r\n".to_vec();
         for item in headers.try_iter()? {
             let item = item?;
-            let tuple = item.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("headers must be (name, value) tuples"))?;
+            let tuple =
+                item.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("headers must be (name, value) tuples"))?;
             let text = |o: Bound<'_, PyAny>| -> PyResult<Vec<u8>> {
                 if let Ok(b) = o.cast::<PyBytes>() {
                     return Ok(b.as_bytes().to_vec());

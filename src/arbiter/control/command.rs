@@ -94,7 +94,8 @@ pub fn parse(command: &str, args: &[String]) -> Result<Command, Refused> {
             }))
         }
         "worker" => {
-            let action = rest.first().ok_or_else(|| invalid("Missing worker action (add|remove|kill)".into()))?.to_lowercase();
+            let action =
+                rest.first().ok_or_else(|| invalid("Missing worker action (add|remove|kill)".into()))?.to_lowercase();
             let arg = rest.get(1);
             match action.as_str() {
                 "add" => Ok(Command::WorkerAdd(count(arg)?)),
@@ -107,7 +108,8 @@ pub fn parse(command: &str, args: &[String]) -> Result<Command, Refused> {
             }
         }
         "dirty" => {
-            let action = rest.first().ok_or_else(|| invalid("Missing dirty action (add|remove)".into()))?.to_lowercase();
+            let action =
+                rest.first().ok_or_else(|| invalid("Missing dirty action (add|remove)".into()))?.to_lowercase();
             match action.as_str() {
                 "add" => Ok(Command::DirtyAdd(count(rest.get(1))?)),
                 "remove" => Ok(Command::DirtyRemove(count(rest.get(1))?)),

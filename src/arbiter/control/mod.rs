@@ -44,7 +44,10 @@ impl ControlServer {
             // Gunicorn removes whatever is there; a file that is not a
             // socket is more likely a mistyped path than a stale socket.
             Ok(_) => {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists and is not a socket", path.display())))
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                ))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),

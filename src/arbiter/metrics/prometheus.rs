@@ -22,12 +22,7 @@ pub struct Page<'a> {
 }
 
 pub fn render(s: &Snapshot<'_>) -> String {
-    let backlog = s
-        .listeners
-        .iter()
-        .map(|l| (l.to_string(), l.backlog()))
-        .filter(|(_, n)| *n >= 0)
-        .collect();
+    let backlog = s.listeners.iter().map(|l| (l.to_string(), l.backlog())).filter(|(_, n)| *n >= 0).collect();
     render_page(&Page { requests: &s.requests, stats: s.stats, workers: &s.workers, target: s.target, backlog })
 }
 
@@ -35,7 +30,12 @@ pub fn render_page(p: &Page<'_>) -> String {
     let mut out = String::with_capacity(4096);
     let o = &mut out;
 
-    header(o, "ferrocorn_requests_total", "counter", "Requests served, by status class (as the access log records them).");
+    header(
+        o,
+        "ferrocorn_requests_total",
+        "counter",
+        "Requests served, by status class (as the access log records them).",
+    );
     for (i, class) in STATUS_CLASSES.iter().enumerate() {
         // "other" (a status outside 100-599) only shows once it happened.
         if i < 5 || p.requests.status[i] > 0 {
@@ -65,10 +65,16 @@ pub fn render_page(p: &Page<'_>) -> String {
 
     header(o, "ferrocorn_worker_restarts_total", "counter", "Workers that exited and were replaced, by cause.");
     for cause in Cause::ALL {
-        let _ = writeln!(o, "ferrocorn_worker_restarts_total{{cause=\"{}\"}} {}", cause.label(), p.stats.restarts(cause));
+        let _ =
+            writeln!(o, "ferrocorn_worker_restarts_total{{cause=\"{}\"}} {}", cause.label(), p.stats.restarts(cause));
     }
 
-    header(o, "ferrocorn_workers", "gauge", "Workers in the pool (not counting those finishing after a reload or shrink).");
+    header(
+        o,
+        "ferrocorn_workers",
+        "gauge",
+        "Workers in the pool (not counting those finishing after a reload or shrink).",
+    );
     let _ = writeln!(o, "ferrocorn_workers {}", p.workers.iter().filter(|w| !w.retiring).count());
     header(o, "ferrocorn_workers_target", "gauge", "The pool size the master keeps (--workers, TTIN/TTOU).");
     let _ = writeln!(o, "ferrocorn_workers_target {}", p.target);
@@ -95,7 +101,12 @@ pub fn render_page(p: &Page<'_>) -> String {
         }
     }
 
-    header(o, "ferrocorn_master_start_time_seconds", "gauge", "When the master started, in seconds since the Unix epoch.");
+    header(
+        o,
+        "ferrocorn_master_start_time_seconds",
+        "gauge",
+        "When the master started, in seconds since the Unix epoch.",
+    );
     let started = p.stats.started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let _ = writeln!(o, "ferrocorn_master_start_time_seconds {}", started.as_secs());
     out

@@ -67,9 +67,7 @@ impl AccessFormat {
     /// of atoms that are always strings.
     pub fn parse(fmt: &str) -> Result<AccessFormat, String> {
         let pieces = Parser { chars: fmt.chars().collect(), pos: 0 }.pieces()?;
-        let any = |pred: fn(&Atom) -> bool| {
-            pieces.iter().any(|p| matches!(p, Piece::Conv { atom, .. } if pred(atom)))
-        };
+        let any = |pred: fn(&Atom) -> bool| pieces.iter().any(|p| matches!(p, Piece::Conv { atom, .. } if pred(atom)));
         Ok(AccessFormat {
             source: fmt.to_owned(),
             needs_environ: any(|a| matches!(a, Atom::Environ(_))),
@@ -108,9 +106,7 @@ impl AccessFormat {
                     out.extend_from_slice(s.as_bytes());
                     Ok(())
                 }
-                Piece::Conv { atom, spec } => {
-                    with_value(atom, rec, |v| spec.apply(v, out)).and_then(|r| r)
-                }
+                Piece::Conv { atom, spec } => with_value(atom, rec, |v| spec.apply(v, out)).and_then(|r| r),
             };
             if let Err(e) = step {
                 out.truncate(start);

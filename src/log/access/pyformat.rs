@@ -188,9 +188,7 @@ impl Spec {
                 .and_then(|cp| {
                     // Python would produce a lone surrogate, which its UTF-8
                     // log stream then refuses to encode.
-                    char::from_u32(cp).ok_or_else(|| {
-                        "UnicodeEncodeError: surrogates not allowed".to_owned()
-                    })
+                    char::from_u32(cp).ok_or_else(|| "UnicodeEncodeError: surrogates not allowed".to_owned())
                 });
         }
         if let Value::Str(_) = value {
@@ -474,7 +472,10 @@ mod tests {
         assert_eq!(fmt(spec("", 0, None, 'c'), Value::Bool(true)), "\x01");
         assert_eq!(fmt(spec("", 0, None, 'c'), Value::Str(&[Text::Str("-")])), "-");
         assert_eq!(fmt(spec("", 0, None, 'c'), Value::Str(&ab)), "ERR TypeError: %c requires int or char");
-        assert_eq!(fmt(spec("", 0, None, 'c'), Value::Str(&[Text::Str("\"")])), "ERR TypeError: %c requires int or char");
+        assert_eq!(
+            fmt(spec("", 0, None, 'c'), Value::Str(&[Text::Str("\"")])),
+            "ERR TypeError: %c requires int or char"
+        );
         assert_eq!(fmt(spec("", 0, None, 'c'), Value::Int(-42)), "ERR OverflowError: %c arg not in range(0x110000)");
         let lat = [Text::Latin1(b"a\xe9\"")];
         assert_eq!(fmt(spec("", 0, None, 's'), Value::Str(&lat)), "a\u{e9}\\\"");
@@ -484,11 +485,20 @@ mod tests {
     #[test]
     fn type_errors_match_python() {
         let ab = [Text::Str("ab")];
-        assert_eq!(fmt(spec("", 0, None, 'd'), Value::Str(&ab)), "ERR TypeError: %d format: a real number is required, not str");
-        assert_eq!(fmt(spec("", 0, None, 'x'), Value::None), "ERR TypeError: %x format: an integer is required, not NoneType");
+        assert_eq!(
+            fmt(spec("", 0, None, 'd'), Value::Str(&ab)),
+            "ERR TypeError: %d format: a real number is required, not str"
+        );
+        assert_eq!(
+            fmt(spec("", 0, None, 'x'), Value::None),
+            "ERR TypeError: %x format: an integer is required, not NoneType"
+        );
         assert_eq!(fmt(spec("", 0, None, 'g'), Value::None), "ERR TypeError: must be real number, not NoneType");
         let tuple = Value::Other { text: "(1, 0)".into(), type_name: "tuple".into() };
-        assert_eq!(fmt(spec("", 0, None, 'i'), tuple), "ERR TypeError: %i format: a real number is required, not tuple");
+        assert_eq!(
+            fmt(spec("", 0, None, 'i'), tuple),
+            "ERR TypeError: %i format: a real number is required, not tuple"
+        );
         let tuple = Value::Other { text: "(1, 0)".into(), type_name: "tuple".into() };
         assert_eq!(fmt(spec("", 0, None, 'r'), tuple), "(1, 0)");
         assert_eq!(fmt(spec("", 0, None, 's'), Value::None), "None");

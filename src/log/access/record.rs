@@ -54,7 +54,10 @@ pub enum EnvValue<'a> {
     None,
     /// Anything else (tuples, file objects, floats...): its `str()` and
     /// its type name (for the TypeError a numeric conversion raises).
-    Other { text: Cow<'a, str>, type_name: Cow<'a, str> },
+    Other {
+        text: Cow<'a, str>,
+        type_name: Cow<'a, str>,
+    },
 }
 
 /// Header lookup for `{name}i` / `{name}o`.
@@ -80,10 +83,7 @@ fn name_matches(name: &[u8], lower_name: &str) -> bool {
 /// Raw `(name, value)` pairs as the HTTP layer holds them.
 impl<N: AsRef<[u8]>, V: AsRef<[u8]>> HeaderLookup for [(N, V)] {
     fn get_last(&self, lower_name: &str) -> Option<Text<'_>> {
-        self.iter()
-            .rev()
-            .find(|(n, _)| name_matches(n.as_ref(), lower_name))
-            .map(|(_, v)| Text::Latin1(v.as_ref()))
+        self.iter().rev().find(|(n, _)| name_matches(n.as_ref(), lower_name)).map(|(_, v)| Text::Latin1(v.as_ref()))
     }
 }
 
@@ -102,10 +102,7 @@ impl<T: HeaderLookup + ?Sized> HeaderLookup for &T {
 /// `(key, value)` pairs in dict order.
 impl<K: AsRef<str>> EnvironLookup for [(K, EnvValue<'_>)] {
     fn lookup(&self, lower_key: &str) -> Option<EnvValue<'_>> {
-        self.iter()
-            .rev()
-            .find(|(k, _)| k.as_ref().to_lowercase() == lower_key)
-            .map(|(_, v)| v.clone())
+        self.iter().rev().find(|(k, _)| k.as_ref().to_lowercase() == lower_key).map(|(_, v)| v.clone())
     }
 }
 

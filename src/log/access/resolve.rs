@@ -13,11 +13,7 @@ const DASH: &[Text<'static>] = &[Text::Str("-")];
 
 /// Calls `f` with the atom's value; `Err` carries the exception Gunicorn's
 /// `atoms()` would raise.
-pub(crate) fn with_value<R>(
-    atom: &Atom,
-    rec: &AccessRecord<'_>,
-    f: impl FnOnce(&Value<'_>) -> R,
-) -> Result<R, String> {
+pub(crate) fn with_value<R>(atom: &Atom, rec: &AccessRecord<'_>, f: impl FnOnce(&Value<'_>) -> R) -> Result<R, String> {
     let timing = Timing::of(rec.request_time);
     let mut scratch = Vec::new();
     let value = match atom {
@@ -46,8 +42,7 @@ pub(crate) fn with_value<R>(
             f(&Value::Str(&[method, Text::Str(" "), uri, Text::Str(" "), protocol]))
         }
         Atom::Status => {
-            let token = first_token(rec.status)
-                .ok_or_else(|| "IndexError: list index out of range".to_owned())?;
+            let token = first_token(rec.status).ok_or_else(|| "IndexError: list index out of range".to_owned())?;
             f(&Value::Str(&[token]))
         }
         Atom::Method => or_none(rec.method, f),

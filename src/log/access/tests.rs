@@ -12,8 +12,16 @@ use std::time::Duration;
 use super::*;
 
 fn fixture_full(check: impl FnOnce(&AccessRecord<'_>)) {
-    let req: Vec<(&[u8], &[u8])> = vec![(b"HOST", b"localhost:8000"), (b"USER-AGENT", b"curl/7.88.1 \"quoted\""), (b"X-FORWARDED-FOR", b"10.0.0.1"), (b"X-DUP", b"a"), (b"X-DUP", b"b"), (b"X-LATIN", b"caf\xe9")];
-    let resp: Vec<(&[u8], &[u8])> = vec![(b"Content-Type", b"text/plain"), (b"X-Out", b"a\"b"), (b"Content-Length", b"6"), (b"x-out", b"last")];
+    let req: Vec<(&[u8], &[u8])> = vec![
+        (b"HOST", b"localhost:8000"),
+        (b"USER-AGENT", b"curl/7.88.1 \"quoted\""),
+        (b"X-FORWARDED-FOR", b"10.0.0.1"),
+        (b"X-DUP", b"a"),
+        (b"X-DUP", b"b"),
+        (b"X-LATIN", b"caf\xe9"),
+    ];
+    let resp: Vec<(&[u8], &[u8])> =
+        vec![(b"Content-Type", b"text/plain"), (b"X-Out", b"a\"b"), (b"Content-Length", b"6"), (b"x-out", b"last")];
     let env: Vec<(&str, EnvValue<'_>)> = vec![
         ("REMOTE_ADDR", EnvValue::Str(Text::Str("127.0.0.1"))),
         ("REQUEST_METHOD", EnvValue::Str(Text::Str("GET"))),

@@ -54,9 +54,6 @@ mod tests {
         assert_eq!(user("Bearer dXNlcjpwYXNz"), None);
         assert_eq!(user(""), None);
         assert_eq!(basic_auth_user(None), None);
-        assert_eq!(
-            basic_auth_user(Some(Text::Latin1(b"Basic \xe9dXNlcjpwYXNz"))).as_deref(),
-            Some("user")
-        );
+        assert_eq!(basic_auth_user(Some(Text::Latin1(b"Basic \xe9dXNlcjpwYXNz"))).as_deref(), Some("user"));
     }
 }

@@ -231,10 +231,7 @@ impl Cycles {
     }
 
     fn keys(&self) -> impl Iterator<Item = (u64, &CycleState)> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (g, st))| st.as_ref().map(|st| (slot_token(i as u32, *g), st)))
+        self.entries.iter().enumerate().filter_map(|(i, (g, st))| st.as_ref().map(|st| (slot_token(i as u32, *g), st)))
     }
 
     /// Cycles whose `receive()` waited too long for body bytes.
@@ -379,7 +376,13 @@ impl AsgiServer {
         Ok(fut)
     }
 
-    pub fn send(&mut self, py: Python<'_>, key: u64, message: &Bound<'_, PyAny>, starts: &mut Vec<Start>) -> PyResult<Py<PyAny>> {
+    pub fn send(
+        &mut self,
+        py: Python<'_>,
+        key: u64,
+        message: &Bound<'_, PyAny>,
+        starts: &mut Vec<Start>,
+    ) -> PyResult<Py<PyAny>> {
         let Some(st) = self.cycles.get(key) else {
             return Err(runtime_error("send() called after the application call ended"));
         };
@@ -445,7 +448,9 @@ impl AsgiServer {
                     return Err(runtime_error("Informational response after response start"));
                 }
                 let pairs = messages::header_slices(&headers);
-                if let Some(bytes) = crate::asgi::response::informational(facts.version, status, &pairs).map_err(start_error)? {
+                if let Some(bytes) =
+                    crate::asgi::response::informational(facts.version, status, &pairs).map_err(start_error)?
+                {
                     if status == 100 {
                         st.continue_pending = false;
                     }
@@ -705,7 +710,6 @@ impl Cycle {
         run_starts(py, server, starts);
         result
     }
-
 }
 
 /// The coroutine asyncio's task runs for one request: it drives the app's
@@ -735,7 +739,9 @@ impl AppCall {
         let result = unsafe { pyo3::ffi::PyIter_Send(coro.as_ptr(), value.as_ptr(), &mut out) };
         match result {
             // SAFETY: a new reference, owned from here on.
-            pyo3::ffi::PySendResult::PYGEN_NEXT => Ok(Stepped::Yielded(unsafe { Bound::from_owned_ptr(py, out) }.unbind())),
+            pyo3::ffi::PySendResult::PYGEN_NEXT => {
+                Ok(Stepped::Yielded(unsafe { Bound::from_owned_ptr(py, out) }.unbind()))
+            }
             pyo3::ffi::PySendResult::PYGEN_RETURN => {
                 // SAFETY: the return value, a new reference, dropped here.
                 drop(unsafe { Bound::<PyAny>::from_owned_ptr_or_opt(py, out) });
@@ -794,7 +800,13 @@ impl AppCall {
 
     /// A cancellation (or another exception) thrown into the app.
     #[pyo3(signature = (typ, val=None, tb=None))]
-    fn throw(&mut self, py: Python<'_>, typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn throw(
+        &mut self,
+        py: Python<'_>,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let Some(coro) = self.coro.as_ref().map(|c| c.clone_ref(py)) else {
             return Err(pyo3::exceptions::PyStopIteration::new_err(()));
         };

@@ -145,7 +145,6 @@ pub struct AsgiServer {
     events: Vec<Event>,
 }
 
-
 impl AsgiServer {
     pub fn new(
         py: Python<'_>,
@@ -262,13 +261,10 @@ impl AsgiServer {
                         continue;
                     }
                     self.live += 1;
-                    self.slots.put(slot_index(tok), Box::new(AConn {
-                        c,
-                        state: State::Idle,
-                        attached: Vec::new(),
-                        file: None,
-                        addresses: None,
-                    }));
+                    self.slots.put(
+                        slot_index(tok),
+                        Box::new(AConn { c, state: State::Idle, attached: Vec::new(), file: None, addresses: None }),
+                    );
                 }
                 Ok(None) => return,
                 Err(e) => {
@@ -346,7 +342,10 @@ impl AsgiServer {
                         Step::Dispatch(pending) => {
                             conn.c.deadline = None;
                             if let Err(e) = self.dispatch(py, conn, pending, starts) {
-                                crate::log::error!("Error handling request\n{}", crate::python::format_exception(py, &e));
+                                crate::log::error!(
+                                    "Error handling request\n{}",
+                                    crate::python::format_exception(py, &e)
+                                );
                                 return Fate::Close;
                             }
                         }
@@ -389,7 +388,13 @@ impl AsgiServer {
 
     /// A complete request head (and what the engine read of its body): a
     /// cycle for the app, HTTP or WebSocket.
-    fn dispatch(&mut self, py: Python<'_>, conn: &mut AConn, pending: Box<Pending>, starts: &mut Vec<Start>) -> PyResult<()> {
+    fn dispatch(
+        &mut self,
+        py: Python<'_>,
+        conn: &mut AConn,
+        pending: Box<Pending>,
+        starts: &mut Vec<Start>,
+    ) -> PyResult<()> {
         conn.c.requests += 1;
         self.served += 1;
         self.slot.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -400,7 +405,8 @@ impl AsgiServer {
         }
         let Pending { head, decoder, body, error } = *pending;
         let upgrade = {
-            let headers: Vec<(&str, &[u8])> = head.headers.iter().map(|h| (h.name.as_str(), h.value.as_slice())).collect();
+            let headers: Vec<(&str, &[u8])> =
+                head.headers.iter().map(|h| (h.name.as_str(), h.value.as_slice())).collect();
             if crate::ws::handshake::is_upgrade(&head.method, &headers) {
                 Some(crate::ws::handshake::validate(&head.method, head.version, &headers))
             } else {
@@ -430,8 +436,10 @@ impl AsgiServer {
         if conn.addresses.is_none() || conn.c.requests == 1 {
             conn.addresses = Some(Addresses::new(py, &view)?);
         }
-        let addresses = conn.addresses.as_ref().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no addresses"))?;
-        let scope = self.scope.build(py, &view, addresses, ws.as_ref().map(|u| u.subprotocols.as_slice()), Some(&state))?;
+        let addresses =
+            conn.addresses.as_ref().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no addresses"))?;
+        let scope =
+            self.scope.build(py, &view, addresses, ws.as_ref().map(|u| u.subprotocols.as_slice()), Some(&state))?;
         if conn.c.requests == 1 && conn.c.proxy.is_some() {
             conn.addresses = None;
         }
@@ -463,7 +471,10 @@ impl AsgiServer {
             return;
         }
         let body_taken = st.body_done() && st.body.is_empty();
-        if body_taken && conn.attached.len() <= MAX_FINISHING && self.hooks.as_ref().is_none_or(|h| !h.has_post_request()) {
+        if body_taken
+            && conn.attached.len() <= MAX_FINISHING
+            && self.hooks.as_ref().is_none_or(|h| !h.has_post_request())
+        {
             conn.state = State::Idle;
             conn.c.phase = Phase::Flush(After::KeepAlive);
         }
@@ -471,7 +482,13 @@ impl AsgiServer {
 
     /// The app call of `key` ended (its task is done). Returns the
     /// connection's next state when it was waiting for this.
-    pub fn finished(&mut self, py: Python<'_>, key: u64, outcome: &Outcome, starts: &mut Vec<Start>) -> Option<CycleState> {
+    pub fn finished(
+        &mut self,
+        py: Python<'_>,
+        key: u64,
+        outcome: &Outcome,
+        starts: &mut Vec<Start>,
+    ) -> Option<CycleState> {
         let st = self.cycles.remove(key)?;
         self.slot.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let Some(mut conn) = self.take_conn(st.conn) else { return Some(st) };

@@ -75,7 +75,10 @@ impl WsState {
     }
 
     fn wants_frames(&self) -> bool {
-        self.phase == WsPhase::Open && !self.closed && self.inbox.len() < INBOX_MESSAGES && self.inbox_bytes < INBOX_BYTES
+        self.phase == WsPhase::Open
+            && !self.closed
+            && self.inbox.len() < INBOX_MESSAGES
+            && self.inbox_bytes < INBOX_BYTES
     }
 }
 
@@ -131,7 +134,13 @@ impl AsgiServer {
         }
     }
 
-    pub fn ws_send(&mut self, py: Python<'_>, key: u64, message: &Bound<'_, PyAny>, starts: &mut Vec<Start>) -> PyResult<Py<PyAny>> {
+    pub fn ws_send(
+        &mut self,
+        py: Python<'_>,
+        key: u64,
+        message: &Bound<'_, PyAny>,
+        starts: &mut Vec<Start>,
+    ) -> PyResult<Py<PyAny>> {
         let msg = messages::ws_send(message)?;
         let Some(st) = self.cycles.get(key) else { return Err(disconnected_error(py, self)) };
         let tok = st.conn;
@@ -189,7 +198,8 @@ impl AsgiServer {
                     crate::asgi::response::check_headers(checked)
                         .map_err(|e| crate::wsgi::response::InvalidResponseHeader::new_err(e.to_string()))?;
                 }
-                let answer = accept_response(&ws.key, subprotocol.as_deref(), &pairs, crate::SERVER_HEADER.as_bytes(), &date);
+                let answer =
+                    accept_response(&ws.key, subprotocol.as_deref(), &pairs, crate::SERVER_HEADER.as_bytes(), &date);
                 ws.phase = WsPhase::Open;
                 write(conn, &[&answer]).map_err(|e| io_err(conn, e))?;
                 Ok(false)
@@ -259,7 +269,12 @@ impl AsgiServer {
                             return Err(pyo3::exceptions::PyRuntimeError::new_err("Response already started"));
                         }
                         let pairs = messages::header_slices(&headers);
-                        let opts = StartOptions { close: true, server: crate::SERVER_HEADER.as_bytes(), date: &date, keep_headers };
+                        let opts = StartOptions {
+                            close: true,
+                            server: crate::SERVER_HEADER.as_bytes(),
+                            date: &date,
+                            keep_headers,
+                        };
                         st.response
                             .start(facts, status, &pairs, &opts)
                             .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
@@ -461,7 +476,13 @@ impl AsgiServer {
 
     /// The app call of a WebSocket ended: refuse a handshake it never
     /// answered (403, or 500 if it raised), close an open one.
-    pub fn ws_finished(&mut self, _py: Python<'_>, conn: &mut AConn, st: &CycleState, outcome: &Outcome) -> Option<Fate> {
+    pub fn ws_finished(
+        &mut self,
+        _py: Python<'_>,
+        conn: &mut AConn,
+        st: &CycleState,
+        outcome: &Outcome,
+    ) -> Option<Fate> {
         let ws = st.ws.as_deref()?;
         conn.state = State::Idle;
         if matches!(outcome, Outcome::Exiting) {

@@ -6,9 +6,9 @@
 //! substitute thread while the main thread is busy in a slow request (see
 //! `mod.rs`), one turn (one epoll wait) at a time.
 
-use crate::workers::evconn::{After, BufferPool, Conn, Phase, slot_index, Slots, Step, DRAIN_MAX, EDGE_EVENTS};
 use super::{Job, Shared};
 use crate::net::epoll::{Event, READABLE};
+use crate::workers::evconn::{slot_index, After, BufferPool, Conn, Phase, Slots, Step, DRAIN_MAX, EDGE_EVENTS};
 use crate::workers::signals;
 use pyo3::prelude::*;
 use std::io;
@@ -105,7 +105,13 @@ impl Engine {
     /// Err when a signal handler raised (QUIT, INT, ABRT: a fast exit).
     /// `max_wait` caps how long to wait for events (zero: requests are
     /// already waiting to be run).
-    pub fn turn(&mut self, shared: &Shared, mode: Mode, jobs: &mut Vec<Job>, max_wait: Option<Duration>) -> PyResult<Turn> {
+    pub fn turn(
+        &mut self,
+        shared: &Shared,
+        mode: Mode,
+        jobs: &mut Vec<Job>,
+        max_wait: Option<Duration>,
+    ) -> PyResult<Turn> {
         shared.slot.beat();
         // Connections threads handed back without a wake: settle them
         // (keep-alive deadlines) on every turn.

@@ -4,10 +4,10 @@
 //! the next one, flush what is left of the response, drain an unread body,
 //! or close it gracefully.
 
-use crate::workers::evconn::{After, Conn, Pending, Phase, Step, DRAIN_MAX};
 use super::io::{ConnBody, ConnSink};
 use super::{Job, Shared};
 use crate::http::date::DateCache;
+use crate::workers::evconn::{After, Conn, Pending, Phase, Step, DRAIN_MAX};
 use crate::workers::request::{Exchange, Runner};
 use crate::wsgi::environ::{EnvironBuilder, TemplateOptions};
 use pyo3::prelude::*;
@@ -24,10 +24,8 @@ pub struct ThreadState {
 
 impl ThreadState {
     pub fn new(py: Python<'_>, shared: &Shared) -> PyResult<ThreadState> {
-        let environ = EnvironBuilder::new(
-            py,
-            TemplateOptions { multithread: true, multiprocess: shared.settings.workers > 1 },
-        )?;
+        let environ =
+            EnvironBuilder::new(py, TemplateOptions { multithread: true, multiprocess: shared.settings.workers > 1 })?;
         let runner = Runner::new(py, shared.app.clone_ref(py), environ, &shared.settings, shared.slot.clone())?;
         Ok(ThreadState { runner, date: DateCache::new() })
     }

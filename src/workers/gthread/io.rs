@@ -28,7 +28,14 @@ pub struct ConnBody {
 
 impl ConnBody {
     /// `pre`/`error` are what the engine prebuffered (see [`Pending`]).
-    pub fn new(decoder: BodyDecoder, pre: Vec<u8>, error: Option<HttpError>, buf: ReadBuf, stream: Arc<Stream>, eof: bool) -> ConnBody {
+    pub fn new(
+        decoder: BodyDecoder,
+        pre: Vec<u8>,
+        error: Option<HttpError>,
+        buf: ReadBuf,
+        stream: Arc<Stream>,
+        eof: bool,
+    ) -> ConnBody {
         ConnBody { pre, error, decoder, buf, stream, eof, failed: false, read_socket: false }
     }
 }

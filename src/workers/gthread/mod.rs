@@ -12,7 +12,6 @@
 //!   the requests waiting in the queue;
 //! - when the main thread is back, it takes the engine again.
 
-
 mod engine;
 mod exec;
 mod io;
@@ -192,7 +191,10 @@ pub fn serve(
     }
     let sub = {
         let shared = shared.clone();
-        std::thread::Builder::new().name("ferrocorn-io".into()).spawn(move || substitute(&shared)).map_err(PyErr::from)?
+        std::thread::Builder::new()
+            .name("ferrocorn-io".into())
+            .spawn(move || substitute(&shared))
+            .map_err(PyErr::from)?
     };
     let _ = shared.substitute.set(sub.thread().clone());
 
