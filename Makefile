@@ -4,19 +4,41 @@
 # tests and the end-to-end pytest suite against the installed `ferrocorn`.
 
 PYTHON ?= python3
+PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test install rust-test py-test bench docs
+.PHONY: test install rust-test py-test lint lint-deps dev bench docs
 
 test: install rust-test py-test
 
 install:
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check ".[test]"
+	$(PIP) ".[test]"
 
 rust-test:
 	cargo test --quiet
 
 py-test:
 	$(PYTHON) -m pytest -q tests/python
+
+# Formatting and lints, Rust and Python; any finding fails.
+lint: lint-deps
+	cargo fmt --check
+	cargo clippy --quiet --all-targets -- -D warnings
+	$(PYTHON) -m ruff format --check python tests bench
+	$(PYTHON) -m ruff check python tests bench
+
+lint-deps:
+	$(PIP) ruff==0.17.6
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy rustfmt
+
+# A development environment in .venv: the extension built in place by
+# `maturin develop` (a debug build, quick to rebuild; Python edits take
+# effect without reinstalling) and the test dependencies. Then
+# `. .venv/bin/activate && pytest tests/python`.
+VENV ?= .venv
+dev:
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check maturin ruff==0.17.6
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --quiet --extras test
 
 docs:
 	FERROCORN_WRITE_DOCS=1 cargo test --quiet settings::docs

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -99,6 +98,7 @@ class Run:
 
 
 # -- operations --------------------------------------------------------------
+
 
 class Operation:
     def __init__(self, key, title, steps, server_args=(), expect_zero=True):
@@ -183,8 +183,12 @@ OPERATIONS = [
     Operation("none", "nothing (baseline)", []),
     Operation("hup", "HUP (reload) at 5 s and 12 s", [(5, hup), (12, hup)]),
     Operation("ttin-ttou", "TTIN + TTOU at 4/8 s and 12/16 s", [(4, ttin), (8, ttou), (12, ttin), (16, ttou)]),
-    Operation("max-requests", "max-requests recycling (--max-requests 2000 --max-requests-jitter 400)", [],
-              ["--max-requests", "2000", "--max-requests-jitter", "400"]),
+    Operation(
+        "max-requests",
+        "max-requests recycling (--max-requests 2000 --max-requests-jitter 400)",
+        [],
+        ["--max-requests", "2000", "--max-requests-jitter", "400"],
+    ),
     Operation("usr2", "USR2 + WINCH + TERM (re-exec upgrade) from 5 s", [(5, usr2_upgrade)], ["--daemon"]),
     Operation("sigkill", "SIGKILL of one worker at 10 s", [(10, kill_a_worker)], expect_zero=False),
 ]
@@ -192,11 +196,16 @@ OPERATIONS = [
 
 # -- one measured run ----------------------------------------------------------
 
+
 def server_command(name, binary, worker, op, port, pidfile, log_path):
     # The error log goes to a file, not stderr, so a daemonized master's is
     # kept too.
-    cmd = [binary] + WORKER_ARGS[worker] + op.server_args + [
-        "-b", "127.0.0.1:%d" % port, "--pid", pidfile, "--error-logfile", log_path]
+    cmd = (
+        [binary]
+        + WORKER_ARGS[worker]
+        + op.server_args
+        + ["-b", "127.0.0.1:%d" % port, "--pid", pidfile, "--error-logfile", log_path]
+    )
     if name == "gunicorn":
         cmd.append("--no-control-socket")
     return cmd + [APPS[worker]]
@@ -217,8 +226,12 @@ def measure(name, binary, worker, op, duration, workdir):
         # every first-generation worker booted, so only later boots count
         run.wait_log("Booting worker", count=WORKERS)
         boots_before = run.log().count("Booting worker")
-        wrk = subprocess.Popen(WRK + ["-d%ds" % duration, "http://127.0.0.1:%d/" % port],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wrk = subprocess.Popen(
+            WRK + ["-d%ds" % duration, "http://127.0.0.1:%d/" % port],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         started = time.time()
         for at, action in op.steps:
             pause = started + at - time.time()
@@ -303,22 +316,27 @@ def main():
                 for name, binary in servers:
                     r = measure(name, binary, worker, op, args.duration, workdir)
                     row[name] = r
-                    print("%-9s %-8s %-14s %s  (%d worker boots)" % (name, worker, op.key, row_text(r),
-                                                                   r["worker_boots"]), flush=True)
+                    print(
+                        "%-9s %-8s %-14s %s  (%d worker boots)"
+                        % (name, worker, op.key, row_text(r), r["worker_boots"]),
+                        flush=True,
+                    )
                 results.append(row)
     info = machine()
     lines = [
-        "Machine: %s, %s cores, Linux %s, Python %s, %s; %s." % (
-            info["cpu"], info["cores"], info["kernel"], info["python"], info["wrk"], info["date"]),
-        "Load: `%s -d%ds` on loopback; %d workers, app `bench/apps.py:hello` (`asgi_hello` for asgi)." % (
-            " ".join(WRK), args.duration, WORKERS),
+        "Machine: %s, %s cores, Linux %s, Python %s, %s; %s."
+        % (info["cpu"], info["cores"], info["kernel"], info["python"], info["wrk"], info["date"]),
+        "Load: `%s -d%ds` on loopback; %d workers, app `bench/apps.py:hello` (`asgi_hello` for asgi)."
+        % (" ".join(WRK), args.duration, WORKERS),
         "",
         "| operation | worker | ferrocorn: failed of requests | gunicorn 27.0.1: failed of requests |",
         "|---|---|---|---|",
     ]
     for row in results:
-        lines.append("| %s | %s | %s | %s |" % (row["operation"], row["worker"], row_text(row["ferrocorn"]),
-                                             row_text(row["gunicorn"])))
+        lines.append(
+            "| %s | %s | %s | %s |"
+            % (row["operation"], row["worker"], row_text(row["ferrocorn"]), row_text(row["gunicorn"]))
+        )
     lines.append("")
     lines.append("Commands:")
     lines.append("")

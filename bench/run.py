@@ -31,16 +31,28 @@ VENV = os.path.join(HERE, ".venv")
 BIN = os.path.join(VENV, "bin")
 PEERS = ["gunicorn==27.0.1", "granian", "uvicorn[standard]", "fastapi"]
 
+
 # The ASGI peers, each in its fastest documented configuration for one
 # worker; uvicorn's access log is off as the others' is by default.
 def asgi_servers(app, ws=False):
     return [
         ("ferrocorn -k asgi", "{bin}/ferrocorn -k asgi -w 1 -b 127.0.0.1:{port} apps:%s" % app, False),
-        ("granian --interface asgi --workers 1", "{bin}/granian --interface asgi --workers 1 --host 127.0.0.1 "
-         "--port {port} apps:%s" % app, True),
-        ("uvicorn (httptools, uvloop)", "{bin}/uvicorn --workers 1 --http httptools --loop uvloop --no-access-log "
-         "--host 127.0.0.1 --port {port} apps:%s" % app, False),
-        ("gunicorn -k asgi", "{bin}/gunicorn -k asgi -w 1 --no-control-socket -b 127.0.0.1:{port} apps:%s" % app, False),
+        (
+            "granian --interface asgi --workers 1",
+            "{bin}/granian --interface asgi --workers 1 --host 127.0.0.1 --port {port} apps:%s" % app,
+            True,
+        ),
+        (
+            "uvicorn (httptools, uvloop)",
+            "{bin}/uvicorn --workers 1 --http httptools --loop uvloop --no-access-log "
+            "--host 127.0.0.1 --port {port} apps:%s" % app,
+            False,
+        ),
+        (
+            "gunicorn -k asgi",
+            "{bin}/gunicorn -k asgi -w 1 --no-control-socket -b 127.0.0.1:{port} apps:%s" % app,
+            False,
+        ),
     ]
 
 
@@ -49,51 +61,101 @@ def asgi_servers(app, ws=False):
 SCENARIOS = {
     "sync-hello": {
         "what": "Hello-world WSGI, 1 worker, sync worker (Connection: close), wrk -t1 -c64",
-        "threads": 1, "connections": 64,
+        "threads": 1,
+        "connections": 64,
         "servers": [
             ("ferrocorn -k sync -w 1", "{bin}/ferrocorn -k sync -w 1 -b 127.0.0.1:{port} apps:hello", False),
-            ("gunicorn -k sync -w 1", "{bin}/gunicorn -k sync -w 1 --no-control-socket -b 127.0.0.1:{port} apps:hello", True),
+            (
+                "gunicorn -k sync -w 1",
+                "{bin}/gunicorn -k sync -w 1 --no-control-socket -b 127.0.0.1:{port} apps:hello",
+                True,
+            ),
         ],
     },
     "gthread-hello": {
         "what": "Hello-world WSGI, 1 worker, keep-alive, wrk -t1 -c64",
-        "threads": 1, "connections": 64,
+        "threads": 1,
+        "connections": 64,
         "servers": [
-            ("ferrocorn -k gthread --threads 1", "{bin}/ferrocorn -k gthread --threads 1 -w 1 -b 127.0.0.1:{port} apps:hello", False),
-            ("ferrocorn -k gthread --threads 4", "{bin}/ferrocorn -k gthread --threads 4 -w 1 -b 127.0.0.1:{port} apps:hello", False),
-            ("ferrocorn -k gthread --threads 8", "{bin}/ferrocorn -k gthread --threads 8 -w 1 -b 127.0.0.1:{port} apps:hello", False),
-            ("granian --interface wsgi --workers 1 --blocking-threads 1",
-             "{bin}/granian --interface wsgi --workers 1 --blocking-threads 1 --host 127.0.0.1 --port {port} apps:hello", True),
-            ("gunicorn -k gthread --threads 4", "{bin}/gunicorn -k gthread --threads 4 -w 1 --no-control-socket -b 127.0.0.1:{port} apps:hello", False),
+            (
+                "ferrocorn -k gthread --threads 1",
+                "{bin}/ferrocorn -k gthread --threads 1 -w 1 -b 127.0.0.1:{port} apps:hello",
+                False,
+            ),
+            (
+                "ferrocorn -k gthread --threads 4",
+                "{bin}/ferrocorn -k gthread --threads 4 -w 1 -b 127.0.0.1:{port} apps:hello",
+                False,
+            ),
+            (
+                "ferrocorn -k gthread --threads 8",
+                "{bin}/ferrocorn -k gthread --threads 8 -w 1 -b 127.0.0.1:{port} apps:hello",
+                False,
+            ),
+            (
+                "granian --interface wsgi --workers 1 --blocking-threads 1",
+                "{bin}/granian --interface wsgi --workers 1 --blocking-threads 1 --host 127.0.0.1 --port {port} apps:hello",
+                True,
+            ),
+            (
+                "gunicorn -k gthread --threads 4",
+                "{bin}/gunicorn -k gthread --threads 4 -w 1 --no-control-socket -b 127.0.0.1:{port} apps:hello",
+                False,
+            ),
         ],
     },
     "gthread-sleep": {
         "what": "Long I/O: the app sleeps 10 ms per request, 1 worker, --threads 32, wrk -t1 -c256 (ideal: 3,200 req/s)",
-        "threads": 1, "connections": 256, "ideal": 3200,
+        "threads": 1,
+        "connections": 256,
+        "ideal": 3200,
         "servers": [
-            ("ferrocorn -k gthread --threads 32", "{bin}/ferrocorn -k gthread --threads 32 -w 1 -b 127.0.0.1:{port} apps:sleep10", False),
-            ("gunicorn -k gthread --threads 32", "{bin}/gunicorn -k gthread --threads 32 -w 1 --no-control-socket -b 127.0.0.1:{port} apps:sleep10", True),
+            (
+                "ferrocorn -k gthread --threads 32",
+                "{bin}/ferrocorn -k gthread --threads 32 -w 1 -b 127.0.0.1:{port} apps:sleep10",
+                False,
+            ),
+            (
+                "gunicorn -k gthread --threads 32",
+                "{bin}/gunicorn -k gthread --threads 32 -w 1 --no-control-socket -b 127.0.0.1:{port} apps:sleep10",
+                True,
+            ),
         ],
     },
     "asgi-hello": {
         "what": "Hello-world ASGI, 1 worker, keep-alive, wrk -t1 -c64",
-        "threads": 1, "connections": 64, "servers": asgi_servers("asgi_hello"),
+        "threads": 1,
+        "connections": 64,
+        "servers": asgi_servers("asgi_hello"),
     },
     "asgi-fastapi": {
         "what": "FastAPI JSON endpoint (a small dict and list), 1 worker, wrk -t1 -c64",
-        "threads": 1, "connections": 64, "servers": asgi_servers("fastapi_json"),
+        "threads": 1,
+        "connections": 64,
+        "servers": asgi_servers("fastapi_json"),
     },
     "asgi-echo": {
         "what": "10 KB POST echoed back by a raw ASGI app, 1 worker, wrk -t1 -c64",
-        "threads": 1, "connections": 64, "script": "post10k.lua", "servers": asgi_servers("asgi_echo"),
+        "threads": 1,
+        "connections": 64,
+        "script": "post10k.lua",
+        "servers": asgi_servers("asgi_echo"),
     },
     "ws-echo": {
         "what": "WebSocket echo of 32-byte text messages, 1 worker, 64 connections each waiting for its echo "
-                "(bench/wsload.py, one Python process, so the client shares the machine)",
-        "threads": 1, "connections": 64, "load": "ws", "unit": "messages/s",
+        "(bench/wsload.py, one Python process, so the client shares the machine)",
+        "threads": 1,
+        "connections": 64,
+        "load": "ws",
+        "unit": "messages/s",
         "servers": [srv for srv in asgi_servers("asgi_ws_echo") if not srv[0].startswith("gunicorn")]
-                   + [("gunicorn -k asgi", "{bin}/gunicorn -k asgi -w 1 --no-control-socket -b 127.0.0.1:{port} "
-                       "apps:asgi_ws_echo", False)],
+        + [
+            (
+                "gunicorn -k asgi",
+                "{bin}/gunicorn -k asgi -w 1 --no-control-socket -b 127.0.0.1:{port} apps:asgi_ws_echo",
+                False,
+            )
+        ],
     },
 }
 
@@ -173,6 +235,7 @@ def parse_wrk(out):
             return None
         value, unit = float(m.group(1)), m.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
     rps = re.search(r"(?:Requests|messages)/sec:\s+([\d.]+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -194,8 +257,15 @@ def run_one(template, sc, duration):
         wait_listening(port, proc)
         url = "http://127.0.0.1:%d/" % port
         if sc.get("load") == "ws":
-            wrk = [sys.executable, os.path.join(HERE, "wsload.py"), "--port", str(port),
-                   "--connections", str(sc["connections"]), "--duration"]
+            wrk = [
+                sys.executable,
+                os.path.join(HERE, "wsload.py"),
+                "--port",
+                str(port),
+                "--connections",
+                str(sc["connections"]),
+                "--duration",
+            ]
             subprocess.run(wrk + ["2"], capture_output=True)
         else:
             wrk = ["wrk", "-t%d" % sc["threads"], "-c%d" % sc["connections"], "--latency"]
@@ -216,8 +286,9 @@ def run_one(template, sc, duration):
         wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         result = parse_wrk(out)
         result["server_cpu"] = 100.0 * (process_tree_ticks(proc.pid) - server_before) / hz / elapsed
-        result["wrk_cpu"] = 100.0 * ((wrk_after.ru_utime - wrk_before.ru_utime)
-                                     + (wrk_after.ru_stime - wrk_before.ru_stime)) / elapsed
+        result["wrk_cpu"] = (
+            100.0 * ((wrk_after.ru_utime - wrk_before.ru_utime) + (wrk_after.ru_stime - wrk_before.ru_stime)) / elapsed
+        )
         return result
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -229,10 +300,16 @@ def run_one(template, sc, duration):
 
 
 IDLE_SERVERS = [
-    ("ferrocorn -k gthread --threads 4", "{bin}/ferrocorn -k gthread --threads 4 -w 1 --worker-connections 10100 "
-     "--keep-alive 300 -b 127.0.0.1:{port} apps:hello"),
-    ("gunicorn -k gthread --threads 4", "{bin}/gunicorn -k gthread --threads 4 -w 1 --worker-connections 10100 "
-     "--keep-alive 300 --no-control-socket -b 127.0.0.1:{port} apps:hello"),
+    (
+        "ferrocorn -k gthread --threads 4",
+        "{bin}/ferrocorn -k gthread --threads 4 -w 1 --worker-connections 10100 "
+        "--keep-alive 300 -b 127.0.0.1:{port} apps:hello",
+    ),
+    (
+        "gunicorn -k gthread --threads 4",
+        "{bin}/gunicorn -k gthread --threads 4 -w 1 --worker-connections 10100 "
+        "--keep-alive 300 --no-control-socket -b 127.0.0.1:{port} apps:hello",
+    ),
 ]
 
 
@@ -271,12 +348,18 @@ def idle_run(template, count):
     stay idle; reports the worker's RSS growth per connection and the
     latency of fresh requests meanwhile."""
     import selectors
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 1000)), hard))
     port = free_port()
     env = dict(os.environ, PYTHONPATH=HERE)
-    proc = subprocess.Popen(template.format(port=port, bin=BIN).split(), cwd=HERE, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        template.format(port=port, bin=BIN).split(),
+        cwd=HERE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     socks = []
     try:
         wait_listening(port, proc)
@@ -309,9 +392,14 @@ def idle_run(template, count):
         time.sleep(1)
         after = rss_kb(worker)
         lat = sorted(fresh_request_ms(port) for _ in range(200))
-        return {"connections": answered, "rss_before_kb": before, "rss_after_kb": after,
-                "per_conn_bytes": (after - before) * 1024.0 / max(answered, 1),
-                "fresh_p50_ms": lat[len(lat) // 2], "fresh_p99_ms": lat[int(len(lat) * 0.99) - 1]}
+        return {
+            "connections": answered,
+            "rss_before_kb": before,
+            "rss_after_kb": after,
+            "per_conn_bytes": (after - before) * 1024.0 / max(answered, 1),
+            "fresh_p50_ms": lat[len(lat) // 2],
+            "fresh_p99_ms": lat[int(len(lat) * 0.99) - 1],
+        }
     finally:
         for c in socks:
             c.close()
@@ -333,8 +421,9 @@ def main():
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS) + ["idle"])
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--markdown", help="also write the tables to this file")
-    ap.add_argument("--idle", type=int, default=10000,
-                    help="idle keep-alive connections for the memory scenario (0 skips it)")
+    ap.add_argument(
+        "--idle", type=int, default=10000, help="idle keep-alive connections for the memory scenario (0 skips it)"
+    )
     a = ap.parse_args()
     if a.setup:
         setup()
@@ -351,21 +440,38 @@ def main():
         if name == "idle":
             if a.idle <= 0:
                 continue
-            lines += ["### idle", "",
-                      "%d idle keep-alive connections on one worker (each made one request), then 200 fresh "
-                      "requests on new connections meanwhile." % a.idle, "",
-                      "| server | connections held | RSS before | RSS after | RSS per idle connection | "
-                      "fresh request p50 ms | p99 ms |", "|---|---:|---:|---:|---:|---:|---:|"]
+            lines += [
+                "### idle",
+                "",
+                "%d idle keep-alive connections on one worker (each made one request), then 200 fresh "
+                "requests on new connections meanwhile." % a.idle,
+                "",
+                "| server | connections held | RSS before | RSS after | RSS per idle connection | "
+                "fresh request p50 ms | p99 ms |",
+                "|---|---:|---:|---:|---:|---:|---:|",
+            ]
             report["scenarios"]["idle"] = []
             for label, template in IDLE_SERVERS:
                 r = idle_run(template, a.idle)
                 r.update(label=label, command=template.format(port="PORT", bin="").lstrip("/"))
                 report["scenarios"]["idle"].append(r)
-                print("%-40s %6d conns  %.0f B/conn  fresh p99 %.2f ms" % (
-                    label, r["connections"], r["per_conn_bytes"], r["fresh_p99_ms"]), file=sys.stderr)
-                lines.append("| %s | %d | %.1f MiB | %.1f MiB | %.1f KiB | %.2f | %.2f |" % (
-                    label, r["connections"], r["rss_before_kb"] / 1024.0, r["rss_after_kb"] / 1024.0,
-                    r["per_conn_bytes"] / 1024.0, r["fresh_p50_ms"], r["fresh_p99_ms"]))
+                print(
+                    "%-40s %6d conns  %.0f B/conn  fresh p99 %.2f ms"
+                    % (label, r["connections"], r["per_conn_bytes"], r["fresh_p99_ms"]),
+                    file=sys.stderr,
+                )
+                lines.append(
+                    "| %s | %d | %.1f MiB | %.1f MiB | %.1f KiB | %.2f | %.2f |"
+                    % (
+                        label,
+                        r["connections"],
+                        r["rss_before_kb"] / 1024.0,
+                        r["rss_after_kb"] / 1024.0,
+                        r["per_conn_bytes"] / 1024.0,
+                        r["fresh_p50_ms"],
+                        r["fresh_p99_ms"],
+                    )
+                )
             lines += ["", "Commands:", ""] + ["    " + r["command"] for r in report["scenarios"]["idle"]] + [""]
             continue
         sc = SCENARIOS[name]
@@ -376,20 +482,38 @@ def main():
             results.append(r)
             print("%-40s %10.0f req/s  p99 %s ms" % (label, r["rps"], fmt(r["p99_ms"], ".2f")), file=sys.stderr)
         base = next((r for r in results if r["baseline"]), None)
-        lines += ["### %s" % name, "", sc["what"] + ", %d s per server after a 2 s warm-up." % a.duration, "",
-                  "| server | %s | p50 ms | p99 ms | vs %s | server CPU | client CPU | per server CPU-second | vs %s |"
-                  % ((sc.get("unit", "req/s"),) + ((base["label"] if base else "baseline"),) * 2),
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "### %s" % name,
+            "",
+            sc["what"] + ", %d s per server after a 2 s warm-up." % a.duration,
+            "",
+            "| server | %s | p50 ms | p99 ms | vs %s | server CPU | client CPU | per server CPU-second | vs %s |"
+            % ((sc.get("unit", "req/s"),) + ((base["label"] if base else "baseline"),) * 2),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in results:
             ratio = "%.2fx" % (r["rps"] / base["rps"]) if base and base["rps"] else "-"
             eff = r["rps"] / (r["server_cpu"] / 100.0) if r["server_cpu"] else 0.0
             base_eff = base["rps"] / (base["server_cpu"] / 100.0) if base and base["server_cpu"] else 0.0
-            lines.append("| %s | %.0f | %s | %s | %s | %.0f%% | %.0f%% | %.0f | %s |" % (
-                r["label"], r["rps"], fmt(r["p50_ms"], ".2f"), fmt(r["p99_ms"], ".2f"), ratio,
-                r["server_cpu"], r["wrk_cpu"], eff, "%.2fx" % (eff / base_eff) if base_eff else "-"))
+            lines.append(
+                "| %s | %.0f | %s | %s | %s | %.0f%% | %.0f%% | %.0f | %s |"
+                % (
+                    r["label"],
+                    r["rps"],
+                    fmt(r["p50_ms"], ".2f"),
+                    fmt(r["p99_ms"], ".2f"),
+                    ratio,
+                    r["server_cpu"],
+                    r["wrk_cpu"],
+                    eff,
+                    "%.2fx" % (eff / base_eff) if base_eff else "-",
+                )
+            )
         if sc.get("ideal"):
-            lines += [""] + ["%s: %.1f%% of the ideal %d req/s" % (r["label"], 100.0 * r["rps"] / sc["ideal"], sc["ideal"])
-                             for r in results]
+            lines += [""] + [
+                "%s: %.1f%% of the ideal %d req/s" % (r["label"], 100.0 * r["rps"] / sc["ideal"], sc["ideal"])
+                for r in results
+            ]
         lines += ["", "Commands:", ""] + ["    " + r["command"] for r in results] + [""]
         report["scenarios"][name] = results
     text = "\n".join(lines)

@@ -6,6 +6,7 @@ every server, so the numbers compare servers, not clients.
 
     python3 bench/wsload.py --port 8000 --path / --connections 64 --duration 10
 """
+
 import argparse
 import base64
 import os
@@ -25,8 +26,12 @@ def frame(payload):
 def handshake(port, path):
     s = socket.create_connection(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, port, key)).encode())
+    s.sendall(
+        (
+            "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, port, key)
+        ).encode()
+    )
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = s.recv(4096)

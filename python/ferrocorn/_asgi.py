@@ -23,7 +23,7 @@ def _new_loop(kind):
     """``--asgi-loop``: auto takes uvloop when it is installed."""
     if kind == "auto":
         try:
-            import uvloop  # noqa: F401
+            import uvloop
         except ImportError:
             kind = "asyncio"
         else:
@@ -64,7 +64,7 @@ async def _serve(loop, server, app, lifespan_mode):
             # rebooting workers in a loop, as Gunicorn does.
             if lifespan_mode == "on" or isinstance(e, LifespanStartupFailed):
                 log.error("ASGI lifespan startup failed: %s", e)
-                raise SystemExit(WORKER_BOOT_ERROR)
+                raise SystemExit(WORKER_BOOT_ERROR) from None
             log.debug("ASGI lifespan not supported by app: %s", e)
             lifespan = None
 
@@ -91,7 +91,8 @@ async def _tick(server):
     by application code misses its beats, and the arbiter's timeout sees it,
     as with Gunicorn's workers."""
     interval = server.tick_interval()
-    while server.tick():
+    # A timer, not a wait for a condition.
+    while server.tick():  # noqa: ASYNC110
         await asyncio.sleep(interval)
 
 
@@ -145,7 +146,7 @@ class LifespanManager:
             await asyncio.wait_for(self._startup_complete.wait(), timeout=LIFESPAN_TIMEOUT)
         except asyncio.TimeoutError:
             self._task.cancel()
-            raise RuntimeError("Lifespan startup timed out")
+            raise RuntimeError("Lifespan startup timed out") from None
         if self._startup_failed:
             self._task.cancel()
             message = self._startup_error or "Unknown error"

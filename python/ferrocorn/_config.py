@@ -11,8 +11,8 @@ import sys
 
 def load(location):
     if location.startswith("python:"):
-        return vars(importlib.import_module(location[len("python:"):]))
-    filename = location[len("file:"):] if location.startswith("file:") else location
+        return vars(importlib.import_module(location[len("python:") :]))
+    filename = location[len("file:") :] if location.startswith("file:") else location
     if not os.path.exists(filename):
         raise RuntimeError("%r doesn't exist" % filename)
     module_name = "__config__"

@@ -8,12 +8,26 @@ hook code written for Gunicorn reads from its ``Arbiter`` (``server``),
 
 import os
 
-
 HOOKS = (
-    "on_starting", "on_reload", "when_ready", "pre_fork", "post_fork",
-    "post_worker_init", "worker_int", "worker_abort", "pre_exec", "pre_request",
-    "post_request", "child_exit", "worker_exit", "nworkers_changed", "on_exit",
-    "ssl_context", "on_dirty_starting", "dirty_post_fork", "dirty_worker_init",
+    "on_starting",
+    "on_reload",
+    "when_ready",
+    "pre_fork",
+    "post_fork",
+    "post_worker_init",
+    "worker_int",
+    "worker_abort",
+    "pre_exec",
+    "pre_request",
+    "post_request",
+    "child_exit",
+    "worker_exit",
+    "nworkers_changed",
+    "on_exit",
+    "ssl_context",
+    "on_dirty_starting",
+    "dirty_post_fork",
+    "dirty_worker_init",
     "dirty_worker_exit",
 )
 
@@ -22,12 +36,15 @@ def _default_hook(name):
     """Gunicorn's default for an unset hook: nothing, except pre_request,
     which logs the request at debug level."""
     if name == "pre_request":
+
         def pre_request(worker, req):
             worker.log.debug("%s %s", req.method, req.path)
+
         return pre_request
 
     def hook(*args):
         return None
+
     hook.__name__ = hook.__qualname__ = name
     return hook
 
@@ -54,9 +71,9 @@ class Config:
 
     def __init__(self, values, specs):
         object.__setattr__(self, "_values", values)
-        object.__setattr__(self, "settings", {
-            name: Setting(name, values[name], section, cli) for name, section, cli in specs
-        })
+        object.__setattr__(
+            self, "settings", {name: Setting(name, values[name], section, cli) for name, section, cli in specs}
+        )
 
     def __getattr__(self, name):
         values = object.__getattribute__(self, "_values")
@@ -73,8 +90,7 @@ class Config:
         object.__setattr__(self, name, value)
 
     def set(self, name, value):
-        raise AttributeError(
-            "ferrocorn's cfg is read-only: set %s in the configuration instead" % name)
+        raise AttributeError("ferrocorn's cfg is read-only: set %s in the configuration instead" % name)
 
     def __str__(self):
         lines = []
@@ -82,7 +98,7 @@ class Config:
         for k in sorted(self._values):
             v = self._values[k]
             if callable(v):
-                v = "<{}()>".format(v.__qualname__)
+                v = f"<{v.__qualname__}()>"
             lines.append("{k:{kmax}} = {v}".format(k=k, v=v, kmax=kmax))
         return "\n".join(lines)
 
@@ -155,12 +171,13 @@ def paste_global_conf(raw):
     """``--paste-global KEY=VALUE`` items as Gunicorn reads them (``\\=``
     escapes an equals sign)."""
     import re
+
     conf = {}
     for e in raw:
         try:
             k, v = re.split(r"(?<!\\)=", e, maxsplit=1)
         except ValueError:
-            raise RuntimeError("environment setting %r invalid" % e)
+            raise RuntimeError("environment setting %r invalid" % e) from None
         conf[k.replace("\\=", "=")] = v.replace("\\=", "=")
     return conf
 
@@ -168,6 +185,7 @@ def paste_global_conf(raw):
 def _parse_address(netloc):
     """``gunicorn.util.parse_address`` with its default port."""
     import re
+
     if re.match(r"unix:(//)?", netloc):
         return re.split(r"unix:(//)?", netloc)[-1]
     if netloc.startswith("fd://"):
@@ -201,6 +219,7 @@ class Listener:
     @property
     def sock(self):
         import socket
+
         return socket.socket(fileno=os.dup(self._fd))
 
     def getsockname(self):
@@ -313,7 +332,7 @@ class Request:
         self.body = None
 
     def should_close(self):
-        for (h, v) in self.headers:
+        for h, v in self.headers:
             if h == "CONNECTION":
                 v = v.lower().strip(" \t")
                 if v == "close":
@@ -344,8 +363,6 @@ class Response:
 
     def __repr__(self):
         return "<Response %s>" % self.status
-
-
 
 
 class ASGIResponseInfo:

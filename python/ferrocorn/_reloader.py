@@ -91,8 +91,7 @@ IN_CREATE = 0x100
 IN_DELETE = 0x200
 IN_DELETE_SELF = 0x400
 IN_MOVE_SELF = 0x800
-EVENT_MASK = (IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MODIFY
-              | IN_MOVE_SELF | IN_MOVED_FROM | IN_MOVED_TO)
+EVENT_MASK = IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MODIFY | IN_MOVE_SELF | IN_MOVED_FROM | IN_MOVED_TO
 _EVENT = struct.Struct("iIII")
 
 
@@ -124,7 +123,7 @@ class _Inotify:
         while offset + _EVENT.size <= len(data):
             _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
             offset += _EVENT.size
-            names.append(os.fsdecode(data[offset:offset + length].rstrip(b"\0")))
+            names.append(os.fsdecode(data[offset : offset + length].rstrip(b"\0")))
             offset += length
         return names
 
@@ -173,14 +172,14 @@ class InotifyReloader(ReloaderBase):
 def _inotify_package_installed():
     try:
         import inotify.adapters  # noqa: F401
+
         return True
     except ImportError:
         return False
 
 
 def create(engine, extra_files, callback):
-    if engine == "inotify" or (engine == "auto" and sys.platform.startswith("linux")
-                               and _inotify_package_installed()):
+    if engine == "inotify" or (engine == "auto" and sys.platform.startswith("linux") and _inotify_package_installed()):
         return InotifyReloader(extra_files=extra_files, callback=callback)
     return Reloader(extra_files=extra_files, callback=callback)
 
@@ -191,10 +190,13 @@ def fail_app(msg):
     msg = msg.encode("utf-8")
 
     def app(environ, start_response):
-        start_response("500 Internal Server Error", [
-            ("Content-Type", "text/plain"),
-            ("Content-Length", str(len(msg))),
-        ])
+        start_response(
+            "500 Internal Server Error",
+            [
+                ("Content-Type", "text/plain"),
+                ("Content-Length", str(len(msg))),
+            ],
+        )
         return [msg]
 
     return app
@@ -208,8 +210,7 @@ def fail_asgi_app(msg):
 
     async def app(scope, receive, send):
         if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 500,
-                        "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]})
             await send({"type": "http.response.body", "body": body})
         elif scope["type"] == "lifespan":
             message = await receive()

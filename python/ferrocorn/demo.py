@@ -15,20 +15,17 @@ def app(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     if path == "/echo":
         body = environ["wsgi.input"].read()
-        start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                                  ("Content-Length", str(len(body)))])
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))])
         return [body]
     if path == "/environ":
         shown = {k: v for k, v in environ.items() if isinstance(v, (str, int, bool, tuple))}
         body = json.dumps(shown, indent=1, sort_keys=True, default=str).encode()
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", str(len(body)))])
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return stream()
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(HELLO)))])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))])
     return [HELLO]
 
 
@@ -63,6 +60,11 @@ async def asgi_app(scope, receive, send):
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

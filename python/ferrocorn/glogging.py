@@ -30,15 +30,15 @@ import time
 import traceback
 from logging.config import dictConfig, fileConfig
 
-logging.Logger.manager.emittedNoHandlerWarning = 1  # noqa
+logging.Logger.manager.emittedNoHandlerWarning = 1
 
 
 def _check_is_writable(path):
     try:
-        with open(path, 'a') as f:
+        with open(path, "a") as f:
             f.close()
     except OSError as e:
-        raise RuntimeError("Error: '%s' isn't writable [%r]" % (path, e))
+        raise RuntimeError("Error: '%s' isn't writable [%r]" % (path, e)) from e
 
 
 def _close_on_exec(fd):
@@ -68,7 +68,7 @@ SYSLOG_FACILITIES = {
     "local4": 20,
     "local5": 21,
     "local6": 22,
-    "local7": 23
+    "local7": 23,
 }
 
 CONFIG_DEFAULTS = {
@@ -80,47 +80,32 @@ CONFIG_DEFAULTS = {
             "level": "INFO",
             "handlers": ["error_console"],
             "propagate": True,
-            "qualname": "gunicorn.error"
+            "qualname": "gunicorn.error",
         },
-
-        "gunicorn.access": {
-            "level": "INFO",
-            "handlers": ["console"],
-            "propagate": True,
-            "qualname": "gunicorn.access"
-        }
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": True, "qualname": "gunicorn.access"},
     },
     "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "generic",
-            "stream": "ext://sys.stdout"
-        },
-        "error_console": {
-            "class": "logging.StreamHandler",
-            "formatter": "generic",
-            "stream": "ext://sys.stderr"
-        },
+        "console": {"class": "logging.StreamHandler", "formatter": "generic", "stream": "ext://sys.stdout"},
+        "error_console": {"class": "logging.StreamHandler", "formatter": "generic", "stream": "ext://sys.stderr"},
     },
     "formatters": {
         "generic": {
             "format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s",
             "datefmt": "[%Y-%m-%d %H:%M:%S %z]",
-            "class": "logging.Formatter"
+            "class": "logging.Formatter",
         }
-    }
+    },
 }
 
 
 def loggers():
-    """ get list of all loggers """
+    """get list of all loggers"""
     root = logging.root
     existing = list(root.manager.loggerDict.keys())
     return [logging.getLogger(name) for name in existing]
 
 
 class SafeAtoms(dict):
-
     def __init__(self, atoms):
         dict.__init__(self)
         for key, value in atoms.items():
@@ -139,7 +124,7 @@ class SafeAtoms(dict):
         if k in self:
             return super().__getitem__(k)
         else:
-            return '-'
+            return "-"
 
 
 def parse_syslog_address(addr):
@@ -167,18 +152,18 @@ def parse_syslog_address(addr):
     else:
         raise RuntimeError("invalid syslog address")
 
-    if '[' in addr and ']' in addr:
-        host = addr.split(']')[0][1:].lower()
-    elif ':' in addr:
-        host = addr.split(':')[0].lower()
+    if "[" in addr and "]" in addr:
+        host = addr.split("]")[0][1:].lower()
+    elif ":" in addr:
+        host = addr.split(":")[0].lower()
     elif addr == "":
         host = "localhost"
     else:
         host = addr.lower()
 
-    addr = addr.split(']')[-1]
+    addr = addr.split("]")[-1]
     if ":" in addr:
-        port = addr.split(':', 1)[1]
+        port = addr.split(":", 1)[1]
         if not port.isdigit():
             raise RuntimeError("%r is not a valid port number." % port)
         port = int(port)
@@ -189,13 +174,12 @@ def parse_syslog_address(addr):
 
 
 class Logger:
-
-    LOG_LEVELS = {
+    LOG_LEVELS = {  # noqa: RUF012 (read-only, as Gunicorn publishes it)
         "critical": logging.CRITICAL,
         "error": logging.ERROR,
         "warning": logging.WARNING,
         "info": logging.INFO,
-        "debug": logging.DEBUG
+        "debug": logging.DEBUG,
     }
     loglevel = logging.INFO
 
@@ -232,41 +216,28 @@ class Logger:
             for stream in sys.stdout, sys.stderr:
                 stream.flush()
 
-            self.logfile = open(cfg.errorlog, 'a+')
+            self.logfile = open(cfg.errorlog, "a+")
             os.dup2(self.logfile.fileno(), sys.stdout.fileno())
             os.dup2(self.logfile.fileno(), sys.stderr.fileno())
 
-        self._set_handler(self.error_log, cfg.errorlog,
-                          logging.Formatter(self.error_fmt, self.datefmt))
+        self._set_handler(self.error_log, cfg.errorlog, logging.Formatter(self.error_fmt, self.datefmt))
 
         # set gunicorn.access handler
         if cfg.accesslog is not None:
-            self._set_handler(
-                self.access_log, cfg.accesslog,
-                fmt=logging.Formatter(self.access_fmt), stream=sys.stdout
-            )
+            self._set_handler(self.access_log, cfg.accesslog, fmt=logging.Formatter(self.access_fmt), stream=sys.stdout)
 
         # set syslog handler
         if cfg.syslog:
-            self._set_syslog_handler(
-                self.error_log, cfg, self.syslog_fmt, "error"
-            )
+            self._set_syslog_handler(self.error_log, cfg, self.syslog_fmt, "error")
             if not cfg.disable_redirect_access_to_syslog:
-                self._set_syslog_handler(
-                    self.access_log, cfg, self.syslog_fmt, "access"
-                )
+                self._set_syslog_handler(self.access_log, cfg, self.syslog_fmt, "access")
 
         if cfg.logconfig_dict:
             config = CONFIG_DEFAULTS.copy()
             config.update(cfg.logconfig_dict)
             try:
                 dictConfig(config)
-            except (
-                    AttributeError,
-                    ImportError,
-                    ValueError,
-                    TypeError
-            ) as exc:
+            except (AttributeError, ImportError, ValueError, TypeError) as exc:
                 raise RuntimeError(str(exc)) from exc
         elif cfg.logconfig_json:
             config = CONFIG_DEFAULTS.copy()
@@ -275,21 +246,14 @@ class Logger:
                     config_json = json.load(open(cfg.logconfig_json))
                     config.update(config_json)
                     dictConfig(config)
-                except (
-                    json.JSONDecodeError,
-                    AttributeError,
-                    ImportError,
-                    ValueError,
-                    TypeError
-                ) as exc:
+                except (json.JSONDecodeError, AttributeError, ImportError, ValueError, TypeError) as exc:
                     raise RuntimeError(str(exc)) from exc
         elif cfg.logconfig:
             if os.path.exists(cfg.logconfig):
                 defaults = CONFIG_DEFAULTS.copy()
-                defaults['__file__'] = cfg.logconfig
-                defaults['here'] = os.path.dirname(cfg.logconfig)
-                fileConfig(cfg.logconfig, defaults=defaults,
-                           disable_existing_loggers=False)
+                defaults["__file__"] = cfg.logconfig
+                defaults["here"] = os.path.dirname(cfg.logconfig)
+                fileConfig(cfg.logconfig, defaults=defaults, disable_existing_loggers=False)
             else:
                 msg = "Error: log config '%s' not found"
                 raise RuntimeError(msg % cfg.logconfig)
@@ -318,37 +282,34 @@ class Logger:
         self.error_log.log(lvl, msg, *args, **kwargs)
 
     def atoms(self, resp, req, environ, request_time):
-        """ Gets atoms for log formatting.
-        """
+        """Gets atoms for log formatting."""
         status = resp.status
         if isinstance(status, str):
             status = status.split(None, 1)[0]
         atoms = {
-            'h': environ.get('REMOTE_ADDR', '-'),
-            'l': '-',
-            'u': self._get_user(environ) or '-',
-            't': self.now(),
-            'r': "%s %s %s" % (environ['REQUEST_METHOD'],
-                               environ['RAW_URI'],
-                               environ["SERVER_PROTOCOL"]),
-            's': status,
-            'm': environ.get('REQUEST_METHOD'),
-            'U': environ.get('PATH_INFO'),
-            'q': environ.get('QUERY_STRING'),
-            'H': environ.get('SERVER_PROTOCOL'),
-            'b': getattr(resp, 'sent', None) is not None and str(resp.sent) or '-',
-            'B': getattr(resp, 'sent', None),
-            'f': environ.get('HTTP_REFERER', '-'),
-            'a': environ.get('HTTP_USER_AGENT', '-'),
-            'T': request_time.seconds,
-            'D': (request_time.seconds * 1000000) + request_time.microseconds,
-            'M': (request_time.seconds * 1000) + int(request_time.microseconds / 1000),
-            'L': "%d.%06d" % (request_time.seconds, request_time.microseconds),
-            'p': "<%s>" % os.getpid()
+            "h": environ.get("REMOTE_ADDR", "-"),
+            "l": "-",
+            "u": self._get_user(environ) or "-",
+            "t": self.now(),
+            "r": "%s %s %s" % (environ["REQUEST_METHOD"], environ["RAW_URI"], environ["SERVER_PROTOCOL"]),
+            "s": status,
+            "m": environ.get("REQUEST_METHOD"),
+            "U": environ.get("PATH_INFO"),
+            "q": environ.get("QUERY_STRING"),
+            "H": environ.get("SERVER_PROTOCOL"),
+            "b": (getattr(resp, "sent", None) is not None and str(resp.sent)) or "-",
+            "B": getattr(resp, "sent", None),
+            "f": environ.get("HTTP_REFERER", "-"),
+            "a": environ.get("HTTP_USER_AGENT", "-"),
+            "T": request_time.seconds,
+            "D": (request_time.seconds * 1000000) + request_time.microseconds,
+            "M": (request_time.seconds * 1000) + int(request_time.microseconds / 1000),
+            "L": "%d.%06d" % (request_time.seconds, request_time.microseconds),
+            "p": "<%s>" % os.getpid(),
         }
 
         # add request headers
-        if hasattr(req, 'headers'):
+        if hasattr(req, "headers"):
             req_headers = req.headers
         else:
             req_headers = req
@@ -397,13 +358,15 @@ class Logger:
 
     def _compute_access_log_enabled(self):
         return bool(
-            self.cfg.accesslog or self.cfg.logconfig or
-            self.cfg.logconfig_dict or self.cfg.logconfig_json or
-            (self.cfg.syslog and not self.cfg.disable_redirect_access_to_syslog)
+            self.cfg.accesslog
+            or self.cfg.logconfig
+            or self.cfg.logconfig_dict
+            or self.cfg.logconfig_json
+            or (self.cfg.syslog and not self.cfg.disable_redirect_access_to_syslog)
         )
 
     def access(self, resp, req, environ, request_time):
-        """ See http://httpd.apache.org/docs/2.0/logs.html#combined
+        """See http://httpd.apache.org/docs/2.0/logs.html#combined
         for format details
         """
 
@@ -413,9 +376,7 @@ class Logger:
         # wrap atoms:
         # - make sure atoms will be test case insensitively
         # - if atom doesn't exist replace it by '-'
-        safe_atoms = self.atoms_wrapper_class(
-            self.atoms(resp, req, environ, request_time)
-        )
+        safe_atoms = self.atoms_wrapper_class(self.atoms(resp, req, environ, request_time))
 
         try:
             self.access_log.info(self.cfg.access_log_format, safe_atoms)
@@ -423,8 +384,8 @@ class Logger:
             self.error(traceback.format_exc())
 
     def now(self):
-        """ return date in Apache Common Log Format """
-        return time.strftime('[%d/%b/%Y:%H:%M:%S %z]')
+        """return date in Apache Common Log Format"""
+        return time.strftime("[%d/%b/%Y:%H:%M:%S %z]")
 
     def reopen_files(self):
         if self.cfg.capture_output and self.cfg.errorlog != "-":
@@ -434,7 +395,7 @@ class Logger:
             with self.lock:
                 if self.logfile is not None:
                     self.logfile.close()
-                self.logfile = open(self.cfg.errorlog, 'a+')
+                self.logfile = open(self.cfg.errorlog, "a+")
                 os.dup2(self.logfile.fileno(), sys.stdout.fileno())
                 os.dup2(self.logfile.fileno(), sys.stderr.fileno())
 
@@ -508,8 +469,7 @@ class Logger:
         socktype, addr = parse_syslog_address(cfg.syslog_addr)
 
         # finally setup the syslog handler
-        h = logging.handlers.SysLogHandler(address=addr,
-                                           facility=facility, socktype=socktype)
+        h = logging.handlers.SysLogHandler(address=addr, facility=facility, socktype=socktype)
 
         h.setFormatter(fmt)
         h._gunicorn = True
@@ -518,13 +478,13 @@ class Logger:
     def _get_user(self, environ):
         user = None
         http_auth = environ.get("HTTP_AUTHORIZATION")
-        if http_auth and http_auth.lower().startswith('basic'):
+        if http_auth and http_auth.lower().startswith("basic"):
             auth = http_auth.split(" ", 1)
             if len(auth) == 2:
                 try:
                     # b64decode doesn't accept unicode in Python < 3.3
                     # so we need to convert it to a byte string
-                    auth = base64.b64decode(auth[1].strip().encode('utf-8'))
+                    auth = base64.b64decode(auth[1].strip().encode("utf-8"))
                     # b64decode returns a byte string
                     user = auth.split(b":", 1)[0].decode("UTF-8")
                 except (TypeError, binascii.Error, UnicodeDecodeError) as exc:
@@ -538,6 +498,7 @@ class ErrorLogHandler(logging.Handler):
     def emit(self, record):
         try:
             from ferrocorn._ferrocorn import write_error_log
+
             write_error_log(record.levelno, self.format(record))
         except Exception:
             self.handleError(record)
@@ -549,6 +510,7 @@ class AccessLogHandler(logging.Handler):
     def emit(self, record):
         try:
             from ferrocorn._ferrocorn import write_access_log
+
             write_access_log(self.format(record))
         except Exception:
             self.handleError(record)
@@ -556,6 +518,7 @@ class AccessLogHandler(logging.Handler):
 
 def _count(level):
     from ferrocorn._ferrocorn import count_log_metric
+
     count_log_metric(level)
 
 
@@ -595,6 +558,7 @@ class BridgeLogger(Logger):
 
     def reopen_files(self):
         from ferrocorn._ferrocorn import reopen_logs
+
         reopen_logs()
 
     def close_on_exec(self):
@@ -619,6 +583,7 @@ def create(cfg, python_logging, custom_class):
 
 def _load_class(uri):
     import importlib
+
     module, _, name = uri.rpartition(".")
     if not module:
         raise RuntimeError("class uri %r invalid or not found: give it as module.Class" % uri)
@@ -626,4 +591,4 @@ def _load_class(uri):
         mod = importlib.import_module(module)
         return getattr(mod, name)
     except (ImportError, AttributeError) as e:
-        raise RuntimeError("class uri %r invalid or not found: \n\n[%s]" % (uri, e))
+        raise RuntimeError("class uri %r invalid or not found: \n\n[%s]" % (uri, e)) from e

@@ -111,6 +111,7 @@ struct Mapping {
 // SAFETY: slots are only touched through atomics; the mapping lives as long
 // as any handle to it.
 unsafe impl Send for Mapping {}
+// SAFETY: as for Send: shared access goes through atomics only.
 unsafe impl Sync for Mapping {}
 
 impl Drop for Mapping {
@@ -213,9 +214,11 @@ mod tests {
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             board.slot(i).requests.store(42, Ordering::Relaxed);
+            // SAFETY: ends the forked child at once, running nothing else.
             unsafe { libc::_exit(0) };
         }
         let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a local.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert_eq!(board.slot(i).requests.load(Ordering::Relaxed), 42);
         board.release(i);
@@ -235,9 +238,11 @@ mod tests {
             slot.record(503, Duration::from_secs(60));
             slot.set_exit_reason(ExitReason::MaxRequests);
             slot.mark_booted();
+            // SAFETY: ends the forked child at once, running nothing else.
             unsafe { libc::_exit(0) };
         }
         let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a local.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         let slot = board.slot(i);
         let c = slot.counts();

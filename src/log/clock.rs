@@ -55,6 +55,7 @@ impl LocalTime {
         // SAFETY: `tm` is plain data, fully written by localtime_r on
         // success; on failure we never read it.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are to locals that outlive the call.
         let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
         if !ok {
             return LocalTime::EPOCH;

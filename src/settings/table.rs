@@ -189,6 +189,7 @@ fn class_name(_: Python<'_>, i: &Input) -> Validated<String> {
 
 fn user_id(_: Python<'_>, i: &Input) -> Validated<i64> {
     match i {
+        // SAFETY: geteuid cannot fail and touches no memory of ours.
         Input::None => Ok(i64::from(unsafe { libc::geteuid() })),
         Input::Int(n) => i64::try_from(*n).map_err(|e| e.to_string()),
         Input::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
@@ -201,6 +202,7 @@ fn user_id(_: Python<'_>, i: &Input) -> Validated<i64> {
 
 fn group_id(_: Python<'_>, i: &Input) -> Validated<i64> {
     match i {
+        // SAFETY: getegid cannot fail and touches no memory of ours.
         Input::None => Ok(i64::from(unsafe { libc::getegid() })),
         Input::Int(n) => i64::try_from(*n).map_err(|e| e.to_string()),
         Input::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {

@@ -2,6 +2,7 @@
 the body showed the app, in the same JSON shape (the WSGI environ names),
 so the conformance corpus can be run through the asgi worker and compared
 with what Gunicorn answered."""
+
 import base64
 import json
 
@@ -50,6 +51,11 @@ async def app(scope, receive, send):
             break
     seen["body"] = base64.b64encode(body).decode()
     out = json.dumps(seen, sort_keys=True).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": out})

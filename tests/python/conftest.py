@@ -41,7 +41,7 @@ def children(pid):
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if int(fields[1]) == pid and fields[0] != "Z":
             out.append(int(entry))
     return sorted(out)
@@ -177,8 +177,7 @@ def stop_pid(pid):
 
 
 class Server:
-    def __init__(self, args, tmp_path, env=None, cwd=None, port=None, wait=True, bind=True, launcher=(),
-                 pass_fds=()):
+    def __init__(self, args, tmp_path, env=None, cwd=None, port=None, wait=True, bind=True, launcher=(), pass_fds=()):
         """`launcher` is a command that execs the server (argv prefix);
         `pass_fds` are handed down to it."""
         self.port = port or free_port()
@@ -193,8 +192,9 @@ class Server:
         self.default_control_socket = os.path.join(full_env["XDG_RUNTIME_DIR"], "gunicorn.ctl")
         self._err = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err, env=full_env,
-                                     cwd=cwd or str(tmp_path), pass_fds=pass_fds)
+        self.proc = subprocess.Popen(
+            argv, stdout=self._out, stderr=self._err, env=full_env, cwd=cwd or str(tmp_path), pass_fds=pass_fds
+        )
         self.pid = self.proc.pid
         if wait:
             self.wait_ready()
@@ -224,8 +224,11 @@ class Server:
         return children(self.pid)
 
     def wait_workers(self, n, timeout=15.0, exclude=()):
-        return wait_for(lambda: (lambda w: w if len(w) == n and not set(w) & set(exclude) else None)(self.workers()),
-                        timeout=timeout, what="%d workers" % n)
+        return wait_for(
+            lambda: (lambda w: w if len(w) == n and not set(w) & set(exclude) else None)(self.workers()),
+            timeout=timeout,
+            what="%d workers" % n,
+        )
 
     def signal(self, sig):
         os.kill(self.pid, sig)
@@ -254,6 +257,7 @@ class Server:
 
     def request(self, method="GET", path="/", body=None, headers=None, timeout=10):
         import http.client
+
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -302,5 +306,11 @@ def server(tmp_path, request):
 
 def run_ferrocorn(args, tmp_path, env=None, timeout=30, cwd=None):
     """Runs ferrocorn to completion (for commands that exit: --version, bad configs)."""
-    return subprocess.run([sys.executable, "-m", "ferrocorn"] + list(args), capture_output=True,
-                          env=server_env(env), timeout=timeout, cwd=cwd or str(tmp_path), text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "ferrocorn"] + list(args),
+        capture_output=True,
+        env=server_env(env),
+        timeout=timeout,
+        cwd=cwd or str(tmp_path),
+        text=True,
+    )

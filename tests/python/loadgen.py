@@ -40,7 +40,7 @@ KINDS = ("refused", "reset", "reset_after_response", "closed", "truncated", "mal
 
 
 class Failure:
-    __slots__ = ("kind", "detail", "started", "ended", "keepalive", "conn_pid", "fresh_conn")
+    __slots__ = ("conn_pid", "detail", "ended", "fresh_conn", "keepalive", "kind", "started")
 
     def __init__(self, kind, detail, started, keepalive, conn_pid, fresh_conn):
         self.kind = kind
@@ -55,7 +55,12 @@ class Failure:
 
     def __repr__(self):
         return "<%s %s pid=%s %s t=%.3f>" % (
-            self.kind, "keepalive" if self.keepalive else "fresh", self.conn_pid, self.detail, self.started)
+            self.kind,
+            "keepalive" if self.keepalive else "fresh",
+            self.conn_pid,
+            self.detail,
+            self.started,
+        )
 
 
 class Result:
@@ -75,7 +80,12 @@ class Result:
 
     def summary(self):
         return "ok=%d failed=%d %s in %.1fs (%d worker pids answered)" % (
-            self.ok, len(self.failures), dict(self.counts), self.elapsed, len(self.pids))
+            self.ok,
+            len(self.failures),
+            dict(self.counts),
+            self.elapsed,
+            len(self.pids),
+        )
 
 
 class _Malformed(Exception):
@@ -134,7 +144,7 @@ class _Reader:
             try:
                 n = int(headers[b"content-length"])
             except ValueError:
-                raise _Malformed("content-length %r" % headers[b"content-length"])
+                raise _Malformed("content-length %r" % headers[b"content-length"]) from None
             while len(self.buf) < n:
                 self._more(True)
             body, self.buf = self.buf[:n], self.buf[n:]
@@ -160,7 +170,7 @@ class _Reader:
             try:
                 size = int(line.split(b";")[0], 16)
             except ValueError:
-                raise _Malformed("chunk size %r" % line[:40])
+                raise _Malformed("chunk size %r" % line[:40]) from None
             if size == 0:
                 while b"\r\n\r\n" not in b"\r\n" + self.buf:
                     self._more(True)
@@ -169,7 +179,7 @@ class _Reader:
             while len(self.buf) < size + 2:
                 self._more(True)
             body += self.buf[:size]
-            self.buf = self.buf[size + 2:]
+            self.buf = self.buf[size + 2 :]
 
     def until_close(self):
         """Reads to the end of a connection the server is closing."""
@@ -181,7 +191,10 @@ class _Reader:
 
 def _is_reset(e):
     return isinstance(e, (ConnectionResetError, BrokenPipeError)) or getattr(e, "errno", None) in (
-        errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED)
+        errno.ECONNRESET,
+        errno.EPIPE,
+        errno.ECONNABORTED,
+    )
 
 
 class LoadGen:
@@ -189,8 +202,20 @@ class LoadGen:
     Unix socket `unix_path`) until `duration` seconds pass, `max_requests`
     requests were made, or `stop()` is called."""
 
-    def __init__(self, port=None, host="127.0.0.1", unix_path=None, keepalive=2, fresh=2, idle=0, duration=10.0,
-                 max_requests=None, timeout=5.0, path="/", idle_pause=0.3):
+    def __init__(
+        self,
+        port=None,
+        host="127.0.0.1",
+        unix_path=None,
+        keepalive=2,
+        fresh=2,
+        idle=0,
+        duration=10.0,
+        max_requests=None,
+        timeout=5.0,
+        path="/",
+        idle_pause=0.3,
+    ):
         self.addr = unix_path if unix_path else (host, port)
         self.family = socket.AF_UNIX if unix_path else socket.AF_INET
         self.keepalive = keepalive

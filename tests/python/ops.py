@@ -42,19 +42,23 @@ def scrape(port):
 
 def wait_metrics(port, timeout=10.0):
     """The page, once the endpoint answers (it opens after the first fork)."""
+
     def ready():
         try:
             return scrape(port)
         except (OSError, urllib.error.URLError):
             return None
+
     return wait_for(ready, timeout=timeout, what="the metrics endpoint")
 
 
 def wait_metric(port, series, predicate, timeout=10.0):
     """Scrapes until `predicate(value)` holds for `series`; returns the page."""
+
     def check():
         page = scrape(port)
         return page if predicate(page.get(series)) else None
+
     return wait_for(check, timeout=timeout, what="%s to match" % series)
 
 

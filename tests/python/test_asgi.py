@@ -9,7 +9,6 @@ import socket
 import time
 
 import pytest
-
 from conftest import read_all, read_response, wait_for
 
 APP = "asgi_app:app"
@@ -245,8 +244,10 @@ def test_send_raises_once_the_client_is_gone(server, tmp_path, loop_kind):
     sock.sendall(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
     sock.recv(65536)
     sock.close()
-    wait_for(lambda: log.exists() and "forever send raised ClientDisconnected" in log.read_text(),
-             what="send() to raise ClientDisconnected")
+    wait_for(
+        lambda: log.exists() and "forever send raised ClientDisconnected" in log.read_text(),
+        what="send() to raise ClientDisconnected",
+    )
     assert "Error in ASGI application" not in s.log()
 
 
@@ -259,8 +260,7 @@ def test_receive_reports_the_disconnect(server, tmp_path):
     time.sleep(0.2)
     assert "wait-disconnect" not in (log.read_text() if log.exists() else "")
     sock.close()
-    wait_for(lambda: log.exists() and "wait-disconnect got http.disconnect" in log.read_text(),
-             what="http.disconnect")
+    wait_for(lambda: log.exists() and "wait-disconnect got http.disconnect" in log.read_text(), what="http.disconnect")
 
 
 def test_background_work_after_the_response(server, tmp_path):
@@ -385,20 +385,33 @@ def test_access_log_and_request_hooks(server, tmp_path):
         "def post_request(worker, req, environ, resp):\n"
         "    with open(%r, 'a') as f:\n"
         "        f.write('post %%s %%s %%s\\n' %% (req.path, resp.status, environ['REQUEST_METHOD']))\n"
-        % (str(hooks), str(hooks)))
+        % (str(hooks), str(hooks))
+    )
     access = tmp_path / "access.log"
-    s = start(server, "-c", str(conf), "--access-logfile", str(access), "--access-logformat",
-              '%(h)s "%(r)s" %(s)s %(b)s "%({x-test}i)s" %({content-type}o)s %(U)s %(q)s')
+    s = start(
+        server,
+        "-c",
+        str(conf),
+        "--access-logfile",
+        str(access),
+        "--access-logformat",
+        '%(h)s "%(r)s" %(s)s %(b)s "%({x-test}i)s" %({content-type}o)s %(U)s %(q)s',
+    )
     assert s.request("GET", "/state?x=1", headers={"X-Test": "yes"})[0] == 200
     assert s.request("POST", "/echo", body=b"12345")[2] == b"12345"
     assert s.raw(b"GET /raise-before HTTP/1.1\r\nHost: x\r\n\r\n", until_close=True).startswith(b"HTTP/1.1 500")
-    lines = wait_for(lambda: (lambda t: t if len(t) == 3 else None)(access.read_text().splitlines()),
-                     what="three access lines")
+    lines = wait_for(
+        lambda: (lambda t: t if len(t) == 3 else None)(access.read_text().splitlines()), what="three access lines"
+    )
     assert lines[0] == '127.0.0.1 "GET /state?x=1 HTTP/1.1" 200 19 "yes" text/plain /state x=1'
     assert lines[1] == '127.0.0.1 "POST /echo HTTP/1.1" 200 5 "-" text/plain /echo '
     assert lines[2].startswith('127.0.0.1 "GET /raise-before HTTP/1.1" 500 ')
-    assert hooks.read_text().splitlines()[:4] == ["pre GET /state", "post /state 200 GET",
-                                                  "pre POST /echo", "post /echo 200 POST"]
+    assert hooks.read_text().splitlines()[:4] == [
+        "pre GET /state",
+        "post /state 200 GET",
+        "pre POST /echo",
+        "post /echo 200 POST",
+    ]
 
 
 def test_a_blocked_event_loop_is_killed_by_the_timeout(server):

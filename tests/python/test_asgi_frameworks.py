@@ -6,12 +6,11 @@ import json
 import socket
 
 import pytest
-
 from conftest import wait_for
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
-from websockets.asyncio.client import connect  # noqa: E402
+from websockets.asyncio.client import connect
 
 APP = "fastapi_app:app"
 
@@ -31,8 +30,9 @@ def test_routing_and_json(fastapi_server):
     assert headers["content-type"] == "application/json"
     status, _, data = s.request("GET", "/items/notanint")
     assert status == 422
-    status, _, data = s.request("POST", "/items", body=json.dumps({"b": 1, "a": [1, 2]}),
-                                headers={"Content-Type": "application/json"})
+    status, _, data = s.request(
+        "POST", "/items", body=json.dumps({"b": 1, "a": [1, 2]}), headers={"Content-Type": "application/json"}
+    )
     assert status == 200 and json.loads(data) == {"received": {"b": 1, "a": [1, 2]}, "keys": ["a", "b"]}
     assert s.request("GET", "/missing")[0] == 404
     assert json.loads(s.request("GET", "/sync")[2]) == {"sync": True}
@@ -50,11 +50,14 @@ def test_form_upload(fastapi_server):
     s = fastapi_server
     boundary = "XyZ"
     content = b"0123456789" * 100_000
-    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nreport\r\n"
-            b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.bin\"\r\n"
-            b"Content-Type: application/octet-stream\r\n\r\n" + content + b"\r\n--XyZ--\r\n")
-    status, _, data = s.request("POST", "/upload", body=body,
-                                headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="name"\r\n\r\nreport\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="r.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + content + b"\r\n--XyZ--\r\n"
+    )
+    status, _, data = s.request(
+        "POST", "/upload", body=body, headers={"Content-Type": "multipart/form-data; boundary=" + boundary}
+    )
     assert status == 200, data
     assert json.loads(data) == {"name": "report", "filename": "r.bin", "size": len(content), "head": "0123456789"}
 
@@ -104,15 +107,25 @@ def test_django_asgi_handler(server):
     pytest.importorskip("django")
     s = server("-k", "asgi", "djsite.asgi")
     assert s.request()[2] == b"django index"
-    status, _, body = s.request("POST", "/echo/?x=1", body=b"raw body", headers={"Content-Type": "text/plain"})
-    assert json.loads(body) == {"method": "POST", "body": "raw body", "query": {"x": "1"},
-                                "host": "127.0.0.1:%d" % s.port, "secure": False, "path": "/echo/"}
+    _, _, body = s.request("POST", "/echo/?x=1", body=b"raw body", headers={"Content-Type": "text/plain"})
+    assert json.loads(body) == {
+        "method": "POST",
+        "body": "raw body",
+        "query": {"x": "1"},
+        "host": "127.0.0.1:%d" % s.port,
+        "secure": False,
+        "path": "/echo/",
+    }
     boundary = "B0und"
-    body = (b"--B0und\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\ngrace\r\n"
-            b"--B0und\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\r\n"
-            + b"z" * 300_000 + b"\r\n--B0und--\r\n")
-    status, _, data = s.request("POST", "/upload/", body=body,
-                                headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
+    body = (
+        b'--B0und\r\nContent-Disposition: form-data; name="name"\r\n\r\ngrace\r\n'
+        b'--B0und\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
+        + b"z" * 300_000
+        + b"\r\n--B0und--\r\n"
+    )
+    _status, _, data = s.request(
+        "POST", "/upload/", body=body, headers={"Content-Type": "multipart/form-data; boundary=" + boundary}
+    )
     assert json.loads(data) == {"name": "grace", "size": 300_000}
     assert s.request(path="/stream/")[2] == b"line 0\nline 1\nline 2\n"
     assert s.request(path="/echo")[0] == 301

@@ -10,7 +10,6 @@ import socket
 import time
 
 import pytest
-
 from conftest import wait_for
 
 websockets = pytest.importorskip("websockets")
@@ -91,14 +90,18 @@ def test_refusals(server):
 def test_bad_handshakes_get_http_errors(server):
     s = start(server)
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
-    sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    sock.sendall(
+        b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
     out = sock.recv(4096)
     sock.close()
     assert out.startswith(b"HTTP/1.1 426") and b"Sec-WebSocket-Version: 13" in out
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
-    sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n")
+    sock.sendall(
+        b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n"
+    )
     out = sock.recv(4096)
     sock.close()
     assert out.startswith(b"HTTP/1.1 400")
@@ -146,7 +149,7 @@ def test_a_thousand_websockets_on_one_worker(server):
     async def one(i, opened):
         async with connect(url(s), open_timeout=30, ping_interval=None) as ws:
             opened.append(ws)
-            while len(opened) < n:
+            while len(opened) < n:  # noqa: ASYNC110 (the other clients connect)
                 await asyncio.sleep(0.05)
             await ws.send("m%d" % i)
             return await asyncio.wait_for(ws.recv(), 30)
@@ -156,6 +159,7 @@ def test_a_thousand_websockets_on_one_worker(server):
         return await asyncio.gather(*(one(i, opened) for i in range(n)))
 
     import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 2 * n + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * n), hard))

@@ -5,7 +5,6 @@ import socket
 import time
 
 import pytest
-
 from conftest import read_all
 from test_wsgi import parse_response
 
@@ -31,8 +30,10 @@ def test_50mb_upload_streams_without_buffering(server):
 
 def test_chunked_upload(server):
     s = server("basic:echo")
-    raw = s.raw(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+    raw = s.raw(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
     assert parse_response(raw)[2] == b"hello world"
 
 
@@ -45,8 +46,9 @@ def test_bad_chunk_size_is_a_400_raised_inside_read(server):
 
 def test_forbidden_trailer_is_a_400(server):
     s = server("basic:echo")
-    raw = s.raw(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                b"5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n")
+    raw = s.raw(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n"
+    )
     assert parse_response(raw)[0] == 400
 
 

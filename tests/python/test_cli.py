@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 
 from conftest import run_ferrocorn
 
@@ -14,8 +13,16 @@ def test_version_and_help(tmp_path):
     assert r.stdout.startswith("ferrocorn (version ")
     r = run_ferrocorn(["--help"], tmp_path)
     assert r.returncode == 0
-    for flag in ("--bind", "--workers", "--worker-class", "--timeout", "--limit-request-field_size",
-                 "--forwarded-allow-ips", "--proxy-protocol", "--access-logformat"):
+    for flag in (
+        "--bind",
+        "--workers",
+        "--worker-class",
+        "--timeout",
+        "--limit-request-field_size",
+        "--forwarded-allow-ips",
+        "--proxy-protocol",
+        "--access-logformat",
+    ):
         assert flag in r.stdout
 
 
@@ -53,15 +60,32 @@ def test_known_worker_classes_not_available_yet(tmp_path):
 
 # A value other than the default for every setting ferrocorn does not do yet.
 NOT_YET = {
-    "protocol": "'uwsgi'", "uwsgi_allow_ips": "'10.0.0.1'", "ssl_context": "lambda config, factory: None", "keyfile": "'k.pem'",
-    "certfile": "'c.pem'", "ssl_version": "5", "cert_reqs": "2", "ca_certs": "'ca.pem'",
-    "suppress_ragged_eofs": "False", "do_handshake_on_connect": "True", "ciphers": "'HIGH'",
-    "http_protocols": "'h2,h1'", "http2_cleartext": "'upgrade'", "http2_max_concurrent_streams": "10",
-    "http2_initial_window_size": "1000", "http2_max_frame_size": "20000",
-    "http2_max_header_list_size": "1000", "dirty_apps": "['x:y']", "dirty_workers": "2",
-    "dirty_timeout": "5", "dirty_threads": "2", "dirty_graceful_timeout": "5",
-    "on_dirty_starting": "lambda arbiter: None", "dirty_post_fork": "lambda arbiter, worker: None",
-    "dirty_worker_init": "lambda worker: None", "dirty_worker_exit": "lambda arbiter, worker: None",
+    "protocol": "'uwsgi'",
+    "uwsgi_allow_ips": "'10.0.0.1'",
+    "ssl_context": "lambda config, factory: None",
+    "keyfile": "'k.pem'",
+    "certfile": "'c.pem'",
+    "ssl_version": "5",
+    "cert_reqs": "2",
+    "ca_certs": "'ca.pem'",
+    "suppress_ragged_eofs": "False",
+    "do_handshake_on_connect": "True",
+    "ciphers": "'HIGH'",
+    "http_protocols": "'h2,h1'",
+    "http2_cleartext": "'upgrade'",
+    "http2_max_concurrent_streams": "10",
+    "http2_initial_window_size": "1000",
+    "http2_max_frame_size": "20000",
+    "http2_max_header_list_size": "1000",
+    "dirty_apps": "['x:y']",
+    "dirty_workers": "2",
+    "dirty_timeout": "5",
+    "dirty_threads": "2",
+    "dirty_graceful_timeout": "5",
+    "on_dirty_starting": "lambda arbiter: None",
+    "dirty_post_fork": "lambda arbiter, worker: None",
+    "dirty_worker_init": "lambda worker: None",
+    "dirty_worker_exit": "lambda arbiter, worker: None",
 }
 
 
@@ -80,7 +104,7 @@ def test_every_refused_setting_names_itself(tmp_path):
     lines = [line for line in r.stderr.splitlines() if "does not support" in line]
     assert len(lines) == len(NOT_YET), r.stderr
     for name in NOT_YET:
-        line = [line for line in lines if "support %s (" % name in line][0]
+        line = next(line for line in lines if "support %s (" % name in line)
         assert line.startswith("ferrocorn does not support %s (" % name) or "Error: ferrocorn" in line
         assert line.rstrip().split(" yet: it comes with ")[1]
     assert "ferrocorn does not support certfile (--certfile) yet: it comes with TLS" in r.stderr
@@ -126,10 +150,10 @@ def test_precedence_cli_over_env_over_config_file(tmp_path):
     (tmp_path / "gunicorn.conf.py").write_text("workers = 2\ntimeout = 11\nkeepalive = 9\nbacklog = 100\n")
     env = {"GUNICORN_CMD_ARGS": "--timeout 12 --keep-alive 8", "FERROCORN_CMD_ARGS": "--keep-alive 7"}
     values = print_config(tmp_path, ["--backlog", "50"], env=env)
-    assert values["workers"] == "2"        # config file
-    assert values["timeout"] == "12"       # GUNICORN_CMD_ARGS over the file
-    assert values["keepalive"] == "7"      # FERROCORN_CMD_ARGS over GUNICORN_CMD_ARGS
-    assert values["backlog"] == "50"       # command line over everything
+    assert values["workers"] == "2"  # config file
+    assert values["timeout"] == "12"  # GUNICORN_CMD_ARGS over the file
+    assert values["keepalive"] == "7"  # FERROCORN_CMD_ARGS over GUNICORN_CMD_ARGS
+    assert values["backlog"] == "50"  # command line over everything
 
 
 def test_explicit_config_file_and_wsgi_app(tmp_path):
@@ -170,11 +194,18 @@ def test_port_and_web_concurrency_defaults(tmp_path):
 def test_config_sources_each_override_the_next(tmp_path):
     # defaults < config file < GUNICORN_CMD_ARGS < FERROCORN_CMD_ARGS < command line, one setting each
     (tmp_path / "gunicorn.conf.py").write_text("backlog = 11\ntimeout = 11\nkeepalive = 11\nworkers = 11\n")
-    env = {"GUNICORN_CMD_ARGS": "--timeout 22 --keep-alive 22 --workers 22",
-           "FERROCORN_CMD_ARGS": "--keep-alive 33 --workers 33"}
+    env = {
+        "GUNICORN_CMD_ARGS": "--timeout 22 --keep-alive 22 --workers 22",
+        "FERROCORN_CMD_ARGS": "--keep-alive 33 --workers 33",
+    }
     values = print_config(tmp_path, ["--workers", "44"], env=env)
-    assert (values["graceful_timeout"], values["backlog"], values["timeout"], values["keepalive"],
-            values["workers"]) == ("30", "11", "22", "33", "44")
+    assert (
+        values["graceful_timeout"],
+        values["backlog"],
+        values["timeout"],
+        values["keepalive"],
+        values["workers"],
+    ) == ("30", "11", "22", "33", "44")
 
 
 def test_config_file_forms(tmp_path):
@@ -188,10 +219,11 @@ def test_config_file_forms(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "settings.py").write_text("workers = 5\nwsgi_app = 'basic:hello'\n")
     from conftest import APPS
+
     env = {"PYTHONPATH": str(tmp_path) + os.pathsep + APPS}
     r = run_ferrocorn(["-c", "python:confpkg.settings", "--print-config"], tmp_path, env=env)
     assert r.returncode == 0, r.stderr
-    assert [l for l in r.stdout.splitlines() if l.startswith("workers ")][0].endswith("= 5")
+    assert next(l for l in r.stdout.splitlines() if l.startswith("workers ")).endswith("= 5")
     (tmp_path / "other.py").write_text("workers = 6\n")
     assert print_config(tmp_path, ["-c", "file:" + str(tmp_path / "other.py")])["workers"] == "6"
 
@@ -206,7 +238,8 @@ def test_print_config_shows_hooks_and_new_types(tmp_path):
     (tmp_path / "gunicorn.conf.py").write_text(
         "def on_starting(server):\n    pass\n"
         "statsd_host = 'localhost'\n"
-        "logconfig_dict = {'version': 1, 'root': {'level': 'INFO'}}\n")
+        "logconfig_dict = {'version': 1, 'root': {'level': 'INFO'}}\n"
+    )
     values = print_config(tmp_path, [])
     assert values["on_starting"] == "<on_starting()>"
     assert values["statsd_host"] == "('localhost', 8125)"

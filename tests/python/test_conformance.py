@@ -8,20 +8,29 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CONFORMANCE
 
 
-@pytest.mark.parametrize("worker,golden,app", [
-    ("-k sync", "expected-sync.json", "echo_app:app"),
-    ("-k gthread --threads 2", "expected-gthread.json", "echo_app:app"),  # pipelined cases get every answer
-    ("-k asgi", "expected-gthread.json", "echo_asgi:app"),
-])
+@pytest.mark.parametrize(
+    "worker,golden,app",
+    [
+        ("-k sync", "expected-sync.json", "echo_app:app"),
+        ("-k gthread --threads 2", "expected-gthread.json", "echo_app:app"),  # pipelined cases get every answer
+        ("-k asgi", "expected-gthread.json", "echo_asgi:app"),
+    ],
+)
 def test_worker_matches_gunicorn(worker, golden, app):
-    cmd = [sys.executable, os.path.join(CONFORMANCE, "conformance.py"), "compare",
-           "--cases", os.path.join(CONFORMANCE, "cases.json"),
-           "--golden", os.path.join(CONFORMANCE, "expected-" + golden.split("-", 1)[1]),
-           "--server", sys.executable + " -m ferrocorn " + worker + " -b 127.0.0.1:{port} {flags} " + app]
+    cmd = [
+        sys.executable,
+        os.path.join(CONFORMANCE, "conformance.py"),
+        "compare",
+        "--cases",
+        os.path.join(CONFORMANCE, "cases.json"),
+        "--golden",
+        os.path.join(CONFORMANCE, "expected-" + golden.split("-", 1)[1]),
+        "--server",
+        sys.executable + " -m ferrocorn " + worker + " -b 127.0.0.1:{port} {flags} " + app,
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     summary = r.stdout.strip().splitlines()[-1]
     print(r.stdout)

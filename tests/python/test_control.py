@@ -125,8 +125,9 @@ def test_show_verbs(server):
 def test_worker_add_remove_kill_act_like_ttin_ttou(server, tmp_path):
     changes = tmp_path / "changes"
     conf = tmp_path / "hooks.py"
-    conf.write_text("def nworkers_changed(server, new, old):\n"
-                    "    open(%r, 'a').write('%%s %%s\\n' %% (old, new))\n" % str(changes))
+    conf.write_text(
+        "def nworkers_changed(server, new, old):\n    open(%r, 'a').write('%%s %%s\\n' %% (old, new))\n" % str(changes)
+    )
     s = server("-c", str(conf), "-w", "1", "ops_app:app")
     path = wait_socket(s.default_control_socket)
     first = s.wait_workers(1)
@@ -200,8 +201,12 @@ def test_top(server):
     assert snap["stats"]["pid"] == s.pid
     assert sorted(w["pid"] for w in snap["workers"]) == workers
     # the live view refreshes until interrupted
-    live = subprocess.Popen([os.path.join(BIN, "ferrocornc"), "-s", path, "top", "--interval", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    live = subprocess.Popen(
+        [os.path.join(BIN, "ferrocornc"), "-s", path, "top", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(1.0)
         assert live.poll() is None
@@ -233,8 +238,11 @@ def test_protocol_edges(server):
     c.settimeout(5)
     c.connect(path)
     # pipelined requests are answered in order; ids are echoed as sent
-    c.sendall(frame({"id": "a", "command": "help"}) + frame({"id": 2, "command": "worker", "args": ["nope"]})
-              + frame({"command": ""}))
+    c.sendall(
+        frame({"id": "a", "command": "help"})
+        + frame({"id": 2, "command": "worker", "args": ["nope"]})
+        + frame({"command": ""})
+    )
     first, second, third = read_frame(c), read_frame(c), read_frame(c)
     assert first["id"] == "a" and first["status"] == "ok" and "commands" in first["data"]
     assert second == {"id": 2, "status": "error", "error": "Invalid argument: Unknown worker action: nope"}
@@ -292,14 +300,29 @@ def test_ferrocornc_works_against_gunicorn(tmp_path):
     port_sock.close()
     path = str(tmp_path / "gunicorn.ctl")
     log = open(str(tmp_path / "gunicorn.log"), "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:%d" % port,
-                             "--control-socket", path, "ops_app:app"],
-                            stdout=log, stderr=log, env=server_env(), cwd=str(tmp_path))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "1",
+            "-b",
+            "127.0.0.1:%d" % port,
+            "--control-socket",
+            path,
+            "ops_app:app",
+        ],
+        stdout=log,
+        stderr=log,
+        env=server_env(),
+        cwd=str(tmp_path),
+    )
     try:
         wait_socket(path)
         pids = wait_for(lambda: worker_pids(path) or None, what="gunicorn's worker")
         out = ctl(path, "show", "workers").stdout
-        row = [line for line in out.splitlines() if line.startswith(str(pids[0]))][0].split()
+        row = next(line for line in out.splitlines() if line.startswith(str(pids[0]))).split()
         assert row[3:6] == ["-", "-", "-"]
         assert "Workers target:   1" in ctl(path, "show", "stats").stdout
         top = ctl(path, "top", "--once").stdout.splitlines()

@@ -12,12 +12,17 @@ def multipart(fields, files):
     boundary = uuid.uuid4().hex
     out = b""
     for name, value in fields.items():
-        out += (b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
-                % (boundary.encode(), name.encode(), value.encode()))
+        out += b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (
+            boundary.encode(),
+            name.encode(),
+            value.encode(),
+        )
     for name, (filename, content) in files.items():
-        out += (b"--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
-                b"Content-Type: application/octet-stream\r\n\r\n%s\r\n"
-                % (boundary.encode(), name.encode(), filename.encode(), content))
+        out += (
+            b'--%s\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n%s\r\n"
+            % (boundary.encode(), name.encode(), filename.encode(), content)
+        )
     out += b"--%s--\r\n" % boundary.encode()
     return out, "multipart/form-data; boundary=" + boundary
 
@@ -26,8 +31,9 @@ def test_flask(server):
     pytest.importorskip("flask")
     s = server("-w", "2", "flask_app:app")
     assert s.request()[2] == b"flask index"
-    status, _, body = s.request("POST", "/json", body=json.dumps({"a": [1, 2]}),
-                                headers={"Content-Type": "application/json"})
+    status, _, body = s.request(
+        "POST", "/json", body=json.dumps({"a": [1, 2]}), headers={"Content-Type": "application/json"}
+    )
     assert status == 200 and json.loads(body) == {"received": {"a": [1, 2]}, "method": "POST", "remote": "127.0.0.1"}
     data, ctype = multipart({"name": "ada"}, {"file": ("f.txt", b"file contents")})
     status, _, body = s.request("POST", "/form", body=data, headers={"Content-Type": ctype})
@@ -48,14 +54,20 @@ def test_django(server):
     pytest.importorskip("django")
     s = server("djsite.wsgi")
     assert s.request()[2] == b"django index"
-    status, _, body = s.request("POST", "/echo/?x=1", body=b"raw body", headers={"Content-Type": "text/plain"})
+    _, _, body = s.request("POST", "/echo/?x=1", body=b"raw body", headers={"Content-Type": "text/plain"})
     info = json.loads(body)
-    assert info == {"method": "POST", "body": "raw body", "query": {"x": "1"},
-                    "host": "127.0.0.1:%d" % s.port, "secure": False, "path": "/echo/"}
+    assert info == {
+        "method": "POST",
+        "body": "raw body",
+        "query": {"x": "1"},
+        "host": "127.0.0.1:%d" % s.port,
+        "secure": False,
+        "path": "/echo/",
+    }
     data, ctype = multipart({"name": "grace"}, {"file": ("big.bin", b"z" * 300_000)})
-    status, _, body = s.request("POST", "/upload/", body=data, headers={"Content-Type": ctype})
+    _, _, body = s.request("POST", "/upload/", body=data, headers={"Content-Type": ctype})
     assert json.loads(body) == {"name": "grace", "size": 300_000}
-    status, headers, body = s.request(path="/stream/")
+    _status, _headers, body = s.request(path="/stream/")
     assert body == b"line 0\nline 1\nline 2\n"
     # CommonMiddleware's APPEND_SLASH redirect
     assert s.request(path="/echo")[0] == 301

@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import read_response, wait_for
 from test_wsgi import parse_response
 
@@ -49,7 +48,7 @@ def test_keep_alive_timeout_closes_idle_connections(server):
 def test_keep_alive_zero_closes_after_each_response(server):
     s = server("-k", "gthread", "--keep-alive", "0", "basic:hello")
     c = connect(s.port)
-    status, headers, _ = get(c)
+    _status, headers, _ = get(c)
     assert headers["connection"] == "close"
     assert c.recv(100) == b""
 
@@ -70,6 +69,7 @@ def test_pipelined_requests_are_answered_in_order(server):
         buf += c.recv(65536)
         while True:
             from conftest import response_end
+
             end = response_end(buf)
             if end is None:
                 break
@@ -107,10 +107,11 @@ def test_slowloris_does_not_block_normal_clients(server):
                 return
             for c in slow:
                 try:
-                    c.send(request[i:i + 1])
+                    c.send(request[i : i + 1])
                 except OSError:
                     pass
             time.sleep(0.1)
+
     t = threading.Thread(target=trickle)
     t.start()
     try:
@@ -159,8 +160,7 @@ def test_heartbeat_continues_while_every_thread_is_busy(server):
     s = server("-k", "gthread", "--threads", "2", "-t", "2", "basic:sleepy")
     first = s.wait_workers(1)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(s.request(path="/?4", timeout=20)))
-               for _ in range(2)]
+    threads = [threading.Thread(target=lambda: results.append(s.request(path="/?4", timeout=20))) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -179,6 +179,7 @@ def test_graceful_term_loses_no_in_flight_request(server):
         r = s.request(path="/?1", timeout=20)
         with lock:
             results.append(r)
+
     threads = [threading.Thread(target=one) for _ in range(10)]
     for t in threads:
         t.start()
@@ -226,8 +227,9 @@ def test_thousand_concurrent_keep_alive_clients_on_one_worker(server):
     if hard < 4096 and hard != resource.RLIM_INFINITY:
         pytest.skip("needs at least 4096 file descriptors")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), hard))
-    s = server("-k", "gthread", "--threads", "4", "--worker-connections", "1100", "--keep-alive", "30",
-               "basic:environ_app")
+    s = server(
+        "-k", "gthread", "--threads", "4", "--worker-connections", "1100", "--keep-alive", "30", "basic:environ_app"
+    )
 
     async def client(i):
         reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
@@ -235,7 +237,7 @@ def test_thousand_concurrent_keep_alive_clients_on_one_worker(server):
         for j in range(2):
             writer.write(b"GET /c%d/%d HTTP/1.1\r\nHost: x\r\n\r\n" % (i, j))
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+            length = int(next(l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")).split(b":")[1])
             body = json.loads(await reader.readexactly(length))
             seen.append(body["PATH_INFO"])
         writer.close()
@@ -244,6 +246,7 @@ def test_thousand_concurrent_keep_alive_clients_on_one_worker(server):
     async def main():
         # connect all first, so all 1000 are open at once
         return await asyncio.gather(*(client(i) for i in range(1000)))
+
     results = asyncio.run(main())
     assert results == [["/c%d/0" % i, "/c%d/1" % i] for i in range(1000)]
 
@@ -252,7 +255,9 @@ def test_quit_and_int_stop_fast_even_with_busy_threads(server):
     for sig in (signal.SIGQUIT, signal.SIGINT):
         s = server("-k", "gthread", "--threads", "2", "basic:sleepy")
         s.wait_workers(1)
-        t = threading.Thread(target=lambda: s.raw(b"GET /?10 HTTP/1.0\r\n\r\n", timeout=20, until_close=True))
+        t = threading.Thread(
+            target=s.raw, args=(b"GET /?10 HTTP/1.0\r\n\r\n",), kwargs={"timeout": 20, "until_close": True}
+        )
         t.daemon = True
         t.start()
         time.sleep(0.5)

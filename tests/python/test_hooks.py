@@ -9,7 +9,7 @@ import signal
 
 from conftest import run_ferrocorn, wait_for
 
-HOOKS_CONF = r'''
+HOOKS_CONF = r"""
 import json, os
 
 OUT = os.environ["HOOK_OUT"]
@@ -73,7 +73,7 @@ def nworkers_changed(server, new_value, old_value):
 
 def on_exit(server):
     rec("on_exit", os.getpid())
-'''
+"""
 
 
 def read_events(path):
@@ -90,6 +90,7 @@ def names(events):
 def test_every_hook_fires_in_order_with_its_arguments(server, tmp_path):
     out = str(tmp_path / "hooks.jsonl")
     from conftest import free_port
+
     port = free_port()
     (tmp_path / "gunicorn.conf.py").write_text(HOOKS_CONF % {"port": port})
     s = server("basic:hello", env={"HOOK_OUT": out}, port=port, bind=False)
@@ -97,7 +98,7 @@ def test_every_hook_fires_in_order_with_its_arguments(server, tmp_path):
     master = s.pid
     wait_for(lambda: "post_worker_init" in names(read_events(out)), what="post_worker_init")
 
-    status, _, body = s.request(path="/x?y=1", headers={"X-Foo": "bar"})
+    status, _, _body = s.request(path="/x?y=1", headers={"X-Foo": "bar"})
     assert status == 200
     wait_for(lambda: "post_request" in names(read_events(out)), what="post_request")
 
@@ -109,10 +110,10 @@ def test_every_hook_fires_in_order_with_its_arguments(server, tmp_path):
     wait_for(lambda: names(read_events(out)).count("child_exit") == 2, what="old generation reaped")
     wait_for(lambda: names(read_events(out)).count("post_worker_init") == 3, what="third worker")
 
-    os.kill(w3, signal.SIGQUIT)        # worker_int, then it exits and is replaced
+    os.kill(w3, signal.SIGQUIT)  # worker_int, then it exits and is replaced
     (w4,) = s.wait_workers(1, exclude=[w3])
     wait_for(lambda: names(read_events(out)).count("post_worker_init") == 4, what="fourth worker")
-    os.kill(w4, signal.SIGABRT)        # worker_abort
+    os.kill(w4, signal.SIGABRT)  # worker_abort
     (w5,) = s.wait_workers(1, exclude=[w4])
     wait_for(lambda: names(read_events(out)).count("post_worker_init") == 5, what="fifth worker")
     s.signal(signal.SIGTERM)
@@ -120,22 +121,53 @@ def test_every_hook_fires_in_order_with_its_arguments(server, tmp_path):
 
     events = read_events(out)
     first_worker = [
-        "nworkers_changed", "on_starting", "when_ready", "pre_fork", "post_fork", "post_worker_init",
-        "pre_request", "post_request",
-        "nworkers_changed", "pre_fork", "post_fork", "post_worker_init",  # TTIN
-        "nworkers_changed", "on_reload", "pre_fork", "post_fork", "post_worker_init",  # HUP
+        "nworkers_changed",
+        "on_starting",
+        "when_ready",
+        "pre_fork",
+        "post_fork",
+        "post_worker_init",
+        "pre_request",
+        "post_request",
+        "nworkers_changed",
+        "pre_fork",
+        "post_fork",
+        "post_worker_init",  # TTIN
+        "nworkers_changed",
+        "on_reload",
+        "pre_fork",
+        "post_fork",
+        "post_worker_init",  # HUP
     ]
     # Across processes only the master's order is fixed; the worker events
     # are each checked against their own process.
     master_seq = [e[0] for e in events if e[1] == master]
     assert master_seq == [
-        "nworkers_changed", "on_starting", "when_ready", "pre_fork",
-        "nworkers_changed", "pre_fork",
-        "nworkers_changed", "on_reload", "pre_fork", "child_exit", "child_exit",
-        "child_exit", "pre_fork", "child_exit", "pre_fork", "child_exit", "on_exit",
+        "nworkers_changed",
+        "on_starting",
+        "when_ready",
+        "pre_fork",
+        "nworkers_changed",
+        "pre_fork",
+        "nworkers_changed",
+        "on_reload",
+        "pre_fork",
+        "child_exit",
+        "child_exit",
+        "child_exit",
+        "pre_fork",
+        "child_exit",
+        "pre_fork",
+        "child_exit",
+        "on_exit",
     ], master_seq
-    assert set(names(events)) >= set(first_worker) | {"worker_int", "worker_abort", "worker_exit", "child_exit",
-                                                       "on_exit"}
+    assert set(names(events)) >= set(first_worker) | {
+        "worker_int",
+        "worker_abort",
+        "worker_exit",
+        "child_exit",
+        "on_exit",
+    }
     by = {}
     for e in events:
         by.setdefault(e[0], []).append(e)
@@ -143,8 +175,17 @@ def test_every_hook_fires_in_order_with_its_arguments(server, tmp_path):
     assert by["nworkers_changed"][0] == ["nworkers_changed", master, 1, None]
     assert by["nworkers_changed"][1] == ["nworkers_changed", master, 2, 1]
     assert by["nworkers_changed"][2] == ["nworkers_changed", master, 1, 2]
-    assert by["on_starting"][0] == ["on_starting", master, master, 1, [], 1, ["127.0.0.1:%d" % port],
-                                    "basic:hello", "sync"]
+    assert by["on_starting"][0] == [
+        "on_starting",
+        master,
+        master,
+        1,
+        [],
+        1,
+        ["127.0.0.1:%d" % port],
+        "basic:hello",
+        "sync",
+    ]
     assert by["when_ready"][0] == ["when_ready", master, master]
     assert by["pre_fork"][0] == ["pre_fork", master, "[booting]", 1, master]
     first = by["post_fork"][0]
@@ -154,13 +195,12 @@ def test_every_hook_fires_in_order_with_its_arguments(server, tmp_path):
     assert pre[2:8] == [0, "GET", "/x", "y=1", "/x?y=1", [1, 1]]
     assert ["X-FOO", "bar"] in pre[8]
     post = by["post_request"][0]
-    assert post[2:] == [1, "/x", "/x", "200 OK", 200,
-                        [["Content-Type", "text/plain"], ["Content-Length", "14"]], 14]
+    assert post[2:] == [1, "/x", "/x", "200 OK", 200, [["Content-Type", "text/plain"], ["Content-Length", "14"]], 14]
     assert ["worker_int", w3, w3] in events
     assert ["worker_abort", w4, w4] in events
     # Each worker says goodbye in its own process; the master sees each go.
     for pid in (w1, w2, w3, w4, w5):
-        assert ["child_exit", master, pid] == [e for e in by["child_exit"] if e[2] == pid][0][:3]
+        assert ["child_exit", master, pid] == next(e for e in by["child_exit"] if e[2] == pid)[:3]
     assert ["worker_exit", w5, w5, False] in events
     assert by["on_exit"] == [["on_exit", master]]
     # server.log writes to the error log in Gunicorn's format.
@@ -189,8 +229,7 @@ def test_hook_exceptions_are_logged_and_the_server_goes_on(server, tmp_path):
 
 
 def test_sys_exit_in_a_master_hook_stops_the_master(tmp_path):
-    (tmp_path / "gunicorn.conf.py").write_text(
-        "import sys\ndef on_starting(server):\n    sys.exit(3)\n")
+    (tmp_path / "gunicorn.conf.py").write_text("import sys\ndef on_starting(server):\n    sys.exit(3)\n")
     r = run_ferrocorn(["-b", "127.0.0.1:0", "basic:hello"], tmp_path)
     assert r.returncode == 3
     assert "on_starting hook called sys.exit(3)" in r.stderr
@@ -239,7 +278,8 @@ def test_request_and_worker_hooks_in_the_gthread_worker(server, tmp_path):
         "def post_worker_init(worker):\n    rec('post_worker_init', worker.pid)\n"
         "def pre_request(worker, req):\n    rec('pre_request', req.method, req.path)\n"
         "def post_request(worker, req, environ, resp):\n    rec('post_request', req.path, resp.status_code)\n"
-        "def worker_exit(server, worker):\n    rec('worker_exit', worker.pid)\n" % out)
+        "def worker_exit(server, worker):\n    rec('worker_exit', worker.pid)\n" % out
+    )
     s = server("-k", "gthread", "--threads", "4", "basic:hello")
     (worker,) = s.wait_workers(1)
     for i in range(5):
@@ -263,7 +303,8 @@ def test_listeners_and_worker_sockets(server, tmp_path):
         "def post_fork(server, worker):\n"
         "    s = worker.sockets[0]\n"
         "    open(%r, 'a').write('fork %%s %%s\\n' %% (str(s), s.fileno() == server.LISTENERS[0].fileno()))\n"
-        % (str(out), str(out)))
+        % (str(out), str(out))
+    )
     s = server("-c", str(conf), "basic:hello")
     s.wait_workers(1)
     lines = wait_for(lambda: (lambda t: t if len(t) == 2 else None)(out.read_text().splitlines()), what="two lines")

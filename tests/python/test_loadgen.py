@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import free_port
 from loadgen import LoadGen
 
@@ -37,8 +36,11 @@ BEHAVIOURS = {
     "status": lambda c: (c.sendall(GOOD.replace(b"200 OK", b"503 Busy")), c.close()),
     "timeout": lambda c: None,  # never answers
     # answered in full, then reset once the client has had time to read it
-    "reset_after_response": lambda c: (c.sendall(GOOD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")),
-                                       time.sleep(0.1), reset(c)),
+    "reset_after_response": lambda c: (
+        c.sendall(GOOD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")),
+        time.sleep(0.1),
+        reset(c),
+    ),
 }
 
 

@@ -56,8 +56,11 @@ def test_hup_starts_a_new_generation(server):
     s = server("-w", "2", "basic:hello")
     old = s.wait_workers(2)
     s.signal(signal.SIGHUP)
-    new = wait_for(lambda: (lambda w: w if len(w) == 2 and not set(w) & set(old) else None)(s.workers()),
-                   timeout=15, what="a new generation")
+    new = wait_for(
+        lambda: (lambda w: w if len(w) == 2 and not set(w) & set(old) else None)(s.workers()),
+        timeout=15,
+        what="a new generation",
+    )
     assert "Hang up: Master" in s.log()
     assert not set(new) & set(old)
     assert s.request()[0] == 200
@@ -80,6 +83,7 @@ def test_term_is_graceful(server):
 
     def slow():
         result["r"] = s.request(path="/?1.5", timeout=20)
+
     t = threading.Thread(target=slow)
     t.start()
     time.sleep(0.5)
@@ -100,6 +104,7 @@ def test_int_is_a_fast_stop(server):
             s.request(path="/?5", timeout=20)
         except Exception as e:  # the request is cut short
             errors.append(e)
+
     t = threading.Thread(target=slow)
     t.start()
     time.sleep(0.5)
@@ -217,9 +222,13 @@ def test_error_logfile_and_usr1_reopen(server, tmp_path):
 
 
 def test_access_log_format(server, tmp_path):
-    s = server("--access-logfile", "-", "--access-logformat",
-               '%(h)s "%(r)s" %(s)s %(b)s "%(a)s" %({x-req}i)s %({content-type}o)s %(m)s %(U)s %(q)s',
-               "basic:hello")
+    s = server(
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        '%(h)s "%(r)s" %(s)s %(b)s "%(a)s" %({x-req}i)s %({content-type}o)s %(m)s %(U)s %(q)s',
+        "basic:hello",
+    )
     s.request(path="/p?q=1", headers={"User-Agent": "ua/1", "X-Req": "abc"})
     line = wait_for(lambda: s.out().strip(), what="an access line")
     assert line == '127.0.0.1 "GET /p?q=1 HTTP/1.1" 200 14 "ua/1" abc text/plain GET /p q=1'
@@ -248,7 +257,8 @@ def test_chdir_and_pythonpath(server, tmp_path):
         "def app(environ, start_response):\n"
         "    body = (os.getcwd() + ' ' + helper.NAME).encode()\n"
         "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
-        "    return [body]\n")
+        "    return [body]\n"
+    )
     (appdir / "lib" / "helper.py").write_text("NAME = 'from-pythonpath'\n")
     s = server("--chdir", str(appdir), "--pythonpath", str(appdir / "lib"), "here_app:app")
     assert s.request()[2].decode() == "%s from-pythonpath" % appdir
@@ -265,15 +275,19 @@ def test_log_level_debug(server):
 
 def test_hup_reloads_application_code(server, tmp_path):
     app = tmp_path / "versioned.py"
-    app.write_text("def app(environ, start_response):\n"
-                   "    start_response('200 OK', [('Content-Length', '2')])\n"
-                   "    return [b'v1']\n")
+    app.write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Length', '2')])\n"
+        "    return [b'v1']\n"
+    )
     s = server("-w", "2", "--pythonpath", str(tmp_path), "versioned:app")
     old = s.wait_workers(2)
     assert s.request()[2] == b"v1"
-    app.write_text("def app(environ, start_response):\n"
-                   "    start_response('200 OK', [('Content-Length', '9')])\n"
-                   "    return [b'version 2']\n")
+    app.write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Length', '9')])\n"
+        "    return [b'version 2']\n"
+    )
     s.signal(signal.SIGHUP)
     wait_for(lambda: (lambda w: len(w) == 2 and not set(w) & set(old))(s.workers()), what="new workers")
     assert s.request()[2] == b"version 2"

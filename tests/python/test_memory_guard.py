@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import pid_alive, wait_for
 from ops import metrics_args, wait_metric, wait_metrics
 
@@ -49,10 +48,13 @@ def test_a_worker_over_the_limit_is_recycled(server, kind, app):
         t.join()
     assert failures == []
     # the other worker was left alone
-    assert [p for p in before if p != grown][0] in after
+    assert next(p for p in before if p != grown) in after
     log = s.log()
-    line = re.search(r"Worker \(pid:%d\) uses (\d+) MiB, over --max-worker-memory %s MiB after \d+ requests: recycling it"
-                     % (grown, LIMIT), log)
+    line = re.search(
+        r"Worker \(pid:%d\) uses (\d+) MiB, over --max-worker-memory %s MiB after \d+ requests: recycling it"
+        % (grown, LIMIT),
+        log,
+    )
     assert line, log
     assert int(line.group(1)) > int(LIMIT)
     page = wait_metric(port, 'ferrocorn_worker_restarts_total{cause="max_memory"}', lambda v: v == 1)

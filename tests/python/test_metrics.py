@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import wait_for
 from ops import metrics_args, scrape, scrape_text, wait_metric, wait_metrics
 
@@ -156,7 +155,7 @@ def test_silent_clients_do_not_stop_supervision(server):
     half.sendall(b"GET /metr")
     control = socket.socket(socket.AF_UNIX)
     control.connect(s.default_control_socket)
-    control.sendall(b"\x00\x00\x00\x40{\"id\": 1")
+    control.sendall(b'\x00\x00\x00\x40{"id": 1')
     try:
         first = s.wait_workers(2)
         os.kill(first[0], signal.SIGKILL)

@@ -2,7 +2,6 @@
 on good and bad configurations."""
 
 import pytest
-
 from conftest import cmdline, run_ferrocorn, wait_for
 
 pytest.importorskip("paste.deploy", reason="PasteDeploy is in the test extra")
@@ -54,7 +53,7 @@ def test_paste_app_sections_and_globals(server, tmp_path):
     assert s.request()[2] == b"hello-main blue"
     assert cmdline(s.pid).startswith("ferrocorn: master [%s]" % ini)
     s.stop()
-    s = server("--paste", "app.ini#other")          # relative to the working directory
+    s = server("--paste", "app.ini#other")  # relative to the working directory
     assert s.request()[2] == b"hello-other -"
 
 

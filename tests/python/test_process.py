@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import children, free_port, pid_alive, server_env, wait_for
 
 
@@ -32,21 +31,39 @@ def stop_daemon(pid):
         if pid_alive(w):
             os.kill(w, signal.SIGKILL)
 
+
 def test_daemon_with_pidfile(tmp_path):
     port = free_port()
     pidfile = tmp_path / "d.pid"
     log = tmp_path / "d.log"
-    r = subprocess.run([sys.executable, "-m", "ferrocorn", "-D", "-p", str(pidfile), "--error-logfile", str(log),
-                        "-b", "127.0.0.1:%d" % port, "basic:hello"], env=server_env(), cwd=str(tmp_path),
-                       capture_output=True, timeout=30)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferrocorn",
+            "-D",
+            "-p",
+            str(pidfile),
+            "--error-logfile",
+            str(log),
+            "-b",
+            "127.0.0.1:%d" % port,
+            "basic:hello",
+        ],
+        env=server_env(),
+        cwd=str(tmp_path),
+        capture_output=True,
+        timeout=30,
+    )
     # the command returns at once: the daemon is a grandchild
     assert r.returncode == 0, r.stderr
-    pid = wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()),
-                   what="the pid file")
+    pid = wait_for(
+        lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()), what="the pid file"
+    )
     try:
         assert pid_alive(pid)
-        assert os.getsid(pid) != os.getsid(0)       # its own session, no terminal
-        assert os.getsid(pid) != pid                # and not its leader (second fork)
+        assert os.getsid(pid) != os.getsid(0)  # its own session, no terminal
+        assert os.getsid(pid) != pid  # and not its leader (second fork)
         for fd in (0, 1, 2):
             assert os.readlink("/proc/%d/fd/%d" % (pid, fd)) == "/dev/null"
         wait_for(lambda: len(children(pid)) == 1, what="a worker")
@@ -64,11 +81,29 @@ def test_daemon_keeps_redirected_output_with_stdio_inheritance(tmp_path):
     pidfile = tmp_path / "r.pid"
     out = tmp_path / "out.log"
     with open(out, "wb") as f:
-        subprocess.run([sys.executable, "-m", "ferrocorn", "-D", "-R", "-p", str(pidfile),
-                        "-b", "127.0.0.1:%d" % port, "basic:hello"], env=server_env(), cwd=str(tmp_path),
-                       stdout=f, stderr=f, timeout=30, check=True)
-    pid = wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()),
-                   what="the pid file")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ferrocorn",
+                "-D",
+                "-R",
+                "-p",
+                str(pidfile),
+                "-b",
+                "127.0.0.1:%d" % port,
+                "basic:hello",
+            ],
+            env=server_env(),
+            cwd=str(tmp_path),
+            stdout=f,
+            stderr=f,
+            timeout=30,
+            check=True,
+        )
+    pid = wait_for(
+        lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()), what="the pid file"
+    )
     try:
         assert os.readlink("/proc/%d/fd/0" % pid) == "/dev/null"
         assert os.readlink("/proc/%d/fd/2" % pid) == str(out)
@@ -81,18 +116,39 @@ def test_daemon_with_capture_output(tmp_path):
     port = free_port()
     pidfile = tmp_path / "c.pid"
     log = tmp_path / "c.log"
-    subprocess.run([sys.executable, "-m", "ferrocorn", "-D", "--capture-output", "--error-logfile", str(log),
-                    "-p", str(pidfile), "-b", "127.0.0.1:%d" % port, "custom_logger:prints"],
-                   env=server_env(), cwd=str(tmp_path), capture_output=True, timeout=30, check=True)
-    pid = wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()),
-                   what="the pid file")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferrocorn",
+            "-D",
+            "--capture-output",
+            "--error-logfile",
+            str(log),
+            "-p",
+            str(pidfile),
+            "-b",
+            "127.0.0.1:%d" % port,
+            "custom_logger:prints",
+        ],
+        env=server_env(),
+        cwd=str(tmp_path),
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    pid = wait_for(
+        lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()), what="the pid file"
+    )
     try:
         wait_for(lambda: len(children(pid)) == 1, what="a worker")
         with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
             c.sendall(b"GET / HTTP/1.0\r\n\r\n")
             c.recv(100)
-        wait_for(lambda: "printed to stdout" in log.read_text() and "printed to stderr" in log.read_text(),
-                 what="the app's output in the error log")
+        wait_for(
+            lambda: "printed to stdout" in log.read_text() and "printed to stderr" in log.read_text(),
+            what="the app's output in the error log",
+        )
     finally:
         stop_daemon(pid)
 
@@ -103,6 +159,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs 
 def nobody():
     import grp
     import pwd
+
     try:
         return pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
     except KeyError:
@@ -114,8 +171,21 @@ def test_workers_switch_user_and_group(server, tmp_path):
     uid, gid = nobody()
     log = tmp_path / "error.log"
     sock_path = tmp_path / "s.sock"
-    s = server("-u", "nobody", "-g", "nogroup", "--initgroups", "-m", "007", "--preload",
-               "--error-logfile", str(log), "-b", "unix:%s" % sock_path, "ids_app:app")
+    s = server(
+        "-u",
+        "nobody",
+        "-g",
+        "nogroup",
+        "--initgroups",
+        "-m",
+        "007",
+        "--preload",
+        "--error-logfile",
+        str(log),
+        "-b",
+        "unix:%s" % sock_path,
+        "ids_app:app",
+    )
     (worker,) = s.wait_workers(1)
     assert status_field(worker, "Uid")[:2] == [str(uid), str(uid)]
     assert status_field(worker, "Gid")[:2] == [str(gid), str(gid)]
@@ -126,7 +196,7 @@ def test_workers_switch_user_and_group(server, tmp_path):
     assert (os.stat(log).st_uid, os.stat(log).st_gid) == (uid, gid)
     st = os.stat(sock_path)
     assert (st.st_uid, st.st_gid) == (uid, gid)
-    assert stat.S_IMODE(st.st_mode) == 0o770          # 0777 under umask 007
+    assert stat.S_IMODE(st.st_mode) == 0o770  # 0777 under umask 007
     c = socket.socket(socket.AF_UNIX)
     c.connect(str(sock_path))
     c.sendall(b"GET / HTTP/1.0\r\n\r\n")
@@ -143,6 +213,7 @@ def test_workers_switch_user_and_group(server, tmp_path):
 
 def test_unknown_user_is_refused(tmp_path):
     from conftest import run_ferrocorn
+
     r = run_ferrocorn(["-u", "no-such-user-here", "basic:hello"], tmp_path)
     assert r.returncode == 1 and "No such user: 'no-such-user-here'" in r.stderr
     r = run_ferrocorn(["-g", "no-such-group-here", "basic:hello"], tmp_path)

@@ -6,15 +6,14 @@ import os
 import time
 
 import pytest
-
 from conftest import wait_for
 
-APP = '''
+APP = """
 def app(environ, start_response):
     body = b"%s"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
-'''
+"""
 
 
 def write_app(path, version):
@@ -58,11 +57,12 @@ def test_reload_after_an_edit_and_a_syntax_error(server, tmp_path, engine):
     time.sleep(1.2)
     module.write_text("def app(environ, start_response:\n")
     os.utime(module, (time.time() + 10, time.time() + 10))
-    status, text = wait_for(lambda: (lambda r: r if r[0] == 500 else None)(body(s)), timeout=15,
-                            what="the syntax error page")
+    _status, text = wait_for(
+        lambda: (lambda r: r if r[0] == 500 else None)(body(s)), timeout=15, what="the syntax error page"
+    )
     assert "SyntaxError" in text and "reloadme.py" in text
     assert "SyntaxError" in s.log()
-    assert s.proc.poll() is None          # the master lives on
+    assert s.proc.poll() is None  # the master lives on
 
     time.sleep(1.2)
     module.write_text(APP % "v3")
@@ -77,8 +77,16 @@ def test_reload_extra_files_and_globs(server, tmp_path):
     (tmp_path / "templates").mkdir()
     settings = tmp_path / "settings.ini"
     settings.write_text("a=1\n")
-    s = server("--reload", "--reload-engine", "poll", "--reload-extra-file", str(settings),
-               "--reload-extra-file", str(tmp_path / "templates" / "*.html"), "reloadme2:app")
+    s = server(
+        "--reload",
+        "--reload-engine",
+        "poll",
+        "--reload-extra-file",
+        str(settings),
+        "--reload-extra-file",
+        str(tmp_path / "templates" / "*.html"),
+        "reloadme2:app",
+    )
     (first,) = s.wait_workers(1)
     time.sleep(1.2)
     later = time.time() + 30
@@ -87,7 +95,7 @@ def test_reload_extra_files_and_globs(server, tmp_path):
     wait_for(lambda: "settings.ini modified" in s.log(), what="the reload message")
     time.sleep(1.5)
     page = tmp_path / "templates" / "index.html"
-    page.write_text("<p>")           # a file matching the glob, made after boot
+    page.write_text("<p>")  # a file matching the glob, made after boot
     time.sleep(1.5)
     os.utime(page, (later + 10, later + 10))
     s.wait_workers(1, exclude=[first, second])
@@ -96,5 +104,6 @@ def test_reload_extra_files_and_globs(server, tmp_path):
 
 def test_missing_extra_file_is_refused(tmp_path):
     from conftest import run_ferrocorn
+
     r = run_ferrocorn(["--reload", "--reload-extra-file", str(tmp_path / "nope.txt"), "basic:hello"], tmp_path)
     assert r.returncode == 1 and "does not exists" in r.stderr

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import HERE, Server, children, free_port, pid_alive, read_all, read_pid, wait_for
 
 LAUNCHER = os.path.join(HERE, "sd_launcher.py")
@@ -40,8 +39,9 @@ def activated(tmp_path, socks, *args, env=None, wait=True):
     if wait:
         # A connect would succeed before the server runs (the test holds the
         # socket too), so wait for its workers instead.
-        wait_for(lambda: "Booting worker" in s.log() or s.proc.poll() is not None, timeout=20,
-                 what="the server's workers")
+        wait_for(
+            lambda: "Booting worker" in s.log() or s.proc.poll() is not None, timeout=20, what="the server's workers"
+        )
         assert s.proc.poll() is None, s.log()
     return s
 
@@ -135,8 +135,18 @@ def test_fd_binds_are_served_besides_the_passed_sockets(tmp_path, started):
     """As in Gunicorn, fd:// binds add to the passed sockets; one naming a
     passed socket is not taken twice."""
     first, second = tcp_listener(), tcp_listener()
-    s = activated(tmp_path, [first, second], "-b", "fd://3", "-b", "fd://4", "-w", "1", "ops_app:app",
-                  env={"LAUNCHER_LISTEN_FDS": "1"})
+    s = activated(
+        tmp_path,
+        [first, second],
+        "-b",
+        "fd://3",
+        "-b",
+        "fd://4",
+        "-w",
+        "1",
+        "ops_app:app",
+        env={"LAUNCHER_LISTEN_FDS": "1"},
+    )
     started.append(s)
     ports = [first.getsockname()[1], second.getsockname()[1]]
     for port in ports:
@@ -205,10 +215,13 @@ def test_another_process_variables_are_ignored(server):
     assert "systemd" not in s.log()
 
 
-@pytest.mark.parametrize("listen_fds, message", [
-    ("two", 'LISTEN_FDS="two" is not a number of sockets'),
-    ("2", "fd 4 cannot be used as a listener"),
-])
+@pytest.mark.parametrize(
+    "listen_fds, message",
+    [
+        ("two", 'LISTEN_FDS="two" is not a number of sockets'),
+        ("2", "fd 4 cannot be used as a listener"),
+    ],
+)
 def test_bad_activation_stops_at_start(tmp_path, started, listen_fds, message):
     lsock = tcp_listener()
     s = activated(tmp_path, [lsock], "ops_app:app", env={"LAUNCHER_LISTEN_FDS": listen_fds}, wait=False)
@@ -252,7 +265,7 @@ class NotifyListener:
         while True:
             for i, m in enumerate(self.messages):
                 if key in m.split("\n"):
-                    del self.messages[:i + 1]
+                    del self.messages[: i + 1]
                     return dict(line.split("=", 1) for line in m.split("\n"))
             left = deadline - time.time()
             if left <= 0:
@@ -348,8 +361,9 @@ def test_notify_status_is_rate_limited(server, tmp_path):
 
 
 def test_a_missing_notify_socket_is_logged_once_and_ignored(server, tmp_path):
-    s = server("-w", "1", "--log-level", "debug", "ops_app:app",
-               env={"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
+    s = server(
+        "-w", "1", "--log-level", "debug", "ops_app:app", env={"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")}
+    )
     for _ in range(3):
         assert s.request()[0] == 200
     s.signal(signal.SIGHUP)
@@ -365,15 +379,25 @@ def test_example_units_are_valid(tmp_path):
     """docs/systemd's units pass systemd's own checks (with an ExecStart
     that exists here) and say what docs/operations.md promises."""
     import subprocess
+
     docs = os.path.join(os.path.dirname(os.path.dirname(HERE)), "docs", "systemd")
     service = open(os.path.join(docs, "ferrocorn.service")).read()
     socket_unit = open(os.path.join(docs, "ferrocorn.socket")).read()
-    for line in ("Type=notify", "KillMode=mixed", "ExecReload=/bin/kill -s HUP $MAINPID",
-                 "Requires=ferrocorn.socket", "NotifyAccess=main"):
+    for line in (
+        "Type=notify",
+        "KillMode=mixed",
+        "ExecReload=/bin/kill -s HUP $MAINPID",
+        "Requires=ferrocorn.socket",
+        "NotifyAccess=main",
+    ):
         assert "\n" + line + "\n" in service, line
     assert "\nListenStream=" in socket_unit
     (tmp_path / "ferrocorn.service").write_text(service.replace("/srv/app/venv/bin/ferrocorn", "/bin/true"))
     (tmp_path / "ferrocorn.socket").write_text(socket_unit)
-    out = subprocess.run(["systemd-analyze", "verify", "--man=no", "ferrocorn.socket", "ferrocorn.service"],
-                         cwd=str(tmp_path), capture_output=True, text=True)
+    out = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", "ferrocorn.socket", "ferrocorn.service"],
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0 and not out.stderr.strip(), out.stderr

@@ -8,7 +8,6 @@ import signal
 import time
 
 import pytest
-
 from conftest import wait_for
 from loadgen import LoadGen
 
@@ -22,8 +21,7 @@ KINDS = {
 def start(server, kind, *extra, workers=2):
     args, app = KINDS[kind]
     # a 1 ms pause in the app keeps requests in flight when a signal lands
-    return server(*args, "-w", str(workers), "--graceful-timeout", "10", *extra, app,
-                  env={"OPS_SLEEP_MS": "1"})
+    return server(*args, "-w", str(workers), "--graceful-timeout", "10", *extra, app, env={"OPS_SLEEP_MS": "1"})
 
 
 def loaded(s, **kw):
@@ -42,8 +40,11 @@ def assert_clean(res, s):
 
 
 def new_generation(s, old, n):
-    return wait_for(lambda: (lambda w: w if len(w) == n and not set(w) & set(old) else None)(s.workers()),
-                    timeout=15, what="a new generation of %d workers" % n)
+    return wait_for(
+        lambda: (lambda w: w if len(w) == n and not set(w) & set(old) else None)(s.workers()),
+        timeout=15,
+        what="a new generation of %d workers" % n,
+    )
 
 
 @pytest.mark.parametrize("kind", ["sync", "gthread", "asgi"])
@@ -105,8 +106,9 @@ def test_sigkill_loses_only_the_killed_workers_requests(server, kind):
     # connections: those it had answered before (keep-alive), or, on a
     # connection with no answer yet, a request already sent when it died.
     # Each client thread has at most one request in flight.
-    others = [f for f in res.failures
-              if not (f.conn_pid == victim or (f.conn_pid is None and f.started <= killed_at + 0.05))]
+    others = [
+        f for f in res.failures if not (f.conn_pid == victim or (f.conn_pid is None and f.started <= killed_at + 0.05))
+    ]
     assert not others, "%s\n%s" % (res.summary(), others)
     clients = load.keepalive + load.fresh + load.idle
     assert len(res.failures) <= clients, res.failures

@@ -10,7 +10,6 @@ import signal
 import socket
 
 import pytest
-
 from conftest import children, pid_alive, read_all, read_pid, stop_pid, wait_for
 from loadgen import LoadGen
 from test_under_load import KINDS
@@ -57,8 +56,12 @@ def test_usr2_winch_term_upgrade_under_load(server, tmp_path, kind):
             # either master.
             s.signal(signal.SIGUSR2)
             os.kill(new, signal.SIGUSR2)
-            wait_for(lambda: "USR2 signal ignored. Child exists." in s.log()
-                     and "USR2 signal ignored. Parent exists." in s.log(), what="both refusals")
+            wait_for(
+                lambda: (
+                    "USR2 signal ignored. Child exists." in s.log() and "USR2 signal ignored. Parent exists." in s.log()
+                ),
+                what="both refusals",
+            )
             # WINCH: the old master's workers stop gracefully.
             s.signal(signal.SIGWINCH)
             wait_for(lambda: not any(pid_alive(p) for p in old_workers), what="the old workers to stop")
@@ -66,14 +69,18 @@ def test_usr2_winch_term_upgrade_under_load(server, tmp_path, kind):
             # TERM: the old master goes, the new one is promoted.
             s.signal(signal.SIGTERM)
             assert s.wait_exit() == 0
-            wait_for(lambda: read_pid(pidfile) == new and not os.path.exists(pidfile + ".2"),
-                     what="the pid file to be renamed")
+            wait_for(
+                lambda: read_pid(pidfile) == new and not os.path.exists(pidfile + ".2"),
+                what="the pid file to be renamed",
+            )
             load.wait_ok(100)
         res = load.result()
         assert not res.failures, "%s\n%s" % (res.summary(), res.failures[:10])
         assert "Master has been promoted." in s.log()
         assert hooks.read_text() == "pre_exec %d\n" % s.pid
-        assert "ferrocorn: master" in open("/proc/%d/cmdline" % new, "rb").read().decode(errors="replace").replace("\0", " ")
+        assert "ferrocorn: master" in open("/proc/%d/cmdline" % new, "rb").read().decode(errors="replace").replace(
+            "\0", " "
+        )
     finally:
         stop_pid(new)
 
@@ -105,7 +112,7 @@ def test_usr2_rollback_with_hup(server, tmp_path):
         stop_pid(new)
 
 
-LAUNCHER = r'''
+LAUNCHER = r"""
 import os, socket, subprocess, sys, time
 # Plays a Gunicorn master doing its USR2 re-exec: it owns the listening
 # socket and starts the new master with GUNICORN_FD and GUNICORN_PID.
@@ -118,17 +125,20 @@ child = subprocess.Popen([sys.executable, "-m", "ferrocorn", "--pid", sys.argv[1
                          env=env, pass_fds=[sock.fileno()], stderr=open(sys.argv[2], "wb"))
 print(sock.getsockname()[1], child.pid, flush=True)
 time.sleep(600)
-'''
+"""
 
 
 def test_takes_over_the_sockets_of_a_gunicorn_master(tmp_path):
     import subprocess
     import sys
+
     from conftest import server_env
+
     pidfile = str(tmp_path / "app.pid")
     log = str(tmp_path / "new.log")
-    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, pidfile, log], stdout=subprocess.PIPE,
-                                env=server_env(), cwd=str(tmp_path))
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, pidfile, log], stdout=subprocess.PIPE, env=server_env(), cwd=str(tmp_path)
+    )
     new = 0
     try:
         port, new = map(int, launcher.stdout.readline().split())

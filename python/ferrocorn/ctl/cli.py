@@ -23,9 +23,14 @@ def parser():
   ferrocornc -j show stats         # JSON, for scripts
   ferrocornc top                   # live view of the workers (--once: one snapshot)
   ferrocornc                       # interactive
-""")
-    p.add_argument("-s", "--socket", default=default_socket(),
-                   help="control socket path (default: $XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl)")
+""",
+    )
+    p.add_argument(
+        "-s",
+        "--socket",
+        default=default_socket(),
+        help="control socket path (default: $XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl)",
+    )
     p.add_argument("-c", "--command", help="execute one command and exit")
     p.add_argument("-j", "--json", action="store_true", help="output the raw JSON answer")
     p.add_argument("-v", "--version", action="store_true", help="show version and exit")
@@ -61,7 +66,7 @@ def run_top(path, once, interval, as_json):
 
 def run_interactive(path, as_json):
     try:
-        import readline  # noqa: F401  (line editing for input())
+        import readline
     except ImportError:
         readline = None
     client = ControlClient(path)
@@ -124,6 +129,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     if args.version:
         from ferrocorn import __version__
+
         print("ferrocornc (ferrocorn %s)" % __version__)
         return 0
     path = args.socket if os.path.isabs(args.socket) else os.path.join(os.getcwd(), args.socket)

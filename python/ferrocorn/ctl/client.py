@@ -48,7 +48,7 @@ def read_message(sock):
     try:
         return json.loads(_read_exactly(sock, length).decode("utf-8"))
     except ValueError as e:
-        raise ControlError("invalid answer: %s" % e)
+        raise ControlError("invalid answer: %s" % e) from e
 
 
 class ControlClient:
@@ -69,7 +69,7 @@ class ControlClient:
             sock.connect(self.path)
         except OSError as e:
             sock.close()
-            raise ControlError("Failed to connect to %s: %s" % (self.path, e))
+            raise ControlError("Failed to connect to %s: %s" % (self.path, e)) from e
         self._sock = sock
 
     def close(self):
@@ -87,7 +87,7 @@ class ControlClient:
             answer = read_message(self._sock)
         except (OSError, ControlError) as e:
             self.close()
-            raise ControlError("Communication error: %s" % e)
+            raise ControlError("Communication error: %s" % e) from e
         if not isinstance(answer, dict):
             raise ControlError("invalid answer: %r" % (answer,))
         if answer.get("status") == "error":

@@ -32,12 +32,23 @@ def workers(data):
     rows = data.get("workers", [])
     if not rows:
         return "No workers running"
-    lines = ["%-10s %-6s %-8s %-9s %-9s %-9s %s" % ("PID", "AGE", "BOOTED", "REQUESTS", "INFLIGHT", "RSS", "LAST_BEAT"),
-             "-" * 70]
+    lines = [
+        "%-10s %-6s %-8s %-9s %-9s %-9s %s" % ("PID", "AGE", "BOOTED", "REQUESTS", "INFLIGHT", "RSS", "LAST_BEAT"),
+        "-" * 70,
+    ]
     for w in rows:
-        lines.append("%-10s %-6s %-8s %-9s %-9s %-9s %s" % (
-            w.get("pid", "?"), w.get("age", "?"), "yes" if w.get("booted") else "no",
-            w.get("requests", "-"), w.get("in_flight", "-"), mib(w.get("rss")), beat(w.get("last_heartbeat"))))
+        lines.append(
+            "%-10s %-6s %-8s %-9s %-9s %-9s %s"
+            % (
+                w.get("pid", "?"),
+                w.get("age", "?"),
+                "yes" if w.get("booted") else "no",
+                w.get("requests", "-"),
+                w.get("in_flight", "-"),
+                mib(w.get("rss")),
+                beat(w.get("last_heartbeat")),
+            )
+        )
     lines += ["", "Total: %s workers" % data.get("count", len(rows))]
     return "\n".join(lines)
 
@@ -105,8 +116,15 @@ def all_(data):
         lines.append("  %-10s %-6s %-8s %s" % ("PID", "AGE", "BOOTED", "LAST_BEAT"))
         lines.append("  " + "-" * 38)
         for w in web:
-            lines.append("  %-10s %-6s %-8s %s" % (w.get("pid", "?"), w.get("age", "?"),
-                                                  "yes" if w.get("booted") else "no", beat(w.get("last_heartbeat"))))
+            lines.append(
+                "  %-10s %-6s %-8s %s"
+                % (
+                    w.get("pid", "?"),
+                    w.get("age", "?"),
+                    "yes" if w.get("booted") else "no",
+                    beat(w.get("last_heartbeat")),
+                )
+            )
     else:
         lines.append("  (none)")
     lines.append("")

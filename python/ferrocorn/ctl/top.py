@@ -29,8 +29,11 @@ def render(snap, rate=None):
     stats, workers = snap["stats"], snap["workers"]
     requests = stats.get("requests")
     head = "ferrocorn master %s  up %s  workers %s/%s" % (
-        stats.get("pid", "?"), duration(stats.get("uptime")), stats.get("workers_current", len(workers)),
-        stats.get("workers_target", "?"))
+        stats.get("pid", "?"),
+        duration(stats.get("uptime")),
+        stats.get("workers_current", len(workers)),
+        stats.get("workers_target", "?"),
+    )
     if requests is not None:
         head += "  requests %s" % requests
         if rate is not None:
@@ -38,14 +41,24 @@ def render(snap, rate=None):
         head += "  in flight %s" % stats.get("in_flight", 0)
     restarts = ", ".join("%s %s" % (k, v) for k, v in (stats.get("restarts") or {}).items() if v)
     lines = [head, "restarts: %s" % (restarts or "none"), ""]
-    lines.append("%-8s %-10s %-9s %-9s %-9s %-10s %s" % ("PID", "AGE", "REQUESTS", "INFLIGHT", "RSS", "LAST_BEAT", "STATE"))
+    lines.append(
+        "%-8s %-10s %-9s %-9s %-9s %-10s %s" % ("PID", "AGE", "REQUESTS", "INFLIGHT", "RSS", "LAST_BEAT", "STATE")
+    )
     for w in workers:
         uptime = w.get("uptime")
         hb = w.get("last_heartbeat")
-        lines.append("%-8s %-10s %-9s %-9s %-9s %-10s %s" % (
-            w.get("pid", "?"), duration(uptime) if uptime is not None else "#%s" % w.get("age", "?"),
-            w.get("requests", "-"), w.get("in_flight", "-"), mib(w.get("rss")),
-            "-" if hb is None else "%.1fs" % hb, state(w)))
+        lines.append(
+            "%-8s %-10s %-9s %-9s %-9s %-10s %s"
+            % (
+                w.get("pid", "?"),
+                duration(uptime) if uptime is not None else "#%s" % w.get("age", "?"),
+                w.get("requests", "-"),
+                w.get("in_flight", "-"),
+                mib(w.get("rss")),
+                "-" if hb is None else "%.1fs" % hb,
+                state(w),
+            )
+        )
     return "\n".join(lines)
 
 

@@ -738,8 +738,8 @@ impl AppCall {
         // reference (or NULL with an exception set).
         let result = unsafe { pyo3::ffi::PyIter_Send(coro.as_ptr(), value.as_ptr(), &mut out) };
         match result {
-            // SAFETY: a new reference, owned from here on.
             pyo3::ffi::PySendResult::PYGEN_NEXT => {
+                // SAFETY: a new reference, owned from here on.
                 Ok(Stepped::Yielded(unsafe { Bound::from_owned_ptr(py, out) }.unbind()))
             }
             pyo3::ffi::PySendResult::PYGEN_RETURN => {

@@ -88,12 +88,11 @@ async def http(scope, receive, send):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     elif path == "/big":
         n = int(scope["query_string"] or b"1000000")
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(n).encode())]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(n).encode())]})
         chunk = b"x" * 65536
         left = n
         while left:
-            part = chunk[:min(left, len(chunk))]
+            part = chunk[: min(left, len(chunk))]
             left -= len(part)
             await send({"type": "http.response.body", "body": part, "more_body": left > 0})
     elif path == "/forever":
@@ -120,7 +119,8 @@ async def http(scope, receive, send):
     elif path == "/block":
         # Blocks the event loop (a synchronous call in async code).
         import time
-        time.sleep(float(scope["query_string"] or b"1"))
+
+        time.sleep(float(scope["query_string"] or b"1"))  # noqa: ASYNC251 (on purpose)
         await respond(send, 200, b"unblocked")
     elif path == "/raise-before":
         raise RuntimeError("boom before start")
@@ -136,12 +136,18 @@ async def http(scope, receive, send):
     elif path == "/bad-header":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x-bad", b"a\r\nb")]})
     elif path == "/early-hints":
-        await send({"type": "http.response.informational", "status": 103,
-                    "headers": [(b"link", b"</style.css>; rel=preload")]})
+        await send(
+            {"type": "http.response.informational", "status": 103, "headers": [(b"link", b"</style.css>; rel=preload")]}
+        )
         await respond(send, 200, b"after hints")
     elif path == "/pathsend":
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(os.path.getsize(__file__)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(os.path.getsize(__file__)).encode())],  # noqa: ASYNC240
+            }
+        )
         await send({"type": "http.response.pathsend", "path": __file__})
     elif path == "/pathsend-chunked":
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -167,15 +173,13 @@ async def websocket(scope, receive, send):
         await send({"type": "websocket.close"})
         return
     if path == "/ws/deny-http":
-        await send({"type": "websocket.http.response.start", "status": 401,
-                    "headers": [(b"content-length", b"6")]})
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": [(b"content-length", b"6")]})
         await send({"type": "websocket.http.response.body", "body": b"denied"})
         return
     if path == "/ws/raise":
         raise RuntimeError("ws boom")
     subprotocol = scope["subprotocols"][0] if scope["subprotocols"] else None
-    await send({"type": "websocket.accept", "subprotocol": subprotocol,
-                "headers": [(b"x-ws", b"yes")]})
+    await send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": [(b"x-ws", b"yes")]})
     if path == "/ws/close":
         await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
         return

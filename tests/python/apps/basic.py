@@ -40,7 +40,7 @@ def upload_size(environ, start_response):
             break
         total += len(chunk)
     with open("/proc/self/status") as f:
-        rss = [l for l in f if l.startswith("VmHWM")][0].split()[1]
+        rss = next(l for l in f if l.startswith("VmHWM")).split()[1]
     body = json.dumps({"size": total, "peak_rss_kb": int(rss)}).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
@@ -48,8 +48,12 @@ def upload_size(environ, start_response):
 
 def readline_app(environ, start_response):
     inp = environ["wsgi.input"]
-    parts = {"first": inp.readline().decode(), "limited": inp.readline(3).decode(),
-             "rest": [l.decode() for l in inp], "after": inp.read().decode()}
+    parts = {
+        "first": inp.readline().decode(),
+        "limited": inp.readline(3).decode(),
+        "rest": [l.decode() for l in inp],
+        "after": inp.read().decode(),
+    }
     body = json.dumps(parts).encode()
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
@@ -69,6 +73,7 @@ def stream(environ, start_response):
         for i in range(4):
             yield ("part %d %f\n" % (i, time.time())).encode()
             time.sleep(0.3)
+
     return gen()
 
 
@@ -97,8 +102,7 @@ class Closing:
         self.fail = fail
 
     def __iter__(self):
-        for p in self.parts:
-            yield p
+        yield from self.parts
         if self.fail:
             raise RuntimeError("failed while iterating")
 
@@ -198,6 +202,7 @@ def factory(greeting="hi", punctuation="!"):
     def app(environ, start_response):
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
+
     return app
 
 

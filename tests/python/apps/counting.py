@@ -1,4 +1,5 @@
 """Records which process imported it, to tell --preload from per-worker imports."""
+
 import os
 
 with open(os.environ["IMPORT_MARKER"], "a") as f:

@@ -40,8 +40,7 @@ class FileLogger:
         self._write("exception " + (msg % args if args else msg))
 
     def access(self, resp, req, environ, request_time):
-        self._write("access %s %s %s %.3f" % (req.method, req.path, resp.status_code,
-                                               request_time.total_seconds()))
+        self._write("access %s %s %s %.3f" % (req.method, req.path, resp.status_code, request_time.total_seconds()))
 
     def reopen_files(self):
         self._write("reopen_files")

@@ -5,6 +5,7 @@ synchronous endpoint (thread pool) and WebSocket echo and broadcast."""
 import asyncio
 import contextlib
 import os
+from typing import Optional
 
 from fastapi import BackgroundTasks, FastAPI, Form, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
@@ -30,7 +31,7 @@ room = set()
 
 
 @app.get("/items/{item_id}")
-async def read_item(item_id: int, q: str = None):
+async def read_item(item_id: int, q: Optional[str] = None):
     return {"item_id": item_id, "q": q}
 
 
@@ -62,6 +63,7 @@ async def stream():
         for i in range(5):
             yield b"chunk %d\n" % i
             await asyncio.sleep(0.02)
+
     return StreamingResponse(gen(), media_type="text/plain")
 
 
@@ -74,6 +76,7 @@ async def endless():
                 await asyncio.sleep(0.01)
         finally:
             note("endless stream stopped")
+
     return StreamingResponse(gen(), media_type="text/event-stream")
 
 
@@ -82,6 +85,7 @@ async def background(tasks: BackgroundTasks):
     async def later():
         await asyncio.sleep(0.1)
         note("background task ran")
+
     tasks.add_task(later)
     return {"queued": True}
 

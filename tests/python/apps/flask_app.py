@@ -28,6 +28,7 @@ def stream():
     def gen():
         for i in range(3):
             yield "chunk %d\n" % i
+
     return Response(stream_with_context(gen()), mimetype="text/plain")
 
 

@@ -10,8 +10,15 @@ import time  # noqa: F401
 
 
 def app(environ, start_response):
-    body = json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
-                       "groups": sorted(os.getgroups()), "umask": _umask()}).encode()
+    body = json.dumps(
+        {
+            "uid": os.getuid(),
+            "euid": os.geteuid(),
+            "gid": os.getgid(),
+            "groups": sorted(os.getgroups()),
+            "umask": _umask(),
+        }
+    ).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
 

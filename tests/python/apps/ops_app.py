@@ -88,8 +88,13 @@ async def asgi(scope, receive, send):
     elif PAUSE:
         await asyncio.sleep(PAUSE)
     status, body = _route(path, query)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(k.lower().encode(), v.encode()) for k, v in _headers(body)]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(k.lower().encode(), v.encode()) for k, v in _headers(body)],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -98,11 +103,14 @@ def activation_env(environ, start_response):
     and notify variables."""
     import json
     import subprocess
+
     names = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "GUNICORN_FD")
     child = subprocess.run(["env"], capture_output=True, text=True).stdout.splitlines()
-    body = json.dumps({
-        "os_environ": {k: os.environ[k] for k in names if k in os.environ},
-        "child": sorted(line.split("=", 1)[0] for line in child if line.split("=", 1)[0] in names),
-    }).encode()
+    body = json.dumps(
+        {
+            "os_environ": {k: os.environ[k] for k in names if k in os.environ},
+            "child": sorted(line.split("=", 1)[0] for line in child if line.split("=", 1)[0] in names),
+        }
+    ).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
