@@ -12,6 +12,7 @@ pub mod net;
 pub mod python;
 pub mod reload;
 pub mod runtime;
+pub mod scoreboard;
 pub mod settings;
 pub mod util;
 pub mod workers;

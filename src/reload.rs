@@ -5,9 +5,9 @@
 //! traceback instead of failing the boot, so an edit in progress never
 //! sends the server into a crash loop.
 
-use crate::arbiter::scoreboard::SlotHandle;
-use crate::arbiter::stats::ExitReason;
 use crate::python::AppLoadError;
+use crate::scoreboard::counts::ExitReason;
+use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
 use pyo3::prelude::*;
 
@@ -56,7 +56,7 @@ impl FileChanged {
     fn __call__(&self, py: Python<'_>, filename: &str) -> PyResult<()> {
         crate::log::info!("Worker reloading: {filename} modified");
         self.slot.set_exit_reason(ExitReason::Reload);
-        crate::workers::signals::stop();
+        crate::workers::core::signals::stop();
         crate::hooks::worker_int(py)?;
         // SAFETY: kill(2) on our own pid.
         unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };

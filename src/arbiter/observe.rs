@@ -55,7 +55,7 @@ impl Snapshot<'_> {
 /// function so the loop can compute it while another field is borrowed.
 pub(super) fn request_totals(
     workers: &HashMap<i32, super::Worker>,
-    board: &super::scoreboard::Scoreboard,
+    board: &crate::scoreboard::Scoreboard,
     gone: &RequestCounts,
 ) -> RequestCounts {
     let mut total = *gone;
@@ -71,7 +71,7 @@ impl Arbiter {
         // in-flight count before it counts it, so read in this order a
         // finished request is never in both.
         let requests = request_totals(&self.workers, &self.board, &self.stats.gone);
-        let now = super::scoreboard::now_ms();
+        let now = crate::scoreboard::now_ms();
         let mut workers: Vec<WorkerView> = self
             .workers
             .iter()

@@ -11,9 +11,9 @@
 pub mod context;
 pub mod objects;
 
-use crate::arbiter::scoreboard::SlotHandle;
 use crate::http::request::RequestHead;
 use crate::net::stream::Peer;
+use crate::scoreboard::SlotHandle;
 use crate::settings::spec::PyCallable;
 use crate::settings::Settings;
 use crate::wsgi::response::WsgiResponse;
@@ -435,10 +435,10 @@ impl RequestHooks {
         &self,
         py: Python<'_>,
         req: &Bound<'_, PyAny>,
-        done: &crate::workers::access::AsgiFinished<'_>,
+        done: &crate::workers::core::access::AsgiFinished<'_>,
     ) {
-        self.call_post(py, req, &|| crate::workers::access::asgi_environ(done).into_dict(py), &|| {
-            crate::workers::access::asgi_response_object(py, done)
+        self.call_post(py, req, &|| crate::workers::core::access::asgi_environ(done).into_dict(py), &|| {
+            crate::workers::core::access::asgi_response_object(py, done)
         });
     }
 
@@ -466,7 +466,7 @@ impl RequestHooks {
         })();
         if let Err(e) = called {
             if crate::workers::is_exit(py, &e) {
-                crate::workers::signals::stop();
+                crate::workers::core::signals::stop();
             }
             log_failure(py, "post_request", &e);
         }

@@ -2,9 +2,9 @@
 //! classes are in `ferrocorn/_hooks.py`), and the live half of a worker
 //! object in its own process.
 
-use crate::arbiter::scoreboard::SlotHandle;
 use crate::http::request::RequestHead;
 use crate::net::stream::Peer;
+use crate::scoreboard::SlotHandle;
 use crate::wsgi::response::WsgiResponse;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
@@ -28,7 +28,7 @@ pub struct LiveWorker {
 impl LiveWorker {
     #[getter]
     fn alive(&self) -> bool {
-        crate::workers::signals::alive()
+        crate::workers::core::signals::alive()
     }
 
     /// `worker.alive = False` asks the worker to stop after the current
@@ -36,7 +36,7 @@ impl LiveWorker {
     #[setter]
     fn set_alive(&self, value: bool) {
         if !value {
-            crate::workers::signals::stop();
+            crate::workers::core::signals::stop();
         }
     }
 

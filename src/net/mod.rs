@@ -2,6 +2,7 @@
 
 pub mod bind;
 pub mod epoll;
+pub mod listen;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod stream;

@@ -528,7 +528,7 @@ pub fn watch_listeners(
 impl Conn {
     /// Queues the error page and closes gracefully after it.
     pub fn reject(&mut self, e: &HttpError) {
-        crate::workers::request::log_rejected(self.peer, e);
+        crate::workers::wsgi_request::log_rejected(self.peer, e);
         match e.response() {
             Some(page) => {
                 self.out = page.to_bytes();

@@ -2,23 +2,22 @@
 //! app import) and which engine serves. Each worker type is an engine mode
 //! plus a place where Python runs; `sync` is the first.
 
-pub mod access;
 pub mod asgi;
 pub mod conn;
+pub mod core;
 pub mod evconn;
 pub mod gthread;
 pub mod kind;
-pub mod request;
-pub mod signals;
 pub mod sync;
+pub mod wsgi_request;
 
 pub use kind::WorkerKind;
 
-use crate::arbiter::scoreboard::SlotHandle;
 use crate::http::policy::{AllowList, HeaderMapPolicy, HttpPolicy};
 use crate::net::listener::Listener;
 use crate::net::proxy_protocol::ProxyMode;
 use crate::python::AppLoadError;
+use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
 use pyo3::prelude::*;
 use std::sync::Arc;
@@ -63,7 +62,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
         // Each worker binds its own SO_REUSEPORT sockets and the kernel
         // spreads connections between them (the master binds none; when it
         // has sockets anyway, they came from systemd and are shared).
-        match crate::arbiter::bind_all(&ctx.settings) {
+        match crate::net::listen::bind_all(&ctx.settings) {
             Ok(listeners) => ctx.listeners = listeners,
             Err(e) => {
                 crate::log::error!("{e}");
@@ -78,7 +77,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
         eprintln!("{e}");
         return Ok(WORKER_BOOT_ERROR);
     }
-    let wakeup = signals::install(py)?;
+    let wakeup = core::signals::install(py)?;
     let watcher = crate::reload::Watcher::new(py, &ctx.settings, ctx.slot.clone())?;
     let app = match ctx.app.take() {
         Some(app) => app,

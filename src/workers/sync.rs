@@ -4,9 +4,8 @@
 //! run the app and its I/O callbacks.
 
 use super::conn::{read_head, ConnError, Incoming, Lingerer, ReadBuf, SocketBody, SocketSink};
-use super::request::{log_socket_error, reject, Exchange, Runner};
-use super::{signals, WorkerCtx};
-use crate::arbiter::stats::ExitReason;
+use super::wsgi_request::{log_socket_error, reject, Exchange, Runner};
+use super::{core::signals, WorkerCtx};
 use crate::http::body::BodyDecoder;
 use crate::http::date::DateCache;
 use crate::http::error::HttpError;
@@ -14,6 +13,7 @@ use crate::http::policy::HttpPolicy;
 use crate::net::listener::Listener;
 use crate::net::proxy_protocol::ProxyMode;
 use crate::net::stream::{Peer, Stream};
+use crate::scoreboard::counts::ExitReason;
 use crate::wsgi::environ::{EnvironBuilder, TemplateOptions};
 use pyo3::prelude::*;
 use std::sync::atomic::Ordering;

@@ -367,7 +367,7 @@ impl AsgiServer {
         if let Some(mut conn) = self.take_conn(tok) {
             if send_continue && conn.state == State::Busy(key) {
                 if let Err(e) = super::output::write(&mut conn.c, &conn.file, &[CONTINUE]) {
-                    crate::workers::request::log_socket_error(&e);
+                    crate::workers::wsgi_request::log_socket_error(&e);
                     conn.c.edge.hup = true;
                 }
             }
@@ -498,7 +498,7 @@ impl AsgiServer {
                     if conn.c.edge.writable {
                         if let Err(e) = super::output::flush(&mut conn.c, &mut conn.file) {
                             conn.c.edge.hup = true;
-                            crate::workers::request::log_socket_error(&e);
+                            crate::workers::wsgi_request::log_socket_error(&e);
                             return Err(self.errors.gone(py));
                         }
                     }
@@ -523,7 +523,7 @@ impl AsgiServer {
     pub fn drive_request(&mut self, py: Python<'_>, conn: &mut AConn, key: u64) -> Fate {
         if conn.c.edge.writable && conn.pending_out() > 0 {
             if let Err(e) = super::output::flush(&mut conn.c, &mut conn.file) {
-                crate::workers::request::log_socket_error(&e);
+                crate::workers::wsgi_request::log_socket_error(&e);
                 return Fate::Close;
             }
         }
@@ -567,7 +567,7 @@ impl AsgiServer {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.c.edge.readable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {
-                            crate::workers::request::log_socket_error(&e);
+                            crate::workers::wsgi_request::log_socket_error(&e);
                             return Fate::Close;
                         }
                     }
@@ -594,7 +594,7 @@ impl AsgiServer {
                 }
                 e => {
                     if started {
-                        crate::workers::request::log_rejected(conn.c.peer, &e);
+                        crate::workers::wsgi_request::log_rejected(conn.c.peer, &e);
                         conn.state = State::Idle;
                         conn.c.phase = Phase::Close;
                         return Fate::Close;
@@ -680,7 +680,7 @@ impl AsgiServer {
 
 fn write(conn: &mut AConn, parts: &[&[u8]]) -> PyResult<()> {
     super::output::write(&mut conn.c, &conn.file, parts).map_err(|e| {
-        crate::workers::request::log_socket_error(&e);
+        crate::workers::wsgi_request::log_socket_error(&e);
         conn.c.edge.hup = true;
         PyErr::from(e)
     })
@@ -889,7 +889,7 @@ impl AsgiServer {
         // Gunicorn logs 500 for a request that got no response (an app
         // that failed, returned without one, or was cancelled).
         let status = if st.response.started { st.response.status } else { 500 };
-        let done = crate::workers::access::AsgiFinished {
+        let done = crate::workers::core::access::AsgiFinished {
             head: &st.head,
             peer: st.peer,
             status,

@@ -21,9 +21,9 @@ mod websocket;
 pub use cycle::{AppCall, Cycle};
 pub use server::AsgiServer;
 
-use super::signals::Wakeup;
 use super::WorkerCtx;
 use crate::http::policy::HttpPolicy;
+use crate::workers::core::signals::Wakeup;
 use pyo3::prelude::*;
 
 pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy, wakeup: Wakeup) -> PyResult<()> {

@@ -15,16 +15,16 @@
 use super::cycle::{CycleState, Outcome};
 use super::output::{self, FileOut};
 use super::websocket::WsState;
-use crate::arbiter::scoreboard::SlotHandle;
 use crate::asgi::scope::{Addresses, RequestView, ScopeBase};
 use crate::http::date::DateCache;
 use crate::http::policy::HttpPolicy;
 use crate::net::epoll::{Epoll, Event, READABLE};
 use crate::net::listener::Listener;
+use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
-use crate::workers::access::RequestLog;
+use crate::workers::core::access::RequestLog;
+use crate::workers::core::signals;
 use crate::workers::evconn::{slot_index, After, BufferPool, Conn, Pending, Phase, Slots, Step};
-use crate::workers::signals;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::io;
@@ -313,7 +313,7 @@ impl AsgiServer {
                         return if conn.c.edge.hup { Fate::Close } else { Fate::Keep };
                     }
                     Err(e) => {
-                        crate::workers::request::log_socket_error(&e);
+                        crate::workers::wsgi_request::log_socket_error(&e);
                         return Fate::Close;
                     }
                 },
@@ -357,7 +357,7 @@ impl AsgiServer {
                                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.c.edge.readable = false,
                                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                                     Err(e) => {
-                                        crate::workers::request::log_socket_error(&e);
+                                        crate::workers::wsgi_request::log_socket_error(&e);
                                         return Fate::Close;
                                     }
                                 }
@@ -400,7 +400,7 @@ impl AsgiServer {
         self.slot.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.served >= self.max_requests && signals::alive() {
             crate::log::info!("Autorestarting worker after current request.");
-            self.slot.set_exit_reason(crate::arbiter::stats::ExitReason::MaxRequests);
+            self.slot.set_exit_reason(crate::scoreboard::counts::ExitReason::MaxRequests);
             signals::stop();
         }
         let Pending { head, decoder, body, error } = *pending;

@@ -179,7 +179,7 @@ impl AsgiServer {
         let is_head = st.head.method == "HEAD";
         let Some(ws) = st.ws.as_deref_mut() else { return Err(gone) };
         let io_err = |conn: &mut AConn, e: io::Error| -> PyErr {
-            crate::workers::request::log_socket_error(&e);
+            crate::workers::wsgi_request::log_socket_error(&e);
             conn.c.edge.hup = true;
             PyErr::from(e)
         };
@@ -310,7 +310,7 @@ impl AsgiServer {
     pub fn drive_ws(&mut self, py: Python<'_>, conn: &mut AConn, key: u64) -> Fate {
         if conn.c.edge.writable && conn.pending_out() > 0 {
             if let Err(e) = super::output::flush(&mut conn.c, &mut conn.file) {
-                crate::workers::request::log_socket_error(&e);
+                crate::workers::wsgi_request::log_socket_error(&e);
                 return Fate::Close;
             }
         }
@@ -342,7 +342,7 @@ impl AsgiServer {
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        crate::workers::request::log_socket_error(&e);
+                        crate::workers::wsgi_request::log_socket_error(&e);
                         failed = true;
                         break;
                     }
@@ -438,7 +438,7 @@ impl AsgiServer {
         }
         if !out.is_empty() {
             if let Err(e) = write(conn, &[&out]) {
-                crate::workers::request::log_socket_error(&e);
+                crate::workers::wsgi_request::log_socket_error(&e);
                 return Fate::Close;
             }
         }

@@ -8,8 +8,8 @@
 
 use super::{Job, Shared};
 use crate::net::epoll::{Event, READABLE};
+use crate::workers::core::signals;
 use crate::workers::evconn::{slot_index, After, BufferPool, Conn, Phase, Slots, Step, DRAIN_MAX, EDGE_EVENTS};
-use crate::workers::signals;
 use pyo3::prelude::*;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -362,7 +362,7 @@ impl Engine {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => !conn.edge.hup,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
             Err(e) => {
-                crate::workers::request::log_socket_error(&e);
+                crate::workers::wsgi_request::log_socket_error(&e);
                 false
             }
         }

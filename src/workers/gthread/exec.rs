@@ -8,7 +8,7 @@ use super::io::{ConnBody, ConnSink};
 use super::{Job, Shared};
 use crate::http::date::DateCache;
 use crate::workers::evconn::{After, Conn, Pending, Phase, Step, DRAIN_MAX};
-use crate::workers::request::{Exchange, Runner};
+use crate::workers::wsgi_request::{Exchange, Runner};
 use crate::wsgi::environ::{EnvironBuilder, TemplateOptions};
 use pyo3::prelude::*;
 use std::sync::atomic::Ordering;
@@ -59,7 +59,7 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
     let served = shared.served.fetch_add(1, Ordering::Relaxed) + 1;
     if served >= shared.max_requests && !shared.draining.swap(true, Ordering::SeqCst) {
         crate::log::info!("Autorestarting worker after current request.");
-        shared.slot.set_exit_reason(crate::arbiter::stats::ExitReason::MaxRequests);
+        shared.slot.set_exit_reason(crate::scoreboard::counts::ExitReason::MaxRequests);
     }
     let must_close = shared.draining.load(Ordering::Relaxed)
         || shared.settings.keepalive <= 0

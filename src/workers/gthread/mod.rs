@@ -18,10 +18,10 @@ mod io;
 mod pool;
 
 use super::WorkerCtx;
-use crate::arbiter::scoreboard::SlotHandle;
 use crate::http::policy::HttpPolicy;
 use crate::net::epoll::{Epoll, EventFd};
 use crate::net::listener::Listener;
+use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
 use crate::workers::evconn::{Conn, Pending, Phase};
 use pool::Queue;
@@ -138,7 +138,7 @@ pub fn serve(
     ctx: &WorkerCtx,
     app: Py<PyAny>,
     policy: HttpPolicy,
-    wakeup: super::signals::Wakeup,
+    wakeup: crate::workers::core::signals::Wakeup,
 ) -> PyResult<()> {
     let settings = ctx.settings.clone();
     let threads = settings.threads.max(1) as usize;
@@ -203,7 +203,7 @@ pub fn serve(
     shared.finished.store(true, Ordering::SeqCst);
     shared.queue.close();
     sub.thread().unpark();
-    let fast = result.is_err() || super::signals::fast_exit();
+    let fast = result.is_err() || crate::workers::core::signals::fast_exit();
     let wait = if fast { Duration::from_millis(200) } else { Duration::from_secs(5) };
     let deadline = Instant::now() + wait;
     let idle = py.detach(|| {
@@ -218,7 +218,7 @@ pub fn serve(
         crate::log::info!("Worker exiting (pid: {})", std::process::id());
         let status = match &result {
             Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => exit_status(py, e),
-            _ => super::signals::fast_exit_status(),
+            _ => crate::workers::core::signals::fast_exit_status(),
         };
         // SAFETY: _exit ends the process without running anything else.
         unsafe { libc::_exit(status) };
@@ -233,8 +233,8 @@ pub fn serve(
     // (the handler's SystemExit was answered as an app error) keeps its
     // exit status.
     match result {
-        Ok(()) if super::signals::fast_exit() => {
-            Err(pyo3::exceptions::PySystemExit::new_err(super::signals::fast_exit_status()))
+        Ok(()) if crate::workers::core::signals::fast_exit() => {
+            Err(pyo3::exceptions::PySystemExit::new_err(crate::workers::core::signals::fast_exit_status()))
         }
         other => other,
     }
@@ -272,7 +272,7 @@ fn main_loop(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState) -> PyR
         // the next turn of the engine, which the main thread takes back.
         let limit = if slow { 1 } else { shared.queue.len() };
         run_inline(py, shared, ts, limit)?;
-        if shared.finished.load(Ordering::SeqCst) || super::signals::fast_exit() {
+        if shared.finished.load(Ordering::SeqCst) || crate::workers::core::signals::fast_exit() {
             return Ok(());
         }
     }
@@ -298,7 +298,7 @@ fn run_inline(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState, limit
         let cost = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
         let avg = shared.inline_cost_us.load(Ordering::Relaxed);
         shared.inline_cost_us.store(avg - avg / 8 + cost / 8, Ordering::Relaxed);
-        if super::signals::fast_exit() {
+        if crate::workers::core::signals::fast_exit() {
             break;
         }
     }

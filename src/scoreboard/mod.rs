@@ -5,7 +5,9 @@
 //! a heartbeat (Gunicorn's `utime` on a temp file can), and no per-request
 //! IPC.
 
-use super::stats::{self, ExitReason, RequestCounts, BUCKETS, STATUS_CLASSES};
+pub mod counts;
+
+use counts::{ExitReason, RequestCounts, BUCKETS, STATUS_CLASSES};
 use std::io;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,8 +50,8 @@ impl Slot {
     /// `counts`) also sees what the worker did before, such as leaving the
     /// in-flight gauge.
     pub fn record(&self, status: u16, elapsed: Duration) {
-        self.status[stats::status_class(status)].fetch_add(1, Ordering::Release);
-        self.buckets[stats::bucket(elapsed)].fetch_add(1, Ordering::Release);
+        self.status[counts::status_class(status)].fetch_add(1, Ordering::Release);
+        self.buckets[counts::bucket(elapsed)].fetch_add(1, Ordering::Release);
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
     }

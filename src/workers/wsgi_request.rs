@@ -6,13 +6,13 @@
 //! decides what happens to the connection afterwards.
 
 use super::conn::{self, ConnError};
-use crate::arbiter::scoreboard::SlotHandle;
 use crate::http::error::{ErrorResponse, HttpError};
 use crate::http::request::RequestHead;
 use crate::http::response::RequestInfo;
 use crate::net::listener::Address;
 use crate::net::proxy_protocol::ProxyInfo;
 use crate::net::stream::{Peer, Stream};
+use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
 use crate::wsgi::call::{self, Failure};
 use crate::wsgi::environ::{EnvironBuilder, EnvironError, RequestView};
@@ -27,7 +27,7 @@ pub struct Runner {
     pub app: Py<PyAny>,
     pub environ: EnvironBuilder,
     /// The access line, statsd metrics or a Python logger's `access()`.
-    pub log: super::access::RequestLog,
+    pub log: super::core::access::RequestLog,
     /// `pre_request`/`post_request`, `None` when neither is set.
     pub hooks: Option<crate::hooks::RequestHooks>,
 }
@@ -65,7 +65,8 @@ impl Runner {
         settings: &Settings,
         slot: SlotHandle,
     ) -> PyResult<Runner> {
-        let log = super::access::RequestLog::new(settings, slot).map_err(pyo3::exceptions::PyValueError::new_err)?;
+        let log =
+            super::core::access::RequestLog::new(settings, slot).map_err(pyo3::exceptions::PyValueError::new_err)?;
         Ok(Runner { app, environ, log, hooks: crate::hooks::RequestHooks::for_this_worker(py) })
     }
 
@@ -143,7 +144,7 @@ impl Runner {
                 true
             }
         };
-        let done = super::access::Finished {
+        let done = super::core::access::Finished {
             environ: &environ,
             head,
             peer: ex.peer,
