@@ -142,6 +142,14 @@ pub struct ServerConn {
     requests: u64,
 }
 
+/// A connection with no PROXY header expected: what a worker leaves behind
+/// while the real state is lent out (to a request body reader).
+impl Default for ServerConn {
+    fn default() -> Self {
+        ServerConn::new(ProxyMode::Off)
+    }
+}
+
 impl ServerConn {
     pub fn new(proxy_mode: ProxyMode) -> ServerConn {
         let proxy_stage = if proxy_mode == ProxyMode::Off { ProxyStage::Done } else { ProxyStage::Expected };
@@ -381,12 +389,9 @@ impl ServerConn {
         Some(CONTINUE)
     }
 
-    /// The application sent an informational response itself: a `100`
-    /// answers the client's `Expect`.
-    pub fn informational_sent(&mut self, status: u16) {
-        if status == 100 {
-            self.wants_continue = false;
-        }
+    /// The application sent a `100 Continue` itself.
+    pub fn continue_sent(&mut self) {
+        self.wants_continue = false;
     }
 
     /// The final response's head is on its way.
@@ -426,6 +431,14 @@ impl ServerConn {
     pub fn end(&mut self) {
         if !self.is_lingering() {
             self.start_linger();
+        }
+    }
+
+    /// How much more may be discarded while lingering.
+    pub fn linger_allowance(&self) -> usize {
+        match self.read {
+            ReadState::Linger { drained } => LINGER_MAX.saturating_sub(drained),
+            _ => 0,
         }
     }
 

@@ -3,9 +3,7 @@
 //! plus a place where Python runs; `sync` is the first.
 
 pub mod asgi;
-pub mod conn;
 pub mod core;
-pub mod evconn;
 pub mod gthread;
 pub mod kind;
 pub mod sync;

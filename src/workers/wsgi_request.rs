@@ -1,11 +1,12 @@
-//! One request through the WSGI app, the same for every worker type: the
-//! 100-continue answer, environ, calling the app, Gunicorn's answers to
+//! One request through the WSGI app, the same for every WSGI worker type:
+//! the 100-continue answer, environ, calling the app, Gunicorn's answers to
 //! failures (400/500 pages, cut connections), the access-log line (and
 //! statsd, or a Python logger's `access()`) and the `pre_request` and
 //! `post_request` hooks. The worker supplies the body source and sink and
 //! decides what happens to the connection afterwards.
 
-use super::conn::{self, ConnError};
+use super::core::blocking::{self, WaitError};
+use super::core::conn::log_refused;
 use crate::http::error::{ErrorResponse, HttpError};
 use crate::http::request::RequestHead;
 use crate::http::response::RequestInfo;
@@ -44,6 +45,9 @@ pub struct Exchange<'a> {
     /// Answer with `Connection: close` whatever the request asked.
     pub must_close: bool,
     pub date: &'a [u8],
+    /// `100 Continue` to send before the app is called (the request asked
+    /// for it: `http::conn::ServerConn::take_continue`).
+    pub continue_: Option<&'static [u8]>,
 }
 
 /// A request the app was called for.
@@ -54,8 +58,6 @@ pub struct Served<'py> {
     /// broke off a response): the connection must not carry another one.
     pub broken: bool,
 }
-
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl Runner {
     pub fn new(
@@ -82,13 +84,13 @@ impl Runner {
             None => (None, Ok(())),
         };
         let started = Instant::now();
-        if head.expect_continue {
+        if let Some(answer) = ex.continue_ {
             // Gunicorn answers it before building the environ, whether or not
             // the app will read the body.
-            match conn::write_all(py, ex.stream, &[CONTINUE]) {
+            match blocking::write_all(py, ex.stream, &[answer]) {
                 Ok(()) => {}
-                Err(ConnError::Interrupted(e)) => return Err(e),
-                Err(_) => return Ok(None),
+                Err(WaitError::Interrupted(e)) => return Err(e),
+                Err(WaitError::Io(_)) => return Ok(None),
             }
         }
         let input = Bound::new(py, InputStream::new(ex.source))?;
@@ -121,7 +123,7 @@ impl Runner {
             }
             Err(Failure::Body(e)) => {
                 if response.borrow().lock().headers_sent() {
-                    crate::log::warning!("Invalid request from ip={}: {e}", ip_text(ex.peer));
+                    log_refused(ex.peer, &e);
                 } else {
                     answered = e.response();
                     reject(py, ex.stream, ex.peer, &e);
@@ -169,35 +171,15 @@ pub fn internal_error() -> ErrorResponse {
 
 pub fn send_error(py: Python<'_>, stream: &Stream, error: Option<&ErrorResponse>) {
     if let Some(e) = error {
-        if conn::write_all(py, stream, &[&e.to_bytes()]).is_err() {
+        if blocking::write_all(py, stream, &[&e.to_bytes()]).is_err() {
             crate::log::debug!("Failed to send error message.");
         }
     }
 }
 
-pub fn ip_text(peer: Peer) -> String {
-    match peer.ip() {
-        Some(ip) => ip.to_string(),
-        None => String::new(),
-    }
-}
-
-/// A request refused before (or instead of) the app: Gunicorn's warning
+/// A request refused before (or instead of) the app: Gunicorn's log line
 /// and its error page.
 pub fn reject(py: Python<'_>, stream: &Stream, peer: Peer, e: &HttpError) {
-    log_rejected(peer, e);
+    log_refused(peer, e);
     send_error(py, stream, e.response().as_ref());
-}
-
-pub fn log_rejected(peer: Peer, e: &HttpError) {
-    crate::log::warning!("Invalid request from ip={}: {e}", ip_text(peer));
-}
-
-pub fn log_socket_error(e: &std::io::Error) {
-    match e.raw_os_error() {
-        Some(libc::ECONNRESET) => crate::log::debug!("Ignoring connection reset"),
-        Some(libc::ENOTCONN) => crate::log::debug!("Ignoring socket not connected"),
-        Some(libc::EPIPE) => crate::log::debug!("Ignoring EPIPE"),
-        _ => crate::log::error!("Socket error processing request.\n{e}"),
-    }
 }

@@ -11,7 +11,9 @@
 //! - [`frame`]: frame header parsing and encoding, payload masking.
 //! - [`codec`]: the per-connection reader turning bytes into messages, close
 //!   codes and the close frame.
+//! - [`close`]: the closing handshake's states.
 
+pub mod close;
 pub mod codec;
 pub mod frame;
 pub mod handshake;

@@ -3,27 +3,28 @@
 //! worker's main thread, with the HTTP/1.1 and WebSocket engine in Rust
 //! beside it on the same thread.
 //!
-//! - `server.rs`: listeners, connections, timers and the stop; the loop
+//! - `engine.rs`: listeners, connections, timers and the stop; the loop
 //!   calls it when its epoll fd is readable.
-//! - `cycle.rs`: one HTTP request through the app (`receive`, `send`, the
-//!   task's end).
+//! - `exec.rs`: the application calls, one asyncio task each, and their end.
+//! - `io.rs`: an HTTP call's `receive` and `send`, and output to a slow
+//!   client.
 //! - `websocket.rs`: the `websocket` scope.
-//! - `output.rs`: writing to a client, queued when it is slow.
 //!
 //! The Python side (`ferrocorn/_asgi.py`) owns the loop, lifespan and the
-//! ticker that calls `tick()`.
+//! ticker that calls `tick()`. (`crate::asgi` is the protocol bridge:
+//! scopes, messages and response rules, with no I/O.)
 
-mod cycle;
-mod output;
-mod server;
+mod engine;
+mod exec;
+mod io;
 mod websocket;
 
-pub use cycle::{AppCall, Cycle};
-pub use server::AsgiServer;
+pub use engine::AsgiServer;
+pub use exec::{AppCall, Cycle};
 
+use super::core::signals::Wakeup;
 use super::WorkerCtx;
 use crate::http::policy::HttpPolicy;
-use crate::workers::core::signals::Wakeup;
 use pyo3::prelude::*;
 
 pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy, wakeup: Wakeup) -> PyResult<()> {

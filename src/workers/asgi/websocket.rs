@@ -1,13 +1,17 @@
-//! The `websocket` scope (RFC 6455 through the sans-IO codec in `crate::ws`):
-//! the handshake answer or refusal, frames to and from ASGI messages, pings
-//! answered by the server, the close handshake both ways, and the stop
-//! (1001), with Gunicorn's ASGI worker as the model for what the app sees.
+//! The `websocket` scope (RFC 6455 through the sans-I/O codec in
+//! `crate::ws`): the handshake answer or refusal, frames to and from ASGI
+//! messages, pings answered by the server, the closing handshake both ways
+//! (`ws::close`), and the stop (1001), with Gunicorn's ASGI worker as the
+//! model for what the app sees.
 
-use super::cycle::{ready, resolve, CycleState, Outcome};
-use super::server::{AConn, AsgiServer, Fate, Start, State, OUT_HIGH, OUT_LOW};
+use super::engine::{AsgiServer, Client, Disposition, Role, OUT_HIGH};
+use super::exec::{ready, resolve, CallEnd, CycleState, TaskStart};
 use crate::asgi::messages::{self, HttpSend, WsSend};
 use crate::asgi::response::{RequestFacts, StartOptions};
-use crate::workers::evconn::{After, Phase};
+use crate::asgi::scope::Keys;
+use crate::workers::core::slab::CycleKey;
+use crate::workers::core::sock::log_socket_error;
+use crate::ws::close::CloseHandshake;
 use crate::ws::codec::{close_frame, EventRef, Reader};
 use crate::ws::frame::{encode, encode_header, Opcode};
 use crate::ws::handshake::{accept_response, reject_response, Upgrade};
@@ -23,143 +27,144 @@ const INBOX_BYTES: usize = 1 << 20;
 /// How long the server waits for the client's close frame after its own.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where the HTTP side of the upgrade is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum WsPhase {
+pub(super) enum Stage {
     /// `websocket.connect` is the app's; no answer yet.
-    Handshake,
-    Open,
+    Connecting,
+    Accepted,
     /// The app refused with an HTTP response (or the server did for it).
     Denied,
 }
 
-pub struct WsState {
+pub(super) struct WsState {
     key: String,
-    pub phase: WsPhase,
+    pub(super) stage: Stage,
     connect_delivered: bool,
     reader: Reader,
+    /// Messages for the app, and their payload sizes.
     inbox: VecDeque<(Py<PyAny>, usize)>,
     inbox_bytes: usize,
-    close_sent: bool,
-    /// No more messages come from the client (its close frame, an error).
-    closed: bool,
-    /// What `websocket.disconnect` carries.
-    close_code: Option<u16>,
-    pub disconnect_delivered: bool,
+    handshake: CloseHandshake,
+    pub(super) disconnect_delivered: bool,
 }
 
 impl WsState {
-    pub fn new(up: Upgrade, max_message_size: i64) -> WsState {
+    pub(super) fn new(up: Upgrade, max_message_size: i64) -> WsState {
         let max = match max_message_size {
             n if n <= 0 => usize::MAX,
             n => usize::try_from(n).unwrap_or(usize::MAX),
         };
         WsState {
             key: up.key,
-            phase: WsPhase::Handshake,
+            stage: Stage::Connecting,
             connect_delivered: false,
             reader: Reader::new(max),
             inbox: VecDeque::new(),
             inbox_bytes: 0,
-            close_sent: false,
-            closed: false,
-            close_code: None,
+            handshake: CloseHandshake::Open,
             disconnect_delivered: false,
         }
     }
 
-    /// The code `websocket.disconnect` reports: the client's (1005 when its
-    /// close frame had none), the one the server failed the connection
-    /// with, or 1006 when the connection just ended.
-    pub fn disconnect_code(&self) -> u16 {
-        self.close_code.unwrap_or(1006)
+    /// The code `websocket.disconnect` reports.
+    pub(super) fn disconnect_code(&self) -> u16 {
+        self.handshake.disconnect_code()
     }
 
+    /// Frames are to be read: messages while the app keeps up, or the
+    /// peer's close frame once ours is out.
     fn wants_frames(&self) -> bool {
-        self.phase == WsPhase::Open
-            && !self.closed
-            && self.inbox.len() < INBOX_MESSAGES
-            && self.inbox_bytes < INBOX_BYTES
+        match self.handshake {
+            CloseHandshake::Open => {
+                self.stage == Stage::Accepted && self.inbox.len() < INBOX_MESSAGES && self.inbox_bytes < INBOX_BYTES
+            }
+            CloseHandshake::Sent => true,
+            CloseHandshake::Closed { .. } => false,
+        }
+    }
+
+    fn pop_message(&mut self) -> Option<Py<PyAny>> {
+        let (msg, size) = self.inbox.pop_front()?;
+        self.inbox_bytes = self.inbox_bytes.saturating_sub(size);
+        Some(msg)
     }
 }
 
-fn ws_state(st: &mut CycleState) -> Option<&mut WsState> {
-    st.ws.as_deref_mut()
-}
-
-fn disconnected_error(py: Python<'_>, server: &AsgiServer) -> PyErr {
-    match server.errors.websocket_disconnected.bind(py).call1(("WebSocket closed",)) {
-        Ok(e) => PyErr::from_value(e),
-        Err(e) => e,
-    }
-}
-
-fn write(conn: &mut AConn, parts: &[&[u8]]) -> io::Result<()> {
-    super::output::write(&mut conn.c, &conn.file, parts)
+/// What reading frames produced.
+#[derive(Default)]
+struct Frames {
+    /// Bytes to write back: pongs, our close frame.
+    out: Vec<u8>,
+    /// The closing handshake is over (or the peer broke the protocol): the
+    /// connection closes once `out` is sent.
+    close_now: bool,
+    /// The connection failed: close it now.
+    failed: bool,
 }
 
 impl AsgiServer {
-    pub fn ws_receive(&mut self, py: Python<'_>, key: u64, starts: &mut Vec<Start>) -> PyResult<Py<PyAny>> {
+    pub(super) fn ws_receive(
+        &mut self,
+        py: Python<'_>,
+        key: CycleKey,
+        starts: &mut Vec<TaskStart>,
+    ) -> PyResult<Py<PyAny>> {
         let keys = &self.scope.keys;
         let Some(st) = self.cycles.get_mut(key) else {
-            return ready(py, messages::ws_disconnect(py, keys, 1006, "")?.into_any());
+            return ready(py, messages::ws_disconnect(py, keys, crate::ws::close::ABNORMAL, "")?.into_any());
         };
         let disconnected = st.disconnected;
-        let tok = st.conn;
-        let Some(ws) = ws_state(st) else { return Err(pyo3::exceptions::PyRuntimeError::new_err("not a WebSocket")) };
+        let token = st.conn;
+        let Some(ws) = st.ws.as_deref_mut() else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("not a WebSocket"));
+        };
         if !ws.connect_delivered {
             ws.connect_delivered = true;
             return ready(py, messages::ws_connect(py, keys)?.into_any());
         }
-        if let Some((msg, size)) = ws.inbox.pop_front() {
-            ws.inbox_bytes = ws.inbox_bytes.saturating_sub(size);
+        if let Some(msg) = ws.pop_message() {
             // Room again: read on.
-            self.resume_ws(py, tok, starts);
+            self.resume(py, token, starts);
             return Ok(Py::new(py, crate::asgi::awaitable::Ready::new(msg))?.into_any());
         }
-        if ws.closed || disconnected {
+        if ws.handshake.is_closed() || disconnected {
             ws.disconnect_delivered = true;
             let code = ws.disconnect_code();
             return ready(py, messages::ws_disconnect(py, keys, code, "")?.into_any());
         }
-        let fut = self.refs()?.create_future.bind(py).call0()?.unbind();
+        let fut = self.new_future(py)?;
         if let Some(st) = self.cycles.get_mut(key) {
             st.add_waiter(fut.clone_ref(py));
         }
         Ok(fut)
     }
 
-    fn resume_ws(&mut self, py: Python<'_>, tok: u64, starts: &mut Vec<Start>) {
-        if let Some(conn) = self.take_conn(tok) {
-            self.settle(py, conn, starts);
-        }
-    }
-
-    pub fn ws_send(
+    pub(super) fn ws_send(
         &mut self,
         py: Python<'_>,
-        key: u64,
+        key: CycleKey,
         message: &Bound<'_, PyAny>,
-        starts: &mut Vec<Start>,
+        starts: &mut Vec<TaskStart>,
     ) -> PyResult<Py<PyAny>> {
         let msg = messages::ws_send(message)?;
-        let Some(st) = self.cycles.get(key) else { return Err(disconnected_error(py, self)) };
-        let tok = st.conn;
-        let Some(mut conn) = self.take_conn(tok) else {
+        let Some(st) = self.cycles.get(key) else { return Err(self.errors.websocket_gone(py)) };
+        let Some(mut client) = self.take_client(st.conn) else {
             return match msg {
                 WsSend::Close { .. } => ready(py, py.None().into_bound(py)),
-                _ => Err(disconnected_error(py, self)),
+                _ => Err(self.errors.websocket_gone(py)),
             };
         };
-        let result = self.ws_send_on(py, &mut conn, key, msg);
-        if conn.c.edge.hup {
-            self.close(py, conn);
+        let result = self.ws_send_on(py, &mut client, key, msg);
+        if client.conn.edge.hup {
+            self.close(py, client);
         } else {
-            self.settle(py, conn, starts);
+            self.settle(py, client, starts);
         }
         if result? {
-            let fut = self.refs()?.create_future.bind(py).call0()?.unbind();
+            let fut = self.new_future(py)?;
             match self.cycles.get_mut(key) {
-                Some(st) if !st.disconnected => st.set_drain(fut.clone_ref(py)),
+                Some(st) if !st.disconnected => st.set_drain_waiter(fut.clone_ref(py)),
                 _ => resolve(py, &fut, py.None().into_bound(py)),
             }
             return Ok(fut);
@@ -167,366 +172,395 @@ impl AsgiServer {
         ready(py, py.None().into_bound(py))
     }
 
-    /// Ok(true): wait for the client to take what is queued.
-    fn ws_send_on(&mut self, py: Python<'_>, conn: &mut AConn, key: u64, msg: WsSend<'_>) -> PyResult<bool> {
-        let on_conn = conn.state == State::Ws(key);
-        let date = self.date();
-        let keep_headers = self.keep_headers;
-        let gone = disconnected_error(py, self);
-        let Some(st) = self.cycles.get_mut(key) else { return Err(gone) };
-        let disconnected = st.disconnected;
-        let version = st.head.version;
-        let is_head = st.head.method == "HEAD";
-        let Some(ws) = st.ws.as_deref_mut() else { return Err(gone) };
-        let io_err = |conn: &mut AConn, e: io::Error| -> PyErr {
-            crate::workers::wsgi_request::log_socket_error(&e);
-            conn.c.edge.hup = true;
-            PyErr::from(e)
-        };
+    /// One `send()` message; Ok(true): wait for the client to take what is
+    /// queued.
+    fn ws_send_on(&mut self, py: Python<'_>, client: &mut Client, key: CycleKey, msg: WsSend<'_>) -> PyResult<bool> {
+        let usable = client.role == Role::WebSocket(key) && self.cycles.get(key).is_some_and(|st| !st.disconnected);
         match msg {
             WsSend::Accept { subprotocol, headers } => {
-                if ws.phase != WsPhase::Handshake {
-                    return Err(pyo3::exceptions::PyRuntimeError::new_err("WebSocket already accepted"));
+                self.ws_accept(py, client, key, usable, subprotocol.as_deref(), &messages::header_slices(&headers))
+            }
+            WsSend::Text(text) => self.ws_message(py, client, key, usable, Opcode::Text, text.as_bytes()),
+            WsSend::Bytes(data) => self.ws_message(py, client, key, usable, Opcode::Binary, data.as_slice()),
+            WsSend::Close { code, reason } => {
+                self.ws_close(client, key, usable, code, &reason)?;
+                Ok(false)
+            }
+            WsSend::Http(http) => self.ws_deny_with(py, client, key, usable, http),
+        }
+    }
+
+    fn ws_accept(
+        &mut self,
+        py: Python<'_>,
+        client: &mut Client,
+        key: CycleKey,
+        usable: bool,
+        subprotocol: Option<&str>,
+        headers: &[(&[u8], &[u8])],
+    ) -> PyResult<bool> {
+        let date = self.date();
+        let Some(ws) = self.cycles.get_mut(key).and_then(|st| st.ws.as_deref_mut()) else {
+            return Err(self.errors.websocket_gone(py));
+        };
+        if ws.stage != Stage::Connecting {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("WebSocket already accepted"));
+        }
+        if !usable {
+            return Err(self.errors.websocket_gone(py));
+        }
+        let chosen: Vec<(&[u8], &[u8])> =
+            subprotocol.iter().map(|p| (b"Sec-WebSocket-Protocol".as_slice(), p.as_bytes())).collect();
+        for checked in [headers, chosen.as_slice()] {
+            crate::asgi::response::check_headers(checked)
+                .map_err(|e| crate::wsgi::response::InvalidResponseHeader::new_err(e.to_string()))?;
+        }
+        let answer = accept_response(&ws.key, subprotocol, headers, crate::SERVER_HEADER.as_bytes(), &date);
+        ws.stage = Stage::Accepted;
+        client.send(&[&answer]).map_err(|e| lost(client, e))?;
+        Ok(false)
+    }
+
+    fn ws_message(
+        &mut self,
+        py: Python<'_>,
+        client: &mut Client,
+        key: CycleKey,
+        usable: bool,
+        opcode: Opcode,
+        payload: &[u8],
+    ) -> PyResult<bool> {
+        let Some(ws) = self.cycles.get_mut(key).and_then(|st| st.ws.as_deref_mut()) else {
+            return Err(self.errors.websocket_gone(py));
+        };
+        if ws.stage == Stage::Connecting {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("WebSocket not accepted"));
+        }
+        if !ws.handshake.is_open() || !usable {
+            return Err(self.errors.websocket_gone(py));
+        }
+        let header = encode_header(opcode, true, payload.len());
+        client.send(&[&header, payload]).map_err(|e| lost(client, e))?;
+        Ok(client.pending_out() > OUT_HIGH)
+    }
+
+    fn ws_close(&mut self, client: &mut Client, key: CycleKey, usable: bool, code: u16, reason: &str) -> PyResult<()> {
+        let date = self.date();
+        let Some(ws) = self.cycles.get_mut(key).and_then(|st| st.ws.as_deref_mut()) else { return Ok(()) };
+        match ws.stage {
+            // ASGI: a close before accept refuses the handshake with a 403.
+            Stage::Connecting => {
+                ws.stage = Stage::Denied;
+                if client.role == Role::WebSocket(key) {
+                    deny(client, 403, &date);
                 }
-                if disconnected || !on_conn {
-                    return Err(gone);
+            }
+            Stage::Accepted if usable && ws.handshake.close() => {
+                let mut frame = Vec::with_capacity(4 + reason.len());
+                close_frame(code, reason, &mut frame);
+                client.send(&[&frame]).map_err(|e| lost(client, e))?;
+                client.conn.timer.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+            }
+            Stage::Accepted | Stage::Denied => {}
+        }
+        Ok(())
+    }
+
+    /// `websocket.http.response.*`: the app refuses the handshake with an
+    /// HTTP response of its own.
+    fn ws_deny_with(
+        &mut self,
+        py: Python<'_>,
+        client: &mut Client,
+        key: CycleKey,
+        usable: bool,
+        http: HttpSend<'_>,
+    ) -> PyResult<bool> {
+        let date = self.date();
+        let keep_headers = self.keep_headers;
+        let Some(st) = self.cycles.get_mut(key) else { return Err(self.errors.websocket_gone(py)) };
+        let Some(ws) = st.ws.as_deref_mut() else { return Err(self.errors.websocket_gone(py)) };
+        if ws.stage == Stage::Accepted {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("websocket.http.response after websocket.accept"));
+        }
+        if !usable {
+            return Err(self.errors.websocket_gone(py));
+        }
+        ws.stage = Stage::Denied;
+        let facts = RequestFacts { is_head: st.head.method == "HEAD", version: st.head.version };
+        match http {
+            HttpSend::Start { status, headers } => {
+                if st.response.started {
+                    return Err(pyo3::exceptions::PyRuntimeError::new_err("Response already started"));
                 }
                 let pairs = messages::header_slices(&headers);
-                let chosen: Vec<(&[u8], &[u8])> =
-                    subprotocol.iter().map(|p| (b"Sec-WebSocket-Protocol".as_slice(), p.as_bytes())).collect();
-                for checked in [&pairs, &chosen] {
-                    crate::asgi::response::check_headers(checked)
-                        .map_err(|e| crate::wsgi::response::InvalidResponseHeader::new_err(e.to_string()))?;
-                }
-                let answer =
-                    accept_response(&ws.key, subprotocol.as_deref(), &pairs, crate::SERVER_HEADER.as_bytes(), &date);
-                ws.phase = WsPhase::Open;
-                write(conn, &[&answer]).map_err(|e| io_err(conn, e))?;
+                let opts =
+                    StartOptions { close: true, server: crate::SERVER_HEADER.as_bytes(), date: &date, keep_headers };
+                st.response
+                    .start(facts, status, &pairs, &opts)
+                    .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
                 Ok(false)
             }
-            WsSend::Text(_) | WsSend::Bytes(_) if ws.phase == WsPhase::Handshake => {
-                Err(pyo3::exceptions::PyRuntimeError::new_err("WebSocket not accepted"))
+            HttpSend::Body { body, more } => {
+                if !st.response.started {
+                    return Err(pyo3::exceptions::PyRuntimeError::new_err("Response not started"));
+                }
+                if st.response.complete {
+                    return Err(pyo3::exceptions::PyRuntimeError::new_err("Response already complete"));
+                }
+                let data = body.as_slice();
+                let f = st.response.frame(data.len(), more);
+                client.send(&[&f.prefix, &data[..f.take], f.suffix]).map_err(|e| lost(client, e))?;
+                if !more {
+                    client.role = Role::Idle;
+                    client.conn.http.end();
+                    return Ok(false);
+                }
+                Ok(client.pending_out() > OUT_HIGH)
             }
-            WsSend::Text(text) => {
-                if ws.closed || ws.close_sent || disconnected || !on_conn {
-                    return Err(gone);
-                }
-                let header = encode_header(Opcode::Text, true, text.len());
-                write(conn, &[&header, text.as_bytes()]).map_err(|e| io_err(conn, e))?;
-                Ok(conn.pending_out() > OUT_HIGH)
-            }
-            WsSend::Bytes(data) => {
-                if ws.closed || ws.close_sent || disconnected || !on_conn {
-                    return Err(gone);
-                }
-                let data = data.as_slice();
-                let header = encode_header(Opcode::Binary, true, data.len());
-                write(conn, &[&header, data]).map_err(|e| io_err(conn, e))?;
-                Ok(conn.pending_out() > OUT_HIGH)
-            }
-            WsSend::Close { code, reason } => {
-                match ws.phase {
-                    // ASGI: a close before accept refuses the handshake
-                    // with a 403.
-                    WsPhase::Handshake => {
-                        ws.phase = WsPhase::Denied;
-                        if on_conn {
-                            deny(conn, 403, &date);
-                        }
-                    }
-                    WsPhase::Open => {
-                        if !ws.close_sent && on_conn && !disconnected {
-                            let mut frame = Vec::with_capacity(4 + reason.len());
-                            close_frame(code, &reason, &mut frame);
-                            ws.close_sent = true;
-                            write(conn, &[&frame]).map_err(|e| io_err(conn, e))?;
-                            if ws.closed {
-                                conn.state = State::Idle;
-                                conn.c.phase = Phase::Flush(After::Linger);
-                            } else {
-                                conn.c.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
-                            }
-                        }
-                    }
-                    WsPhase::Denied => {}
-                }
-                Ok(false)
-            }
-            WsSend::Http(http) => {
-                if ws.phase == WsPhase::Open {
-                    return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                        "websocket.http.response after websocket.accept",
-                    ));
-                }
-                if !on_conn || disconnected {
-                    return Err(gone);
-                }
-                ws.phase = WsPhase::Denied;
-                let facts = RequestFacts { is_head, version };
-                match http {
-                    HttpSend::Start { status, headers } => {
-                        if st.response.started {
-                            return Err(pyo3::exceptions::PyRuntimeError::new_err("Response already started"));
-                        }
-                        let pairs = messages::header_slices(&headers);
-                        let opts = StartOptions {
-                            close: true,
-                            server: crate::SERVER_HEADER.as_bytes(),
-                            date: &date,
-                            keep_headers,
-                        };
-                        st.response
-                            .start(facts, status, &pairs, &opts)
-                            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-                        Ok(false)
-                    }
-                    HttpSend::Body { body, more } => {
-                        if !st.response.started {
-                            return Err(pyo3::exceptions::PyRuntimeError::new_err("Response not started"));
-                        }
-                        if st.response.complete {
-                            return Err(pyo3::exceptions::PyRuntimeError::new_err("Response already complete"));
-                        }
-                        let data = body.as_slice();
-                        let f = st.response.frame(data.len(), more);
-                        write(conn, &[&f.prefix, &data[..f.take], f.suffix]).map_err(|e| io_err(conn, e))?;
-                        if !more {
-                            conn.state = State::Idle;
-                            conn.c.phase = Phase::Flush(After::Linger);
-                            return Ok(false);
-                        }
-                        Ok(conn.pending_out() > OUT_HIGH)
-                    }
-                    _ => Err(pyo3::exceptions::PyRuntimeError::new_err(
-                        "only websocket.http.response.start and .body refuse a WebSocket",
-                    )),
-                }
-            }
+            _ => Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "only websocket.http.response.start and .body refuse a WebSocket",
+            )),
         }
     }
 
     /// A WebSocket connection: send what is queued, read frames while the
-    /// app keeps up, answer pings, handle the close handshake.
-    pub fn drive_ws(&mut self, py: Python<'_>, conn: &mut AConn, key: u64) -> Fate {
-        if conn.c.edge.writable && conn.pending_out() > 0 {
-            if let Err(e) = super::output::flush(&mut conn.c, &mut conn.file) {
-                crate::workers::wsgi_request::log_socket_error(&e);
-                return Fate::Close;
-            }
+    /// app keeps up, answer pings, run the closing handshake.
+    pub(super) fn drive_ws(&mut self, py: Python<'_>, client: &mut Client, key: CycleKey) -> Disposition {
+        if self.flush_for(py, client, key).is_err() {
+            return Disposition::Close;
         }
-        let low = conn.pending_out() <= OUT_LOW;
         let keys = &self.scope.keys;
         let Some(st) = self.cycles.get_mut(key) else {
-            conn.state = State::Idle;
-            return Fate::Close;
+            client.role = Role::Idle;
+            return Disposition::Close;
         };
-        if low {
-            if let Some(fut) = st.drain_waiter() {
-                resolve(py, &fut, py.None().into_bound(py));
+        let Some(ws) = st.ws.as_deref_mut() else { return Disposition::Close };
+        let frames = read_frames(py, keys, client, ws);
+        deliver_messages(py, keys, st);
+        if !frames.out.is_empty() {
+            if let Err(e) = client.send(&[&frames.out]) {
+                log_socket_error(&e);
+                return Disposition::Close;
             }
         }
-        let Some(ws) = st.ws.as_deref_mut() else { return Fate::Close };
-        let mut out = Vec::new();
-        let mut failed = false;
-        let mut close_now = false;
-        while ws.wants_frames() || (ws.close_sent && !ws.closed) {
-            if conn.c.buf.unread().is_empty() {
-                if conn.c.eof || !conn.c.edge.readable {
-                    break;
-                }
-                match conn.c.read_edge() {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        conn.c.edge.readable = false;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        crate::workers::wsgi_request::log_socket_error(&e);
-                        failed = true;
-                        break;
-                    }
-                }
-                continue;
-            }
-            let close_sent = ws.close_sent;
-            let mut events: Vec<(Py<PyAny>, usize)> = Vec::new();
-            let mut peer_close: Option<Option<u16>> = None;
-            let fed = ws.reader.feed_with(conn.c.buf.unread_mut(), |ev| match ev {
-                // Once our close frame is out the app gets no more data.
-                EventRef::Text(_) | EventRef::Binary(_) if close_sent => {}
-                EventRef::Text(t) => {
-                    if let Ok(m) = messages::ws_text(py, keys, t) {
-                        events.push((m.into_any().unbind(), t.len()));
-                    }
-                }
-                EventRef::Binary(b) => {
-                    if let Ok(m) = messages::ws_bytes(py, keys, b) {
-                        events.push((m.into_any().unbind(), b.len()));
-                    }
-                }
-                EventRef::Ping(p) => encode(Opcode::Pong, true, p, &mut out),
-                EventRef::Pong(_) => {}
-                EventRef::Close { code, .. } => peer_close = Some(code),
-            });
-            match fed {
-                Ok(used) => conn.c.buf.consume(used),
-                Err(e) => {
-                    crate::log::debug!("WebSocket protocol error: {e}");
-                    if !ws.close_sent {
-                        close_frame(e.close_code(), e.reason(), &mut out);
-                        ws.close_sent = true;
-                    }
-                    ws.closed = true;
-                    ws.close_code = Some(e.close_code());
-                    close_now = true;
-                }
-            }
-            ws.inbox_bytes += events.iter().map(|(_, n)| n).sum::<usize>();
-            ws.inbox.extend(events);
-            if let Some(code) = peer_close {
-                ws.closed = true;
-                ws.close_code = Some(code.unwrap_or(1005));
-                if !ws.close_sent {
-                    // Echo it (1005 never goes on the wire: 1000 instead).
-                    close_frame(code.unwrap_or(1000), "", &mut out);
-                    ws.close_sent = true;
-                }
-                close_now = true;
-            }
-            if close_now {
-                break;
-            }
+        if frames.failed {
+            return Disposition::Close;
         }
-        if (conn.c.eof || conn.c.edge.hup) && !ws.closed && ws.phase == WsPhase::Open {
-            ws.closed = true;
-            failed = true;
-        }
-        // Waiting receive() calls get what arrived (or the disconnect).
-        let deliver_disconnect = ws.closed && ws.inbox.is_empty();
-        while st.has_waiter() {
-            let Some(ws) = st.ws.as_deref_mut() else { break };
-            let (msg, size) = match ws.inbox.pop_front() {
-                Some(m) => m,
-                None if deliver_disconnect => {
-                    ws.disconnect_delivered = true;
-                    match messages::ws_disconnect(py, keys, ws.disconnect_code(), "") {
-                        Ok(m) => (m.into_any().unbind(), 0),
-                        Err(_) => break,
-                    }
-                }
-                None => break,
-            };
-            match st.next_waiter(py) {
-                Some(fut) => {
-                    if let Some(ws) = st.ws.as_deref_mut() {
-                        ws.inbox_bytes = ws.inbox_bytes.saturating_sub(size);
-                    }
-                    resolve(py, &fut, msg.into_bound(py));
-                }
-                None => {
-                    if let Some(ws) = st.ws.as_deref_mut() {
-                        if size > 0 || !deliver_disconnect {
-                            ws.inbox.push_front((msg, size));
-                        } else {
-                            ws.disconnect_delivered = false;
-                        }
-                    }
-                    break;
-                }
-            }
-        }
-        if !out.is_empty() {
-            if let Err(e) = write(conn, &[&out]) {
-                crate::workers::wsgi_request::log_socket_error(&e);
-                return Fate::Close;
-            }
-        }
-        if failed {
-            return Fate::Close;
-        }
-        if close_now {
-            // The close handshake is done (or the connection failed): the
+        if frames.close_now {
+            // The closing handshake is done (or the connection failed): the
             // server closes the TCP connection once the frame is out.
-            conn.state = State::Idle;
-            conn.c.phase = Phase::Flush(After::Linger);
-            return Fate::Keep;
+            client.role = Role::Idle;
+            client.conn.http.end();
+            return Disposition::Keep;
         }
-        if conn.c.edge.hup {
-            return Fate::Close;
+        if client.conn.edge.hup {
+            return Disposition::Close;
         }
-        Fate::Keep
+        Disposition::Keep
     }
 
     /// The worker stops: an open WebSocket is closed with 1001.
-    pub fn ws_going_away(&mut self, _py: Python<'_>, conn: &mut AConn) {
-        let State::Ws(key) = conn.state else { return };
+    pub(super) fn ws_going_away(&mut self, client: &mut Client) {
+        let Role::WebSocket(key) = client.role else { return };
         let Some(ws) = self.cycles.get_mut(key).and_then(|st| st.ws.as_deref_mut()) else { return };
-        if ws.phase != WsPhase::Open || ws.close_sent {
+        if ws.stage != Stage::Accepted || !ws.handshake.close() {
             return;
         }
         let mut frame = Vec::new();
         close_frame(1001, "", &mut frame);
-        ws.close_sent = true;
-        conn.c.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
-        if write(conn, &[&frame]).is_err() {
-            conn.c.edge.hup = true;
+        client.conn.timer.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+        if client.send(&[&frame]).is_err() {
+            client.conn.edge.hup = true;
         }
     }
 
-    /// The app call of a WebSocket ended: refuse a handshake it never
-    /// answered (403, or 500 if it raised), close an open one.
-    pub fn ws_finished(
-        &mut self,
-        _py: Python<'_>,
-        conn: &mut AConn,
-        st: &CycleState,
-        outcome: &Outcome,
-    ) -> Option<Fate> {
-        let ws = st.ws.as_deref()?;
-        conn.state = State::Idle;
-        if matches!(outcome, Outcome::Exiting) {
-            return Some(Fate::Close);
+    /// The call of a WebSocket ended: refuse a handshake it never answered
+    /// (403, or 500 if it raised), close an open one.
+    pub(super) fn ws_finished(&mut self, client: &mut Client, st: &CycleState, end: &CallEnd) -> Disposition {
+        let Some(ws) = st.ws.as_deref() else { return Disposition::Keep };
+        client.role = Role::Idle;
+        if matches!(end, CallEnd::Exiting) {
+            return Disposition::Close;
         }
         let date = self.date();
-        match ws.phase {
-            WsPhase::Handshake => {
-                let status = if matches!(outcome, Outcome::Raised(_)) { 500 } else { 403 };
-                deny(conn, status, &date);
+        match ws.stage {
+            Stage::Connecting => {
+                let status = if matches!(end, CallEnd::Raised(_)) { 500 } else { 403 };
+                deny(client, status, &date);
             }
-            WsPhase::Denied => {
+            Stage::Denied => {
                 if st.response.started && !st.response.complete {
-                    return Some(Fate::Close);
+                    return Disposition::Close;
                 }
-                if !st.response.started && !matches!(conn.c.phase, Phase::Flush(_)) {
-                    deny(conn, 403, &date);
+                if !st.response.started && !client.conn.http.is_lingering() {
+                    deny(client, 403, &date);
                 }
             }
-            WsPhase::Open => {
-                if !ws.close_sent && !st.disconnected {
+            Stage::Accepted => {
+                if ws.handshake.is_open() && !st.disconnected {
                     // 1000 for an app that just returned, 1011 for one that
                     // failed.
-                    let code = if matches!(outcome, Outcome::Raised(_)) { 1011 } else { 1000 };
+                    let code = if matches!(end, CallEnd::Raised(_)) { 1011 } else { 1000 };
                     let mut frame = Vec::new();
                     close_frame(code, "", &mut frame);
-                    if write(conn, &[&frame]).is_err() {
-                        return Some(Fate::Close);
+                    if client.send(&[&frame]).is_err() {
+                        return Disposition::Close;
                     }
                 }
-                conn.c.phase = Phase::Flush(After::Linger);
+                client.conn.http.end();
             }
         }
-        Some(Fate::Keep)
+        Disposition::Keep
+    }
+}
+
+fn lost(client: &mut Client, e: io::Error) -> PyErr {
+    log_socket_error(&e);
+    client.conn.edge.hup = true;
+    PyErr::from(e)
+}
+
+/// Reads and decodes frames while they are wanted: messages go to the
+/// inbox, pings are answered, close frames run the closing handshake.
+fn read_frames(py: Python<'_>, keys: &Keys, client: &mut Client, ws: &mut WsState) -> Frames {
+    let mut frames = Frames::default();
+    while ws.wants_frames() {
+        // Decode what is buffered first; read only when that gives nothing
+        // (an empty buffer, or a frame not complete yet).
+        let used = decode_frames(py, keys, client, ws, &mut frames);
+        if frames.close_now {
+            break;
+        }
+        if used > 0 {
+            continue;
+        }
+        if client.conn.http.peer_closed() || !client.conn.edge.readable {
+            break;
+        }
+        match client.conn.read_edge() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                client.conn.edge.readable = false;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log_socket_error(&e);
+                frames.failed = true;
+                break;
+            }
+        }
+    }
+    if (client.conn.http.peer_closed() || client.conn.edge.hup)
+        && !ws.handshake.is_closed()
+        && ws.stage == Stage::Accepted
+    {
+        ws.handshake.lost();
+        frames.failed = true;
+    }
+    frames
+}
+
+/// One pass of the codec over the buffered bytes; how many it used.
+fn decode_frames(py: Python<'_>, keys: &Keys, client: &mut Client, ws: &mut WsState, frames: &mut Frames) -> usize {
+    let buffered = client.conn.http.buffer().unread_mut();
+    if buffered.is_empty() {
+        return 0;
+    }
+    // Once our close frame is out the app gets no more data.
+    let drop_data = !ws.handshake.is_open();
+    let mut messages: Vec<(Py<PyAny>, usize)> = Vec::new();
+    let mut peer_close: Option<Option<u16>> = None;
+    let out = &mut frames.out;
+    let fed = ws.reader.feed_with(buffered, |ev| match ev {
+        EventRef::Text(_) | EventRef::Binary(_) if drop_data => {}
+        EventRef::Text(t) => {
+            if let Ok(m) = messages::ws_text(py, keys, t) {
+                messages.push((m.into_any().unbind(), t.len()));
+            }
+        }
+        EventRef::Binary(b) => {
+            if let Ok(m) = messages::ws_bytes(py, keys, b) {
+                messages.push((m.into_any().unbind(), b.len()));
+            }
+        }
+        EventRef::Ping(p) => encode(Opcode::Pong, true, p, out),
+        EventRef::Pong(_) => {}
+        EventRef::Close { code, .. } => peer_close = Some(code),
+    });
+    let used = match fed {
+        Ok(used) => used,
+        Err(e) => {
+            crate::log::debug!("WebSocket protocol error: {e}");
+            if ws.handshake.fail(e.close_code()) {
+                close_frame(e.close_code(), e.reason(), &mut frames.out);
+            }
+            frames.close_now = true;
+            0
+        }
+    };
+    client.conn.http.buffer().consume(used);
+    ws.inbox_bytes += messages.iter().map(|(_, n)| n).sum::<usize>();
+    ws.inbox.extend(messages);
+    if let Some(code) = peer_close {
+        // Answer it (1005 never goes on the wire: 1000 instead).
+        if let Some(answer) = ws.handshake.peer_closed(code) {
+            close_frame(answer, "", &mut frames.out);
+        }
+        frames.close_now = true;
+    }
+    used
+}
+
+/// Waiting `receive()` calls get the messages that arrived, or the
+/// disconnect once the WebSocket is closed and its messages taken.
+fn deliver_messages(py: Python<'_>, keys: &Keys, st: &mut CycleState) {
+    let Some(ws) = st.ws.as_deref() else { return };
+    // Only a WebSocket closed with nothing left for the app says so now.
+    let disconnect = ws.handshake.is_closed() && ws.inbox.is_empty();
+    while st.has_waiter() {
+        let Some(ws) = st.ws.as_deref_mut() else { return };
+        let (msg, size) = match ws.inbox.pop_front() {
+            Some(m) => m,
+            None if disconnect => match messages::ws_disconnect(py, keys, ws.disconnect_code(), "") {
+                Ok(m) => {
+                    ws.disconnect_delivered = true;
+                    (m.into_any().unbind(), 0)
+                }
+                Err(_) => return,
+            },
+            None => return,
+        };
+        match st.next_waiter(py) {
+            Some(fut) => {
+                if let Some(ws) = st.ws.as_deref_mut() {
+                    ws.inbox_bytes = ws.inbox_bytes.saturating_sub(size);
+                }
+                resolve(py, &fut, msg.into_bound(py));
+            }
+            None => {
+                // Every waiter had given up: keep what was meant for them.
+                if let Some(ws) = st.ws.as_deref_mut() {
+                    if disconnect && size == 0 {
+                        ws.disconnect_delivered = false;
+                    } else {
+                        ws.inbox.push_front((msg, size));
+                    }
+                }
+                return;
+            }
+        }
     }
 }
 
 /// The handshake refused with an HTTP response, then a close.
-fn deny(conn: &mut AConn, status: u16, date: &[u8]) {
+fn deny(client: &mut Client, status: u16, date: &[u8]) {
     let reason = crate::asgi::response::reason(status);
     let answer = reject_response(status, reason, b"close", &[], b"", crate::SERVER_HEADER.as_bytes(), date);
-    conn.state = State::Idle;
-    if write(conn, &[&answer]).is_err() {
-        conn.c.edge.hup = true;
+    client.role = Role::Idle;
+    if client.send(&[&answer]).is_err() {
+        client.conn.edge.hup = true;
     }
-    conn.c.phase = Phase::Flush(After::Linger);
+    client.conn.http.end();
 }

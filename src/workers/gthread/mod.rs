@@ -23,7 +23,9 @@ use crate::net::epoll::{Epoll, EventFd};
 use crate::net::listener::Listener;
 use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
-use crate::workers::evconn::{Conn, Pending, Phase};
+use crate::workers::core::conn::{Conn, Inbound};
+use crate::workers::core::life::RequestBudget;
+use crate::workers::core::signals;
 use pool::Queue;
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 /// A request for a Python thread, with its connection.
 pub struct Job {
     conn: Box<Conn>,
-    pending: Box<Pending>,
+    inbound: Inbound,
 }
 
 /// What the engine and the Python threads share.
@@ -55,10 +57,7 @@ pub struct Shared {
     listeners: Vec<Listener>,
     slot: SlotHandle,
     ppid: i32,
-    /// Stopping: answer with Connection: close, accept nothing new.
-    draining: AtomicBool,
-    served: AtomicU64,
-    max_requests: u64,
+    budget: RequestBudget,
     /// Kept-alive connections waiting for a request, and how many may
     /// (Gunicorn's worker_connections - threads).
     idle: AtomicUsize,
@@ -109,14 +108,10 @@ impl Shared {
     /// connection in `returned`. The engine is woken only when it has
     /// something to do now, or an edge came while the thread had it.
     fn give_back(&self, conn: Box<Conn>) {
-        let now = match conn.phase {
-            Phase::Head | Phase::Body(_) | Phase::Drain { .. } | Phase::Linger { .. } => conn.edge.readable,
-            Phase::Flush(_) => conn.edge.writable,
-            Phase::Close => true,
-        };
-        let slot = conn.slot();
+        let now = conn.needs_engine();
+        let index = conn.token.index();
         self.lock_returned().push(conn);
-        if now || self.missed.get(slot).is_some_and(|m| m.load(Ordering::SeqCst)) {
+        if now || self.missed.get(index).is_some_and(|m| m.load(Ordering::SeqCst)) {
             self.wake_engine();
         }
     }
@@ -138,7 +133,7 @@ pub fn serve(
     ctx: &WorkerCtx,
     app: Py<PyAny>,
     policy: HttpPolicy,
-    wakeup: crate::workers::core::signals::Wakeup,
+    wakeup: signals::Wakeup,
 ) -> PyResult<()> {
     let settings = ctx.settings.clone();
     let threads = settings.threads.max(1) as usize;
@@ -161,9 +156,7 @@ pub fn serve(
         listeners: ctx.listeners.clone(),
         slot: ctx.slot.clone(),
         ppid: ctx.ppid,
-        draining: AtomicBool::new(false),
-        served: AtomicU64::new(0),
-        max_requests: ctx.max_requests,
+        budget: RequestBudget::new(ctx.max_requests),
         idle: AtomicUsize::new(0),
         max_keepalived,
         busy: AtomicUsize::new(0),
@@ -203,7 +196,7 @@ pub fn serve(
     shared.finished.store(true, Ordering::SeqCst);
     shared.queue.close();
     sub.thread().unpark();
-    let fast = result.is_err() || crate::workers::core::signals::fast_exit();
+    let fast = result.is_err() || signals::fast_exit();
     let wait = if fast { Duration::from_millis(200) } else { Duration::from_secs(5) };
     let deadline = Instant::now() + wait;
     let idle = py.detach(|| {
@@ -218,7 +211,7 @@ pub fn serve(
         crate::log::info!("Worker exiting (pid: {})", std::process::id());
         let status = match &result {
             Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => exit_status(py, e),
-            _ => crate::workers::core::signals::fast_exit_status(),
+            _ => signals::fast_exit_status(),
         };
         // SAFETY: _exit ends the process without running anything else.
         unsafe { libc::_exit(status) };
@@ -233,9 +226,7 @@ pub fn serve(
     // (the handler's SystemExit was answered as an app error) keeps its
     // exit status.
     match result {
-        Ok(()) if crate::workers::core::signals::fast_exit() => {
-            Err(pyo3::exceptions::PySystemExit::new_err(crate::workers::core::signals::fast_exit_status()))
-        }
+        Ok(()) if signals::fast_exit() => Err(pyo3::exceptions::PySystemExit::new_err(signals::fast_exit_status())),
         other => other,
     }
 }
@@ -272,7 +263,7 @@ fn main_loop(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState) -> PyR
         // the next turn of the engine, which the main thread takes back.
         let limit = if slow { 1 } else { shared.queue.len() };
         run_inline(py, shared, ts, limit)?;
-        if shared.finished.load(Ordering::SeqCst) || crate::workers::core::signals::fast_exit() {
+        if shared.finished.load(Ordering::SeqCst) || signals::fast_exit() {
             return Ok(());
         }
     }
@@ -298,7 +289,7 @@ fn run_inline(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState, limit
         let cost = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
         let avg = shared.inline_cost_us.load(Ordering::Relaxed);
         shared.inline_cost_us.store(avg - avg / 8 + cost / 8, Ordering::Relaxed);
-        if crate::workers::core::signals::fast_exit() {
+        if signals::fast_exit() {
             break;
         }
     }

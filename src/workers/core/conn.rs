@@ -1,0 +1,456 @@
+//! A client connection of an event-driven worker (gthread, asgi): the
+//! socket, the sans-I/O HTTP/1 state (`http::conn::ServerConn`), the bytes
+//! the client has not taken yet, what the last epoll edge said, and the
+//! deadline that applies. [`Conn::progress`] moves it while no request of
+//! it is in the application's hands: send, read, parse, read a body ahead,
+//! refuse, linger, until it has a request for the application, must wait
+//! for the socket, or is done.
+
+use super::output::{OutQueue, Sent};
+use super::slab::ConnToken;
+use super::sock::{self, Discarded};
+use crate::http::conn::{has_no_body, BodyRead, Event, Request, ServerConn, Wait};
+use crate::http::error::HttpError;
+use crate::http::policy::HttpPolicy;
+use crate::net::proxy_protocol::ProxyMode;
+use crate::net::stream::{Peer, Stream};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A request body is read by the engine up to this much before the request
+/// goes to the application, so that a slow upload of a typical form or JSON
+/// body never holds a Python thread or task. Larger bodies stream from there.
+pub const PREBUFFER: usize = 64 * 1024;
+/// One read's worth for heads and bodies.
+pub const READ_SIZE: usize = 16 * 1024;
+
+/// How a connection is registered: once, edge-triggered, both ways, with
+/// the peer's FIN reported. No `epoll_ctl` per request; each connection
+/// remembers its last edge in an [`Edge`] instead.
+pub const EDGE_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+
+/// What the last edge said of a connection, as long as no read or write
+/// has said otherwise since. An edge comes once: a connection believed
+/// readable must be read before the worker waits for it again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Edge {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer's FIN came with an edge: a short read no longer means the
+    /// socket is drained (the 0 of EOF is still to read).
+    pub rdhup: bool,
+    /// The connection failed or was hung up.
+    pub hup: bool,
+}
+
+impl Edge {
+    /// Takes in an epoll event's flags.
+    pub fn note(&mut self, flags: u32) {
+        let (inp, out, rdhup, hup, err) = (
+            libc::EPOLLIN as u32,
+            libc::EPOLLOUT as u32,
+            libc::EPOLLRDHUP as u32,
+            libc::EPOLLHUP as u32,
+            libc::EPOLLERR as u32,
+        );
+        if flags & (inp | rdhup | hup | err) != 0 {
+            self.readable = true;
+        }
+        if flags & out != 0 {
+            self.writable = true;
+        }
+        if flags & rdhup != 0 {
+            self.rdhup = true;
+        }
+        if flags & (hup | err) != 0 {
+            self.hup = true;
+        }
+    }
+
+    /// An edge may have come that nobody saw: try both ways once.
+    pub fn assume_ready(&mut self) {
+        self.readable = true;
+        self.writable = true;
+    }
+}
+
+/// A request for the application, with what the engine read of its body.
+#[derive(Debug)]
+pub struct Inbound {
+    pub request: Box<Request>,
+    pub body: Vec<u8>,
+    /// A framing error met while reading ahead: raised when the application
+    /// reads past `body`, as Gunicorn raises it from `wsgi.input.read()`.
+    pub error: Option<HttpError>,
+}
+
+/// Where [`Conn::progress`] left a connection.
+#[derive(Debug)]
+pub enum Progress {
+    /// A request for the application (the connection goes with it, or
+    /// waits for it, as the worker type does).
+    Dispatch(Inbound),
+    /// Keep it until its next edge or its deadline.
+    Keep,
+    /// Close it now.
+    Close,
+}
+
+/// The deadlines of an event-driven worker's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub keepalive: Duration,
+}
+
+/// A new connection gets this long, plus the keep-alive time, to send
+/// something (Gunicorn's worker parks a silent new connection after its
+/// data timeout).
+const FIRST_DATA: Duration = Duration::from_secs(5);
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// Once the worker stops, idle connections live this long at most, so a
+/// request already on its way is still answered (with `Connection: close`).
+pub const STOP_IDLE: Duration = Duration::from_secs(2);
+
+impl Deadlines {
+    fn limit(&self, wait: Wait) -> Option<Duration> {
+        match wait {
+            Wait::FirstRequest => Some(FIRST_DATA + self.keepalive),
+            Wait::KeepAlive => Some(self.keepalive),
+            Wait::Drain => Some(DRAIN_TIME),
+            Wait::Linger => Some(LINGER_TIME),
+            // Gunicorn waits for the rest of a head, and for the app,
+            // without a limit of the client's.
+            Wait::Request | Wait::Exchange => None,
+        }
+    }
+}
+
+/// When the engine closes a connection if nothing happens. Set when the
+/// kind of wait changes and kept while it does not, so a client that
+/// trickles bytes during a drain or a linger does not extend it.
+#[derive(Debug, Default)]
+pub struct Timer {
+    wait: Option<Wait>,
+    pub deadline: Option<Instant>,
+}
+
+impl Timer {
+    pub fn follow(&mut self, wait: Wait, now: Instant, limits: &Deadlines, stopping: bool) {
+        if self.wait == Some(wait) {
+            return;
+        }
+        self.wait = Some(wait);
+        self.deadline = limits.limit(wait).map(|d| now + d);
+        if stopping {
+            self.cap_for_stop(now);
+        }
+    }
+
+    /// The worker stops: an idle connection gets [`STOP_IDLE`] at most.
+    pub fn cap_for_stop(&mut self, now: Instant) {
+        if matches!(self.wait, Some(Wait::FirstRequest | Wait::KeepAlive)) {
+            let cap = now + STOP_IDLE;
+            self.deadline = Some(self.deadline.map_or(cap, |d| d.min(cap)));
+        }
+    }
+
+    pub fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| d <= now)
+    }
+}
+
+pub struct Conn {
+    pub stream: Arc<Stream>,
+    pub peer: Peer,
+    /// Index of the listener it came from (SERVER_NAME, SERVER_PORT).
+    pub listener: usize,
+    pub token: ConnToken,
+    pub http: ServerConn,
+    pub out: OutQueue,
+    pub timer: Timer,
+    pub edge: Edge,
+    /// The write side is shut (lingering).
+    write_shut: bool,
+    /// Given up on (a thread met an error with it): close it.
+    abandoned: bool,
+    /// A request whose body is being read ahead.
+    inbound: Option<Inbound>,
+}
+
+/// What one read found.
+enum Read {
+    /// Bytes, or the end of the input: look again.
+    Progress,
+    /// Nothing to read until the next edge.
+    Drained,
+    /// The connection failed.
+    Failed,
+}
+
+impl Conn {
+    pub fn new(stream: Stream, peer: Peer, listener: usize, token: ConnToken, proxy: ProxyMode) -> Conn {
+        Conn {
+            stream: Arc::new(stream),
+            peer,
+            listener,
+            token,
+            http: ServerConn::new(proxy),
+            out: OutQueue::default(),
+            timer: Timer::default(),
+            // A new socket has room to write; whether it has anything to
+            // read, its first edge says.
+            edge: Edge { writable: true, ..Edge::default() },
+            write_shut: false,
+            abandoned: false,
+            inbound: None,
+        }
+    }
+
+    pub fn fd(&self) -> i32 {
+        self.stream.fd()
+    }
+
+    /// Moves the connection as far as it can go while no request of it is
+    /// with the application.
+    pub fn progress(&mut self, policy: &HttpPolicy, pool: &mut BufferPool) -> Progress {
+        if self.abandoned {
+            return Progress::Close;
+        }
+        loop {
+            if !self.out.is_empty() {
+                match self.flush() {
+                    Ok(true) => {}
+                    Ok(false) => return Progress::Keep,
+                    Err(e) => {
+                        sock::log_socket_error(&e);
+                        return Progress::Close;
+                    }
+                }
+            }
+            if self.http.is_lingering() {
+                return self.linger();
+            }
+            if let Some(mut inbound) = self.inbound.take() {
+                match self.read_ahead(&mut inbound, pool) {
+                    Some(Read::Failed) => return Progress::Close,
+                    Some(Read::Drained | Read::Progress) => {
+                        self.inbound = Some(inbound);
+                        return Progress::Keep;
+                    }
+                    None => return Progress::Dispatch(inbound),
+                }
+            }
+            match self.http.next_event(policy, self.peer.ip()) {
+                Event::Request(request) => {
+                    let inbound = Inbound { request, body: Vec::new(), error: None };
+                    // A client that asked for 100-continue waits for it
+                    // before it sends the body: no reading ahead.
+                    if inbound.request.head.expect_continue || has_no_body(&inbound.request.head) {
+                        return Progress::Dispatch(inbound);
+                    }
+                    self.inbound = Some(inbound);
+                }
+                Event::NeedData => match self.read(pool) {
+                    Read::Progress => {}
+                    Read::Drained => return Progress::Keep,
+                    Read::Failed => return Progress::Close,
+                },
+                Event::Paused => return Progress::Keep,
+                Event::Reject(e) => self.refuse(&e),
+                // The lingering branch takes it from here.
+                Event::Close => {}
+            }
+        }
+    }
+
+    /// Reads the body ahead until [`PREBUFFER`] or its end (None: ready for
+    /// the application), or until the socket is drained.
+    fn read_ahead(&mut self, inbound: &mut Inbound, pool: &mut BufferPool) -> Option<Read> {
+        loop {
+            match self.http.read_body(&mut inbound.body, PREBUFFER) {
+                Ok(BodyRead::Complete) => return None,
+                Ok(BodyRead::Data) if inbound.body.len() >= PREBUFFER => return None,
+                Ok(BodyRead::Data) => {}
+                Ok(BodyRead::NeedData) => match self.read(pool) {
+                    Read::Progress => {}
+                    other => return Some(other),
+                },
+                Err(e) => {
+                    inbound.error = Some(e);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// One read where the last edge said there is something.
+    fn read(&mut self, pool: &mut BufferPool) -> Read {
+        if !self.edge.readable || self.http.peer_closed() {
+            return Read::Drained;
+        }
+        pool.lend(self);
+        match self.read_edge() {
+            Ok(_) => Read::Progress,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if self.edge.hup {
+                    Read::Failed
+                } else {
+                    Read::Drained
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Read::Progress,
+            Err(e) => {
+                sock::log_socket_error(&e);
+                Read::Failed
+            }
+        }
+    }
+
+    /// One read for an edge-triggered worker: a short read drained the
+    /// socket (unless the FIN came with the edge), and so does EAGAIN, so
+    /// the connection then waits for its next edge.
+    pub fn read_edge(&mut self) -> io::Result<usize> {
+        let asked = self.http.read_hint(READ_SIZE, PREBUFFER);
+        match sock::recv_into(self.stream.fd(), self.http.buffer(), asked, false) {
+            Ok(n) => {
+                if n == 0 {
+                    self.http.received_eof();
+                } else if n < asked && !self.edge.rdhup {
+                    self.edge.readable = false;
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    self.edge.readable = false;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The connection is not to be used again: [`Conn::progress`] closes it.
+    pub fn abandon(&mut self) {
+        self.abandoned = true;
+    }
+
+    /// Whether the engine has something to do with it now (else its next
+    /// edge or deadline will tell).
+    pub fn needs_engine(&self) -> bool {
+        self.abandoned || if self.out.is_empty() { self.edge.readable } else { self.edge.writable }
+    }
+
+    /// Sends what is queued; Ok(true) when all has gone.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        if !self.edge.writable {
+            return Ok(self.out.is_empty());
+        }
+        match self.out.flush(&self.stream)? {
+            Sent::All => Ok(true),
+            Sent::Blocked => {
+                self.edge.writable = false;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Sends `parts` after what is queued, as far as the socket takes them
+    /// now; the rest is queued.
+    pub fn send(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        if self.out.send(&self.stream, parts, self.edge.writable)? == Sent::Blocked {
+            self.edge.writable = false;
+        }
+        Ok(())
+    }
+
+    /// A request refused before the application: Gunicorn's log line and
+    /// error page; the connection then lingers and closes.
+    pub fn refuse(&mut self, e: &HttpError) {
+        log_refused(self.peer, e);
+        if let Some(page) = e.response() {
+            self.out.push(&page.to_bytes());
+        }
+    }
+
+    /// Gunicorn's close_graceful: once the output is out, shut the write
+    /// side and read until the client closes, within limits.
+    fn linger(&mut self) -> Progress {
+        if self.http.peer_closed() || self.edge.hup {
+            return Progress::Close;
+        }
+        if !self.write_shut {
+            if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
+                return Progress::Close;
+            }
+            self.write_shut = true;
+        }
+        if !self.edge.readable {
+            return Progress::Keep;
+        }
+        match sock::discard_input(self.fd(), self.http.linger_allowance()) {
+            Discarded::WouldBlock(n) if !self.http.lingered(n) => {
+                self.edge.readable = false;
+                Progress::Keep
+            }
+            _ => Progress::Close,
+        }
+    }
+
+    /// Applies the deadline the connection's wait calls for. While the
+    /// client is still taking a response, it has no deadline of its own.
+    pub fn follow_timer(&mut self, now: Instant, limits: &Deadlines, stopping: bool) {
+        let wait = if self.out.is_empty() { self.http.waiting_for() } else { Wait::Exchange };
+        self.timer.follow(wait, now, limits, stopping);
+    }
+}
+
+/// Gunicorn's line for a request it refuses (the client leaving mid-head
+/// is only a debug line, and gets no answer).
+pub fn log_refused(peer: Peer, e: &HttpError) {
+    match e {
+        HttpError::NoMoreData => crate::log::debug!("Ignored premature client disconnection. No more data after: b''"),
+        e => crate::log::warning!("Invalid request from ip={}: {e}", peer_ip(peer)),
+    }
+}
+
+/// The client's address as log lines show it (empty for a Unix socket).
+pub fn peer_ip(peer: Peer) -> String {
+    peer.ip().map(|ip| ip.to_string()).unwrap_or_default()
+}
+
+/// Read buffers of connections that went idle, lent to the next ones that
+/// read: an idle keep-alive connection holds no buffer (it costs only its
+/// `Conn`), and a busy one does not cost a malloc and a free per request.
+#[derive(Default)]
+pub struct BufferPool {
+    spare: Vec<Vec<u8>>,
+}
+
+impl BufferPool {
+    /// Buffers kept at most; more are freed.
+    const KEEP: usize = 64;
+
+    /// Before a read: a connection without a buffer borrows one.
+    pub fn lend(&mut self, conn: &mut Conn) {
+        if conn.http.has_buffer() {
+            return;
+        }
+        if let Some(storage) = self.spare.pop() {
+            if let Some(unused) = conn.http.lend_buffer(storage) {
+                self.spare.push(unused);
+            }
+        }
+    }
+
+    /// The connection waits for a new request with nothing unread: its
+    /// buffer comes back here (or is freed).
+    pub fn reclaim(&mut self, conn: &mut Conn) {
+        if let Some(storage) = conn.http.release_buffer() {
+            if self.spare.len() < Self::KEEP {
+                self.spare.push(storage);
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The sync worker's `wsgi.input` source and response sink: the request's
+//! own blocking socket, read and written with the GIL released to wait.
+
+use crate::http::conn::{BodyRead, ServerConn};
+use crate::net::stream::Stream;
+use crate::workers::core::blocking::{self, WaitError};
+use crate::workers::core::sock;
+use crate::wsgi::input::{BodyError, BodySource};
+use crate::wsgi::response::{Sink, SinkError};
+use pyo3::prelude::*;
+use std::sync::Arc;
+
+/// Reads larger than this gain nothing and hold memory per request.
+const MAX_READ: usize = 1024 * 1024;
+const MIN_READ: usize = 8192;
+
+/// The body: what the connection buffered after the head, then further
+/// reads, through the connection's body decoder.
+pub struct SocketBody {
+    stream: Arc<Stream>,
+    http: ServerConn,
+}
+
+impl SocketBody {
+    pub fn new(stream: Arc<Stream>, http: ServerConn) -> SocketBody {
+        SocketBody { stream, http }
+    }
+}
+
+impl BodySource for SocketBody {
+    fn fill(&mut self, py: Python<'_>, out: &mut Vec<u8>, want: usize) -> Result<bool, BodyError> {
+        loop {
+            match self.http.read_body(out, usize::MAX).map_err(BodyError::Http)? {
+                BodyRead::Data => return Ok(true),
+                BodyRead::Complete => return Ok(false),
+                BodyRead::NeedData => {}
+            }
+            let size = self.http.read_hint(want.max(MIN_READ), MAX_READ);
+            let fd = self.stream.fd();
+            let http = &mut self.http;
+            match blocking::blocking(py, || sock::recv_into(fd, http.buffer(), size, true)) {
+                Ok(0) => self.http.received_eof(),
+                Ok(_) => {}
+                Err(WaitError::Io(e)) => return Err(BodyError::Io(e)),
+                Err(WaitError::Interrupted(e)) => return Err(BodyError::Interrupted(e)),
+            }
+        }
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
+/// The response, written to the socket as the app produces it.
+pub struct SocketSink {
+    stream: Arc<Stream>,
+    sendfile: bool,
+}
+
+impl SocketSink {
+    pub fn new(stream: Arc<Stream>, sendfile: bool) -> SocketSink {
+        SocketSink { stream, sendfile }
+    }
+}
+
+impl Sink for SocketSink {
+    fn write_all(&mut self, py: Python<'_>, bufs: &[&[u8]]) -> Result<(), SinkError> {
+        Ok(blocking::write_all(py, &self.stream, bufs)?)
+    }
+
+    fn can_sendfile(&self) -> bool {
+        self.sendfile
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+
+    fn sendfile(&mut self, py: Python<'_>, fd: i32, offset: u64, count: u64) -> Result<(), SinkError> {
+        blocking::sendfile_all(py, &self.stream, fd, offset, count)
+    }
+}
