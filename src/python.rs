@@ -34,7 +34,6 @@ pub fn fork(_py: Python<'_>) -> std::io::Result<Forked> {
     }
 }
 
-/// The traceback Python would print for `err`.
 /// Removes a variable from `os.environ` (which unsets it in the process
 /// environment too), so Python code in this process and every child sees
 /// it gone; the C environment alone would leave Python's copy behind.
@@ -47,6 +46,7 @@ pub fn unset_env(py: Python<'_>, name: &str) {
     }
 }
 
+/// The traceback Python would print for `err`.
 pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     let formatted = (|| -> PyResult<String> {
         let tb = py.import("traceback")?;
@@ -204,4 +204,13 @@ fn to_py<'py>(py: Python<'py>, lit: &Literal) -> PyResult<Bound<'py, PyAny>> {
             d.into_any()
         }
     })
+}
+
+/// Runs `f` with the interpreter, starting it first: unit tests run in a
+/// plain Rust process, where nothing has started it (the extension always
+/// runs inside one).
+#[cfg(test)]
+pub fn with_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
+    Python::initialize();
+    Python::attach(f)
 }

@@ -156,7 +156,7 @@ impl Arbiter {
         let mut acts = Vec::new();
         let mut replies = Vec::with_capacity(requests.len());
         for (fd, request) in requests {
-            let (reply, act) = self.control_answer(&request);
+            let (reply, act) = self.control_answer(py, &request);
             replies.push((fd, protocol::encode(&reply)));
             acts.extend(act);
         }
@@ -175,9 +175,9 @@ impl Arbiter {
     }
 
     /// The answer to one control request, and what it then does.
-    fn control_answer(&mut self, r: &protocol::Request) -> (Value, Option<Act>) {
+    fn control_answer(&mut self, py: Python<'_>, r: &protocol::Request) -> (Value, Option<Act>) {
         let parsed = match (&r.command, &r.args) {
-            (Ok(cmd), Ok(args)) => super::control::command::parse(cmd, args),
+            (Ok(cmd), Ok(args)) => super::control::command::parse(py, cmd, args),
             (Err(e), _) | (_, Err(e)) => Err(Refused::Invalid(e.clone())),
         };
         let cmd = match parsed {

@@ -18,7 +18,7 @@ impl StatsdAddr {
     /// `HOST:PORT` (port 8125 when left out), `[v6]:PORT`, `unix://PATH`
     /// or `unix:PATH`; `unix:NNNN` is the host "unix" on port NNNN, the
     /// reading Gunicorn keeps for backwards compatibility.
-    pub fn parse(value: &str) -> Result<StatsdAddr, String> {
+    pub fn parse(py: pyo3::Python<'_>, value: &str) -> Result<StatsdAddr, String> {
         let bad = || "Value must be one of ('host:port', 'unix://PATH')".to_owned();
         if let Some(rest) = value.strip_prefix("unix:") {
             if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
@@ -44,7 +44,7 @@ impl StatsdAddr {
         } else {
             (netloc, "8125")
         };
-        let port = super::super::settings::validate::python_int(port, 10).map_err(|_| bad())?;
+        let port = crate::settings::validate::python_int(py, port, 10).map_err(|_| bad())?;
         let port = u16::try_from(port).map_err(|_| bad())?;
         Ok(StatsdAddr::Udp { host: host.to_ascii_lowercase(), port })
     }
@@ -179,14 +179,15 @@ mod tests {
     #[test]
     fn addresses_as_gunicorn_reads_them() {
         let udp = |h: &str, p| StatsdAddr::Udp { host: h.into(), port: p };
-        assert_eq!(StatsdAddr::parse("localhost:8125"), Ok(udp("localhost", 8125)));
-        assert_eq!(StatsdAddr::parse("Stats.Example"), Ok(udp("stats.example", 8125)));
-        assert_eq!(StatsdAddr::parse("[::1]:9125"), Ok(udp("::1", 9125)));
-        assert_eq!(StatsdAddr::parse("[::1]"), Ok(udp("::1", 8125)));
-        assert_eq!(StatsdAddr::parse("unix:8125"), Ok(udp("unix", 8125)));
-        assert_eq!(StatsdAddr::parse("unix:///run/statsd.sock"), Ok(StatsdAddr::Unix("/run/statsd.sock".into())));
-        assert_eq!(StatsdAddr::parse("unix:/run/s"), Ok(StatsdAddr::Unix("/run/s".into())));
-        assert!(StatsdAddr::parse("host:port").is_err());
+        let parse = |s: &str| crate::python::with_python(|py| StatsdAddr::parse(py, s));
+        assert_eq!(parse("localhost:8125"), Ok(udp("localhost", 8125)));
+        assert_eq!(parse("Stats.Example"), Ok(udp("stats.example", 8125)));
+        assert_eq!(parse("[::1]:9125"), Ok(udp("::1", 9125)));
+        assert_eq!(parse("[::1]"), Ok(udp("::1", 8125)));
+        assert_eq!(parse("unix:8125"), Ok(udp("unix", 8125)));
+        assert_eq!(parse("unix:///run/statsd.sock"), Ok(StatsdAddr::Unix("/run/statsd.sock".into())));
+        assert_eq!(parse("unix:/run/s"), Ok(StatsdAddr::Unix("/run/s".into())));
+        assert!(parse("host:port").is_err());
         assert_eq!(udp("localhost", 8125).to_string(), "('localhost', 8125)");
     }
 

@@ -78,7 +78,7 @@ pub fn load(py: Python<'_>, argv: &[String]) -> Result<Loaded, Exit> {
     let mut env_sources = Vec::new();
     for var in ["GUNICORN_CMD_ARGS", "FERROCORN_CMD_ARGS"] {
         if let Ok(value) = std::env::var(var) {
-            let words = cli::shell_split(&value).map_err(|e| Exit::error(format!("{var}: {e}")))?;
+            let words = cli::shell_split(py, &value).map_err(|e| Exit::error(format!("{var}: {e}")))?;
             let parsed = cli::parse(with_prog(&words))
                 .map_err(|e| Exit { message: format!("{var}: {}", e.message), status: e.status })?;
             env_sources.push(parsed);
