@@ -113,6 +113,8 @@ fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(python::import_app, m)?)?;
     m.add("AppImportError", m.py().get_type::<python::AppImportError>())?;
+    m.add_function(wrap_pyfunction!(net::bind::parse_address, m)?)?;
+    m.add_function(wrap_pyfunction!(log::syslog::py_parse_syslog_address, m)?)?;
     wsgi::register(m)?;
     workers::asgi::register(m)?;
     log::python::register(m)?;

@@ -133,7 +133,7 @@ pub fn load_app(py: Python<'_>, uri: &str) -> Result<Py<PyAny>, AppLoadError> {
             return Err(AppLoadError::NotFound(format!(
                 "Failed to find attribute {} in {}.",
                 repr(name.as_any()),
-                repr(PyString::new(py, module).as_any())
+                str_repr(py, module)
             )));
         }
         Err(e) => return Err(e.into()),
@@ -153,10 +153,7 @@ pub fn load_app(py: Python<'_>, uri: &str) -> Result<Py<PyAny>, AppLoadError> {
         },
     };
     if app.is_none() {
-        return Err(AppLoadError::NotFound(format!(
-            "Failed to find application object: {}",
-            repr(PyString::new(py, object).as_any())
-        )));
+        return Err(AppLoadError::NotFound(format!("Failed to find application object: {}", str_repr(py, object))));
     }
     if !app.is_callable() {
         return Err(AppLoadError::NotFound("Application object must be callable.".into()));
@@ -251,7 +248,7 @@ enum Refusal {
 impl Refusal {
     /// Gunicorn's AppImportError text, quoting the object part with `%r`.
     fn message(&self, py: Python<'_>, object: &str) -> String {
-        let shown = repr(PyString::new(py, object).as_any());
+        let shown = str_repr(py, object);
         match self {
             Refusal::NameOrCall => format!("Failed to parse {shown} as an attribute name or function call."),
             Refusal::SimpleName => format!("Function reference must be a simple name: {shown}"),
@@ -289,7 +286,7 @@ fn type_error_line(py: Python<'_>, e: &PyErr) -> String {
 
 /// `new`, raised in an `except` block handling `handled`: Python chains
 /// the two (`__context__`), and the traceback shows both.
-fn raised_while_handling(py: Python<'_>, new: PyErr, handled: &PyErr) -> PyErr {
+pub(crate) fn raised_while_handling(py: Python<'_>, new: PyErr, handled: &PyErr) -> PyErr {
     // Only an exception that refuses attributes could fail this; it would
     // then print alone, which loses nothing the reason needs.
     let _ = new.value(py).setattr("__context__", handled.value(py));
@@ -315,6 +312,11 @@ fn print_if_root_debug(py: Python<'_>, e: &PyErr) {
 /// Python's `repr(obj)` (`%r`), or `str` of the failure.
 fn repr(obj: &Bound<'_, PyAny>) -> String {
     obj.repr().map(|r| r.to_string()).unwrap_or_else(|e| e.to_string())
+}
+
+/// Python's `repr()` of a str, as `%r` quotes text in messages.
+pub fn str_repr(py: Python<'_>, s: &str) -> String {
+    repr(PyString::new(py, s).as_any())
 }
 
 /// Runs `f` with the interpreter, starting it first: unit tests run in a

@@ -144,7 +144,11 @@ fn bind_one(spec: &BindSpec, settings: &Settings) -> std::io::Result<Listener> {
 /// Binds every `--bind` address, retrying a busy address like Gunicorn
 /// (five attempts a second apart).
 pub fn bind_all(settings: &Settings) -> Result<Vec<Listener>, String> {
-    let specs = settings.bind.iter().map(|b| BindSpec::parse(b)).collect::<Result<Vec<_>, _>>()?;
+    // The master and the workers (with --reuse-port) call this holding the
+    // GIL, so attaching only confirms it; the addresses are read with
+    // Python's int() and str.lower(), as Gunicorn reads them.
+    let specs =
+        Python::attach(|py| settings.bind.iter().map(|b| BindSpec::parse(py, b)).collect::<Result<Vec<_>, _>>())?;
     // Like Gunicorn, once any fd:// is given only the inherited sockets are
     // used; unlike it, say so about the addresses left out.
     let any_fd = specs.iter().any(|s| matches!(s, BindSpec::Fd(_)));
@@ -263,7 +267,7 @@ impl Arbiter {
             self.service.ready();
         }
         // After the first fork, as Gunicorn starts its control server.
-        self.open_services();
+        self.open_services(py);
         loop {
             let mut polled = self.services.poll_fds();
             let signals = &self.signals;
@@ -469,7 +473,7 @@ impl Arbiter {
             }
         }
         crate::util::proctitle::set(&format!("ferrocorn: master [{}]", self.proc_name()));
-        self.open_services();
+        self.open_services(py);
         // The new generation starts before the old one is asked to stop,
         // so the listeners always have someone accepting.
         let now = Instant::now();

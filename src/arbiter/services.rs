@@ -74,13 +74,13 @@ impl Arbiter {
     /// and after each reload. Failures are logged and the master goes on,
     /// as Gunicorn does for its control socket: neither service is worth
     /// stopping a server for.
-    pub(super) fn open_services(&mut self) {
+    pub(super) fn open_services(&mut self, py: Python<'_>) {
         let want = self.settings.metrics_bind.clone();
         if self.services.metrics.as_ref().map(|m| &m.configured) != want.as_ref() {
             self.services.metrics = None;
             self.services.metrics_retry = None;
             if let Some(addr) = want {
-                self.bind_metrics(&addr, true);
+                self.bind_metrics(py, &addr, true);
             }
         }
 
@@ -112,8 +112,8 @@ impl Arbiter {
         }
     }
 
-    fn bind_metrics(&mut self, addr: &str, first: bool) {
-        match MetricsServer::bind(addr) {
+    fn bind_metrics(&mut self, py: Python<'_>, addr: &str, first: bool) {
+        match MetricsServer::bind(py, addr) {
             Ok(m) => {
                 crate::log::info!("Metrics at: http://{}/metrics", m.local);
                 self.services.metrics = Some(m);
@@ -138,7 +138,7 @@ impl Arbiter {
         let now = Instant::now();
         if let Some((addr, at)) = self.services.metrics_retry.clone() {
             if now >= at {
-                self.bind_metrics(&addr, false);
+                self.bind_metrics(py, &addr, false);
             }
         }
         let wants_page = self.services.metrics.as_mut().is_some_and(|m| m.turn(polled, now));

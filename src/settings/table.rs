@@ -308,9 +308,9 @@ fn socket_mode(py: Python<'_>, i: &Input) -> Validated<i64> {
 }
 
 /// `--metrics-bind`: a TCP HOST:PORT (the endpoint is HTTP on TCP only).
-fn metrics_address(i: &Input) -> Validated<Option<String>> {
+fn metrics_address(py: Python<'_>, i: &Input) -> Validated<Option<String>> {
     let Some(text) = v::opt_string(i)? else { return Ok(None) };
-    match crate::net::bind::BindSpec::parse(&text)? {
+    match crate::net::bind::BindSpec::parse(py, &text)? {
         crate::net::bind::BindSpec::Tcp { .. } => Ok(Some(text)),
         _ => Err(format!("'{text}' is not a TCP address (HOST:PORT)")),
     }
@@ -1067,7 +1067,7 @@ ferrocorn: {
     metrics_bind: Option<String> = {
         section: "ferrocorn extensions", cli: ["--metrics-bind"], meta: Some("ADDRESS"), action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: |_, i| metrics_address(i),
+        validate: |py, i| metrics_address(py, i),
         help: "HOST:PORT where the master serves Prometheus metrics (aggregated over all workers) at /metrics; off when None.",
     },
     max_worker_memory: i64 = {
