@@ -2,7 +2,6 @@
 //! engine are Rust, serving Python WSGI apps through PyO3. `run(argv)` is the
 //! whole program; the `ferrocorn` console script calls it.
 
-pub mod app_spec;
 pub mod arbiter;
 pub mod asgi;
 pub mod hooks;
@@ -113,6 +112,10 @@ fn version() -> &'static str {
 fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(python::import_app, m)?)?;
+    m.add("AppImportError", m.py().get_type::<python::AppImportError>())?;
+    m.add_function(wrap_pyfunction!(net::bind::parse_address, m)?)?;
+    m.add_function(wrap_pyfunction!(log::syslog::py_parse_syslog_address, m)?)?;
     wsgi::register(m)?;
     workers::asgi::register(m)?;
     log::python::register(m)?;

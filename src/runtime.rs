@@ -69,7 +69,7 @@ pub fn configure_logs(py: Python<'_>, settings: &Settings) -> Result<(), String>
         prefix: &prefix,
         access: !settings.disable_redirect_access_to_syslog,
     });
-    crate::log::syslog::configure(syslog)?;
+    crate::log::syslog::configure(py, syslog)?;
     crate::hooks::context::install(py, settings)?;
     let custom_class = crate::settings::pyvalue::is_custom_logger(&settings.logger_class);
     let statsd = if custom_class { None } else { settings.statsd_host.0.as_ref() };

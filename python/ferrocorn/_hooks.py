@@ -183,24 +183,12 @@ def paste_global_conf(raw):
 
 
 def _parse_address(netloc):
-    """``gunicorn.util.parse_address`` with its default port."""
-    import re
+    """``gunicorn.util.parse_address`` with its default port: a Unix socket
+    path, an fd, or ``(host, port)``. The parser is the one ``--bind`` is
+    read with (``src/net/bind.rs``)."""
+    from ferrocorn._ferrocorn import parse_address
 
-    if re.match(r"unix:(//)?", netloc):
-        return re.split(r"unix:(//)?", netloc)[-1]
-    if netloc.startswith("fd://"):
-        return int(netloc[5:])
-    if netloc.startswith("tcp://"):
-        netloc = netloc.split("tcp://")[1]
-    host, port = netloc, "8000"
-    if "[" in netloc and "]" in netloc:
-        host = netloc.split("]")[0][1:]
-        port = (netloc.split("]:") + ["8000"])[1]
-    elif ":" in netloc:
-        host, port = (netloc.split(":") + ["8000"])[:2]
-    elif netloc == "":
-        host, port = "0.0.0.0", "8000"
-    return host.lower(), int(port)
+    return parse_address(netloc)
 
 
 class Listener:

@@ -201,7 +201,7 @@ impl Arbiter {
             self.service.ready();
         }
         // After the first fork, as Gunicorn starts its control server.
-        self.open_services();
+        self.open_services(py);
         loop {
             let mut polled = self.services.poll_fds();
             let signals = &self.signals;
@@ -246,7 +246,7 @@ impl Arbiter {
                 let inherited = reexec::inherited_fds(py).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
                 self.listeners = match inherited {
                     Some(fds) => inherit(&fds, &self.settings),
-                    None => bind_all(&self.settings),
+                    None => bind_all(py, &self.settings),
                 }
                 .map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
             }
@@ -392,7 +392,7 @@ impl Arbiter {
             for l in self.listeners.drain(..) {
                 l.close(true);
             }
-            self.listeners = bind_all(&self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
+            self.listeners = bind_all(py, &self.settings).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
             let shown: Vec<String> = self.listeners.iter().map(|l| l.to_string()).collect();
             crate::log::info!("Listening at: {}", shown.join(","));
         }
@@ -407,7 +407,7 @@ impl Arbiter {
             }
         }
         crate::util::proctitle::set(&format!("ferrocorn: master [{}]", self.proc_name()));
-        self.open_services();
+        self.open_services(py);
         // The new generation starts before the old one is asked to stop,
         // so the listeners always have someone accepting.
         let now = Instant::now();

@@ -74,13 +74,13 @@ impl Arbiter {
     /// and after each reload. Failures are logged and the master goes on,
     /// as Gunicorn does for its control socket: neither service is worth
     /// stopping a server for.
-    pub(super) fn open_services(&mut self) {
+    pub(super) fn open_services(&mut self, py: Python<'_>) {
         let want = self.settings.metrics_bind.clone();
         if self.services.metrics.as_ref().map(|m| &m.configured) != want.as_ref() {
             self.services.metrics = None;
             self.services.metrics_retry = None;
             if let Some(addr) = want {
-                self.bind_metrics(&addr, true);
+                self.bind_metrics(py, &addr, true);
             }
         }
 
@@ -112,8 +112,8 @@ impl Arbiter {
         }
     }
 
-    fn bind_metrics(&mut self, addr: &str, first: bool) {
-        match MetricsServer::bind(addr) {
+    fn bind_metrics(&mut self, py: Python<'_>, addr: &str, first: bool) {
+        match MetricsServer::bind(py, addr) {
             Ok(m) => {
                 crate::log::info!("Metrics at: http://{}/metrics", m.local);
                 self.services.metrics = Some(m);
@@ -138,7 +138,7 @@ impl Arbiter {
         let now = Instant::now();
         if let Some((addr, at)) = self.services.metrics_retry.clone() {
             if now >= at {
-                self.bind_metrics(&addr, false);
+                self.bind_metrics(py, &addr, false);
             }
         }
         let wants_page = self.services.metrics.as_mut().is_some_and(|m| m.turn(polled, now));
@@ -156,7 +156,7 @@ impl Arbiter {
         let mut acts = Vec::new();
         let mut replies = Vec::with_capacity(requests.len());
         for (fd, request) in requests {
-            let (reply, act) = self.control_answer(&request);
+            let (reply, act) = self.control_answer(py, &request);
             replies.push((fd, protocol::encode(&reply)));
             acts.extend(act);
         }
@@ -175,9 +175,9 @@ impl Arbiter {
     }
 
     /// The answer to one control request, and what it then does.
-    fn control_answer(&mut self, r: &protocol::Request) -> (Value, Option<Act>) {
+    fn control_answer(&mut self, py: Python<'_>, r: &protocol::Request) -> (Value, Option<Act>) {
         let parsed = match (&r.command, &r.args) {
-            (Ok(cmd), Ok(args)) => super::control::command::parse(cmd, args),
+            (Ok(cmd), Ok(args)) => super::control::command::parse(py, cmd, args),
             (Err(e), _) | (_, Err(e)) => Err(Refused::Invalid(e.clone())),
         };
         let cmd = match parsed {

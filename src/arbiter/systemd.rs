@@ -41,7 +41,7 @@ pub fn activated_listeners(py: Python<'_>, settings: &Settings) -> Result<Option
     let mut skipped = Vec::new();
     let passed = activation::LISTEN_FDS_START..activation::LISTEN_FDS_START + n as i32;
     for bind in &settings.bind {
-        match BindSpec::parse(bind)? {
+        match BindSpec::parse(py, bind)? {
             // Already taken: owning one fd twice would close it twice.
             BindSpec::Fd(fd) if passed.contains(&fd) => {}
             BindSpec::Fd(fd) => listeners.push(Listener::from_fd(fd, backlog).map_err(|e| format!("fd://{fd}: {e}"))?),

@@ -3,8 +3,9 @@
 //! Gunicorn validates addresses with Python's `ipaddress` module (allow
 //! lists, bracketed hosts in `urlsplit`) and with glibc's `inet_pton` /
 //! `inet_ntop` (PROXY protocol). The two disagree on details (scope ids,
-//! where an embedded IPv4 may sit, how `::a.b.c.d` prints), so both are
-//! reproduced here instead of leaning on `std`'s own parser.
+//! where an embedded IPv4 may sit, how `::a.b.c.d` prints), and `std`'s
+//! parser agrees with neither: `ipaddress`'s rules are reproduced here, and
+//! glibc's functions are called.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -254,184 +255,72 @@ fn v4_prefix(m: &str) -> Option<u8> {
     None
 }
 
-/// glibc `inet_pton(AF_INET, ...)`: dotted quad, no leading zeros.
-pub fn inet_pton4(s: &[u8]) -> Option<[u8; 4]> {
-    let mut out = [0u8; 4];
-    let mut octets = 0usize;
-    let mut saw_digit = false;
-    let mut cur: u32 = 0;
-    for &ch in s {
-        match ch {
-            b'0'..=b'9' => {
-                if saw_digit && cur == 0 {
-                    return None;
-                }
-                cur = cur * 10 + u32::from(ch - b'0');
-                if cur > 255 {
-                    return None;
-                }
-                if !saw_digit {
-                    octets += 1;
-                    if octets > 4 {
-                        return None;
-                    }
-                    saw_digit = true;
-                }
-                *out.get_mut(octets - 1)? = u8::try_from(cur).ok()?;
-            }
-            b'.' if saw_digit => {
-                if octets == 4 {
-                    return None;
-                }
-                saw_digit = false;
-                cur = 0;
-            }
-            _ => return None,
-        }
-    }
-    (octets == 4).then_some(out)
+// glibc's own parser and printer. The `libc` crate does not declare these
+// two (they live in glibc's libc.so, which every Rust program on Linux
+// links), so they are declared here with their POSIX signatures.
+extern "C" {
+    fn inet_pton(af: libc::c_int, src: *const libc::c_char, dst: *mut libc::c_void) -> libc::c_int;
+    fn inet_ntop(
+        af: libc::c_int,
+        src: *const libc::c_void,
+        dst: *mut libc::c_char,
+        size: libc::socklen_t,
+    ) -> *const libc::c_char;
 }
 
-/// glibc `inet_pton(AF_INET6, ...)`, a port of its `inet_pton6`.
-pub fn inet_pton6(s: &[u8]) -> Option<[u8; 16]> {
-    let mut tmp = [0u8; 16];
-    let mut tp = 0usize;
-    let mut colonp: Option<usize> = None;
-    let mut src = 0usize;
-    if s.is_empty() {
-        return None;
-    }
-    if s[0] == b':' {
-        src = 1;
-        if s.get(1) != Some(&b':') {
-            return None;
-        }
-    }
-    let mut curtok = src;
-    let mut xdigits_seen = 0;
-    let mut val: u32 = 0;
-    while let Some(&ch) = s.get(src) {
-        src += 1;
-        if let Some(d) = (ch as char).to_digit(16) {
-            if xdigits_seen == 4 {
-                return None;
-            }
-            val = (val << 4) | d;
-            xdigits_seen += 1;
-            continue;
-        }
-        if ch == b':' {
-            curtok = src;
-            if xdigits_seen == 0 {
-                if colonp.is_some() {
-                    return None;
-                }
-                colonp = Some(tp);
-                continue;
-            } else if src == s.len() {
-                return None;
-            }
-            if tp + 2 > 16 {
-                return None;
-            }
-            tmp[tp] = (val >> 8) as u8;
-            tmp[tp + 1] = val as u8;
-            tp += 2;
-            xdigits_seen = 0;
-            val = 0;
-            continue;
-        }
-        if ch == b'.' && tp + 4 <= 16 {
-            if let Some(v4) = s.get(curtok..).and_then(inet_pton4) {
-                tmp[tp..tp + 4].copy_from_slice(&v4);
-                tp += 4;
-                xdigits_seen = 0;
-                break;
-            }
-        }
-        return None;
-    }
-    if xdigits_seen > 0 {
-        if tp + 2 > 16 {
-            return None;
-        }
-        tmp[tp] = (val >> 8) as u8;
-        tmp[tp + 1] = val as u8;
-        tp += 2;
-    }
-    if let Some(cp) = colonp {
-        if tp == 16 {
-            return None;
-        }
-        let n = tp - cp;
-        tmp.copy_within(cp..tp, 16 - n);
-        for b in &mut tmp[cp..16 - n] {
-            *b = 0;
-        }
-        tp = 16;
-    }
-    (tp == 16).then_some(tmp)
+/// glibc `inet_pton(AF_INET, ...)`: dotted quad, no leading zeros.
+pub fn inet_pton4(s: &[u8]) -> Option<[u8; 4]> {
+    pton(libc::AF_INET, s)
 }
+
+/// glibc `inet_pton(AF_INET6, ...)`: no scope id, an IPv4 tail only last.
+pub fn inet_pton6(s: &[u8]) -> Option<[u8; 16]> {
+    pton(libc::AF_INET6, s)
+}
+
+/// `inet_pton(family, s)` into an address of `N` bytes, the size the
+/// family writes (4 for AF_INET, 16 for AF_INET6).
+fn pton<const N: usize>(family: libc::c_int, s: &[u8]) -> Option<[u8; N]> {
+    let size_of_family = match family {
+        libc::AF_INET => 4,
+        libc::AF_INET6 => 16,
+        _ => return None,
+    };
+    if N != size_of_family {
+        return None;
+    }
+    // A C string ends at its first NUL, so text holding one would be read
+    // short; Python refuses such text before calling inet_pton, and so
+    // does this.
+    let text = std::ffi::CString::new(s).ok()?;
+    let mut out = [0u8; N];
+    // SAFETY: `text` is NUL-terminated and lives across the call; `out`
+    // is writable and exactly as large as the address inet_pton writes for
+    // `family` (checked above), and it writes nothing else.
+    let parsed = unsafe { inet_pton(family, text.as_ptr(), out.as_mut_ptr().cast()) };
+    (parsed == 1).then_some(out)
+}
+
+/// glibc's `INET6_ADDRSTRLEN`: the longest IPv6 text and its NUL.
+const INET6_ADDRSTRLEN: usize = 46;
 
 /// glibc `inet_ntop(AF_INET6, ...)`: longest zero run of two or more words
 /// becomes `::`, and `::a.b.c.d` / `::ffff:a.b.c.d` keep their IPv4 tail.
 pub fn inet_ntop6(addr: &[u8; 16]) -> String {
-    let mut words = [0u16; 8];
-    for (i, w) in words.iter_mut().enumerate() {
-        *w = u16::from_be_bytes([addr[2 * i], addr[2 * i + 1]]);
+    let mut buf = [0 as libc::c_char; INET6_ADDRSTRLEN];
+    // SAFETY: `addr` is the 16 bytes of an in6_addr; `buf` is writable for
+    // the length passed, INET6_ADDRSTRLEN, which is enough for any IPv6
+    // address, so inet_ntop writes a NUL-terminated string inside it.
+    let printed = unsafe {
+        inet_ntop(libc::AF_INET6, addr.as_ptr().cast(), buf.as_mut_ptr(), INET6_ADDRSTRLEN as libc::socklen_t)
+    };
+    if printed.is_null() {
+        // Only a buffer that is too small fails, and this one is not.
+        return Ipv6Addr::from(*addr).to_string();
     }
-    let (mut best_base, mut best_len) = (None::<usize>, 0usize);
-    let (mut cur_base, mut cur_len) = (None::<usize>, 0usize);
-    for (i, &w) in words.iter().enumerate() {
-        if w == 0 {
-            if cur_base.is_none() {
-                cur_base = Some(i);
-                cur_len = 1;
-            } else {
-                cur_len += 1;
-            }
-        } else if let Some(cb) = cur_base.take() {
-            if best_base.is_none() || cur_len > best_len {
-                best_base = Some(cb);
-                best_len = cur_len;
-            }
-        }
-    }
-    if let Some(cb) = cur_base {
-        if best_base.is_none() || cur_len > best_len {
-            best_base = Some(cb);
-            best_len = cur_len;
-        }
-    }
-    if best_len < 2 {
-        best_base = None;
-    }
-    let mut out = String::with_capacity(41);
-    let mut i = 0;
-    while i < 8 {
-        if let Some(bb) = best_base {
-            if i >= bb && i < bb + best_len {
-                if i == bb {
-                    out.push(':');
-                }
-                i += 1;
-                continue;
-            }
-        }
-        if i != 0 {
-            out.push(':');
-        }
-        if i == 6 && best_base == Some(0) && (best_len == 6 || (best_len == 5 && words[5] == 0xffff)) {
-            out.push_str(&format!("{}.{}.{}.{}", addr[12], addr[13], addr[14], addr[15]));
-            return out;
-        }
-        out.push_str(&format!("{:x}", words[i]));
-        i += 1;
-    }
-    if best_base.is_some_and(|bb| bb + best_len == 8) {
-        out.push(':');
-    }
-    out
+    // SAFETY: inet_ntop succeeded, so `buf` holds a NUL-terminated string.
+    let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    text.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]
@@ -505,7 +394,9 @@ mod tests {
     #[test]
     fn glibc_pton() {
         assert_eq!(inet_pton4(b"192.168.0.1"), Some([192, 168, 0, 1]));
-        for bad in [&b"192.168.0"[..], b"192.168.0.01", b"1.2.3.4.", b"256.0.0.0", b"a.b.c.d", b"", b"1.2.3.4 "] {
+        for bad in
+            [&b"192.168.0"[..], b"192.168.0.01", b"1.2.3.4.", b"256.0.0.0", b"a.b.c.d", b"", b"1.2.3.4 ", b"1.2.3.4\0"]
+        {
             assert_eq!(inet_pton4(bad), None, "{bad:?}");
         }
         assert_eq!(inet_pton6(b"::1").map(Ipv6Addr::from), Some(Ipv6Addr::LOCALHOST));

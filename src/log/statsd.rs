@@ -3,6 +3,10 @@
 //! metric, sent from Rust without the GIL. The socket is made in the master
 //! and inherited by the workers, as Gunicorn's is.
 
+use crate::net::bind::{lower, parts, Parts};
+use crate::settings::validate::python_int;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
 use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, RwLock};
@@ -16,37 +20,28 @@ pub enum StatsdAddr {
 
 impl StatsdAddr {
     /// `HOST:PORT` (port 8125 when left out), `[v6]:PORT`, `unix://PATH`
-    /// or `unix:PATH`; `unix:NNNN` is the host "unix" on port NNNN, the
-    /// reading Gunicorn keeps for backwards compatibility.
-    pub fn parse(value: &str) -> Result<StatsdAddr, String> {
+    /// or `unix:PATH`, split as `util.parse_address` splits them
+    /// ([`crate::net::bind`]); `unix:NNNN` is the host "unix" on port NNNN,
+    /// the reading Gunicorn keeps for backwards compatibility.
+    pub fn parse(py: Python<'_>, value: &str) -> Result<StatsdAddr, String> {
         let bad = || "Value must be one of ('host:port', 'unix://PATH')".to_owned();
+        let port_of = |text: &str| python_int(py, text, 10).ok().and_then(|n| u16::try_from(n).ok()).ok_or_else(bad);
+        // `re.match(r'^unix:(\d+)$', val)`: `\d` is any Unicode decimal
+        // digit, as `str.isdecimal()` reads them.
         if let Some(rest) = value.strip_prefix("unix:") {
-            if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
-                let port = rest.parse().map_err(|_| bad())?;
-                return Ok(StatsdAddr::Udp { host: "unix".into(), port });
+            let decimal = PyString::new(py, rest).call_method0("isdecimal").and_then(|d| d.is_truthy());
+            if decimal.unwrap_or(false) {
+                return Ok(StatsdAddr::Udp { host: "unix".into(), port: port_of(rest)? });
             }
-            return Ok(StatsdAddr::Unix(rest.strip_prefix("//").unwrap_or(rest).to_owned()));
         }
-        if value.starts_with("fd://") {
-            return Err(bad());
+        match parts(value) {
+            Parts::Unix(path) => Ok(StatsdAddr::Unix(path.to_owned())),
+            // Gunicorn takes the int, then has no address to send to.
+            Parts::Fd(_) => Err(bad()),
+            Parts::Tcp { host, port } => {
+                Ok(StatsdAddr::Udp { host: lower(py, host), port: port_of(port.unwrap_or("8125"))? })
+            }
         }
-        let netloc = value.strip_prefix("tcp://").unwrap_or(value);
-        let (host, port) = if netloc.contains('[') && netloc.contains(']') {
-            let host = netloc.split(']').next().unwrap_or("").get(1..).unwrap_or("");
-            let port = netloc.split_once("]:").map(|(_, p)| p).unwrap_or("8125");
-            (host, port)
-        } else if let Some((h, rest)) = netloc.split_once(':') {
-            // Python's `(netloc.split(':') + [default])[:2]`: text after a
-            // second colon is dropped.
-            (h, rest.split(':').next().unwrap_or(""))
-        } else if netloc.is_empty() {
-            ("0.0.0.0", "8125")
-        } else {
-            (netloc, "8125")
-        };
-        let port = super::super::settings::validate::python_int(port, 10).map_err(|_| bad())?;
-        let port = u16::try_from(port).map_err(|_| bad())?;
-        Ok(StatsdAddr::Udp { host: host.to_ascii_lowercase(), port })
     }
 }
 
@@ -179,14 +174,19 @@ mod tests {
     #[test]
     fn addresses_as_gunicorn_reads_them() {
         let udp = |h: &str, p| StatsdAddr::Udp { host: h.into(), port: p };
-        assert_eq!(StatsdAddr::parse("localhost:8125"), Ok(udp("localhost", 8125)));
-        assert_eq!(StatsdAddr::parse("Stats.Example"), Ok(udp("stats.example", 8125)));
-        assert_eq!(StatsdAddr::parse("[::1]:9125"), Ok(udp("::1", 9125)));
-        assert_eq!(StatsdAddr::parse("[::1]"), Ok(udp("::1", 8125)));
-        assert_eq!(StatsdAddr::parse("unix:8125"), Ok(udp("unix", 8125)));
-        assert_eq!(StatsdAddr::parse("unix:///run/statsd.sock"), Ok(StatsdAddr::Unix("/run/statsd.sock".into())));
-        assert_eq!(StatsdAddr::parse("unix:/run/s"), Ok(StatsdAddr::Unix("/run/s".into())));
-        assert!(StatsdAddr::parse("host:port").is_err());
+        let parse = |s: &str| crate::python::with_python(|py| StatsdAddr::parse(py, s));
+        assert_eq!(parse("localhost:8125"), Ok(udp("localhost", 8125)));
+        assert_eq!(parse("Stats.Example"), Ok(udp("stats.example", 8125)));
+        assert_eq!(parse("[::1]:9125"), Ok(udp("::1", 9125)));
+        assert_eq!(parse("[::1]"), Ok(udp("::1", 8125)));
+        assert_eq!(parse("unix:8125"), Ok(udp("unix", 8125)));
+        assert_eq!(parse("unix:///run/statsd.sock"), Ok(StatsdAddr::Unix("/run/statsd.sock".into())));
+        assert_eq!(parse("unix:/run/s"), Ok(StatsdAddr::Unix("/run/s".into())));
+        assert!(parse("host:port").is_err());
+        assert!(parse("fd://3").is_err());
+        assert_eq!(parse("unix:\u{0668}\u{0661}"), Ok(udp("unix", 81)));
+        assert_eq!(parse("unix:/a/unix://b"), Ok(StatsdAddr::Unix("b".into())));
+        assert_eq!(parse("h:8_1"), Ok(udp("h", 81)));
         assert_eq!(udp("localhost", 8125).to_string(), "('localhost', 8125)");
     }
 

@@ -4,6 +4,9 @@
 //! trailing NUL, one datagram (or one stream write) per record.
 
 use super::level::Level;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyInt, PyString, PyTuple};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
@@ -57,43 +60,130 @@ pub enum SyslogAddr {
     },
 }
 
+/// What `parse_syslog_address` finds in the text, before it reads the
+/// port (and before it lowercases the host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parts<'a> {
+    Unix {
+        path: &'a str,
+        dgram: bool,
+    },
+    /// `port` is `None` where Gunicorn takes 514.
+    Inet {
+        tcp: bool,
+        host: &'a str,
+        port: Option<&'a str>,
+    },
+}
+
+const INVALID: &str = "invalid syslog address";
+
+/// `parse_syslog_address`'s string operations, one for one.
+fn parts(addr: &str) -> Result<Parts<'_>, &'static str> {
+    if addr.starts_with("unix://") {
+        // `addr.split("#", 1)`, then `addr.split("unix://")[1]`: up to a
+        // second "unix://", if any.
+        let (addr, kind) = match addr.split_once('#') {
+            Some((addr, kind)) => (addr, Some(kind)),
+            None => (addr, None),
+        };
+        let path = addr.split("unix://").nth(1).unwrap_or("");
+        return Ok(Parts::Unix { path, dgram: kind == Some("dgram") });
+    }
+    let (scheme, tcp) = match addr {
+        _ if addr.starts_with("udp://") => ("udp://", false),
+        _ if addr.starts_with("tcp://") => ("tcp://", true),
+        _ => return Err(INVALID),
+    };
+    // `addr.split("udp://")[1]`
+    let addr = addr.split(scheme).nth(1).unwrap_or("");
+    let host = if addr.contains('[') && addr.contains(']') {
+        // `addr.split(']')[0][1:]`
+        addr.split(']').next().map_or("", crate::net::bind::drop_first_char)
+    } else if addr.contains(':') {
+        addr.split(':').next().unwrap_or("")
+    } else if addr.is_empty() {
+        "localhost"
+    } else {
+        addr
+    };
+    // `addr.split(']')[-1]`, then what follows its first ':'.
+    let tail = addr.rsplit(']').next().unwrap_or(addr);
+    Ok(Parts::Inet { tcp, host, port: tail.split_once(':').map(|(_, port)| port) })
+}
+
+/// Why the port text is no port: Gunicorn's RuntimeError when
+/// `str.isdigit()` says no, or the ValueError of `int()` when it said yes
+/// to a digit `int()` does not read ('²').
+enum PortError {
+    NotDigits(String),
+    Int(PyErr),
+}
+
+/// `port.isdigit()`, then `int(port)`, both Python's.
+fn read_port<'py>(py: Python<'py>, text: &str) -> Result<Bound<'py, PyAny>, PortError> {
+    let text = PyString::new(py, text);
+    let digits = text.call_method0("isdigit").and_then(|d| d.is_truthy()).map_err(PortError::Int)?;
+    if !digits {
+        return Err(PortError::NotDigits(format!(
+            "{} is not a valid port number.",
+            text.repr().map_err(PortError::Int)?
+        )));
+    }
+    py.get_type::<PyInt>().call1((text,)).map_err(PortError::Int)
+}
+
 impl SyslogAddr {
-    pub fn parse(addr: &str) -> Result<SyslogAddr, String> {
-        if let Some(rest) = addr.strip_prefix("unix://") {
-            let (path, kind) = match rest.split_once('#') {
-                Some((p, k)) => (p, Some(k)),
-                None => (rest, None),
-            };
-            return Ok(SyslogAddr::Unix { path: path.to_owned(), dgram_only: kind == Some("dgram") });
-        }
-        let (rest, tcp) = if let Some(r) = addr.strip_prefix("udp://") {
-            (r, false)
-        } else if let Some(r) = addr.strip_prefix("tcp://") {
-            (r, true)
-        } else {
-            return Err("invalid syslog address".into());
-        };
-        let host = if rest.contains('[') && rest.contains(']') {
-            rest.split(']').next().unwrap_or("").get(1..).unwrap_or("").to_lowercase()
-        } else if rest.contains(':') {
-            rest.split(':').next().unwrap_or("").to_lowercase()
-        } else if rest.is_empty() {
-            "localhost".to_owned()
-        } else {
-            rest.to_lowercase()
-        };
-        let tail = rest.rsplit(']').next().unwrap_or(rest);
-        let port = match tail.split_once(':') {
-            Some((_, p)) => {
-                if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
-                    return Err(format!("{} is not a valid port number.", crate::http::text::py_repr(p)));
-                }
-                p.parse::<u16>()
-                    .map_err(|_| format!("{} is not a valid port number.", crate::http::text::py_repr(p)))?
+    /// A syslog address ferrocorn can send to; a port `int()` reads but no
+    /// socket takes (70000) is refused here, where Gunicorn fails when it
+    /// connects.
+    pub fn parse(py: Python<'_>, addr: &str) -> Result<SyslogAddr, String> {
+        match parts(addr)? {
+            Parts::Unix { path, dgram } => Ok(SyslogAddr::Unix { path: path.to_owned(), dgram_only: dgram }),
+            Parts::Inet { tcp, host, port } => {
+                let port = match port {
+                    None => 514,
+                    Some(text) => match read_port(py, text) {
+                        Ok(n) => n.extract::<u16>().map_err(|_| {
+                            format!("{} is not a valid port number.", crate::python::str_repr(py, text))
+                        })?,
+                        Err(PortError::NotDigits(why)) => return Err(why),
+                        Err(PortError::Int(e)) => return Err(crate::python::exception_text(py, &e)),
+                    },
+                };
+                let host = crate::net::bind::lower(py, host);
+                Ok(if tcp { SyslogAddr::Tcp { host, port } } else { SyslogAddr::Udp { host, port } })
             }
-            None => 514,
-        };
-        Ok(if tcp { SyslogAddr::Tcp { host, port } } else { SyslogAddr::Udp { host, port } })
+        }
+    }
+}
+
+/// `gunicorn.glogging.parse_syslog_address(addr)` for Python code:
+/// `(socket type or None, path)` for a Unix socket, else
+/// `(socket type, (host, port))`, with Gunicorn's RuntimeErrors (and the
+/// ValueError of `int()` it lets through).
+#[pyfunction]
+#[pyo3(name = "parse_syslog_address")]
+pub fn py_parse_syslog_address<'py>(py: Python<'py>, addr: &str) -> PyResult<Bound<'py, PyTuple>> {
+    let socket = py.import("socket")?;
+    match parts(addr).map_err(PyRuntimeError::new_err)? {
+        Parts::Unix { path, dgram } => {
+            let kind = if dgram { socket.getattr("SOCK_DGRAM")? } else { py.None().into_bound(py) };
+            PyTuple::new(py, [kind, PyString::new(py, path).into_any()])
+        }
+        Parts::Inet { tcp, host, port } => {
+            let kind = socket.getattr(if tcp { "SOCK_STREAM" } else { "SOCK_DGRAM" })?;
+            let port = match port {
+                None => 514u16.into_pyobject(py)?.into_any(),
+                Some(text) => match read_port(py, text) {
+                    Ok(n) => n,
+                    Err(PortError::NotDigits(why)) => return Err(PyRuntimeError::new_err(why)),
+                    Err(PortError::Int(e)) => return Err(e),
+                },
+            };
+            let host = PyString::new(py, host).call_method0("lower")?;
+            PyTuple::new(py, [kind, PyTuple::new(py, [host, port])?.into_any()])
+        }
     }
 }
 
@@ -127,12 +217,12 @@ pub struct SyslogConfig<'a> {
 
 /// Connects now, as SysLogHandler does, so an unreachable TCP or Unix
 /// syslog stops the start with the reason. `None` turns syslog off.
-pub fn configure(config: Option<SyslogConfig<'_>>) -> Result<(), String> {
+pub fn configure(py: Python<'_>, config: Option<SyslogConfig<'_>>) -> Result<(), String> {
     let client = match config {
         None => None,
         Some(c) => {
             let facility = facility(c.facility)?;
-            let addr = SyslogAddr::parse(c.addr)?;
+            let addr = SyslogAddr::parse(py, c.addr)?;
             let transport = connect(&addr).map_err(|e| format!("cannot reach syslog at {}: {e}", c.addr))?;
             Some(Arc::new(Syslog {
                 transport: Mutex::new(transport),
@@ -258,18 +348,23 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(
-            SyslogAddr::parse("udp://localhost:514"),
-            Ok(SyslogAddr::Udp { host: "localhost".into(), port: 514 })
-        );
-        assert_eq!(SyslogAddr::parse("udp://"), Ok(SyslogAddr::Udp { host: "localhost".into(), port: 514 }));
-        assert_eq!(SyslogAddr::parse("tcp://[::1]:601"), Ok(SyslogAddr::Tcp { host: "::1".into(), port: 601 }));
-        assert_eq!(
-            SyslogAddr::parse("unix:///dev/log#dgram"),
-            Ok(SyslogAddr::Unix { path: "/dev/log".into(), dgram_only: true })
-        );
-        assert_eq!(SyslogAddr::parse("localhost:514"), Err("invalid syslog address".into()));
-        assert_eq!(SyslogAddr::parse("udp://h:x"), Err("'x' is not a valid port number.".into()));
+        let parse = |addr: &str| crate::python::with_python(|py| SyslogAddr::parse(py, addr));
+        let udp = |host: &str, port| SyslogAddr::Udp { host: host.into(), port };
+        assert_eq!(parse("udp://localhost:514"), Ok(udp("localhost", 514)));
+        assert_eq!(parse("udp://"), Ok(udp("localhost", 514)));
+        assert_eq!(parse("udp://Log.Example"), Ok(udp("log.example", 514)));
+        assert_eq!(parse("tcp://[::1]:601"), Ok(SyslogAddr::Tcp { host: "::1".into(), port: 601 }));
+        assert_eq!(parse("unix:///dev/log#dgram"), Ok(SyslogAddr::Unix { path: "/dev/log".into(), dgram_only: true }));
+        assert_eq!(parse("unix:///dev/log#x"), Ok(SyslogAddr::Unix { path: "/dev/log".into(), dgram_only: false }));
+        // Python's str.split: up to a second "unix://" or "udp://".
+        assert_eq!(parse("unix:///a/unix://b"), Ok(SyslogAddr::Unix { path: "/a/".into(), dgram_only: false }));
+        assert_eq!(parse("udp://h:1udp://x"), Ok(udp("h", 1)));
+        assert_eq!(parse("udp://h:\u{0661}"), Ok(udp("h", 1)));
+        assert_eq!(parse("localhost:514"), Err("invalid syslog address".into()));
+        assert_eq!(parse("udp://h:x"), Err("'x' is not a valid port number.".into()));
+        assert_eq!(parse("udp://h:"), Err("'' is not a valid port number.".into()));
+        assert_eq!(parse("udp://h:\u{b2}"), Err("invalid literal for int() with base 10: '\u{b2}'".into()));
+        assert_eq!(parse("udp://h:70000"), Err("'70000' is not a valid port number.".into()));
         assert_eq!(facility("LOCAL3"), Ok(19));
         assert!(facility("nope").is_err());
         assert_eq!(priority(1, Level::Info), 14);
@@ -281,11 +376,13 @@ mod tests {
         let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         server.set_read_timeout(Some(std::time::Duration::from_secs(2))).expect("timeout");
         let addr = format!("udp://127.0.0.1:{}", server.local_addr().expect("addr").port());
-        configure(Some(SyslogConfig { addr: &addr, facility: "local0", prefix: "app.x", access: true }))
-            .expect("configure");
+        crate::python::with_python(|py| {
+            configure(py, Some(SyslogConfig { addr: &addr, facility: "local0", prefix: "app.x", access: true }))
+        })
+        .expect("configure");
         error(Level::Warning, format_args!("careful"));
         access(b"127.0.0.1 - - \"GET / HTTP/1.1\" 200 2");
-        configure(None).expect("off");
+        crate::python::with_python(|py| configure(py, None)).expect("off");
         let mut buf = [0u8; 512];
         let pid = std::process::id();
         let n = server.recv(&mut buf).expect("error packet");

@@ -4,6 +4,7 @@
 use crate::net::bind::BindSpec;
 use crate::net::listener::Listener;
 use crate::settings::Settings;
+use pyo3::prelude::*;
 use std::time::Duration;
 
 /// Binds one address; a Unix socket is bound under `--umask` and chowned to
@@ -25,8 +26,10 @@ fn bind_one(spec: &BindSpec, settings: &Settings) -> std::io::Result<Listener> {
 
 /// Binds every `--bind` address, retrying a busy address like Gunicorn
 /// (five attempts a second apart).
-pub fn bind_all(settings: &Settings) -> Result<Vec<Listener>, String> {
-    let specs = settings.bind.iter().map(|b| BindSpec::parse(b)).collect::<Result<Vec<_>, _>>()?;
+pub fn bind_all(py: Python<'_>, settings: &Settings) -> Result<Vec<Listener>, String> {
+    // The addresses are read with Python's int() and str.lower(), as
+    // Gunicorn reads them.
+    let specs = settings.bind.iter().map(|b| BindSpec::parse(py, b)).collect::<Result<Vec<_>, _>>()?;
     // Like Gunicorn, once any fd:// is given only the inherited sockets are
     // used; unlike it, say so about the addresses left out.
     let any_fd = specs.iter().any(|s| matches!(s, BindSpec::Fd(_)));

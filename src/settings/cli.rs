@@ -6,6 +6,7 @@ use super::spec::{Action, Spec};
 use super::table::SPECS;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use pyo3::prelude::*;
 
 /// What one command line (or env var) said: only the settings it named, in
 /// table order, and the positional arguments.
@@ -109,68 +110,12 @@ fn extract(m: &ArgMatches) -> CliArgs {
     out
 }
 
-/// Splits an environment variable's value the way Python's `shlex.split` does
-/// for the common cases: whitespace separates words, single quotes are literal,
-/// double quotes allow backslash escapes, a backslash outside quotes escapes
-/// the next character.
-pub fn shell_split(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(ch) => cur.push(ch),
-                        None => return Err("No closing quotation".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(ch @ ('"' | '\\' | '$' | '`')) => cur.push(ch),
-                            Some(ch) => {
-                                cur.push('\\');
-                                cur.push(ch);
-                            }
-                            None => return Err("No closing quotation".into()),
-                        },
-                        Some(ch) => cur.push(ch),
-                        None => return Err("No closing quotation".into()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(ch) => cur.push(ch),
-                    None => return Err("No escaped character".into()),
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
+/// Python's `shlex.split`, which Gunicorn splits `GUNICORN_CMD_ARGS` (and
+/// its control server splits commands) with; the error is shlex's
+/// ValueError text ("No closing quotation").
+pub fn shell_split(py: Python<'_>, s: &str) -> Result<Vec<String>, String> {
+    let split = || -> PyResult<Vec<String>> { py.import("shlex")?.call_method1("split", (s,))?.extract() };
+    split().map_err(|e| crate::python::exception_text(py, &e))
 }
 
 #[cfg(test)]
@@ -231,12 +176,19 @@ mod tests {
     }
 
     #[test]
-    fn shell_split_like_shlex() {
-        assert_eq!(shell_split("-w 3  --bind '127.0.0.1:1'").unwrap(), vec!["-w", "3", "--bind", "127.0.0.1:1"]);
+    fn shell_split_is_shlex() {
+        let split = |s: &str| crate::python::with_python(|py| shell_split(py, s));
         assert_eq!(
-            shell_split(r#"--access-logformat "%(h)s \"x\"""#).unwrap(),
-            vec![r#"--access-logformat"#, r#"%(h)s "x""#]
+            split("-w 3  --bind '127.0.0.1:1'"),
+            Ok(vec!["-w".into(), "3".into(), "--bind".into(), "127.0.0.1:1".into()])
         );
-        assert!(shell_split("'open").is_err());
+        // In double quotes a backslash escapes only `"` and `\` (not `$`),
+        // and only ASCII whitespace separates words.
+        assert_eq!(
+            split(concat!(r#"-n "a\$\"b" c\ d"#, "\u{a0}e")),
+            Ok(vec!["-n".into(), r#"a\$"b"#.into(), "c d\u{a0}e".into()])
+        );
+        assert_eq!(split("'open"), Err("No closing quotation".into()));
+        assert_eq!(split("end\\"), Err("No escaped character".into()));
     }
 }

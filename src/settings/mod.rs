@@ -78,7 +78,7 @@ pub fn load(py: Python<'_>, argv: &[String]) -> Result<Loaded, Exit> {
     let mut env_sources = Vec::new();
     for var in ["GUNICORN_CMD_ARGS", "FERROCORN_CMD_ARGS"] {
         if let Ok(value) = std::env::var(var) {
-            let words = cli::shell_split(&value).map_err(|e| Exit::error(format!("{var}: {e}")))?;
+            let words = cli::shell_split(py, &value).map_err(|e| Exit::error(format!("{var}: {e}")))?;
             let parsed = cli::parse(with_prog(&words))
                 .map_err(|e| Exit { message: format!("{var}: {}", e.message), status: e.status })?;
             env_sources.push(parsed);
@@ -119,7 +119,7 @@ pub fn load(py: Python<'_>, argv: &[String]) -> Result<Loaded, Exit> {
     };
 
     refuse_unsupported(py, &settings)?;
-    check_combinations(&settings)?;
+    check_combinations(py, &settings)?;
     let unneeded = SPECS
         .iter()
         .filter_map(|s| match s.support {
@@ -226,9 +226,9 @@ fn refuse_unsupported(py: Python<'_>, settings: &Settings) -> Result<(), Exit> {
 /// Checks that need more than one setting, or the environment, done once
 /// everything is loaded (Gunicorn's `Config.validate` and the checks its
 /// arbiter makes before binding).
-fn check_combinations(settings: &Settings) -> Result<(), Exit> {
+fn check_combinations(py: Python<'_>, settings: &Settings) -> Result<(), Exit> {
     for bind in &settings.bind {
-        crate::net::bind::BindSpec::parse(bind).map_err(Exit::error)?;
+        crate::net::bind::BindSpec::parse(py, bind).map_err(Exit::error)?;
     }
     for e in &settings.raw_env {
         if !e.contains('=') {
@@ -240,7 +240,7 @@ fn check_combinations(settings: &Settings) -> Result<(), Exit> {
         .map_err(|e| Exit::error(format!("Invalid access_log_format: {e}")))?;
     if settings.syslog {
         // Gunicorn finds these when it sets up its logger, before binding.
-        crate::log::syslog::SyslogAddr::parse(&settings.syslog_addr).map_err(Exit::error)?;
+        crate::log::syslog::SyslogAddr::parse(py, &settings.syslog_addr).map_err(Exit::error)?;
         crate::log::syslog::facility(&settings.syslog_facility).map_err(Exit::error)?;
     }
     Ok(())

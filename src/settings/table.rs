@@ -261,18 +261,18 @@ fn http2_cleartext(_: Python<'_>, i: &Input) -> Validated<String> {
     }
 }
 
-fn ranged(i: &Input, lo: i64, hi: i64, what: &str) -> Validated<i64> {
-    let n = v::pos_int(i)?;
+fn ranged(py: Python<'_>, i: &Input, lo: i64, hi: i64, what: &str) -> Validated<i64> {
+    let n = v::pos_int(py, i)?;
     if n < lo || n > hi {
         return Err(format!("{what} must be between {lo} and {hi}, got {n}"));
     }
     Ok(n)
 }
 
-fn statsd_address(_: Python<'_>, i: &Input) -> Validated<StatsdHost> {
+fn statsd_address(py: Python<'_>, i: &Input) -> Validated<StatsdHost> {
     match v::opt_string(i)? {
         None => Ok(StatsdHost(None)),
-        Some(addr) => StatsdAddr::parse(&addr).map(|a| StatsdHost(Some(a))),
+        Some(addr) => StatsdAddr::parse(py, &addr).map(|a| StatsdHost(Some(a))),
     }
 }
 
@@ -299,8 +299,8 @@ fn control_socket_default() -> Input {
 }
 
 /// `validate_pos_int` on an `auto_int` (0o600, 0600 or 384).
-fn socket_mode(i: &Input) -> Validated<i64> {
-    let n = v::auto_int(i)?;
+fn socket_mode(py: Python<'_>, i: &Input) -> Validated<i64> {
+    let n = v::auto_int(py, i)?;
     if n < 0 {
         return Err(format!("Value must be positive: {n}"));
     }
@@ -308,9 +308,9 @@ fn socket_mode(i: &Input) -> Validated<i64> {
 }
 
 /// `--metrics-bind`: a TCP HOST:PORT (the endpoint is HTTP on TCP only).
-fn metrics_address(i: &Input) -> Validated<Option<String>> {
+fn metrics_address(py: Python<'_>, i: &Input) -> Validated<Option<String>> {
     let Some(text) = v::opt_string(i)? else { return Ok(None) };
-    match crate::net::bind::BindSpec::parse(&text)? {
+    match crate::net::bind::BindSpec::parse(py, &text)? {
         crate::net::bind::BindSpec::Tcp { .. } => Ok(Some(text)),
         _ => Err(format!("'{text}' is not a TCP address (HOST:PORT)")),
     }
@@ -343,13 +343,13 @@ gunicorn: {
     backlog: i64 = {
         section: "Server Socket", cli: ["--backlog"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(2048), doc_default: "2048",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "The maximum number of pending connections.",
     },
     workers: i64 = {
         section: "Worker Processes", cli: ["-w", "--workers"], meta: Some("INT"), action: Action::Store,
         default: env_or("WEB_CONCURRENCY", Input::Int(1)), doc_default: "1",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "The number of worker processes for handling requests.",
     },
     worker_class: String = {
@@ -361,61 +361,61 @@ gunicorn: {
     threads: i64 = {
         section: "Worker Processes", cli: ["--threads"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(1), doc_default: "1",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "The number of worker threads for handling requests.",
     },
     worker_connections: i64 = {
         section: "Worker Processes", cli: ["--worker-connections"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(1000), doc_default: "1000",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "The maximum number of simultaneous clients.",
     },
     max_requests: i64 = {
         section: "Worker Processes", cli: ["--max-requests"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(0), doc_default: "0",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "The maximum number of requests a worker will process before restarting.",
     },
     max_requests_jitter: i64 = {
         section: "Worker Processes", cli: ["--max-requests-jitter"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(0), doc_default: "0",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "The maximum jitter to add to the max_requests setting.",
     },
     timeout: i64 = {
         section: "Worker Processes", cli: ["-t", "--timeout"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(30), doc_default: "30",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "Workers silent for more than this many seconds are killed and restarted.",
     },
     graceful_timeout: i64 = {
         section: "Worker Processes", cli: ["--graceful-timeout"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(30), doc_default: "30",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "Timeout for graceful workers restart in seconds.",
     },
     keepalive: i64 = {
         section: "Worker Processes", cli: ["--keep-alive"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(2), doc_default: "2",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "The number of seconds to wait for requests on a Keep-Alive connection.",
     },
     limit_request_line: i64 = {
         section: "Security", cli: ["--limit-request-line"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(4094), doc_default: "4094",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "The maximum size of HTTP request line in bytes.",
     },
     limit_request_fields: i64 = {
         section: "Security", cli: ["--limit-request-fields"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(100), doc_default: "100",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "Limit the number of HTTP headers fields in a request.",
     },
     limit_request_field_size: i64 = {
         section: "Security", cli: ["--limit-request-field_size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(8190), doc_default: "8190",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "Limit the allowed size of an HTTP request header field.",
     },
     reload: bool = {
@@ -525,7 +525,7 @@ gunicorn: {
     umask: i64 = {
         section: "Server Mechanics", cli: ["-m", "--umask"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(0), doc_default: "0",
-        validate: |_, i| v::auto_int(i).and_then(|n| if n < 0 { Err(format!("Value must be positive: {n}")) } else { Ok(n) }),
+        validate: |py, i| v::auto_int(py, i).and_then(|n| if n < 0 { Err(format!("Value must be positive: {n}")) } else { Ok(n) }),
         support: Support::Yes,
         help: "A bit mask for the file mode on files written by Gunicorn.",
     },
@@ -833,13 +833,13 @@ gunicorn: {
     ssl_version: i64 = {
         section: "SSL", cli: ["--ssl-version"], meta: None, action: Action::Store,
         default: Input::Int(2), doc_default: "2",
-        validate: |_, i| v::pos_int(i), support: Support::NotYet(TLS),
+        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(TLS),
         help: "SSL version to use (deprecated and ignored by Gunicorn; use ssl_context).",
     },
     cert_reqs: i64 = {
         section: "SSL", cli: ["--cert-reqs"], meta: None, action: Action::Store,
         default: Input::Int(0), doc_default: "0",
-        validate: |_, i| v::pos_int(i), support: Support::NotYet(TLS),
+        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(TLS),
         help: "Whether client certificate is required (see stdlib ssl module's).",
     },
     ca_certs: Option<String> = {
@@ -881,25 +881,25 @@ gunicorn: {
     http2_max_concurrent_streams: i64 = {
         section: "HTTP/2", cli: ["--http2-max-concurrent-streams"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(100), doc_default: "100",
-        validate: |_, i| ranged(i, 1, i64::MAX, "HTTP/2 max concurrent streams"), support: Support::NotYet(HTTP2),
+        validate: |py, i| ranged(py, i, 1, i64::MAX, "HTTP/2 max concurrent streams"), support: Support::NotYet(HTTP2),
         help: "Maximum number of concurrent HTTP/2 streams per connection.",
     },
     http2_initial_window_size: i64 = {
         section: "HTTP/2", cli: ["--http2-initial-window-size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(65535), doc_default: "65535",
-        validate: |_, i| ranged(i, 0, 2_147_483_647, "HTTP/2 window size"), support: Support::NotYet(HTTP2),
+        validate: |py, i| ranged(py, i, 0, 2_147_483_647, "HTTP/2 window size"), support: Support::NotYet(HTTP2),
         help: "Initial HTTP/2 flow control window size in bytes.",
     },
     http2_max_frame_size: i64 = {
         section: "HTTP/2", cli: ["--http2-max-frame-size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(16384), doc_default: "16384",
-        validate: |_, i| ranged(i, 16384, 16_777_215, "http2_max_frame_size"), support: Support::NotYet(HTTP2),
+        validate: |py, i| ranged(py, i, 16384, 16_777_215, "http2_max_frame_size"), support: Support::NotYet(HTTP2),
         help: "Maximum HTTP/2 frame payload size in bytes.",
     },
     http2_max_header_list_size: i64 = {
         section: "HTTP/2", cli: ["--http2-max-header-list-size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(65536), doc_default: "65536",
-        validate: |_, i| v::pos_int(i), support: Support::NotYet(HTTP2),
+        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(HTTP2),
         help: "Maximum size of HTTP/2 header list in bytes (HPACK protection).",
     },
     raw_paste_global_conf: Vec<String> = {
@@ -968,13 +968,13 @@ gunicorn: {
     asgi_disconnect_grace_period: i64 = {
         section: "Worker Processes", cli: ["--asgi-disconnect-grace-period"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(3), doc_default: "3",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "Grace period (seconds) for ASGI apps to handle client disconnects.",
     },
     websocket_max_message_size: i64 = {
         section: "Worker Processes", cli: ["--websocket-max-message-size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(16_777_216), doc_default: "16777216",
-        validate: |_, i| v::pos_int(i), support: Support::Yes,
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "Largest WebSocket message, in bytes, the asgi worker accepts.",
     },
     http_parser: String = {
@@ -999,25 +999,25 @@ gunicorn: {
     dirty_workers: i64 = {
         section: "Dirty Arbiters", cli: ["--dirty-workers"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(0), doc_default: "0",
-        validate: |_, i| v::pos_int(i), support: Support::NotYet(DIRTY),
+        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(DIRTY),
         help: "The number of dirty worker processes.",
     },
     dirty_timeout: i64 = {
         section: "Dirty Arbiters", cli: ["--dirty-timeout"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(300), doc_default: "300",
-        validate: |_, i| v::pos_int(i), support: Support::NotYet(DIRTY),
+        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(DIRTY),
         help: "Timeout for dirty task execution in seconds.",
     },
     dirty_threads: i64 = {
         section: "Dirty Arbiters", cli: ["--dirty-threads"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(1), doc_default: "1",
-        validate: |_, i| v::pos_int(i), support: Support::NotYet(DIRTY),
+        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(DIRTY),
         help: "The number of threads per dirty worker.",
     },
     dirty_graceful_timeout: i64 = {
         section: "Dirty Arbiters", cli: ["--dirty-graceful-timeout"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(30), doc_default: "30",
-        validate: |_, i| v::pos_int(i), support: Support::NotYet(DIRTY),
+        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(DIRTY),
         help: "Timeout for graceful dirty worker shutdown in seconds.",
     },
     on_dirty_starting: PyCallable = {
@@ -1053,7 +1053,7 @@ gunicorn: {
     control_socket_mode: i64 = {
         section: "Control", cli: ["--control-socket-mode"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(0o600), doc_default: "384",
-        validate: |_, i| socket_mode(i), support: Support::Yes,
+        validate: |py, i| socket_mode(py, i), support: Support::Yes,
         help: "Permission mode for control socket.",
     },
     control_socket_disable: bool = {
@@ -1067,13 +1067,13 @@ ferrocorn: {
     metrics_bind: Option<String> = {
         section: "ferrocorn extensions", cli: ["--metrics-bind"], meta: Some("ADDRESS"), action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: |_, i| metrics_address(i),
+        validate: |py, i| metrics_address(py, i),
         help: "HOST:PORT where the master serves Prometheus metrics (aggregated over all workers) at /metrics; off when None.",
     },
     max_worker_memory: i64 = {
         section: "ferrocorn extensions", cli: ["--max-worker-memory"], meta: Some("MiB"), action: Action::Store,
         default: Input::Int(0), doc_default: "0",
-        validate: |_, i| v::pos_int(i),
+        validate: |py, i| v::pos_int(py, i),
         help: "Recycle a worker gracefully once its resident memory (RSS) passes this many MiB (0: never).",
     },
 }

@@ -21,63 +21,68 @@ pub fn boolean(v: &Input) -> Validated<bool> {
 }
 
 /// `validate_pos_int`: an int, or a string read as Python's `int(s, 0)`.
-pub fn pos_int(v: &Input) -> Validated<i64> {
-    let n = int_value(v)?;
-    if n < 0 {
-        return Err(format!("Value must be positive: {n}"));
+pub fn pos_int(py: Python<'_>, v: &Input) -> Validated<i64> {
+    match int_value(py, v) {
+        Ok(n) if n < 0 => Err(format!("Value must be positive: {n}")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(pos_int_error(e)),
     }
-    i64::try_from(n).map_err(|_| format!("Value is too large: {n}"))
 }
 
-fn int_value(v: &Input) -> Validated<i128> {
+/// The reason for an int a positive setting cannot take.
+fn pos_int_error(e: IntError) -> String {
+    match e {
+        IntError::Invalid(why) => why,
+        IntError::OutOfRange { negative: true, text } => format!("Value must be positive: {text}"),
+        // Gunicorn would take it, and fail later (a sleep, a fork loop).
+        IntError::OutOfRange { negative: false, text } => format!("Value is too large: {text}"),
+    }
+}
+
+fn int_value(py: Python<'_>, v: &Input) -> Result<i64, IntError> {
     match v {
-        Input::Bool(b) => Ok(i128::from(*b)),
-        Input::Int(i) => Ok(*i),
-        Input::Str(s) => python_int(s, 0),
-        other => Err(format!(
+        Input::Bool(b) => Ok(i64::from(*b)),
+        Input::Int(i) => i64::try_from(*i).map_err(|_| IntError::OutOfRange { negative: *i < 0, text: i.to_string() }),
+        Input::Str(s) => python_int(py, s, 0),
+        other => Err(IntError::Invalid(format!(
             "int() argument must be a string, a bytes-like object or a real number, not '{}'",
             other.describe()
-        )),
+        ))),
     }
 }
 
-/// Python's `int(s, base)` for base 0 (prefix decides) or an explicit base.
-pub fn python_int(text: &str, base: u32) -> Validated<i128> {
-    let invalid = || format!("invalid literal for int() with base {base}: '{text}'");
-    let s = text.trim();
-    let (negative, digits) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let lower = digits.to_ascii_lowercase();
-    let (radix, body) = if base == 0 || base == 16 || base == 8 || base == 2 {
-        match lower.get(..2) {
-            Some("0x") if base == 0 || base == 16 => (16, &digits[2..]),
-            Some("0o") if base == 0 || base == 8 => (8, &digits[2..]),
-            Some("0b") if base == 0 || base == 2 => (2, &digits[2..]),
-            _ => (if base == 0 { 10 } else { base }, digits),
-        }
-    } else {
-        (base, digits)
-    };
-    // With a prefix, Python allows one underscore right after it ("0x_ff").
-    let body = if radix != 10 || base != 0 { body.strip_prefix('_').unwrap_or(body) } else { body };
-    if body.is_empty() || body.starts_with('_') || body.ends_with('_') || body.contains("__") {
-        return Err(invalid());
+/// Why Python's `int()` gave no `i64`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntError {
+    /// Python's ValueError, in its words
+    /// ("invalid literal for int() with base 10: 'x'").
+    Invalid(String),
+    /// A valid int beyond `i64` (Python's ints have no bound), as Python
+    /// prints it, or as written when Python will not print it.
+    OutOfRange { negative: bool, text: String },
+}
+
+/// Python's `int(text, base)`: base 0 lets the prefix decide and refuses
+/// leading zeros, as source code does.
+pub fn int_object<'py>(py: Python<'py>, text: &str, base: u32) -> PyResult<Bound<'py, PyAny>> {
+    py.get_type::<pyo3::types::PyInt>().call1((text, base))
+}
+
+/// [`int_object`] as an `i64`.
+pub fn python_int(py: Python<'_>, text: &str, base: u32) -> Result<i64, IntError> {
+    let n = int_object(py, text, base).map_err(|e| IntError::Invalid(crate::python::exception_text(py, &e)))?;
+    if let Ok(small) = n.extract::<i64>() {
+        return Ok(small);
     }
-    let clean: String = body.chars().filter(|c| *c != '_').collect();
-    // Base 0 refuses decimal literals with leading zeros, as Python source does.
-    if base == 0 && radix == 10 && clean.len() > 1 && clean.starts_with('0') && clean.chars().any(|c| c != '0') {
-        return Err(invalid());
-    }
-    let magnitude = i128::from_str_radix(&clean, radix).map_err(|_| invalid())?;
-    Ok(if negative { -magnitude } else { magnitude })
+    let negative = n.lt(0).unwrap_or(false);
+    // str() of an int longer than sys.get_int_max_str_digits() raises.
+    let text = n.str().map(|s| s.to_string()).unwrap_or_else(|_| text.trim().to_owned());
+    Err(IntError::OutOfRange { negative, text })
 }
 
 /// The command-line type Gunicorn calls `auto_int` (umask, socket modes):
 /// "022" is octal, as it would be in a shell.
-pub fn auto_int(v: &Input) -> Validated<i64> {
+pub fn auto_int(py: Python<'_>, v: &Input) -> Validated<i64> {
     match v {
         Input::Str(s) => {
             let t = s.trim();
@@ -87,13 +92,12 @@ pub fn auto_int(v: &Input) -> Validated<i64> {
             } else {
                 t.to_owned()
             };
-            let n = python_int(&text, 0).map_err(|_| format!("invalid auto_int value: '{s}'"))?;
-            i64::try_from(n).map_err(|_| format!("Value is too large: {n}"))
+            python_int(py, &text, 0).map_err(|e| match e {
+                IntError::Invalid(_) => format!("invalid auto_int value: '{s}'"),
+                other => pos_int_error(other),
+            })
         }
-        other => {
-            let n = int_value(other)?;
-            i64::try_from(n).map_err(|_| format!("Value is too large: {n}"))
-        }
+        other => int_value(py, other).map_err(pos_int_error),
     }
 }
 
@@ -240,36 +244,63 @@ pub fn arity_of(f: &Bound<'_, PyAny>) -> PyResult<usize> {
 mod tests {
     use super::*;
 
+    fn int0(text: &str) -> Result<i64, IntError> {
+        crate::python::with_python(|py| python_int(py, text, 0))
+    }
+
     #[test]
     fn python_int_base_zero() {
-        assert_eq!(python_int("42", 0), Ok(42));
-        assert_eq!(python_int(" 0x1F ", 0), Ok(31));
-        assert_eq!(python_int("0o17", 0), Ok(15));
-        assert_eq!(python_int("0b101", 0), Ok(5));
-        assert_eq!(python_int("1_000", 0), Ok(1000));
-        assert_eq!(python_int("-3", 0), Ok(-3));
-        assert_eq!(python_int("0", 0), Ok(0));
-        assert_eq!(python_int("000", 0), Ok(0));
-        assert!(python_int("010", 0).is_err());
-        assert!(python_int("1__0", 0).is_err());
-        assert!(python_int("abc", 0).is_err());
-        assert!(python_int("", 0).is_err());
+        assert_eq!(int0("42"), Ok(42));
+        assert_eq!(int0(" 0x1F "), Ok(31));
+        assert_eq!(int0("0o17"), Ok(15));
+        assert_eq!(int0("0b101"), Ok(5));
+        assert_eq!(int0("1_000"), Ok(1000));
+        assert_eq!(int0("0x_ff"), Ok(255));
+        assert_eq!(int0("-3"), Ok(-3));
+        assert_eq!(int0("0"), Ok(0));
+        assert_eq!(int0("000"), Ok(0));
+        // Python reads any Unicode decimal digit, and Unicode whitespace.
+        assert_eq!(int0("\u{0663}\u{2003}"), Ok(3));
+        assert_eq!(int0("010"), Err(IntError::Invalid("invalid literal for int() with base 0: '010'".into())));
+        assert_eq!(int0("it's"), Err(IntError::Invalid(r#"invalid literal for int() with base 0: "it's""#.into())));
+        assert!(int0("1__0").is_err());
+        assert!(int0("abc").is_err());
+        assert!(int0("").is_err());
+        let big = IntError::OutOfRange { negative: false, text: "18446744073709551616".into() };
+        assert_eq!(int0("0x1_0000_0000_0000_0000"), Err(big));
+        crate::python::with_python(|py| {
+            assert_eq!(python_int(py, "0x10", 16), Ok(16));
+            assert_eq!(python_int(py, " +7 ", 10), Ok(7));
+        });
     }
 
     #[test]
     fn pos_int_rules() {
-        assert_eq!(pos_int(&Input::Str("30".into())), Ok(30));
-        assert_eq!(pos_int(&Input::Int(5)), Ok(5));
-        assert_eq!(pos_int(&Input::Bool(true)), Ok(1));
-        assert_eq!(pos_int(&Input::Str("-1".into())), Err("Value must be positive: -1".into()));
+        crate::python::with_python(|py| {
+            assert_eq!(pos_int(py, &Input::Str("30".into())), Ok(30));
+            assert_eq!(pos_int(py, &Input::Int(5)), Ok(5));
+            assert_eq!(pos_int(py, &Input::Bool(true)), Ok(1));
+            assert_eq!(pos_int(py, &Input::Str("-1".into())), Err("Value must be positive: -1".into()));
+            assert_eq!(
+                pos_int(py, &Input::Str("-1".repeat(12))),
+                Err("invalid literal for int() with base 0: '-1-1-1-1-1-1-1-1-1-1-1-1'".into())
+            );
+            assert_eq!(
+                pos_int(py, &Input::Str("-99999999999999999999".into())),
+                Err("Value must be positive: -99999999999999999999".into())
+            );
+        });
     }
 
     #[test]
     fn auto_int_reads_shell_octal() {
-        assert_eq!(auto_int(&Input::Str("022".into())), Ok(0o22));
-        assert_eq!(auto_int(&Input::Str("0o600".into())), Ok(0o600));
-        assert_eq!(auto_int(&Input::Str("18".into())), Ok(18));
-        assert_eq!(auto_int(&Input::Int(0o77)), Ok(0o77));
+        crate::python::with_python(|py| {
+            assert_eq!(auto_int(py, &Input::Str("022".into())), Ok(0o22));
+            assert_eq!(auto_int(py, &Input::Str("0o600".into())), Ok(0o600));
+            assert_eq!(auto_int(py, &Input::Str("18".into())), Ok(18));
+            assert_eq!(auto_int(py, &Input::Int(0o77)), Ok(0o77));
+            assert_eq!(auto_int(py, &Input::Str("x".into())), Err("invalid auto_int value: 'x'".into()));
+        });
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
         // Each worker binds its own SO_REUSEPORT sockets and the kernel
         // spreads connections between them (the master binds none; when it
         // has sockets anyway, they came from systemd and are shared).
-        match crate::net::listen::bind_all(&ctx.settings) {
+        match crate::net::listen::bind_all(py, &ctx.settings) {
             Ok(listeners) => ctx.listeners = listeners,
             Err(e) => {
                 crate::log::error!("{e}");

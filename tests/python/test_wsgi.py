@@ -228,7 +228,6 @@ def test_client_half_close_still_gets_its_answer(server):
         ("basic:application", b"Hello, world!\n"),
         ("basic:factory()", b"hi!"),
         ("basic:factory('hey', punctuation='?')", b"hey?"),
-        ("basic:holder.app", b"Hello, world!\n"),
     ],
 )
 def test_app_module_forms(server, spec, expected):

@@ -3,7 +3,8 @@
 //! words plus `args`, case-insensitive verbs, Python's `int()` for counts
 //! and pids, and the same error texts.
 
-use crate::settings::validate::python_int;
+use crate::settings::validate::{python_int, IntError};
+use pyo3::Python;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Show {
@@ -66,12 +67,12 @@ pub const HELP: &[(&str, &str)] = &[
     ("help", "Show this help message"),
 ];
 
-pub fn parse(command: &str, args: &[String]) -> Result<Command, Refused> {
+pub fn parse(py: Python<'_>, command: &str, args: &[String]) -> Result<Command, Refused> {
     let command = command.trim();
     if command.is_empty() {
         return Err(Refused::Empty);
     }
-    let mut parts = crate::settings::cli::shell_split(command).map_err(Refused::Invalid)?;
+    let mut parts = crate::settings::cli::shell_split(py, command).map_err(Refused::Invalid)?;
     parts.extend(args.iter().cloned());
     let Some((cmd, rest)) = parts.split_first() else {
         return Err(Refused::Empty);
@@ -98,11 +99,11 @@ pub fn parse(command: &str, args: &[String]) -> Result<Command, Refused> {
                 rest.first().ok_or_else(|| invalid("Missing worker action (add|remove|kill)".into()))?.to_lowercase();
             let arg = rest.get(1);
             match action.as_str() {
-                "add" => Ok(Command::WorkerAdd(count(arg)?)),
-                "remove" => Ok(Command::WorkerRemove(count(arg)?)),
+                "add" => Ok(Command::WorkerAdd(count(py, arg)?)),
+                "remove" => Ok(Command::WorkerRemove(count(py, arg)?)),
                 "kill" => {
                     let pid = arg.ok_or_else(|| invalid("Missing PID for worker kill".into()))?;
-                    Ok(Command::WorkerKill(int(pid)?))
+                    Ok(Command::WorkerKill(int(py, pid)?))
                 }
                 _ => Err(invalid(format!("Unknown worker action: {action}"))),
             }
@@ -111,8 +112,8 @@ pub fn parse(command: &str, args: &[String]) -> Result<Command, Refused> {
             let action =
                 rest.first().ok_or_else(|| invalid("Missing dirty action (add|remove)".into()))?.to_lowercase();
             match action.as_str() {
-                "add" => Ok(Command::DirtyAdd(count(rest.get(1))?)),
-                "remove" => Ok(Command::DirtyRemove(count(rest.get(1))?)),
+                "add" => Ok(Command::DirtyAdd(count(py, rest.get(1))?)),
+                "remove" => Ok(Command::DirtyRemove(count(py, rest.get(1))?)),
                 _ => Err(invalid(format!("Unknown dirty action: {action}"))),
             }
         }
@@ -125,16 +126,25 @@ pub fn parse(command: &str, args: &[String]) -> Result<Command, Refused> {
 }
 
 /// `int(x) if x else 1`; the handlers then take `max(1, count)`.
-fn count(arg: Option<&String>) -> Result<i64, Refused> {
-    match arg {
-        Some(a) => Ok(int(a)?.max(1)),
-        None => Ok(1),
+fn count(py: Python<'_>, arg: Option<&String>) -> Result<i64, Refused> {
+    let Some(text) = arg else { return Ok(1) };
+    match python_int(py, text, 10) {
+        Ok(n) => Ok(n.max(1)),
+        // max(1, n) of a huge negative count.
+        Err(IntError::OutOfRange { negative: true, .. }) => Ok(1),
+        Err(e) => Err(refused_int(text, e)),
     }
 }
 
-fn int(text: &str) -> Result<i64, Refused> {
-    let n = python_int(text, 10).map_err(Refused::Invalid)?;
-    i64::try_from(n).map_err(|_| Refused::Invalid(format!("{text} is too large")))
+fn int(py: Python<'_>, text: &str) -> Result<i64, Refused> {
+    python_int(py, text, 10).map_err(|e| refused_int(text, e))
+}
+
+fn refused_int(text: &str, e: IntError) -> Refused {
+    match e {
+        IntError::Invalid(why) => Refused::Invalid(why),
+        IntError::OutOfRange { .. } => Refused::Invalid(format!("{text} is too large")),
+    }
 }
 
 #[cfg(test)]
@@ -142,7 +152,11 @@ mod tests {
     use super::*;
 
     fn p(cmd: &str) -> Result<Command, Refused> {
-        parse(cmd, &[])
+        with_args(cmd, &[])
+    }
+
+    fn with_args(cmd: &str, args: &[String]) -> Result<Command, Refused> {
+        crate::python::with_python(|py| parse(py, cmd, args))
     }
 
     #[test]
@@ -152,7 +166,9 @@ mod tests {
         assert_eq!(p("worker add"), Ok(Command::WorkerAdd(1)));
         assert_eq!(p("worker add 3"), Ok(Command::WorkerAdd(3)));
         assert_eq!(p("worker add 0"), Ok(Command::WorkerAdd(1)));
-        assert_eq!(parse("worker remove", &["2".into()]), Ok(Command::WorkerRemove(2)));
+        assert_eq!(p("worker add -99999999999999999999"), Ok(Command::WorkerAdd(1)));
+        assert_eq!(p("worker add ' 1_0 '"), Ok(Command::WorkerAdd(10)));
+        assert_eq!(with_args("worker remove", &["2".into()]), Ok(Command::WorkerRemove(2)));
         assert_eq!(p("worker kill 1234"), Ok(Command::WorkerKill(1234)));
         assert_eq!(p("dirty add"), Ok(Command::DirtyAdd(1)));
         assert_eq!(p("reload"), Ok(Command::Reload));
@@ -175,5 +191,7 @@ mod tests {
         assert_eq!(err("dirty"), "Invalid argument: Missing dirty action (add|remove)");
         assert_eq!(err("fly"), "Invalid argument: Unknown command: fly");
         assert_eq!(err("show 'workers"), "Invalid argument: No closing quotation");
+        assert_eq!(err("worker add 1e3"), "Invalid argument: invalid literal for int() with base 10: '1e3'");
+        assert_eq!(err("worker kill 99999999999999999999"), "Invalid argument: 99999999999999999999 is too large");
     }
 }

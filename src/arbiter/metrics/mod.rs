@@ -7,6 +7,7 @@ pub mod prometheus;
 
 use super::netio::Endpoint;
 use crate::net::bind::BindSpec;
+use pyo3::Python;
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -36,8 +37,8 @@ enum Asked {
 }
 
 impl MetricsServer {
-    pub fn bind(configured: &str) -> io::Result<MetricsServer> {
-        let addr = resolve(configured)?;
+    pub fn bind(py: Python<'_>, configured: &str) -> io::Result<MetricsServer> {
+        let addr = resolve(py, configured)?;
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         // A restarted master can listen again at once despite TIME_WAIT.
         sock.set_reuse_address(true)?;
@@ -100,9 +101,9 @@ impl MetricsServer {
 }
 
 /// `--metrics-bind`'s address (validated as TCP when settings load).
-fn resolve(configured: &str) -> io::Result<SocketAddr> {
+fn resolve(py: Python<'_>, configured: &str) -> io::Result<SocketAddr> {
     let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
-    match BindSpec::parse(configured).map_err(invalid)? {
+    match BindSpec::parse(py, configured).map_err(invalid)? {
         BindSpec::Tcp { host, port } => {
             if let Ok(ip) = host.parse::<std::net::IpAddr>() {
                 return Ok(SocketAddr::new(ip, port));
@@ -193,7 +194,7 @@ mod tests {
     #[test]
     fn answers_a_scrape_and_refuses_the_rest() {
         use std::io::{Read, Write};
-        let mut server = MetricsServer::bind("127.0.0.1:0").expect("bind");
+        let mut server = crate::python::with_python(|py| MetricsServer::bind(py, "127.0.0.1:0")).expect("bind");
         let addr = server.local;
         let mut scrape = std::net::TcpStream::connect(addr).expect("connect");
         scrape.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
