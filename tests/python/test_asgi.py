@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from conftest import read_all, read_response, wait_for
+from helpers import read_all, read_response, wait_for
 
 APP = "asgi_app:app"
 

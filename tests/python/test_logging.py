@@ -10,7 +10,7 @@ import signal
 import socket
 
 import pytest
-from conftest import wait_for
+from helpers import run_ferrocorn, wait_for
 
 LOGGING_INI = """
 [loggers]
@@ -115,7 +115,6 @@ def test_logconfig_dict_and_json(server, tmp_path):
 
 
 def test_missing_log_config_stops_the_start(tmp_path):
-    from conftest import run_ferrocorn
 
     r = run_ferrocorn(["--log-config", str(tmp_path / "nope.ini"), "basic:hello"], tmp_path)
     assert r.returncode == 1 and "log config '%s' not found" % (tmp_path / "nope.ini") in r.stderr
@@ -357,7 +356,6 @@ def test_syslog_access_can_be_kept_out(server):
 
 
 def test_bad_syslog_address_stops_the_start(tmp_path):
-    from conftest import run_ferrocorn
 
     r = run_ferrocorn(["--log-syslog", "--log-syslog-to", "localhost:514", "basic:hello"], tmp_path)
     assert r.returncode == 1 and "invalid syslog address" in r.stderr

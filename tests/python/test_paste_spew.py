@@ -2,7 +2,7 @@
 on good and bad configurations."""
 
 import pytest
-from conftest import cmdline, run_ferrocorn, wait_for
+from helpers import cmdline, run_ferrocorn, wait_for
 
 pytest.importorskip("paste.deploy", reason="PasteDeploy is in the test extra")
 

@@ -6,7 +6,7 @@ import os
 import time
 
 import pytest
-from conftest import wait_for
+from helpers import run_ferrocorn, wait_for
 
 APP = """
 def app(environ, start_response):
@@ -103,7 +103,6 @@ def test_reload_extra_files_and_globs(server, tmp_path):
 
 
 def test_missing_extra_file_is_refused(tmp_path):
-    from conftest import run_ferrocorn
 
     r = run_ferrocorn(["--reload", "--reload-extra-file", str(tmp_path / "nope.txt"), "basic:hello"], tmp_path)
     assert r.returncode == 1 and "does not exists" in r.stderr
