@@ -189,13 +189,26 @@ def stop_pid(pid):
 
 
 class Server:
-    def __init__(self, args, tmp_path, env=None, cwd=None, port=None, wait=True, bind=True, launcher=(), pass_fds=()):
+    def __init__(
+        self,
+        args,
+        tmp_path,
+        env=None,
+        cwd=None,
+        port=None,
+        wait=True,
+        bind=True,
+        launcher=(),
+        pass_fds=(),
+        program="ferrocorn",
+    ):
         """`launcher` is a command that execs the server (argv prefix);
-        `pass_fds` are handed down to it."""
+        `pass_fds` are handed down to it; `program` is the module run
+        (``gunicorn`` to compare with Gunicorn itself)."""
         self.port = port or free_port()
         self.log_path = str(tmp_path / ("server-%d.log" % self.port))
         self.out_path = str(tmp_path / ("server-%d.out" % self.port))
-        argv = list(launcher) + [sys.executable, "-m", "ferrocorn"]
+        argv = list(launcher) + [sys.executable, "-m", program]
         if bind:
             argv += ["-b", "127.0.0.1:%d" % self.port]
         argv += list(args)
