@@ -186,8 +186,8 @@ def test_access_lines_match_gunicorns_formatting(server, tmp_path, worker):
     rust = access_lines(server, tmp_path, ["--access-logfile", str(tmp_path / "rust.log")] + worker)
     wait_for(lambda: len((tmp_path / "rust.log").read_text().splitlines()) == len(REQUESTS), what="rust lines")
     rust.stop()
-    # The same requests through Gunicorn's own Logger.access() code (ported
-    # verbatim in ferrocorn.glogging), which a logging configuration selects.
+    # The same requests through ferrocorn.glogging.Logger.access(), which a
+    # logging configuration selects (test_glogging holds it to Gunicorn's).
     config = {
         "version": 1,
         "loggers": {"gunicorn.access": {"handlers": ["f"], "level": "INFO", "propagate": False}},
