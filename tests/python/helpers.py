@@ -317,6 +317,55 @@ def run_ferrocorn(args, tmp_path, env=None, timeout=30, cwd=None):
     )
 
 
+# A --log-config file for the server's two loggers: gunicorn.error (at
+# DEBUG) into %(error)s as "INI <level> <message>", gunicorn.access into
+# %(access)s as "ACCESS <line>".
+LOGGING_INI = """
+[loggers]
+keys=root, gunicorn.error, gunicorn.access
+
+[handlers]
+keys=error_file, access_file
+
+[formatters]
+keys=generic, access
+
+[logger_root]
+level=INFO
+handlers=error_file
+
+[logger_gunicorn.error]
+level=DEBUG
+handlers=error_file
+propagate=0
+qualname=gunicorn.error
+
+[logger_gunicorn.access]
+level=INFO
+handlers=access_file
+propagate=0
+qualname=gunicorn.access
+
+[handler_error_file]
+class=logging.FileHandler
+formatter=generic
+args=(%(error)r,)
+
+[handler_access_file]
+class=logging.FileHandler
+formatter=access
+args=(%(access)r,)
+
+[formatter_generic]
+format=INI %%(levelname)s %%(message)s
+class=logging.Formatter
+
+[formatter_access]
+format=ACCESS %%(message)s
+class=logging.Formatter
+"""
+
+
 # The operations app (tests/python/apps/ops_app.py) under each worker type:
 # (worker arguments, application).
 WORKER_KINDS = {

@@ -10,52 +10,7 @@ import signal
 import socket
 
 import pytest
-from helpers import run_ferrocorn, wait_for
-
-LOGGING_INI = """
-[loggers]
-keys=root, gunicorn.error, gunicorn.access
-
-[handlers]
-keys=error_file, access_file
-
-[formatters]
-keys=generic, access
-
-[logger_root]
-level=INFO
-handlers=error_file
-
-[logger_gunicorn.error]
-level=DEBUG
-handlers=error_file
-propagate=0
-qualname=gunicorn.error
-
-[logger_gunicorn.access]
-level=INFO
-handlers=access_file
-propagate=0
-qualname=gunicorn.access
-
-[handler_error_file]
-class=logging.FileHandler
-formatter=generic
-args=(%(error)r,)
-
-[handler_access_file]
-class=logging.FileHandler
-formatter=access
-args=(%(access)r,)
-
-[formatter_generic]
-format=INI %%(levelname)s %%(message)s
-class=logging.Formatter
-
-[formatter_access]
-format=ACCESS %%(message)s
-class=logging.Formatter
-"""
+from helpers import LOGGING_INI, run_ferrocorn, wait_for
 
 
 def test_log_config_ini_sends_everything_through_python_logging(server, tmp_path):

@@ -42,16 +42,27 @@ def body(s):
         return None, ""
 
 
-@pytest.mark.parametrize("engine", ["poll", "inotify"])
-def test_reload_after_an_edit_and_a_syntax_error(server, tmp_path, engine):
-    # The module lives apart from the server's log files: the inotify
-    # engine, like Gunicorn's, reacts to any change in a watched directory.
+def reloading(server, tmp_path, engine, name, hooks=""):
+    """A --reload server of `name`:app, version v1, and optionally a config
+    file with `hooks`, both in a directory apart from the server's log
+    files (the inotify engine, like Gunicorn's, reacts to any change in a
+    watched directory); (server, the module's file, the first worker)."""
     src = tmp_path / "src"
     src.mkdir()
-    module = src / "reloadme.py"
+    module = src / ("%s.py" % name)
     write_app(module, "v1")
-    s = server("--reload", "--reload-engine", engine, "--pythonpath", str(src), "reloadme:app")
+    args = ["--reload", "--reload-engine", engine, "--pythonpath", str(src)]
+    if hooks:
+        (src / "hooks.py").write_text(hooks)
+        args += ["-c", str(src / "hooks.py")]
+    s = server(*args, "%s:app" % name)
     (first,) = s.wait_workers(1)
+    return s, module, first
+
+
+@pytest.mark.parametrize("engine", ["poll", "inotify"])
+def test_reload_after_an_edit_and_a_syntax_error(server, tmp_path, engine):
+    s, module, first = reloading(server, tmp_path, engine, "reloadme")
     assert body(s) == (200, "v1")
     time.sleep(1.2)  # the watcher has recorded the files
 
@@ -83,15 +94,8 @@ def test_a_change_is_reported_once(server, tmp_path, engine):
     # Gunicorn's watcher thread ends with its first report: a worker that
     # takes seconds to finish its request logs the change and runs
     # worker_int once, however many more changes or events follow.
-    src = tmp_path / "src"
-    src.mkdir()
-    module = src / "reportonce.py"
-    write_app(module, "v1")
-    # a config file's directory is watched too: not the one with the logs
-    hooks = src / "hooks.py"
-    hooks.write_text("def worker_int(worker):\n    worker.log.info('worker_int ran')\n")
-    s = server("--reload", "--reload-engine", engine, "-c", str(hooks), "--pythonpath", str(src), "reportonce:app")
-    (first,) = s.wait_workers(1)
+    hooks = "def worker_int(worker):\n    worker.log.info('worker_int ran')\n"
+    s, module, first = reloading(server, tmp_path, engine, "reportonce", hooks)
     time.sleep(1.2)
     slow = threading.Thread(target=s.request, kwargs={"path": "/slow"})
     slow.start()
