@@ -1,15 +1,22 @@
-"""The asgi worker's Python side: the event loop, ASGI lifespan and the
-ticker. HTTP and WebSocket are served by ``_ferrocorn.AsgiServer`` (Rust),
-which runs on this loop's thread: the loop watches its epoll fd and calls
-``on_ready``; requests run as ordinary asyncio tasks.
+"""The asgi worker's Python side: the event loop, the ASGI lifespan protocol
+and the ticker. HTTP and WebSocket are served by ``_ferrocorn.AsgiServer``
+(Rust), which runs on this loop's thread: the loop watches its epoll fd and
+calls ``on_ready``; requests run as ordinary asyncio tasks.
 
-The lifespan manager follows Gunicorn's ``gunicorn/asgi/lifespan.py``
-(MIT licence, Copyright (c) 2009-2024 Benoît Chesneau, Paul J. Davis) so
-that applications see the same startup and shutdown behaviour.
+Lifespan behaves as in Gunicorn's asgi worker: startup completes before the
+worker accepts connections; an application that reports
+``lifespan.startup.failed`` (or fails in any way under ``--asgi-lifespan
+on``) stops the server; shutdown runs once serving is over; each phase may
+take 30 seconds; request scopes see the ``state`` that startup filled.
 """
 
+from __future__ import annotations
+
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
+from typing import Any, Callable
 
 log = logging.getLogger("gunicorn.error")
 
@@ -19,7 +26,7 @@ WORKER_BOOT_ERROR = 3
 LIFESPAN_TIMEOUT = 30.0
 
 
-def _new_loop(kind):
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
     """``--asgi-loop``: auto takes uvloop when it is installed."""
     if kind == "auto":
         try:
@@ -40,7 +47,7 @@ def _new_loop(kind):
     return asyncio.new_event_loop()
 
 
-def run(server, app, loop_kind, lifespan_mode):
+def run(server: Any, app: Callable[..., Awaitable[None]], loop_kind: str, lifespan_mode: str) -> None:
     """Serve until the server stops (graceful stop, max-requests, parent
     gone); a fast stop (QUIT, INT, ABRT) unwinds from here as SystemExit."""
     loop = _new_loop(loop_kind)
@@ -51,8 +58,10 @@ def run(server, app, loop_kind, lifespan_mode):
         _cleanup(loop, server)
 
 
-async def _serve(loop, server, app, lifespan_mode):
-    state = {}
+async def _serve(
+    loop: asyncio.AbstractEventLoop, server: Any, app: Callable[..., Awaitable[None]], lifespan_mode: str
+) -> None:
+    state: dict[str, Any] = {}
     lifespan = None
     if lifespan_mode != "off":
         lifespan = LifespanManager(app, state)
@@ -86,7 +95,7 @@ async def _serve(loop, server, app, lifespan_mode):
             log.error("ASGI lifespan shutdown error: %s", e)
 
 
-async def _tick(server):
+async def _tick(server: Any) -> None:
     """Heartbeat, timers and the stop, a few times a second. A loop blocked
     by application code misses its beats, and the arbiter's timeout sees it,
     as with Gunicorn's workers."""
@@ -96,7 +105,7 @@ async def _tick(server):
         await asyncio.sleep(interval)
 
 
-def _cleanup(loop, server):
+def _cleanup(loop: asyncio.AbstractEventLoop, server: Any) -> None:
     """Cancel what still runs, then close the loop (Gunicorn's _cleanup)."""
     try:
         server.cancel_all()
@@ -117,99 +126,113 @@ class LifespanStartupFailed(RuntimeError):
     does not speak the lifespan protocol, it says it cannot start."""
 
 
-class LifespanManager:
-    """Runs the ``lifespan`` scope: startup before the worker accepts
-    connections, shutdown after it stopped serving."""
+class _Phase:
+    """What the application has said about one lifespan phase (startup or
+    shutdown). Its first report, or its end, decides the phase and wakes
+    the waiter; a ``.failed`` report counts even after a completion until
+    the waiter looks, because Gunicorn's worker reads its failure flags only
+    when it resumes (and the last message sent is the one it sees)."""
 
-    def __init__(self, app, state):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.decided: asyncio.Future[None] = loop.create_future()
+        self.reported: str | None = None  # the message of a .failed report
+        self.unreported: str | None = None  # why the app ended the phase without a report
+
+    def complete(self) -> None:
+        if not self.decided.done():
+            self.decided.set_result(None)
+
+    def report_failure(self, message: str) -> None:
+        self.reported = message
+        self.complete()
+
+    def end_without_report(self, reason: str) -> None:
+        if not self.decided.done():
+            self.unreported = reason
+            self.complete()
+
+    def failure(self) -> str | None:
+        return self.reported if self.reported is not None else self.unreported
+
+
+class LifespanManager:
+    """Runs the application's ``lifespan`` scope: startup before the worker
+    accepts connections, shutdown after it stopped serving. Messages, log
+    lines and the 30 second limits are those of Gunicorn's asgi worker."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], state: dict[str, Any]) -> None:
         self.app = app
         self.state = state
-        self._startup_complete = asyncio.Event()
-        self._shutdown_complete = asyncio.Event()
-        self._startup_failed = False
-        self._startup_reported = False
-        self._startup_error = None
-        self._shutdown_error = None
-        self._receive_queue = asyncio.Queue()
-        self._task = None
-        self._app_finished = False
+        loop = asyncio.get_running_loop()
+        self._startup = _Phase(loop)
+        self._shutdown = _Phase(loop)
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
 
-    async def startup(self):
-        scope = {
-            "type": "lifespan",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "state": self.state,
-        }
-        await self._receive_queue.put({"type": "lifespan.startup"})
-        self._task = asyncio.get_running_loop().create_task(self._run(scope))
+    async def startup(self) -> None:
+        """Raises LifespanStartupFailed when the application reports that it
+        cannot start, RuntimeError when it fails otherwise (which, in
+        ``auto`` mode, means it does not speak lifespan)."""
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.4"}, "state": self.state}
+        self._to_app.put_nowait({"type": "lifespan.startup"})
+        self._task = asyncio.get_running_loop().create_task(self._run_app(scope))
         try:
-            await asyncio.wait_for(self._startup_complete.wait(), timeout=LIFESPAN_TIMEOUT)
+            await asyncio.wait_for(self._startup.decided, LIFESPAN_TIMEOUT)
         except asyncio.TimeoutError:
             self._task.cancel()
             raise RuntimeError("Lifespan startup timed out") from None
-        if self._startup_failed:
+        reason = self._startup.failure()
+        if reason is not None:
             self._task.cancel()
-            message = self._startup_error or "Unknown error"
-            cls = LifespanStartupFailed if self._startup_reported else RuntimeError
-            raise cls("Lifespan startup failed: %s" % message)
+            cls = LifespanStartupFailed if self._startup.reported is not None else RuntimeError
+            raise cls("Lifespan startup failed: %s" % (reason or "Unknown error"))
         log.debug("ASGI lifespan startup complete")
 
-    async def shutdown(self):
-        if self._app_finished:
+    async def shutdown(self) -> None:
+        if self._task is None or self._task.done():
             log.debug("ASGI lifespan already finished")
             return
-        await self._receive_queue.put({"type": "lifespan.shutdown"})
+        self._to_app.put_nowait({"type": "lifespan.shutdown"})
         try:
-            await asyncio.wait_for(self._shutdown_complete.wait(), timeout=LIFESPAN_TIMEOUT)
+            await asyncio.wait_for(self._shutdown.decided, LIFESPAN_TIMEOUT)
         except asyncio.TimeoutError:
             log.warning("Lifespan shutdown timed out")
-        if self._shutdown_error:
-            log.error("Lifespan shutdown error: %s", self._shutdown_error)
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        error = self._shutdown.failure()
+        if error:
+            log.error("Lifespan shutdown error: %s", error)
+        await self._end_app()
         log.debug("ASGI lifespan shutdown complete")
 
-    async def _run(self, scope):
+    async def _end_app(self) -> None:
+        """Cancel the application's lifespan task if it is still running (it
+        may go on after reporting), and wait until it has ended."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run_app(self, scope: dict[str, Any]) -> None:
         try:
-            await self.app(scope, self._receive, self._send)
-        except asyncio.CancelledError:
-            raise
+            await self.app(scope, self._to_app.get, self._from_app)
         except Exception as e:
             log.debug("Lifespan application raised: %s", e)
-            if not self._startup_complete.is_set():
-                self._startup_failed = True
-                self._startup_error = str(e)
-                self._startup_complete.set()
-            elif not self._shutdown_complete.is_set():
-                self._shutdown_error = str(e)
-                self._shutdown_complete.set()
+            phase = self._shutdown if self._startup.decided.done() else self._startup
+            phase.end_without_report(str(e))
         finally:
-            self._app_finished = True
-            if not self._startup_complete.is_set():
-                self._startup_failed = True
-                self._startup_error = "Application exited before startup complete"
-                self._startup_complete.set()
-            if not self._shutdown_complete.is_set():
-                self._shutdown_complete.set()
+            self._startup.end_without_report("Application exited before startup complete")
+            self._shutdown.complete()
 
-    async def _receive(self):
-        return await self._receive_queue.get()
-
-    async def _send(self, message):
+    async def _from_app(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "lifespan.startup.complete":
-            self._startup_complete.set()
+            log.debug("Received lifespan.startup.complete")
+            self._startup.complete()
         elif kind == "lifespan.startup.failed":
-            self._startup_failed = True
-            self._startup_reported = True
-            self._startup_error = message.get("message", "")
-            self._startup_complete.set()
+            log.debug("Received lifespan.startup.failed: %s", message.get("message", ""))
+            self._startup.report_failure(message.get("message", ""))
         elif kind == "lifespan.shutdown.complete":
-            self._shutdown_complete.set()
+            log.debug("Received lifespan.shutdown.complete")
+            self._shutdown.complete()
         elif kind == "lifespan.shutdown.failed":
-            self._shutdown_error = message.get("message", "")
-            self._shutdown_complete.set()
+            log.debug("Received lifespan.shutdown.failed: %s", message.get("message", ""))
+            self._shutdown.report_failure(message.get("message", ""))

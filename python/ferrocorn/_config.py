@@ -2,14 +2,17 @@
 whose global names are settings. Executed the way Gunicorn executes it, as a
 module named ``__config__``, so config files behave identically."""
 
+from __future__ import annotations
+
 import importlib
 import importlib.machinery
 import importlib.util
 import os
 import sys
+from typing import Any
 
 
-def load(location):
+def load(location: str) -> dict[str, Any]:
     if location.startswith("python:"):
         return vars(importlib.import_module(location[len("python:") :]))
     filename = location[len("file:") :] if location.startswith("file:") else location

@@ -6,7 +6,17 @@ hook code written for Gunicorn reads from its ``Arbiter`` (``server``),
 (``resp``). The Rust side creates them and keeps their fields current.
 """
 
+from __future__ import annotations
+
 import os
+import socket
+from collections.abc import Iterable
+from typing import Any, Callable, NoReturn, Union
+
+# A listener's address as Gunicorn's parse_address gives it: (host, port),
+# a unix socket path or a file descriptor.
+Address = Union[tuple[str, int], str, int]
+Headers = list[tuple[str, str]]
 
 HOOKS = (
     "on_starting",
@@ -32,17 +42,17 @@ HOOKS = (
 )
 
 
-def _default_hook(name):
+def _default_hook(name: str) -> Callable[..., Any]:
     """Gunicorn's default for an unset hook: nothing, except pre_request,
     which logs the request at debug level."""
     if name == "pre_request":
 
-        def pre_request(worker, req):
+        def pre_request(worker: Worker, req: Request) -> None:
             worker.log.debug("%s %s", req.method, req.path)
 
         return pre_request
 
-    def hook(*args):
+    def hook(*args: Any) -> None:
         return None
 
     hook.__name__ = hook.__qualname__ = name
@@ -52,16 +62,16 @@ def _default_hook(name):
 class Setting:
     """One entry of ``cfg.settings``."""
 
-    def __init__(self, name, value, section, cli):
+    def __init__(self, name: str, value: Any, section: str, cli: list[str]) -> None:
         self.name = name
         self.value = value
         self.section = section
         self.cli = cli
 
-    def get(self):
+    def get(self) -> Any:
         return self.value
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Setting %s: %r>" % (self.name, self.value)
 
 
@@ -69,13 +79,13 @@ class Config:
     """A read-only view of the effective settings with the attributes and
     properties of ``gunicorn.config.Config``."""
 
-    def __init__(self, values, specs):
+    def __init__(self, values: dict[str, Any], specs: Iterable[tuple[str, str, list[str]]]) -> None:
         object.__setattr__(self, "_values", values)
         object.__setattr__(
             self, "settings", {name: Setting(name, values[name], section, cli) for name, section, cli in specs}
         )
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         values = object.__getattribute__(self, "_values")
         if name not in values:
             raise AttributeError("No configuration setting for: %s" % name)
@@ -84,15 +94,15 @@ class Config:
             return _default_hook(name)
         return value
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if name in self._values:
             raise AttributeError("Invalid access!")
         object.__setattr__(self, name, value)
 
-    def set(self, name, value):
+    def set(self, name: str, value: Any) -> NoReturn:
         raise AttributeError("ferrocorn's cfg is read-only: set %s in the configuration instead" % name)
 
-    def __str__(self):
+    def __str__(self) -> str:
         lines = []
         kmax = max(len(k) for k in self._values)
         for k in sorted(self._values):
@@ -103,7 +113,7 @@ class Config:
         return "\n".join(lines)
 
     @property
-    def worker_class_str(self):
+    def worker_class_str(self) -> str:
         uri = self._values["worker_class"]
         if isinstance(uri, str):
             is_sync = uri.endswith("SyncWorker") or uri == "sync"
@@ -113,41 +123,41 @@ class Config:
         return uri.__name__
 
     @property
-    def worker_class(self):
+    def worker_class(self) -> str:
         # ferrocorn's workers are Rust: the name stands in for the class.
         return self.worker_class_str
 
     @property
-    def address(self):
+    def address(self) -> list[Address]:
         return [_parse_address(b) for b in self._values["bind"]]
 
     @property
-    def uid(self):
+    def uid(self) -> int:
         return self._values["user"]
 
     @property
-    def gid(self):
+    def gid(self) -> int:
         return self._values["group"]
 
     @property
-    def proc_name(self):
+    def proc_name(self) -> str:
         pn = self._values["proc_name"]
         return pn if pn is not None else self._values["default_proc_name"]
 
     @property
-    def logger_class(self):
+    def logger_class(self) -> Any:
         return self._values["logger_class"]
 
     @property
-    def is_ssl(self):
+    def is_ssl(self) -> str | None:
         return self._values["certfile"] or self._values["keyfile"]
 
     @property
-    def ssl_options(self):
+    def ssl_options(self) -> dict[str, Any]:
         return {name: s.value for name, s in self.settings.items() if s.section == "SSL"}
 
     @property
-    def env(self):
+    def env(self) -> dict[str, str]:
         env = {}
         for e in self._values["raw_env"]:
             k, _, v = e.partition("=")
@@ -155,19 +165,19 @@ class Config:
         return env
 
     @property
-    def sendfile(self):
+    def sendfile(self) -> bool | None:
         return self._values["sendfile"]
 
     @property
-    def reuse_port(self):
+    def reuse_port(self) -> bool:
         return self._values["reuse_port"]
 
     @property
-    def paste_global_conf(self):
+    def paste_global_conf(self) -> dict[str, str]:
         return paste_global_conf(self._values["raw_paste_global_conf"])
 
 
-def paste_global_conf(raw):
+def paste_global_conf(raw: Iterable[str]) -> dict[str, str]:
     """``--paste-global KEY=VALUE`` items as Gunicorn reads them (``\\=``
     escapes an equals sign)."""
     import re
@@ -182,7 +192,7 @@ def paste_global_conf(raw):
     return conf
 
 
-def _parse_address(netloc):
+def _parse_address(netloc: str) -> Address:
     """``gunicorn.util.parse_address`` with its default port: a Unix socket
     path, an fd, or ``(host, port)``. The parser is the one ``--bind`` is
     read with (``src/net/bind.rs``)."""
@@ -197,20 +207,18 @@ class Listener:
     ``fileno()`` and address. ``sock`` is a duplicate of the socket, so code
     that closes it does not close the server's own."""
 
-    def __init__(self, text, fd):
+    def __init__(self, text: str, fd: int) -> None:
         self._text = text
         self._fd = fd
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self._fd
 
     @property
-    def sock(self):
-        import socket
-
+    def sock(self) -> socket.socket:
         return socket.socket(fileno=os.dup(self._fd))
 
-    def getsockname(self):
+    def getsockname(self) -> Any:
         s = self.sock
         try:
             return s.getsockname()
@@ -218,26 +226,26 @@ class Listener:
             s.close()
 
     @property
-    def cfg_addr(self):
+    def cfg_addr(self) -> Any:
         return self.getsockname()
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self._text
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Listener %s>" % self._text
 
 
 class Server:
     """``server`` in hooks: the master (Gunicorn's ``Arbiter``)."""
 
-    def __init__(self, cfg, log, pid):
+    def __init__(self, cfg: Config, log: Any, pid: int) -> None:
         self.cfg = cfg
         self.log = log
         self.pid = pid
         self.num_workers = cfg.workers
-        self.WORKERS = {}
-        self.LISTENERS = []
+        self.WORKERS: dict[int, Worker] = {}
+        self.LISTENERS: list[Listener] = []
         self.proc_name = cfg.proc_name
         self.master_name = "Master"
         self.worker_age = 0
@@ -245,7 +253,7 @@ class Server:
         self.reexec_pid = 0
         self.master_pid = 0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<ferrocorn master %s>" % self.pid
 
 
@@ -254,9 +262,9 @@ class Worker:
     live: setting ``worker.alive = False`` stops the worker after the
     current request, as in Gunicorn."""
 
-    def __init__(self, age, ppid, cfg, log, max_requests):
+    def __init__(self, age: int, ppid: int, cfg: Config, log: Any, max_requests: int) -> None:
         self.age = age
-        self.pid = "[booting]"
+        self.pid: int | str = "[booting]"
         self.ppid = ppid
         self.cfg = cfg
         self.log = log
@@ -264,39 +272,40 @@ class Worker:
         self.booted = False
         self.aborted = False
         self.max_requests = max_requests
-        self.sockets = []
-        self.app = None
-        self.wsgi = None
-        self.reloader = None
-        self._live = None
+        self.sockets: list[Listener] = []
+        self.app: Any = None
+        self.wsgi: Any = None
+        self.reloader: Any = None
+        # the worker process's live state (Rust), once it runs
+        self._live: Any = None
         self._alive = True
         self._nr = 0
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "<Worker %s>" % self.pid
 
     __repr__ = __str__
 
     @property
-    def alive(self):
+    def alive(self) -> bool:
         return self._live.alive if self._live is not None else self._alive
 
     @alive.setter
-    def alive(self, value):
+    def alive(self, value: Any) -> None:
         if self._live is not None:
             self._live.alive = bool(value)
         else:
             self._alive = bool(value)
 
     @property
-    def nr(self):
+    def nr(self) -> int:
         return self._live.nr if self._live is not None else self._nr
 
     @nr.setter
-    def nr(self, value):
+    def nr(self, value: int) -> None:
         self._nr = value
 
-    def notify(self):
+    def notify(self) -> None:
         if self._live is not None:
             self._live.notify()
 
@@ -305,7 +314,18 @@ class Request:
     """``req`` in ``pre_request``/``post_request`` (Gunicorn's
     ``http.message.Request``): header names are upper-cased, as there."""
 
-    def __init__(self, method, uri, path, query, fragment, version, headers, scheme, peer_addr):
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        path: str,
+        query: str,
+        fragment: str,
+        version: tuple[int, int],
+        headers: Headers,
+        scheme: str,
+        peer_addr: tuple[str, int] | str,
+    ) -> None:
         self.method = method
         self.uri = uri
         self.path = path
@@ -316,10 +336,10 @@ class Request:
         self.scheme = scheme
         self.peer_addr = peer_addr
         self.remote_addr = peer_addr
-        self.trailers = []
-        self.body = None
+        self.trailers: Headers = []
+        self.body: Any = None
 
-    def should_close(self):
+    def should_close(self) -> bool:
         for h, v in self.headers:
             if h == "CONNECTION":
                 v = v.lower().strip(" \t")
@@ -330,14 +350,22 @@ class Request:
                 break
         return self.version <= (1, 0)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Request %s %s>" % (self.method, self.uri)
 
 
 class Response:
     """``resp`` in ``post_request`` (Gunicorn's ``http.wsgi.Response``)."""
 
-    def __init__(self, status, headers, sent, headers_sent, chunked, response_length):
+    def __init__(
+        self,
+        status: str | None,
+        headers: Headers,
+        sent: int,
+        headers_sent: bool,
+        chunked: bool,
+        response_length: int | None,
+    ) -> None:
         self.status = status
         try:
             self.status_code = int(status.split()[0]) if status else None
@@ -349,7 +377,7 @@ class Response:
         self.chunked = chunked
         self.response_length = response_length
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Response %s>" % self.status
 
 
@@ -357,11 +385,11 @@ class ASGIResponseInfo:
     """``resp`` for the asgi worker's access log and ``post_request``
     (Gunicorn's ``asgi.protocol.ASGIResponseInfo``): ``status`` is an int."""
 
-    def __init__(self, status, headers, sent):
+    def __init__(self, status: int, headers: Headers, sent: int) -> None:
         self.status = status
         self.status_code = status
         self.headers = headers
         self.sent = sent
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<ASGIResponseInfo %s>" % self.status

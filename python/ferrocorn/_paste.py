@@ -2,10 +2,13 @@
 Gunicorn's ``gunicorn.app.pasterapp`` loads it (PasteDeploy must be
 installed: ``pip install PasteDeploy``)."""
 
+from __future__ import annotations
+
 import os
+from typing import Any, Callable
 
 
-def load(config_uri, global_conf):
+def load(config_uri: str, global_conf: dict[str, str]) -> Callable[..., Any]:
     from paste.deploy import loadapp
 
     if ":" not in config_uri:

@@ -5,13 +5,17 @@ body, ``/environ`` shows what the server put in the WSGI environ, and
 ``/stream`` sends a chunked response in parts.
 """
 
+from __future__ import annotations
+
 import json
 import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable
 
 HELLO = b"Hello, world!\n"
 
 
-def app(environ, start_response):
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     path = environ.get("PATH_INFO", "/")
     if path == "/echo":
         body = environ["wsgi.input"].read()
@@ -29,13 +33,13 @@ def app(environ, start_response):
     return [HELLO]
 
 
-def stream():
+def stream() -> Iterator[bytes]:
     for i in range(5):
         yield b"part %d\n" % i
         time.sleep(0.05)
 
 
-async def asgi_app(scope, receive, send):
+async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
     """The same demo as an ASGI app: ``ferrocorn -k asgi
     ferrocorn.demo:asgi_app``. ``/ws`` is a WebSocket echo."""
     if scope["type"] == "lifespan":

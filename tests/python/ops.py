@@ -8,7 +8,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from conftest import free_port, wait_for
+from helpers import free_port, wait_for
 
 BIN = os.path.dirname(sys.executable)
 

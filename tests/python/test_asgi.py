@@ -4,12 +4,13 @@ ASGI app (apps/asgi_app.py)."""
 
 import json
 import os
+import re
 import signal
 import socket
 import time
 
 import pytest
-from conftest import read_all, read_response, wait_for
+from helpers import read_all, read_response, wait_for
 
 APP = "asgi_app:app"
 
@@ -292,6 +293,42 @@ def test_lifespan_startup_failure_stops_the_master(server):
     log = s.log()
     assert "ASGI lifespan startup failed" in log and "no database" in log
     assert "Worker failed to boot" in log
+
+
+LIFESPAN_CASES = {
+    "complete": ({}, ()),
+    "startup failed": ({"ASGI_FAIL_STARTUP": "1"}, ()),
+    "shutdown failed": ({"ASGI_FAIL_SHUTDOWN": "1"}, ()),
+    "unsupported": ({"ASGI_LIFESPAN_RAISES": "1"}, ()),
+    "required": ({"ASGI_LIFESPAN_RAISES": "1"}, ("--asgi-lifespan", "on")),
+}
+
+
+def lifespan_run(server, program, env, args):
+    """The lifespan lines of a debug log (level and message) and the exit
+    status of one server that starts, serves one request if it can, and is
+    stopped."""
+    s = server(
+        "-k", "asgi", "--asgi-loop", "asyncio", "--log-level", "debug", *args, APP, env=env, wait=False, program=program
+    )
+    try:
+        s.wait_ready()
+        s.request("GET", "/state")
+        s.signal(signal.SIGTERM)
+    except (AssertionError, OSError):
+        pass  # it did not boot: the exit status says why
+    status = s.wait_exit()
+    lines = re.findall(r"^\[[^]]+\] \[\d+\] \[(\w+)\] (.*[Ll]ifespan.*)$", s.log(), flags=re.M)
+    return lines, status
+
+
+@pytest.mark.parametrize("case", LIFESPAN_CASES)
+def test_lifespan_log_lines_and_exit_status_match_gunicorn(server, case):
+    pytest.importorskip("gunicorn.workers.gasgi")
+    env, args = LIFESPAN_CASES[case]
+    ours = lifespan_run(server, "ferrocorn", env, args)
+    assert ours == lifespan_run(server, "gunicorn", env, args)
+    assert ours[0]
 
 
 def test_graceful_stop_finishes_requests_in_flight(server):

@@ -6,7 +6,7 @@ import json
 import socket
 
 import pytest
-from conftest import wait_for
+from helpers import wait_for
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")

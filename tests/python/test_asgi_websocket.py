@@ -10,7 +10,7 @@ import socket
 import time
 
 import pytest
-from conftest import wait_for
+from helpers import wait_for
 
 websockets = pytest.importorskip("websockets")
 from websockets.asyncio.client import connect  # noqa: E402

@@ -5,8 +5,7 @@ import socket
 import time
 
 import pytest
-from conftest import read_all
-from test_wsgi import parse_response
+from helpers import parse_response, read_all
 
 pytestmark = pytest.mark.usefixtures("worker_class")
 

@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 
-from conftest import run_ferrocorn
+from helpers import APPS, run_ferrocorn
 
 
 def test_version_and_help(tmp_path):
@@ -218,7 +218,6 @@ def test_config_file_forms(tmp_path):
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "settings.py").write_text("workers = 5\nwsgi_app = 'basic:hello'\n")
-    from conftest import APPS
 
     env = {"PYTHONPATH": str(tmp_path) + os.pathsep + APPS}
     r = run_ferrocorn(["-c", "python:confpkg.settings", "--print-config"], tmp_path, env=env)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CONFORMANCE
+from helpers import CONFORMANCE
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from conftest import children, server_env, wait_for
+from helpers import children, server_env, wait_for
 from ops import BIN, ctl, ctl_json, worker_pids
 
 

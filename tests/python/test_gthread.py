@@ -10,8 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import read_response, wait_for
-from test_wsgi import parse_response
+from helpers import parse_response, read_response, response_end, wait_for
 
 
 def connect(port):
@@ -68,8 +67,6 @@ def test_pipelined_requests_are_answered_in_order(server):
     while len(paths) < 5:
         buf += c.recv(65536)
         while True:
-            from conftest import response_end
-
             end = response_end(buf)
             if end is None:
                 break

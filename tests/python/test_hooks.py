@@ -7,7 +7,7 @@ import json
 import os
 import signal
 
-from conftest import run_ferrocorn, wait_for
+from helpers import free_port, run_ferrocorn, wait_for
 
 HOOKS_CONF = r"""
 import json, os
@@ -89,7 +89,6 @@ def names(events):
 
 def test_every_hook_fires_in_order_with_its_arguments(server, tmp_path):
     out = str(tmp_path / "hooks.jsonl")
-    from conftest import free_port
 
     port = free_port()
     (tmp_path / "gunicorn.conf.py").write_text(HOOKS_CONF % {"port": port})

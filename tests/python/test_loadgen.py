@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import free_port
+from helpers import free_port
 from loadgen import LoadGen
 
 GOOD = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Worker-Pid: 7\r\n\r\nok\n"

@@ -10,52 +10,7 @@ import signal
 import socket
 
 import pytest
-from conftest import wait_for
-
-LOGGING_INI = """
-[loggers]
-keys=root, gunicorn.error, gunicorn.access
-
-[handlers]
-keys=error_file, access_file
-
-[formatters]
-keys=generic, access
-
-[logger_root]
-level=INFO
-handlers=error_file
-
-[logger_gunicorn.error]
-level=DEBUG
-handlers=error_file
-propagate=0
-qualname=gunicorn.error
-
-[logger_gunicorn.access]
-level=INFO
-handlers=access_file
-propagate=0
-qualname=gunicorn.access
-
-[handler_error_file]
-class=logging.FileHandler
-formatter=generic
-args=(%(error)r,)
-
-[handler_access_file]
-class=logging.FileHandler
-formatter=access
-args=(%(access)r,)
-
-[formatter_generic]
-format=INI %%(levelname)s %%(message)s
-class=logging.Formatter
-
-[formatter_access]
-format=ACCESS %%(message)s
-class=logging.Formatter
-"""
+from helpers import LOGGING_INI, run_ferrocorn, wait_for
 
 
 def test_log_config_ini_sends_everything_through_python_logging(server, tmp_path):
@@ -115,7 +70,6 @@ def test_logconfig_dict_and_json(server, tmp_path):
 
 
 def test_missing_log_config_stops_the_start(tmp_path):
-    from conftest import run_ferrocorn
 
     r = run_ferrocorn(["--log-config", str(tmp_path / "nope.ini"), "basic:hello"], tmp_path)
     assert r.returncode == 1 and "log config '%s' not found" % (tmp_path / "nope.ini") in r.stderr
@@ -187,8 +141,8 @@ def test_access_lines_match_gunicorns_formatting(server, tmp_path, worker):
     rust = access_lines(server, tmp_path, ["--access-logfile", str(tmp_path / "rust.log")] + worker)
     wait_for(lambda: len((tmp_path / "rust.log").read_text().splitlines()) == len(REQUESTS), what="rust lines")
     rust.stop()
-    # The same requests through Gunicorn's own Logger.access() code (ported
-    # verbatim in ferrocorn.glogging), which a logging configuration selects.
+    # The same requests through ferrocorn.glogging.Logger.access(), which a
+    # logging configuration selects (test_glogging holds it to Gunicorn's).
     config = {
         "version": 1,
         "loggers": {"gunicorn.access": {"handlers": ["f"], "level": "INFO", "propagate": False}},
@@ -357,7 +311,6 @@ def test_syslog_access_can_be_kept_out(server):
 
 
 def test_bad_syslog_address_stops_the_start(tmp_path):
-    from conftest import run_ferrocorn
 
     r = run_ferrocorn(["--log-syslog", "--log-syslog-to", "localhost:514", "basic:hello"], tmp_path)
     assert r.returncode == 1 and "invalid syslog address" in r.stderr

@@ -5,7 +5,7 @@ import signal
 import threading
 import time
 
-from conftest import cmdline, pid_alive, run_ferrocorn, wait_for
+from helpers import cmdline, pid_alive, run_ferrocorn, wait_for
 
 
 def test_workers_are_forked_and_titled(server):

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import wait_for
+from helpers import wait_for
 from ops import metrics_args, scrape, scrape_text, wait_metric, wait_metrics
 
 APPS = {"sync": "ops_app:app", "gthread": "ops_app:app", "asgi": "ops_app:asgi"}

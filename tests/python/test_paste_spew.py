@@ -1,8 +1,11 @@
 """--paste/--paste-global (PasteDeploy ini apps), --spew, and --check-config
 on good and bad configurations."""
 
+import subprocess
+import sys
+
 import pytest
-from conftest import cmdline, run_ferrocorn, wait_for
+from helpers import cmdline, run_ferrocorn, wait_for
 
 pytest.importorskip("paste.deploy", reason="PasteDeploy is in the test extra")
 
@@ -104,3 +107,44 @@ def test_check_config_good_and_bad_configs(tmp_path):
         bad.write_text(text)
         r = run_ferrocorn(["-c", str(bad), "--check-config", "basic:hello"], tmp_path)
         assert r.returncode != 0 and expected in r.stderr, (text, r.stderr)
+
+
+TRACED = """
+LIMIT = 3
+
+
+def count(n):
+    total = 0
+    for i in range(n):
+        total += i * LIMIT
+    return total
+"""
+
+TRACE_BOTH_WAYS = """
+import importlib, sys
+sys.path.insert(0, sys.argv[2])
+import traced
+debug = importlib.import_module(sys.argv[1])
+for names, values in ((None, True), (["traced"], False), (["[unknown]"], True)):
+    debug.spew(names, values)
+    traced.count(3)
+    exec(compile("x = 1\\ny = x + 1\\n", "<string>", "exec"), {})
+    debug.unspew()
+"""
+
+
+def test_spew_prints_what_gunicorns_spew_prints(tmp_path):
+    (tmp_path / "traced.py").write_text(TRACED)
+
+    def trace(module):
+        r = subprocess.run(
+            [sys.executable, "-c", TRACE_BOTH_WAYS, module, str(tmp_path)], capture_output=True, text=True, check=True
+        )
+        # the tracers' own unspew() differs only by where it is
+        return [line for line in r.stdout.splitlines() if not line.startswith(module)]
+
+    ours = trace("ferrocorn.debug")
+    assert ours == trace("gunicorn.debug")
+    assert "traced:8:         total += i * LIMIT" in ours
+    assert "\ttotal=3 i=2 LIMIT=3" in ours
+    assert any(line.startswith("[unknown]:2: Unknown code named [<module>]") for line in ours)

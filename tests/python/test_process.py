@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import children, free_port, pid_alive, server_env, wait_for
+from helpers import children, free_port, pid_alive, run_ferrocorn, server_env, wait_for
 
 
 def status_field(pid, name):
@@ -212,7 +212,6 @@ def test_workers_switch_user_and_group(server, tmp_path):
 
 
 def test_unknown_user_is_refused(tmp_path):
-    from conftest import run_ferrocorn
 
     r = run_ferrocorn(["-u", "no-such-user-here", "basic:hello"], tmp_path)
     assert r.returncode == 1 and "No such user: 'no-such-user-here'" in r.stderr

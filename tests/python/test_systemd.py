@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import HERE, Server, children, free_port, pid_alive, read_all, read_pid, wait_for
+from helpers import HERE, Server, children, free_port, pid_alive, read_all, read_pid, wait_for
 
 LAUNCHER = os.path.join(HERE, "sd_launcher.py")
 

@@ -8,18 +8,12 @@ import signal
 import time
 
 import pytest
-from conftest import wait_for
+from helpers import WORKER_KINDS, wait_for
 from loadgen import LoadGen
-
-KINDS = {
-    "sync": (("-k", "sync"), "ops_app:app"),
-    "gthread": (("-k", "gthread", "--threads", "4"), "ops_app:app"),
-    "asgi": (("-k", "asgi"), "ops_app:asgi"),
-}
 
 
 def start(server, kind, *extra, workers=2):
-    args, app = KINDS[kind]
+    args, app = WORKER_KINDS[kind]
     # a 1 ms pause in the app keeps requests in flight when a signal lands
     return server(*args, "-w", str(workers), "--graceful-timeout", "10", *extra, app, env={"OPS_SLEEP_MS": "1"})
 

@@ -10,13 +10,12 @@ import signal
 import socket
 
 import pytest
-from conftest import children, pid_alive, read_all, read_pid, stop_pid, wait_for
+from helpers import WORKER_KINDS, children, pid_alive, read_all, read_pid, server_env, stop_pid, wait_for
 from loadgen import LoadGen
-from test_under_load import KINDS
 
 
 def start(server, kind, *extra):
-    args, app = KINDS[kind]
+    args, app = WORKER_KINDS[kind]
     # a 1 ms pause in the app keeps requests in flight when a signal lands
     return server(*args, "-w", "2", *extra, app, env={"OPS_SLEEP_MS": "1"})
 
@@ -131,8 +130,6 @@ time.sleep(600)
 def test_takes_over_the_sockets_of_a_gunicorn_master(tmp_path):
     import subprocess
     import sys
-
-    from conftest import server_env
 
     pidfile = str(tmp_path / "app.pid")
     log = str(tmp_path / "new.log")

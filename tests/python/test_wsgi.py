@@ -6,20 +6,9 @@ import socket
 import time
 
 import pytest
-from conftest import read_all
+from helpers import APPS, parse_response, read_all, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker_class")
-
-
-def parse_response(raw):
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(b":")
-        headers[k.strip().lower().decode()] = v.strip().decode()
-    return status, headers, body
 
 
 def test_demo_app(server, worker_class):
@@ -253,8 +242,6 @@ def test_fd_bind(tmp_path):
     import http.client
     import subprocess
     import sys
-
-    from conftest import APPS, wait_for
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

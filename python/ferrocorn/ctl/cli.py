@@ -2,6 +2,8 @@
 -j, -v, interactive mode without a command), the command also given as plain
 words (``ferrocornc show workers``), and ``top``."""
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -12,7 +14,7 @@ from ferrocorn.ctl import formats, top
 from ferrocorn.ctl.client import ControlClient, ControlError, default_socket
 
 
-def parser():
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ferrocornc",
         description="Control a running ferrocorn (or Gunicorn 27) master through its control socket.",
@@ -40,7 +42,7 @@ def parser():
     return p
 
 
-def run_command(path, command, as_json):
+def run_command(path: str, command: str, as_json: bool) -> int:
     try:
         with ControlClient(path) as client:
             data = client.send(command)
@@ -51,7 +53,7 @@ def run_command(path, command, as_json):
     return 0
 
 
-def run_top(path, once, interval, as_json):
+def run_top(path: str, once: bool, interval: float, as_json: bool) -> int:
     client = ControlClient(path)
     try:
         return top.run(client, once=once, interval=max(0.1, interval), as_json=as_json)
@@ -64,7 +66,7 @@ def run_top(path, once, interval, as_json):
         client.close()
 
 
-def run_interactive(path, as_json):
+def run_interactive(path: str, as_json: bool) -> int:
     try:
         import readline
     except ImportError:
@@ -125,7 +127,7 @@ def run_interactive(path, as_json):
     return status
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.version:
         from ferrocorn import __version__

@@ -3,10 +3,14 @@ each message is a 4-byte big-endian length followed by that many bytes of
 JSON. Requests are ``{"id", "command", "args"}``; answers carry the same id
 and ``"status": "ok"`` with ``data``, or ``"status": "error"`` with ``error``."""
 
+from __future__ import annotations
+
 import json
 import os
 import socket
 import struct
+from collections.abc import Iterable
+from typing import Any
 
 # The largest answer read (Gunicorn's limit).
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -16,7 +20,7 @@ class ControlError(Exception):
     """The server could not be reached, or refused the command."""
 
 
-def default_socket():
+def default_socket() -> str:
     """Where Gunicorn 27 (and ferrocorn, with the same default) puts the
     control socket: $XDG_RUNTIME_DIR/gunicorn.ctl if that is a directory,
     else ~/.gunicorn/gunicorn.ctl."""
@@ -26,12 +30,12 @@ def default_socket():
     return os.path.join(os.path.expanduser("~"), ".gunicorn", "gunicorn.ctl")
 
 
-def encode(message):
+def encode(message: Any) -> bytes:
     payload = json.dumps(message).encode("utf-8")
     return struct.pack(">I", len(payload)) + payload
 
 
-def _read_exactly(sock, n):
+def _read_exactly(sock: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:
         chunk = sock.recv(min(n - len(data), 65536))
@@ -41,7 +45,7 @@ def _read_exactly(sock, n):
     return data
 
 
-def read_message(sock):
+def read_message(sock: socket.socket) -> Any:
     (length,) = struct.unpack(">I", _read_exactly(sock, 4))
     if length > MAX_MESSAGE:
         raise ControlError("answer too large: %d bytes" % length)
@@ -54,13 +58,13 @@ def read_message(sock):
 class ControlClient:
     """One connection to a control socket; commands are sent one at a time."""
 
-    def __init__(self, path, timeout=30.0):
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
         self.path = path
         self.timeout = timeout
-        self._sock = None
+        self._sock: socket.socket | None = None
         self._id = 0
 
-    def connect(self):
+    def connect(self) -> None:
         if self._sock is not None:
             return
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -72,12 +76,12 @@ class ControlClient:
             raise ControlError("Failed to connect to %s: %s" % (self.path, e)) from e
         self._sock = sock
 
-    def close(self):
+    def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
 
-    def send(self, command, args=None):
+    def send(self, command: str, args: Iterable[Any] | None = None) -> Any:
         """Sends one command and returns its ``data``; raises ControlError
         with the server's message when it refuses it."""
         self.connect()
@@ -94,9 +98,9 @@ class ControlClient:
             raise ControlError(answer.get("error", "Unknown error"))
         return answer.get("data", {})
 
-    def __enter__(self):
+    def __enter__(self) -> ControlClient:
         self.connect()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

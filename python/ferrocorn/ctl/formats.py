@@ -1,12 +1,14 @@
-"""Human-readable answers. The layouts are Gunicorn's ``gunicornc`` ones
-(``gunicorn/ctl/cli.py``, MIT, the Gunicorn authors), with ferrocorn's
-extra columns where the server sends them; a Gunicorn server's answers show
-``-`` there."""
+"""Human-readable answers, laid out as Gunicorn's ``gunicornc`` shows them,
+with ferrocorn's extra columns where the server sends them; a Gunicorn
+server's answers show ``-`` there."""
+
+from __future__ import annotations
 
 import json
+from typing import Any
 
 
-def duration(seconds):
+def duration(seconds: float | None) -> str:
     """1h 2m 3s / 4m 5s / 6s, as gunicornc shows uptime."""
     if seconds is None:
         return "unknown"
@@ -20,15 +22,15 @@ def duration(seconds):
     return "%ds" % secs
 
 
-def mib(n):
+def mib(n: int | None) -> str:
     return "-" if n is None else "%.1fM" % (n / 1048576.0)
 
 
-def beat(seconds):
+def beat(seconds: float | None) -> str:
     return "n/a" if seconds is None else "%ss ago" % seconds
 
 
-def workers(data):
+def workers(data: dict[str, Any]) -> str:
     rows = data.get("workers", [])
     if not rows:
         return "No workers running"
@@ -53,7 +55,7 @@ def workers(data):
     return "\n".join(lines)
 
 
-def stats(data):
+def stats(data: dict[str, Any]) -> str:
     lines = [
         "Uptime:           %s" % duration(data.get("uptime")),
         "PID:              %s" % data.get("pid", "unknown"),
@@ -76,7 +78,7 @@ def stats(data):
     return "\n".join(lines)
 
 
-def listeners(data):
+def listeners(data: dict[str, Any]) -> str:
     rows = data.get("listeners", [])
     if not rows:
         return "No listeners bound"
@@ -87,7 +89,7 @@ def listeners(data):
     return "\n".join(lines)
 
 
-def config(data):
+def config(data: dict[str, Any]) -> str:
     lines = []
     for key in sorted(data):
         value = data[key]
@@ -97,7 +99,7 @@ def config(data):
     return "\n".join(lines)
 
 
-def help_(data):
+def help_(data: dict[str, Any]) -> str:
     commands = data.get("commands", {})
     width = max((len(c) for c in commands), default=0)
     lines = ["Available commands:", ""]
@@ -107,7 +109,7 @@ def help_(data):
     return "\n".join(lines)
 
 
-def all_(data):
+def all_(data: dict[str, Any]) -> str:
     arbiter = data.get("arbiter") or {}
     lines = ["ARBITER (master)", "  PID: %s" % arbiter.get("pid", "?"), ""]
     web = data.get("web_workers", [])
@@ -134,7 +136,7 @@ def all_(data):
     return "\n".join(lines)
 
 
-def dirty(data):
+def dirty(data: dict[str, Any]) -> str:
     if not data.get("enabled"):
         return "Dirty arbiter not running"
     return json.dumps(data, indent=2)
@@ -151,7 +153,7 @@ FORMATS = {
 }
 
 
-def render(command, data):
+def render(command: str, data: Any) -> str:
     """The answer to `command` for a person; JSON for the others, as
     gunicornc does."""
     words = command.lower().split()

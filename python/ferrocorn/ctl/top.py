@@ -2,20 +2,24 @@
 second: pid, age, requests, in-flight, RSS and last heartbeat, with the
 master's totals and the request rate over the last interval."""
 
+from __future__ import annotations
+
 import json
 import sys
 import time
+from typing import Any, TextIO
 
+from ferrocorn.ctl.client import ControlClient
 from ferrocorn.ctl.formats import duration, mib
 
 CLEAR = "\x1b[H\x1b[2J"
 
 
-def snapshot(client):
+def snapshot(client: ControlClient) -> dict[str, Any]:
     return {"stats": client.send("show stats"), "workers": client.send("show workers").get("workers", [])}
 
 
-def state(w):
+def state(w: dict[str, Any]) -> str:
     # Gunicorn's master never learns that a worker booted (the flag is set
     # in the worker's own copy), so without ferrocorn's fields it is unknown.
     if "retiring" not in w:
@@ -25,7 +29,7 @@ def state(w):
     return "serving" if w.get("booted") else "booting"
 
 
-def render(snap, rate=None):
+def render(snap: dict[str, Any], rate: float | None = None) -> str:
     stats, workers = snap["stats"], snap["workers"]
     requests = stats.get("requests")
     head = "ferrocorn master %s  up %s  workers %s/%s" % (
@@ -62,7 +66,9 @@ def render(snap, rate=None):
     return "\n".join(lines)
 
 
-def run(client, once=False, interval=1.0, as_json=False, out=None):
+def run(
+    client: ControlClient, once: bool = False, interval: float = 1.0, as_json: bool = False, out: TextIO | None = None
+) -> int:
     out = out or sys.stdout
     if once:
         snap = snapshot(client)

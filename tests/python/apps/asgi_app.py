@@ -18,6 +18,8 @@ def note(line):
 async def lifespan(scope, receive, send):
     while True:
         message = await receive()
+        if os.environ.get("ASGI_LIFESPAN_RAISES"):
+            raise RuntimeError("no lifespan here")
         if message["type"] == "lifespan.startup":
             if os.environ.get("ASGI_FAIL_STARTUP"):
                 await send({"type": "lifespan.startup.failed", "message": "no database"})
@@ -27,6 +29,9 @@ async def lifespan(scope, receive, send):
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             note("shutdown")
+            if os.environ.get("ASGI_FAIL_SHUTDOWN"):
+                await send({"type": "lifespan.shutdown.failed", "message": "disk full"})
+                return
             await send({"type": "lifespan.shutdown.complete"})
             return
 
