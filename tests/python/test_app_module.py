@@ -4,10 +4,10 @@ workers load the application with), and both must give the same
 application, or fail with the same exception and message."""
 
 import pytest
-from conftest import APPS, run_ferrocorn
 from ferrocorn._ferrocorn import AppImportError, import_app
 from gunicorn.errors import AppImportError as GunicornAppImportError
 from gunicorn.util import import_app as gunicorn_import_app
+from helpers import APPS, run_ferrocorn
 
 ACCEPTED = [
     "app_specs",
