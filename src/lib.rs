@@ -3,7 +3,7 @@
 //! whole program; the `ferrocorn` console script calls it.
 
 pub mod arbiter;
-pub mod asgi;
+pub mod bridge;
 pub mod hooks;
 pub mod http;
 pub mod log;
@@ -16,7 +16,6 @@ pub mod settings;
 pub mod util;
 pub mod workers;
 pub mod ws;
-pub mod wsgi;
 
 use pyo3::prelude::*;
 
@@ -116,7 +115,7 @@ fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("AppImportError", m.py().get_type::<python::AppImportError>())?;
     m.add_function(wrap_pyfunction!(net::bind::parse_address, m)?)?;
     m.add_function(wrap_pyfunction!(log::syslog::py_parse_syslog_address, m)?)?;
-    wsgi::register(m)?;
+    bridge::wsgi::register(m)?;
     workers::asgi::register(m)?;
     log::python::register(m)?;
     m.add_class::<hooks::objects::LiveWorker>()?;

@@ -52,15 +52,15 @@ fn b64encode(data: &[u8]) -> String {
 fn policy_for(settings: &Map<String, Value>) -> HttpPolicy {
     let mut p = HttpPolicy::default();
     for (k, v) in settings {
-        let int = || v.as_i64().unwrap_or_else(|| panic!("{k}: {v}"));
+        let count = || v.as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or_else(|| panic!("{k}: {v}"));
         let flag = || v.as_bool().unwrap_or_else(|| panic!("{k}: {v}"));
         match k.as_str() {
             "proxy_protocol" => p.proxy_protocol = v.as_str().unwrap().parse().unwrap(),
             "permit_obsolete_folding" => p.permit_obsolete_folding = flag(),
             "header_map" => p.header_map = v.as_str().unwrap().parse().unwrap(),
-            "limit_request_field_size" => p.limit_request_field_size = int(),
-            "limit_request_line" => p.limit_request_line = int(),
-            "limit_request_fields" => p.limit_request_fields = int(),
+            "limit_request_field_size" => p.limit_request_field_size = count(),
+            "limit_request_line" => p.limit_request_line = count(),
+            "limit_request_fields" => p.limit_request_fields = count(),
             "strip_header_spaces" => p.strip_header_spaces = flag(),
             "casefold_http_method" => p.casefold_http_method = flag(),
             "permit_unconventional_http_method" => p.permit_unconventional_http_method = flag(),

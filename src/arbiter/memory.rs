@@ -74,7 +74,7 @@ impl MemoryGuard {
 impl Arbiter {
     /// One turn of the guard, from the master's loop.
     pub(super) fn guard_memory(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
-        let limit_mib = self.settings.max_worker_memory.max(0) as u64;
+        let limit_mib = self.settings.max_worker_memory;
         if limit_mib == 0 {
             self.memory.due.clear();
             return Ok(());

@@ -125,10 +125,11 @@ pub struct Arbiter {
 
 impl Arbiter {
     pub fn new(loaded: Loaded, argv: Vec<String>) -> Result<Arbiter, String> {
-        let kind = WorkerKind::resolve(&loaded.settings.worker_class, loaded.settings.threads)?;
+        let kind =
+            WorkerKind::resolve(&loaded.settings.worker_class, loaded.settings.threads).map_err(|e| e.to_string())?;
         let signals = SignalQueue::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let board = Scoreboard::new().map_err(|e| format!("cannot map the scoreboard: {e}"))?;
-        let num_workers = loaded.settings.workers.max(0) as usize;
+        let num_workers = loaded.settings.workers;
         let seed = now_ms() ^ (u64::from(std::process::id()) << 32);
         Ok(Arbiter {
             argv,
@@ -383,7 +384,7 @@ impl Arbiter {
         self.kind = kind;
         // Gunicorn's setup() assigns num_workers (calling nworkers_changed)
         // before it rebinds and calls on_reload.
-        self.set_num_workers(py, self.settings.workers.max(0) as usize)?;
+        self.set_num_workers(py, self.settings.workers)?;
         if old_binds != self.settings.bind && self.systemd {
             // The sockets belong to systemd; closing them would leave
             // nothing to accept on (Gunicorn closes them and binds).
@@ -450,7 +451,7 @@ impl Arbiter {
             }
         }
         // A retiring worker that outlives graceful_timeout is killed.
-        let grace = Duration::from_secs(self.settings.graceful_timeout.max(0) as u64);
+        let grace = self.settings.graceful_timeout;
         let overdue: Vec<i32> = self
             .workers
             .iter()
@@ -515,8 +516,8 @@ impl Arbiter {
         let max_requests = match self.settings.max_requests {
             0 => u64::MAX,
             n => {
-                let jitter = self.settings.max_requests_jitter.max(0) as u64;
-                n as u64 + if jitter > 0 { self.next_random() % (jitter + 1) } else { 0 }
+                let jitter = self.settings.max_requests_jitter;
+                n.saturating_add(if jitter > 0 { self.next_random() % jitter.saturating_add(1) } else { 0 })
             }
         };
         let hook_worker = self.hooks.pre_fork(py, &server_state!(self), self.worker_age, max_requests)?;
@@ -565,13 +566,13 @@ impl Arbiter {
 
     /// Sends ABRT, then KILL, to workers silent for longer than `timeout`.
     fn murder_workers(&mut self) {
-        let timeout = self.settings.timeout.max(0) as u64;
+        let timeout = u64::try_from(self.settings.timeout.as_millis()).unwrap_or(u64::MAX);
         if timeout == 0 {
             return;
         }
         let now = now_ms();
         for (pid, w) in self.workers.iter_mut() {
-            if self.board.slot(w.slot).silent_for_ms(now) <= timeout * 1000 {
+            if self.board.slot(w.slot).silent_for_ms(now) <= timeout {
                 continue;
             }
             if !w.aborted {
@@ -649,7 +650,7 @@ impl Arbiter {
             l.close(unlink);
         }
         let sig = if graceful { libc::SIGTERM } else { libc::SIGQUIT };
-        let mut deadline = Instant::now() + Duration::from_secs(self.settings.graceful_timeout.max(0) as u64);
+        let mut deadline = Instant::now() + self.settings.graceful_timeout;
         self.kill_workers(sig);
         let mut quick = !graceful;
         while !self.workers.is_empty() && Instant::now() < deadline {

@@ -11,12 +11,12 @@
 pub mod context;
 pub mod objects;
 
+use crate::bridge::wsgi::response::WsgiResponse;
 use crate::http::request::RequestHead;
 use crate::net::stream::Peer;
 use crate::scoreboard::SlotHandle;
 use crate::settings::spec::PyCallable;
 use crate::settings::Settings;
-use crate::wsgi::response::WsgiResponse;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::sync::OnceLock;

@@ -2,10 +2,10 @@
 //! classes are in `ferrocorn/_hooks.py`), and the live half of a worker
 //! object in its own process.
 
+use crate::bridge::wsgi::response::WsgiResponse;
 use crate::http::request::RequestHead;
 use crate::net::stream::Peer;
 use crate::scoreboard::SlotHandle;
-use crate::wsgi::response::WsgiResponse;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;

@@ -22,6 +22,17 @@ pub enum HeaderMapPolicy {
     Dangerous,
 }
 
+impl HeaderMapPolicy {
+    /// The setting's value as `cfg.header_map` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeaderMapPolicy::Drop => "drop",
+            HeaderMapPolicy::Refuse => "refuse",
+            HeaderMapPolicy::Dangerous => "dangerous",
+        }
+    }
+}
+
 impl std::str::FromStr for HeaderMapPolicy {
     type Err = String;
     /// Gunicorn's `validate_header_map_behaviour`.
@@ -85,11 +96,11 @@ impl AllowList {
 #[derive(Clone, Debug)]
 pub struct HttpPolicy {
     /// Raw setting; see [`HttpPolicy::limit_request_line`] for the value used.
-    pub limit_request_line: i64,
+    pub limit_request_line: usize,
     /// Raw setting; see [`HttpPolicy::limit_request_fields`].
-    pub limit_request_fields: i64,
+    pub limit_request_fields: usize,
     /// Raw setting; see [`HttpPolicy::limit_request_field_size`].
-    pub limit_request_field_size: i64,
+    pub limit_request_field_size: usize,
     pub header_map: HeaderMapPolicy,
     pub permit_unconventional_http_method: bool,
     pub permit_unconventional_http_version: bool,
@@ -137,26 +148,22 @@ impl Default for HttpPolicy {
 impl HttpPolicy {
     /// The request-line limit in force; `0` means unlimited.
     pub fn limit_request_line(&self) -> usize {
-        match self.limit_request_line {
-            l if l < 0 => MAX_REQUEST_LINE,
-            0 => 0,
-            l => usize::try_from(l).map_or(MAX_REQUEST_LINE, |l| l.min(MAX_REQUEST_LINE)),
-        }
+        self.limit_request_line.min(MAX_REQUEST_LINE)
     }
 
     /// The header-count limit in force (never 0).
     pub fn limit_request_fields(&self) -> usize {
-        match usize::try_from(self.limit_request_fields) {
-            Ok(n) if n > 0 && n <= MAX_HEADERS => n,
+        match self.limit_request_fields {
+            n if n > 0 && n <= MAX_HEADERS => n,
             _ => MAX_HEADERS,
         }
     }
 
     /// The per-field size limit in force (never 0). Also bounds a chunk-size line.
     pub fn limit_request_field_size(&self) -> usize {
-        match usize::try_from(self.limit_request_field_size) {
-            Ok(n) if n > 0 => n,
-            _ => DEFAULT_MAX_HEADERFIELD_SIZE,
+        match self.limit_request_field_size {
+            0 => DEFAULT_MAX_HEADERFIELD_SIZE,
+            n => n,
         }
     }
 
@@ -192,8 +199,6 @@ mod tests {
     fn effective_limits_follow_gunicorn() {
         let mut p = HttpPolicy::default();
         assert_eq!(p.limit_request_line(), 4094);
-        p.limit_request_line = -1;
-        assert_eq!(p.limit_request_line(), 8190);
         p.limit_request_line = 0;
         assert_eq!(p.limit_request_line(), 0);
         p.limit_request_line = 9000;
@@ -203,8 +208,6 @@ mod tests {
 
         assert_eq!(p.limit_request_fields(), 100);
         p.limit_request_fields = 0;
-        assert_eq!(p.limit_request_fields(), 32768);
-        p.limit_request_fields = -3;
         assert_eq!(p.limit_request_fields(), 32768);
         p.limit_request_fields = 40000;
         assert_eq!(p.limit_request_fields(), 32768);

@@ -26,6 +26,18 @@ pub enum ProxyMode {
     Auto,
 }
 
+impl ProxyMode {
+    /// The setting's canonical value (what `cfg.proxy_protocol` gives).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyMode::Off => "off",
+            ProxyMode::V1 => "v1",
+            ProxyMode::V2 => "v2",
+            ProxyMode::Auto => "auto",
+        }
+    }
+}
+
 impl std::str::FromStr for ProxyMode {
     type Err = String;
     /// Gunicorn's `validate_proxy_protocol` spellings.

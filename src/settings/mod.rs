@@ -27,7 +27,7 @@ pub enum SettingError {
 impl Settings {
     /// `--backlog` as listen(2) takes it (the setting's type allows more).
     pub fn listen_backlog(&self) -> i32 {
-        self.backlog.min(i64::from(i32::MAX)) as i32
+        i32::try_from(self.backlog).unwrap_or(i32::MAX)
     }
 }
 

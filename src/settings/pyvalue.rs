@@ -27,6 +27,43 @@ impl ToPy for i64 {
     }
 }
 
+impl ToPy for usize {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.into_bound_py_any(py)
+    }
+}
+
+impl ToPy for u64 {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.into_bound_py_any(py)
+    }
+}
+
+/// Gunicorn's `cfg` gives whole seconds as ints.
+impl ToPy for std::time::Duration {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.as_secs().into_bound_py_any(py)
+    }
+}
+
+impl ToPy for crate::net::proxy_protocol::ProxyMode {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.name().into_bound_py_any(py)
+    }
+}
+
+impl ToPy for crate::http::policy::HeaderMapPolicy {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.name().into_bound_py_any(py)
+    }
+}
+
+impl ToPy for super::spec::AddrList {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.items.to_py(py)
+    }
+}
+
 impl ToPy for String {
     fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.into_bound_py_any(py)

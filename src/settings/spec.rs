@@ -96,6 +96,51 @@ impl Show for i64 {
     }
 }
 
+impl Show for usize {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Show for u64 {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Settings in whole seconds show as Gunicorn's ints.
+impl Show for std::time::Duration {
+    fn show(&self) -> String {
+        self.as_secs().to_string()
+    }
+}
+
+impl Show for crate::net::proxy_protocol::ProxyMode {
+    fn show(&self) -> String {
+        self.name().to_owned()
+    }
+}
+
+impl Show for crate::http::policy::HeaderMapPolicy {
+    fn show(&self) -> String {
+        self.name().to_owned()
+    }
+}
+
+impl Show for AddrList {
+    fn show(&self) -> String {
+        self.items.show()
+    }
+}
+
+/// `forwarded_allow_ips`, `proxy_allow_ips`: the entries as given (what
+/// `cfg` shows) and the networks they allow, parsed once.
+#[derive(Debug, Clone)]
+pub struct AddrList {
+    pub items: Vec<String>,
+    pub allow: crate::http::policy::AllowList,
+}
+
 impl Show for String {
     fn show(&self) -> String {
         self.clone()

@@ -10,10 +10,12 @@
 
 use super::input::Input;
 use super::pyvalue::{ClassRef, PyValue, ToPy};
-use super::spec::{Action, Origin, PyCallable, Show, Spec, StatsdHost, Support};
+use super::spec::{Action, AddrList, Origin, PyCallable, Show, Spec, StatsdHost, Support};
 use super::validate::{self as v, Validated};
 use super::SettingError;
+use crate::http::policy::HeaderMapPolicy;
 use crate::log::statsd::StatsdAddr;
+use crate::net::proxy_protocol::ProxyMode;
 use pyo3::prelude::*;
 
 type Validator<T> = fn(Python<'_>, &Input) -> Validated<T>;
@@ -213,18 +215,12 @@ fn group_id(_: Python<'_>, i: &Input) -> Validated<i64> {
     }
 }
 
-fn proxy_protocol(_: Python<'_>, i: &Input) -> Validated<String> {
-    let s = match i {
-        Input::None => return Ok("off".into()),
-        Input::Bool(b) => return Ok(if *b { "auto" } else { "off" }.into()),
-        Input::Str(s) => s.trim().to_ascii_lowercase(),
-        _ => return Err("proxy_protocol must be string or bool".into()),
-    };
-    match s.as_str() {
-        "false" | "off" | "0" | "none" => Ok("off".into()),
-        "true" | "auto" | "1" => Ok("auto".into()),
-        "v1" | "v2" => Ok(s),
-        _ => Err("proxy_protocol must be: off, v1, v2, or auto".into()),
+fn proxy_protocol(_: Python<'_>, i: &Input) -> Validated<ProxyMode> {
+    match i {
+        Input::None => Ok(ProxyMode::Off),
+        Input::Bool(b) => Ok(if *b { ProxyMode::Auto } else { ProxyMode::Off }),
+        Input::Str(s) => s.parse(),
+        _ => Err("proxy_protocol must be string or bool".into()),
     }
 }
 
@@ -340,16 +336,16 @@ gunicorn: {
         validate: |_, i| v::string_list(i), support: Support::Yes,
         help: "The socket to bind: HOST, HOST:PORT, unix:PATH, fd://FD (repeatable).",
     },
-    backlog: i64 = {
+    backlog: usize = {
         section: "Server Socket", cli: ["--backlog"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(2048), doc_default: "2048",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::count(py, i), support: Support::Yes,
         help: "The maximum number of pending connections.",
     },
-    workers: i64 = {
+    workers: usize = {
         section: "Worker Processes", cli: ["-w", "--workers"], meta: Some("INT"), action: Action::Store,
         default: env_or("WEB_CONCURRENCY", Input::Int(1)), doc_default: "1",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::count(py, i), support: Support::Yes,
         help: "The number of worker processes for handling requests.",
     },
     worker_class: String = {
@@ -358,64 +354,64 @@ gunicorn: {
         validate: class_name, support: Support::Yes,
         help: "The type of workers to use.",
     },
-    threads: i64 = {
+    threads: usize = {
         section: "Worker Processes", cli: ["--threads"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(1), doc_default: "1",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::count(py, i), support: Support::Yes,
         help: "The number of worker threads for handling requests.",
     },
-    worker_connections: i64 = {
+    worker_connections: usize = {
         section: "Worker Processes", cli: ["--worker-connections"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(1000), doc_default: "1000",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::count(py, i), support: Support::Yes,
         help: "The maximum number of simultaneous clients.",
     },
-    max_requests: i64 = {
+    max_requests: u64 = {
         section: "Worker Processes", cli: ["--max-requests"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(0), doc_default: "0",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::amount(py, i), support: Support::Yes,
         help: "The maximum number of requests a worker will process before restarting.",
     },
-    max_requests_jitter: i64 = {
+    max_requests_jitter: u64 = {
         section: "Worker Processes", cli: ["--max-requests-jitter"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(0), doc_default: "0",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::amount(py, i), support: Support::Yes,
         help: "The maximum jitter to add to the max_requests setting.",
     },
-    timeout: i64 = {
+    timeout: std::time::Duration = {
         section: "Worker Processes", cli: ["-t", "--timeout"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(30), doc_default: "30",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::seconds(py, i), support: Support::Yes,
         help: "Workers silent for more than this many seconds are killed and restarted.",
     },
-    graceful_timeout: i64 = {
+    graceful_timeout: std::time::Duration = {
         section: "Worker Processes", cli: ["--graceful-timeout"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(30), doc_default: "30",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::seconds(py, i), support: Support::Yes,
         help: "Timeout for graceful workers restart in seconds.",
     },
-    keepalive: i64 = {
+    keepalive: std::time::Duration = {
         section: "Worker Processes", cli: ["--keep-alive"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(2), doc_default: "2",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::seconds(py, i), support: Support::Yes,
         help: "The number of seconds to wait for requests on a Keep-Alive connection.",
     },
-    limit_request_line: i64 = {
+    limit_request_line: usize = {
         section: "Security", cli: ["--limit-request-line"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(4094), doc_default: "4094",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::count(py, i), support: Support::Yes,
         help: "The maximum size of HTTP request line in bytes.",
     },
-    limit_request_fields: i64 = {
+    limit_request_fields: usize = {
         section: "Security", cli: ["--limit-request-fields"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(100), doc_default: "100",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::count(py, i), support: Support::Yes,
         help: "Limit the number of HTTP headers fields in a request.",
     },
-    limit_request_field_size: i64 = {
+    limit_request_field_size: usize = {
         section: "Security", cli: ["--limit-request-field_size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(8190), doc_default: "8190",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::count(py, i), support: Support::Yes,
         help: "Limit the allowed size of an HTTP request header field.",
     },
     reload: bool = {
@@ -553,7 +549,7 @@ gunicorn: {
         validate: |_, i| v::string_dict(i), support: Support::Yes,
         help: "Headers and values that the front-end proxy uses to indicate HTTPS requests.",
     },
-    forwarded_allow_ips: Vec<String> = {
+    forwarded_allow_ips: AddrList = {
         section: "Server Mechanics", cli: ["--forwarded-allow-ips"], meta: Some("STRING"), action: Action::Store,
         default: env_or("FORWARDED_ALLOW_IPS", str_in("127.0.0.1,::1")), doc_default: "127.0.0.1,::1",
         validate: |_, i| v::addr_list(i), support: Support::Yes,
@@ -794,13 +790,13 @@ gunicorn: {
         validate: hook(2), support: Support::NotYet(TLS),
         help: "Called when SSLContext is needed.",
     },
-    proxy_protocol: String = {
+    proxy_protocol: ProxyMode = {
         section: "Server Mechanics", cli: ["--proxy-protocol"], meta: Some("MODE"), action: Action::OptionalValue("auto"),
         default: str_in("off"), doc_default: "off",
         validate: proxy_protocol, support: Support::Yes,
         help: "Enable PROXY protocol support (off, v1, v2, auto; the flag alone means auto).",
     },
-    proxy_allow_ips: Vec<String> = {
+    proxy_allow_ips: AddrList = {
         section: "Server Mechanics", cli: ["--proxy-allow-from"], meta: None, action: Action::Store,
         default: str_in("127.0.0.1,::1"), doc_default: "127.0.0.1,::1",
         validate: |_, i| v::addr_list(i), support: Support::Yes,
@@ -812,7 +808,7 @@ gunicorn: {
         validate: |_, i| v::string(i), support: Support::NotYet("the uwsgi protocol"),
         help: "The protocol for incoming connections (http or uwsgi).",
     },
-    uwsgi_allow_ips: Vec<String> = {
+    uwsgi_allow_ips: AddrList = {
         section: "Server Mechanics", cli: ["--uwsgi-allow-from"], meta: None, action: Action::Store,
         default: str_in("127.0.0.1,::1"), doc_default: "127.0.0.1,::1",
         validate: |_, i| v::addr_list(i), support: Support::NotYet("the uwsgi protocol"),
@@ -944,10 +940,10 @@ gunicorn: {
         validate: |_, i| v::comma_list(i), support: Support::Yes,
         help: "Upper-case header field names that the front-end proxy may set, overriding environ.",
     },
-    header_map: String = {
+    header_map: HeaderMapPolicy = {
         section: "Server Mechanics", cli: ["--header-map"], meta: None, action: Action::Store,
         default: str_in("drop"), doc_default: "drop",
-        validate: |_, i| lowered_choice(&["drop", "refuse", "dangerous"], "header_map")(i),
+        validate: |_, i| lowered_choice(&["drop", "refuse", "dangerous"], "header_map")(i).and_then(|m| m.parse()),
         support: Support::Yes,
         help: "How header field names with underscores are mapped into environ (drop, refuse, dangerous).",
     },
@@ -965,16 +961,16 @@ gunicorn: {
         support: Support::Yes,
         help: "Control ASGI lifespan protocol handling.",
     },
-    asgi_disconnect_grace_period: i64 = {
+    asgi_disconnect_grace_period: std::time::Duration = {
         section: "Worker Processes", cli: ["--asgi-disconnect-grace-period"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(3), doc_default: "3",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::seconds(py, i), support: Support::Yes,
         help: "Grace period (seconds) for ASGI apps to handle client disconnects.",
     },
-    websocket_max_message_size: i64 = {
+    websocket_max_message_size: u64 = {
         section: "Worker Processes", cli: ["--websocket-max-message-size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(16_777_216), doc_default: "16777216",
-        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
+        validate: |py, i| v::amount(py, i), support: Support::Yes,
         help: "Largest WebSocket message, in bytes, the asgi worker accepts.",
     },
     http_parser: String = {
@@ -1070,10 +1066,10 @@ ferrocorn: {
         validate: |py, i| metrics_address(py, i),
         help: "HOST:PORT where the master serves Prometheus metrics (aggregated over all workers) at /metrics; off when None.",
     },
-    max_worker_memory: i64 = {
+    max_worker_memory: u64 = {
         section: "ferrocorn extensions", cli: ["--max-worker-memory"], meta: Some("MiB"), action: Action::Store,
         default: Input::Int(0), doc_default: "0",
-        validate: |py, i| v::pos_int(py, i),
+        validate: |py, i| v::amount(py, i),
         help: "Recycle a worker gracefully once its resident memory (RSS) passes this many MiB (0: never).",
     },
 }

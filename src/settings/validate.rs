@@ -29,6 +29,22 @@ pub fn pos_int(py: Python<'_>, v: &Input) -> Validated<i64> {
     }
 }
 
+/// A count (workers, threads, connections, header limits): `pos_int`.
+pub fn count(py: Python<'_>, v: &Input) -> Validated<usize> {
+    let n = pos_int(py, v)?;
+    usize::try_from(n).map_err(|_| format!("Value is too large: {n}"))
+}
+
+/// An amount that may exceed what a pointer holds (requests, bytes): `pos_int`.
+pub fn amount(py: Python<'_>, v: &Input) -> Validated<u64> {
+    Ok(pos_int(py, v)?.unsigned_abs())
+}
+
+/// Whole seconds (timeouts, keep-alive): `pos_int`.
+pub fn seconds(py: Python<'_>, v: &Input) -> Validated<std::time::Duration> {
+    Ok(std::time::Duration::from_secs(pos_int(py, v)?.unsigned_abs()))
+}
+
 /// The reason for an int a positive setting cannot take.
 fn pos_int_error(e: IntError) -> String {
     match e {
@@ -138,14 +154,10 @@ pub fn comma_list(v: &Input) -> Validated<Vec<String>> {
 
 /// `validate_string_to_addr_list`: IPs or networks (strict, as
 /// `ipaddress.ip_network`), or "*".
-pub fn addr_list(v: &Input) -> Validated<Vec<String>> {
+pub fn addr_list(v: &Input) -> Validated<super::spec::AddrList> {
     let items = comma_list(v)?;
-    for item in &items {
-        if item != "*" {
-            crate::http::policy::AllowList::parse(std::slice::from_ref(item))?;
-        }
-    }
-    Ok(items)
+    let allow = crate::http::policy::AllowList::parse(&items)?;
+    Ok(super::spec::AddrList { items, allow })
 }
 
 pub fn string_dict(v: &Input) -> Validated<Vec<(String, String)>> {

@@ -11,9 +11,8 @@ pub mod wsgi_request;
 
 pub use kind::WorkerKind;
 
-use crate::http::policy::{AllowList, HeaderMapPolicy, HttpPolicy};
+use crate::http::policy::HttpPolicy;
 use crate::net::listener::Listener;
-use crate::net::proxy_protocol::ProxyMode;
 use crate::python::AppLoadError;
 use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
@@ -103,12 +102,10 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
     watcher.start(py)?;
     crate::hooks::post_worker_init(py, &app)?;
     ctx.slot.mark_booted();
-    let policy = http_policy(&ctx.settings).map_err(pyo3::exceptions::PyValueError::new_err)?;
-    let served = match ctx.kind {
-        WorkerKind::Sync => sync::serve(py, ctx, app, policy, wakeup),
-        WorkerKind::Gthread => gthread::serve(py, ctx, app, policy, wakeup),
-        WorkerKind::Asgi => asgi::serve(py, ctx, app, policy, wakeup),
-        other => Err(pyo3::exceptions::PyRuntimeError::new_err(format!("worker class {other} is not available"))),
+    let policy = http_policy(&ctx.settings);
+    let served = match ctx.kind.serve() {
+        Some(serve) => serve(py, ctx, app, policy, wakeup),
+        None => Err(pyo3::exceptions::PyRuntimeError::new_err(format!("worker class {} is not available", ctx.kind))),
     };
     match served {
         Ok(()) => Ok(0),
@@ -126,26 +123,22 @@ pub fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
 }
 
 /// The HTTP layer's view of the security settings.
-pub fn http_policy(s: &Settings) -> Result<HttpPolicy, String> {
-    Ok(HttpPolicy {
+pub fn http_policy(s: &Settings) -> HttpPolicy {
+    HttpPolicy {
         limit_request_line: s.limit_request_line,
         limit_request_fields: s.limit_request_fields,
         limit_request_field_size: s.limit_request_field_size,
-        header_map: match s.header_map.as_str() {
-            "refuse" => HeaderMapPolicy::Refuse,
-            "dangerous" => HeaderMapPolicy::Dangerous,
-            _ => HeaderMapPolicy::Drop,
-        },
+        header_map: s.header_map,
         permit_unconventional_http_method: s.permit_unconventional_http_method,
         permit_unconventional_http_version: s.permit_unconventional_http_version,
         casefold_http_method: s.casefold_http_method,
         permit_obsolete_folding: s.permit_obsolete_folding,
         strip_header_spaces: s.strip_header_spaces,
-        forwarded_allow: AllowList::parse(&s.forwarded_allow_ips)?,
+        forwarded_allow: s.forwarded_allow_ips.allow.clone(),
         secure_scheme_headers: s.secure_scheme_headers.clone(),
         forwarder_headers: s.forwarder_headers.clone(),
-        proxy_protocol: s.proxy_protocol.parse::<ProxyMode>().map_err(|_| "bad proxy_protocol".to_owned())?,
-        proxy_allow: AllowList::parse(&s.proxy_allow_ips)?,
+        proxy_protocol: s.proxy_protocol,
+        proxy_allow: s.proxy_allow_ips.allow.clone(),
         is_ssl: false,
-    })
+    }
 }

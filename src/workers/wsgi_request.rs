@@ -7,6 +7,10 @@
 
 use super::core::blocking::{self, WaitError};
 use super::core::conn::log_refused;
+use crate::bridge::wsgi::call::{self, Failure};
+use crate::bridge::wsgi::environ::{EnvironBuilder, EnvironError, RequestView};
+use crate::bridge::wsgi::input::{BodySource, InputStream};
+use crate::bridge::wsgi::response::{Sink, WsgiResponse};
 use crate::http::error::{ErrorResponse, HttpError};
 use crate::http::request::RequestHead;
 use crate::http::response::RequestInfo;
@@ -15,10 +19,6 @@ use crate::net::proxy_protocol::ProxyInfo;
 use crate::net::stream::{Peer, Stream};
 use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
-use crate::wsgi::call::{self, Failure};
-use crate::wsgi::environ::{EnvironBuilder, EnvironError, RequestView};
-use crate::wsgi::input::{BodySource, InputStream};
-use crate::wsgi::response::{Sink, WsgiResponse};
 use pyo3::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;

@@ -15,7 +15,7 @@
 use super::exec::{run_starts, CallEnd, CallStart, CycleState, Cycles, Errors, TaskStart};
 use super::io::FileOut;
 use super::websocket::WsState;
-use crate::asgi::scope::{Addresses, RequestView, ScopeBase};
+use crate::bridge::asgi::scope::{Addresses, RequestView, ScopeBase};
 use crate::http::conn::Request;
 use crate::http::date::DateCache;
 use crate::http::policy::HttpPolicy;
@@ -27,7 +27,7 @@ use crate::workers::core::accept::{Acceptor, Token};
 use crate::workers::core::access::RequestLog;
 use crate::workers::core::conn::{BufferPool, Conn, Deadlines, Inbound, Progress, Timer, EDGE_EVENTS};
 use crate::workers::core::life::{beat_interval, RequestBudget, Stop};
-use crate::workers::core::signals;
+use crate::workers::core::signals::{self, Wakeup};
 use crate::workers::core::slab::{ConnToken, CycleKey, Slab};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -102,7 +102,7 @@ pub struct AsgiServer {
     /// Response headers are kept for the access log, post_request or a
     /// Python logger.
     pub(super) keep_headers: bool,
-    wakeup_fd: i32,
+    wakeup: Wakeup,
     buffers: BufferPool,
     scoreboard: SlotHandle,
     ppid: i32,
@@ -124,18 +124,18 @@ impl AsgiServer {
         ctx: &crate::workers::WorkerCtx,
         app: Py<PyAny>,
         policy: HttpPolicy,
-        wakeup_fd: i32,
+        wakeup: Wakeup,
     ) -> PyResult<AsgiServer> {
         let s = ctx.settings.clone();
         let epoll = Epoll::new()?;
-        epoll.add(wakeup_fd, READABLE, Token::Signals.to_epoll())?;
+        epoll.add(wakeup.read_fd, READABLE, Token::Signals.to_epoll())?;
         let log = RequestLog::new(&s, ctx.slot.clone()).map_err(pyo3::exceptions::PyValueError::new_err)?;
         let hooks = crate::hooks::RequestHooks::for_this_worker(py);
         let keep_headers = log.needs_response_headers() || hooks.is_some();
         Ok(AsgiServer {
             epoll,
             clients: Slab::default(),
-            max_conns: s.worker_connections.max(1) as usize,
+            max_conns: s.worker_connections.max(1),
             acceptor: Acceptor::new(ctx.listeners.clone()),
             policy,
             app,
@@ -147,13 +147,13 @@ impl AsgiServer {
             hooks,
             errors: Errors::new(py)?,
             keep_headers,
-            wakeup_fd,
+            wakeup,
             buffers: BufferPool::default(),
             scoreboard: ctx.slot.clone(),
             ppid: ctx.ppid,
             budget: RequestBudget::new(ctx.max_requests),
-            limits: Deadlines { keepalive: Duration::from_secs(s.keepalive.max(0) as u64) },
-            disconnect_grace: Duration::from_secs(s.asgi_disconnect_grace_period.max(0) as u64),
+            limits: Deadlines { keepalive: s.keepalive },
+            disconnect_grace: s.asgi_disconnect_grace_period,
             beat_every: beat_interval(&s),
             now: Instant::now(),
             stop: Stop::Running,
@@ -422,7 +422,7 @@ impl AsgiServer {
             } else {
                 // Gunicorn's answer when the app fails (or returns) before
                 // it starts a response.
-                client.conn.out.push(&crate::asgi::response::error_response(500, "Internal Server Error", &[]));
+                client.conn.out.push(&crate::bridge::asgi::response::error_response(500, "Internal Server Error", &[]));
                 client.conn.http.end();
             }
         } else if !st.response.complete {
@@ -453,9 +453,7 @@ impl AsgiServer {
                 let (token, flags) = (ev.u64, ev.events);
                 match Token::from_epoll(token) {
                     Token::Signals => {
-                        let mut buf = [0u8; 64];
-                        // SAFETY: non-blocking reads of the wakeup pipe.
-                        while unsafe { libc::read(self.wakeup_fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+                        self.wakeup.drain();
                         // Run the Python handlers now (QUIT raises SystemExit).
                         if let Err(e) = py.check_signals() {
                             result = Err(e);
@@ -585,8 +583,8 @@ impl AsgiServer {
         let Some(st) = self.cycles.get_mut(key) else { return };
         st.disconnected = true;
         let message = match &st.ws {
-            Some(ws) => crate::asgi::messages::ws_disconnect(py, &self.scope.keys, ws.disconnect_code(), ""),
-            None => crate::asgi::messages::http_disconnect(py, &self.scope.keys),
+            Some(ws) => crate::bridge::asgi::messages::ws_disconnect(py, &self.scope.keys, ws.disconnect_code(), ""),
+            None => crate::bridge::asgi::messages::http_disconnect(py, &self.scope.keys),
         };
         let had_waiters = st.has_waiter();
         if let Some(ws) = st.ws.as_mut() {

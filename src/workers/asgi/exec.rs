@@ -5,8 +5,8 @@
 
 use super::engine::AsgiServer;
 use super::websocket::WsState;
-use crate::asgi::awaitable::Ready;
-use crate::asgi::response::AsgiResponse;
+use crate::bridge::asgi::awaitable::Ready;
+use crate::bridge::asgi::response::AsgiResponse;
 use crate::http::error::HttpError;
 use crate::http::request::RequestHead;
 use crate::net::stream::Peer;
@@ -233,7 +233,7 @@ pub(super) fn resolve(py: Python<'_>, fut: &Py<PyAny>, value: Bound<'_, PyAny>) 
 /// An awaitable that is already complete with `value`.
 pub(super) fn ready(py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     if value.is_none() {
-        return crate::asgi::awaitable::done(py);
+        return crate::bridge::asgi::awaitable::done(py);
     }
     Ok(Py::new(py, Ready::new(value.unbind()))?.into_any())
 }

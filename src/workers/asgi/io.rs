@@ -10,8 +10,8 @@
 
 use super::engine::{AsgiServer, Client, Disposition, Role, OUT_HIGH, OUT_LOW};
 use super::exec::{ready, resolve, CycleState, TaskStart, BODY_HIGH};
-use crate::asgi::messages::{self, HttpSend};
-use crate::asgi::response::{RequestFacts, StartError, StartOptions};
+use crate::bridge::asgi::messages::{self, HttpSend};
+use crate::bridge::asgi::response::{RequestFacts, StartError, StartOptions};
 use crate::http::conn::BodyRead;
 use crate::http::error::HttpError;
 use crate::workers::core::conn::log_refused;
@@ -137,8 +137,12 @@ fn runtime_error(message: &str) -> PyErr {
 
 pub(super) fn start_error(e: StartError) -> PyErr {
     match e {
-        StartError::InvalidHeaderName(_) => crate::wsgi::response::InvalidResponseHeaderName::new_err(e.to_string()),
-        StartError::InvalidHeaderValue(_) => crate::wsgi::response::InvalidResponseHeader::new_err(e.to_string()),
+        StartError::InvalidHeaderName(_) => {
+            crate::bridge::wsgi::response::InvalidResponseHeaderName::new_err(e.to_string())
+        }
+        StartError::InvalidHeaderValue(_) => {
+            crate::bridge::wsgi::response::InvalidResponseHeader::new_err(e.to_string())
+        }
         StartError::InvalidStatus(_) => pyo3::exceptions::PyValueError::new_err(e.to_string()),
     }
 }
@@ -200,8 +204,8 @@ impl AsgiServer {
     /// completes, and the `100 Continue` the client may be waiting for.
     fn wait_for_body(&mut self, py: Python<'_>, key: CycleKey, starts: &mut Vec<TaskStart>) -> PyResult<Py<PyAny>> {
         let wait = match self.settings.timeout {
-            t if t > 0 => Duration::from_secs(t.unsigned_abs()),
-            _ => DEFAULT_BODY_WAIT,
+            Duration::ZERO => DEFAULT_BODY_WAIT,
+            t => t,
         };
         let fut = self.new_future(py)?;
         let Some(st) = self.cycles.get_mut(key) else { return Ok(fut) };
@@ -329,7 +333,8 @@ impl AsgiServer {
         if st.response.started {
             return Err(runtime_error("Informational response after response start"));
         }
-        let bytes = crate::asgi::response::informational(st.head.version, status, headers).map_err(start_error)?;
+        let bytes =
+            crate::bridge::asgi::response::informational(st.head.version, status, headers).map_err(start_error)?;
         if let Some(bytes) = bytes {
             if client.role == Role::Http(key) {
                 if status == 100 {
@@ -476,7 +481,7 @@ impl AsgiServer {
 fn take_body_message<'py>(
     py: Python<'py>,
     st: &mut CycleState,
-    keys: &crate::asgi::scope::Keys,
+    keys: &crate::bridge::asgi::scope::Keys,
 ) -> PyResult<Bound<'py, PyAny>> {
     let body = std::mem::take(&mut st.body);
     let more = !st.body_read;
@@ -519,7 +524,7 @@ fn read_body_ahead(client: &mut Client, st: &mut CycleState) -> BodyProgress {
 
 /// Waiting `receive()` calls get the body read so far, or, once it has
 /// all been taken and the client has half-closed, http.disconnect.
-fn deliver_body(py: Python<'_>, st: &mut CycleState, keys: &crate::asgi::scope::Keys, rdhup: bool) {
+fn deliver_body(py: Python<'_>, st: &mut CycleState, keys: &crate::bridge::asgi::scope::Keys, rdhup: bool) {
     if (!st.body.is_empty() || st.body_read) && !st.body_finished && st.has_waiter() {
         if let Some(fut) = st.next_waiter(py) {
             if let Ok(message) = take_body_message(py, st, keys) {

@@ -11,7 +11,7 @@
 //! - `websocket.rs`: the `websocket` scope.
 //!
 //! The Python side (`ferrocorn/_asgi.py`) owns the loop, lifespan and the
-//! ticker that calls `tick()`. (`crate::asgi` is the protocol bridge:
+//! ticker that calls `tick()`. (`crate::bridge::asgi` is the protocol bridge:
 //! scopes, messages and response rules, with no I/O.)
 
 mod engine;
@@ -32,7 +32,7 @@ pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy
     if s.threads > 1 {
         crate::log::warning!("ASGI worker does not use threads configuration. Use worker_connections instead.");
     }
-    let server = Bound::new(py, AsgiServer::new(py, ctx, app.clone_ref(py), policy, wakeup.read_fd)?)?;
+    let server = Bound::new(py, AsgiServer::new(py, ctx, app.clone_ref(py), policy, wakeup)?)?;
     let run = py.import("ferrocorn._asgi")?.getattr("run")?;
     run.call1((server, app, s.asgi_loop.as_str(), s.asgi_lifespan.as_str()))?;
     Ok(())
@@ -42,7 +42,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AsgiServer>()?;
     m.add_class::<Cycle>()?;
     m.add_class::<AppCall>()?;
-    m.add_class::<crate::asgi::awaitable::Done>()?;
-    m.add_class::<crate::asgi::awaitable::Ready>()?;
+    m.add_class::<crate::bridge::asgi::awaitable::Done>()?;
+    m.add_class::<crate::bridge::asgi::awaitable::Ready>()?;
     Ok(())
 }

@@ -6,9 +6,9 @@
 
 use super::engine::{AsgiServer, Client, Disposition, Role, OUT_HIGH};
 use super::exec::{ready, resolve, CallEnd, CycleState, TaskStart};
-use crate::asgi::messages::{self, HttpSend, WsSend};
-use crate::asgi::response::{RequestFacts, StartOptions};
-use crate::asgi::scope::Keys;
+use crate::bridge::asgi::messages::{self, HttpSend, WsSend};
+use crate::bridge::asgi::response::{RequestFacts, StartOptions};
+use crate::bridge::asgi::scope::Keys;
 use crate::workers::core::slab::CycleKey;
 use crate::workers::core::sock::log_socket_error;
 use crate::ws::close::CloseHandshake;
@@ -50,9 +50,10 @@ pub(super) struct WsState {
 }
 
 impl WsState {
-    pub(super) fn new(up: Upgrade, max_message_size: i64) -> WsState {
+    /// `max_message_size` 0: no limit.
+    pub(super) fn new(up: Upgrade, max_message_size: u64) -> WsState {
         let max = match max_message_size {
-            n if n <= 0 => usize::MAX,
+            0 => usize::MAX,
             n => usize::try_from(n).unwrap_or(usize::MAX),
         };
         WsState {
@@ -126,7 +127,7 @@ impl AsgiServer {
         if let Some(msg) = ws.pop_message() {
             // Room again: read on.
             self.resume(py, token, starts);
-            return Ok(Py::new(py, crate::asgi::awaitable::Ready::new(msg))?.into_any());
+            return Ok(Py::new(py, crate::bridge::asgi::awaitable::Ready::new(msg))?.into_any());
         }
         if ws.handshake.is_closed() || disconnected {
             ws.disconnect_delivered = true;
@@ -212,8 +213,8 @@ impl AsgiServer {
         let chosen: Vec<(&[u8], &[u8])> =
             subprotocol.iter().map(|p| (b"Sec-WebSocket-Protocol".as_slice(), p.as_bytes())).collect();
         for checked in [headers, chosen.as_slice()] {
-            crate::asgi::response::check_headers(checked)
-                .map_err(|e| crate::wsgi::response::InvalidResponseHeader::new_err(e.to_string()))?;
+            crate::bridge::asgi::response::check_headers(checked)
+                .map_err(|e| crate::bridge::wsgi::response::InvalidResponseHeader::new_err(e.to_string()))?;
         }
         let answer = accept_response(&ws.key, subprotocol, headers, crate::SERVER_HEADER.as_bytes(), &date);
         ws.stage = Stage::Accepted;
@@ -556,7 +557,7 @@ fn deliver_messages(py: Python<'_>, keys: &Keys, st: &mut CycleState) {
 
 /// The handshake refused with an HTTP response, then a close.
 fn deny(client: &mut Client, status: u16, date: &[u8]) {
-    let reason = crate::asgi::response::reason(status);
+    let reason = crate::bridge::asgi::response::reason(status);
     let answer = reject_response(status, reason, b"close", &[], b"", crate::SERVER_HEADER.as_bytes(), date);
     client.role = Role::Idle;
     if client.send(&[&answer]).is_err() {

@@ -5,13 +5,13 @@
 //! metrics, or a Python logger's `access()`. Every worker type records
 //! through here, so the master's metrics count what the access log shows.
 
+use crate::bridge::wsgi::response::WsgiResponse;
 use crate::http::error::ErrorResponse;
 use crate::http::request::RequestHead;
 use crate::log::{AccessFormat, AccessRecord, EnvValue, EnvironLookup, Text};
 use crate::net::stream::Peer;
 use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
-use crate::wsgi::response::WsgiResponse;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use std::time::Duration;

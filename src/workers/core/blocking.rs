@@ -4,8 +4,8 @@
 //! SystemExit (QUIT, ABRT) and so end the request.
 
 use super::sock::wait_fd;
+use crate::bridge::wsgi::response::SinkError;
 use crate::net::stream::Stream;
-use crate::wsgi::response::SinkError;
 use pyo3::prelude::*;
 use std::io::{self, IoSlice};
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 /// idle loop from waiting forever.
 pub fn beat_interval(settings: &Settings) -> Duration {
     match settings.timeout {
-        t if t > 0 => Duration::from_millis(t.unsigned_abs().saturating_mul(500)),
-        _ => Duration::from_millis(500),
+        Duration::ZERO => Duration::from_millis(500),
+        t => t / 2,
     }
 }
 
@@ -81,8 +81,7 @@ impl Stop {
     /// Running → draining for `--graceful-timeout`.
     pub fn drain(&mut self, settings: &Settings) {
         signals::stop();
-        let grace = Duration::from_secs(settings.graceful_timeout.max(0).unsigned_abs());
-        *self = Stop::Draining { deadline: Instant::now() + grace };
+        *self = Stop::Draining { deadline: Instant::now() + settings.graceful_timeout };
     }
 
     pub fn is_running(&self) -> bool {

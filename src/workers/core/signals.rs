@@ -65,7 +65,9 @@ fn handle_winch(_sig: i32, _frame: &Bound<'_, PyAny>) {
     crate::log::debug!("worker: SIGWINCH ignored.");
 }
 
-/// The read end of the wakeup pipe the accept loop polls.
+/// The read end of the wakeup pipe Python's signal module writes to: a
+/// worker's loop polls it to learn that handlers are due.
+#[derive(Debug, Clone, Copy)]
 pub struct Wakeup {
     pub read_fd: RawFd,
 }

@@ -13,7 +13,7 @@ use crate::net::epoll::{Event, READABLE};
 use crate::workers::core::accept::{Acceptor, Token};
 use crate::workers::core::conn::{BufferPool, Conn, Deadlines, Progress, EDGE_EVENTS};
 use crate::workers::core::life::{beat_interval, Stop};
-use crate::workers::core::signals;
+use crate::workers::core::signals::{self, Wakeup};
 use crate::workers::core::slab::{ConnToken, Slab};
 use pyo3::prelude::*;
 use std::io;
@@ -45,7 +45,7 @@ pub struct Engine {
     acceptor: Acceptor,
     limits: Deadlines,
     beat_every: Duration,
-    signal_fd: i32,
+    wakeup: Wakeup,
     stop: Stop,
     next_timers: Instant,
     events: Vec<Event>,
@@ -53,18 +53,18 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(shared: &Shared, signal_fd: i32) -> io::Result<Engine> {
+    pub fn new(shared: &Shared, wakeup: Wakeup) -> io::Result<Engine> {
         shared.epoll.add(shared.wake.fd(), READABLE, Token::Wake.to_epoll())?;
-        shared.epoll.add(signal_fd, READABLE, Token::Signals.to_epoll())?;
+        shared.epoll.add(wakeup.read_fd, READABLE, Token::Signals.to_epoll())?;
         let s = &shared.settings;
         let mut engine = Engine {
             conns: Slab::default(),
             idle: Vec::new(),
-            max_conns: s.worker_connections.max(1) as usize,
+            max_conns: s.worker_connections.max(1),
             acceptor: Acceptor::new(shared.listeners.clone()),
-            limits: Deadlines { keepalive: Duration::from_secs(s.keepalive.max(0) as u64) },
+            limits: Deadlines { keepalive: s.keepalive },
             beat_every: beat_interval(s),
-            signal_fd,
+            wakeup,
             stop: Stop::Running,
             next_timers: Instant::now() + TIMER_EVERY,
             events: Vec::with_capacity(256),
@@ -151,9 +151,7 @@ impl Engine {
     /// Python handlers; a substitute leaves them to the main thread, whose
     /// interpreter runs them in the app code it is busy with.
     fn signals(&mut self, mode: Mode) -> PyResult<()> {
-        let mut buf = [0u8; 64];
-        // SAFETY: non-blocking reads of the wakeup pipe into a local buffer.
-        while unsafe { libc::read(self.signal_fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        self.wakeup.drain();
         match mode {
             Mode::Main => Python::attach(|py| py.check_signals()),
             Mode::Substitute => Ok(()),

@@ -5,12 +5,12 @@
 
 use super::io::{ConnBody, ConnSink};
 use super::{Job, Shared};
+use crate::bridge::wsgi::environ::{EnvironBuilder, TemplateOptions};
 use crate::http::conn::Request;
 use crate::http::date::DateCache;
 use crate::workers::core::conn::{BufferPool, Conn, Inbound, Progress};
 use crate::workers::core::signals;
-use crate::workers::wsgi_request::{Exchange, Runner};
-use crate::wsgi::environ::{EnvironBuilder, TemplateOptions};
+use crate::workers::wsgi_request::{Exchange, Runner, Served};
 use pyo3::prelude::*;
 use std::sync::atomic::Ordering;
 
@@ -57,12 +57,13 @@ pub fn run_job(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, job: Job) 
 fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut Conn, inbound: Inbound) -> bool {
     shared.budget.count(&shared.slot);
     let must_close = !signals::alive()
-        || shared.settings.keepalive <= 0
+        || shared.settings.keepalive.is_zero()
         || shared.idle.load(Ordering::Relaxed) >= shared.max_keepalived;
     let stream = conn.stream.clone();
     let continue_ = conn.http.take_continue();
     let Inbound { request, body, error } = inbound;
     let Request { head, proxy } = *request;
+    // The connection's HTTP state goes with the body to the app, and back.
     let http = std::mem::take(&mut conn.http);
     let exchange = Exchange {
         head: &head,
@@ -76,24 +77,28 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
         date: ts.date.get(),
         continue_,
     };
-    let served = match ts.runner.serve(py, exchange) {
-        Ok(Some(s)) => s,
+    match ts.runner.serve(py, exchange) {
+        Ok(Some(served)) => take_back(conn, &served),
         Ok(None) => {
             // Ended before the app (an answer was sent instead): the
             // connection's state stayed with the request; close.
             conn.http.end();
-            return false;
+            false
         }
         Err(e) => {
             // Only a signal handler raises here, and signals run on the
             // main thread: log and give up the connection.
             crate::log::error!("Error handling request\n{}", crate::python::format_exception(py, &e));
             conn.abandon();
-            return false;
+            false
         }
-    };
+    }
+}
 
-    // Take back the connection's state and what the client has not taken.
+/// After the app: the connection takes back its HTTP state and what the
+/// client has not taken yet, and learns whether it can be reused. True
+/// when it can go on to the next request now.
+fn take_back(conn: &mut Conn, served: &Served<'_>) -> bool {
     match served.input.borrow().take_source().into_any().downcast::<ConnBody>() {
         Ok(body) => {
             let body = *body;
@@ -107,10 +112,7 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
     let (leftover, should_close) = {
         let resp = served.response.borrow();
         let mut core = resp.lock();
-        let leftover = match core.take_sink().into_any().downcast::<ConnSink>() {
-            Ok(sink) => Some(sink.pending),
-            Err(_) => None,
-        };
+        let leftover = core.take_sink().into_any().downcast::<ConnSink>().ok().map(|sink| sink.pending);
         (leftover, core.should_close())
     };
     conn.http.response_complete(!served.broken && !should_close);

@@ -2,14 +2,14 @@
 //! thread owns its connection, so both read and write the socket directly,
 //! without blocking while data flows and releasing the GIL only to wait.
 
+use crate::bridge::wsgi::input::{BodyError, BodySource};
+use crate::bridge::wsgi::response::{Sink, SinkError};
 use crate::http::conn::{BodyRead, ServerConn};
 use crate::http::error::HttpError;
 use crate::net::stream::Stream;
 use crate::workers::core::blocking;
 use crate::workers::core::output::OutQueue;
 use crate::workers::core::sock::{self, wait_fd};
-use crate::wsgi::input::{BodyError, BodySource};
-use crate::wsgi::response::{Sink, SinkError};
 use pyo3::prelude::*;
 use std::io;
 use std::sync::Arc;

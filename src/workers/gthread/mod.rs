@@ -136,14 +136,14 @@ pub fn serve(
     wakeup: signals::Wakeup,
 ) -> PyResult<()> {
     let settings = ctx.settings.clone();
-    let threads = settings.threads.max(1) as usize;
-    let max_keepalived = (settings.worker_connections - settings.threads).max(0) as usize;
-    if max_keepalived == 0 && settings.keepalive > 0 {
+    let threads = settings.threads.max(1);
+    let max_keepalived = settings.worker_connections.saturating_sub(settings.threads);
+    if max_keepalived == 0 && !settings.keepalive.is_zero() {
         crate::log::warning!(
             "No keepalived connections can be handled. Check the number of worker connections and threads."
         );
     }
-    let max_conns = settings.worker_connections.max(1) as usize;
+    let max_conns = settings.worker_connections.max(1);
     let shared = Arc::new(Shared {
         queue: Queue::new(),
         returned: Mutex::new(Vec::new()),
@@ -170,7 +170,7 @@ pub fn serve(
         inline_cost_us: AtomicU64::new(0),
         settings,
     });
-    *shared.lock_engine() = Some(engine::Engine::new(&shared, wakeup.read_fd)?);
+    *shared.lock_engine() = Some(engine::Engine::new(&shared, wakeup)?);
 
     // The main thread is one of the `threads`; the others wait for work.
     let mut handles = Vec::with_capacity(threads);

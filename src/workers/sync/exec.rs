@@ -3,6 +3,7 @@
 //! after one response).
 
 use super::io::{SocketBody, SocketSink};
+use crate::bridge::wsgi::environ::{EnvironBuilder, TemplateOptions};
 use crate::http::conn::{Request, ServerConn};
 use crate::http::date::DateCache;
 use crate::net::listener::Address;
@@ -11,7 +12,6 @@ use crate::scoreboard::SlotHandle;
 use crate::workers::core::life::RequestBudget;
 use crate::workers::wsgi_request::{Exchange, Runner};
 use crate::workers::WorkerCtx;
-use crate::wsgi::environ::{EnvironBuilder, TemplateOptions};
 use pyo3::prelude::*;
 use std::sync::Arc;
 

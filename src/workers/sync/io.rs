@@ -1,12 +1,12 @@
 //! The sync worker's `wsgi.input` source and response sink: the request's
 //! own blocking socket, read and written with the GIL released to wait.
 
+use crate::bridge::wsgi::input::{BodyError, BodySource};
+use crate::bridge::wsgi::response::{Sink, SinkError};
 use crate::http::conn::{BodyRead, ServerConn};
 use crate::net::stream::Stream;
 use crate::workers::core::blocking::{self, WaitError};
 use crate::workers::core::sock;
-use crate::wsgi::input::{BodyError, BodySource};
-use crate::wsgi::response::{Sink, SinkError};
 use pyo3::prelude::*;
 use std::sync::Arc;
 
