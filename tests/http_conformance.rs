@@ -102,7 +102,7 @@ fn serve(raw: &[u8], policy: &HttpPolicy, peer: IpAddr) -> (Vec<u16>, Option<Val
     };
     // wsgi.create: 100 Continue first, then the environ (SCRIPT_NAME check).
     let pre: Vec<u16> = if head.expect_continue { vec![100] } else { vec![] };
-    let (script_name, path_info) = match head.wsgi_script_and_path(b"") {
+    let (script_name, path_info) = match _ferrocorn::bridge::wsgi::environ::script_and_path_info(&head, b"") {
         Ok(v) => v,
         Err(e) => return error(e, &pre),
     };

@@ -17,9 +17,7 @@ use memchr::{memchr, memmem};
 
 use crate::http::error::HttpError;
 use crate::http::policy::{HeaderMapPolicy, HttpPolicy};
-use crate::http::text::{
-    is_token, latin1_to_string, py_repr, rtrim_sp_tab, trim_sp_tab, unquote_to_bytes, TOKEN_CHARS,
-};
+use crate::http::text::{is_token, latin1_to_string, rtrim_sp_tab, trim_sp_tab, TOKEN_CHARS};
 use crate::http::uri::split_request_uri;
 
 /// One header field as Gunicorn stores it.
@@ -110,33 +108,6 @@ impl RequestHead {
     /// `SERVER_PROTOCOL`, e.g. `HTTP/1.1`.
     pub fn server_protocol(&self) -> String {
         format!("HTTP/{}.{}", self.version.0, self.version.1)
-    }
-
-    /// `SCRIPT_NAME` and `PATH_INFO` (latin-1 bytes) the way `wsgi.create`
-    /// computes them: the last `SCRIPT_NAME` header (only present when the
-    /// header policy kept it) overrides `env_script_name` (the process's
-    /// `SCRIPT_NAME` environment variable), the path must start with it, and
-    /// the remainder is percent-decoded.
-    pub fn wsgi_script_and_path(&self, env_script_name: &[u8]) -> Result<(Vec<u8>, Vec<u8>), HttpError> {
-        let script =
-            self.headers.iter().rev().find(|h| h.name == "SCRIPT_NAME").map_or(env_script_name, |h| h.value.as_slice());
-        let path_info = path_info_under(&self.path, script)?;
-        Ok((script.to_vec(), path_info))
-    }
-}
-
-/// `PATH_INFO` for `path` under `script_name`, or Gunicorn's 500.
-pub fn path_info_under(path: &str, script_name: &[u8]) -> Result<Vec<u8>, HttpError> {
-    if script_name.is_empty() {
-        return Ok(unquote_to_bytes(path.as_bytes()));
-    }
-    match path.as_bytes().strip_prefix(script_name) {
-        Some(rest) => Ok(unquote_to_bytes(rest)),
-        None => Err(HttpError::ConfigurationProblem(format!(
-            "Request path {} does not start with SCRIPT_NAME {}",
-            py_repr(path),
-            py_repr(&latin1_to_string(script_name))
-        ))),
     }
 }
 
@@ -1088,7 +1059,7 @@ pub(crate) mod tests {
         assert_eq!(err_with(raw, &p), HttpError::InvalidHeaderName("TRANSFER_ENCODING".into()));
         // Forwarder headers from a trusted peer survive any header_map.
         let h = head_with(b"GET /app/x HTTP/1.1\r\nScript_Name: /app\r\n\r\n", &p);
-        assert_eq!(h.wsgi_script_and_path(b"").unwrap(), (b"/app".to_vec(), b"/x".to_vec()));
+        assert_eq!(h.header("SCRIPT_NAME"), Some(&b"/app"[..]));
         let r = parse_request_head(
             b"GET /app/x HTTP/1.1\r\nScript_Name: /app\r\n\r\n",
             &p,
@@ -1101,19 +1072,6 @@ pub(crate) mod tests {
         p.header_map = HeaderMapPolicy::Refuse;
         let r = parse_request_head(b"GET / HTTP/1.1\r\nA_B: 1\r\n\r\n", &p, Some(IpAddr::from([10, 0, 0, 1])));
         assert!(matches!(r, Ok(Parsed::Complete(..))));
-    }
-
-    #[test]
-    fn script_name() {
-        let h = head(b"GET /app/a%20b HTTP/1.1\r\n\r\n");
-        assert_eq!(h.wsgi_script_and_path(b"").unwrap().1, b"/app/a b");
-        assert_eq!(h.wsgi_script_and_path(b"/app").unwrap().1, b"/a b");
-        let e = h.wsgi_script_and_path(b"/other").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "Configuration problem: Request path '/app/a%20b' does not start with SCRIPT_NAME '/other'"
-        );
-        assert_eq!(e.response().unwrap().status, 500);
     }
 
     #[test]

@@ -117,12 +117,6 @@ pub fn unquote_to_bytes(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `urllib.parse.unquote_to_bytes(path).decode("latin-1")`, Gunicorn's
-/// `util.unquote_to_wsgi_str`, as a Rust string of latin-1 characters.
-pub fn unquote_to_wsgi_str(path: &str) -> String {
-    latin1_to_string(&unquote_to_bytes(path.as_bytes()))
-}
-
 /// What CPython's `int()` strips around a number, for latin-1 text. Measured:
 /// narrower than `str.isspace()` (which also has U+001C..U+001F).
 fn py_int_space(b: u8) -> bool {
@@ -282,7 +276,6 @@ mod tests {
         assert_eq!(unquote_to_bytes(b"/%zz%4"), b"/%zz%4");
         assert_eq!(unquote_to_bytes(b"%C3%A9%"), b"\xc3\xa9%");
         assert_eq!(unquote_to_bytes(b"%%41"), b"%A");
-        assert_eq!(unquote_to_wsgi_str("/%C3%A9"), "/\u{c3}\u{a9}");
     }
 
     #[test]

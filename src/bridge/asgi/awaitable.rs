@@ -5,7 +5,7 @@
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 
-#[pyclass(module = "ferrocorn._ferrocorn", freelist = 64, unsendable)]
+#[pyclass(module = "ferrocorn._ferrocorn", freelist = 64)]
 pub struct Ready {
     value: Option<Py<PyAny>>,
 }

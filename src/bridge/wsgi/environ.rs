@@ -5,6 +5,7 @@
 
 use crate::http::error::HttpError;
 use crate::http::request::{RequestHead, Scheme};
+use crate::http::text::{latin1_to_string, py_repr, unquote_to_bytes};
 use crate::net::listener::Address;
 use crate::net::proxy_protocol::ProxyInfo;
 use crate::net::stream::Peer;
@@ -177,7 +178,8 @@ impl EnvironBuilder {
 
         // SCRIPT_NAME (a trusted forwarder's header, else the process
         // environment) must prefix the path, compared still percent-encoded.
-        let (script, path_info) = head.wsgi_script_and_path(self.script_name.as_bytes()).map_err(EnvironError::Http)?;
+        let (script, path_info) =
+            script_and_path_info(head, self.script_name.as_bytes()).map_err(EnvironError::Http)?;
         env.set_item(k.path_info.bind(py), latin1(py, &path_info))?;
         env.set_item(k.script_name.bind(py), latin1(py, &script))?;
 
@@ -259,4 +261,67 @@ pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
 
 fn ascii<'py>(py: Python<'py>, s: &str) -> Bound<'py, PyString> {
     PyString::new(py, s)
+}
+
+/// `SCRIPT_NAME` and `PATH_INFO` (latin-1 bytes) the way `wsgi.create`
+/// computes them: the last `SCRIPT_NAME` header (only present when the
+/// header policy kept it) overrides `env_script_name` (the process's
+/// `SCRIPT_NAME` environment variable), the path must start with it, and
+/// the remainder is percent-decoded.
+pub fn script_and_path_info(head: &RequestHead, env_script_name: &[u8]) -> Result<(Vec<u8>, Vec<u8>), HttpError> {
+    let script =
+        head.headers.iter().rev().find(|h| h.name == "SCRIPT_NAME").map_or(env_script_name, |h| h.value.as_slice());
+    let path_info = path_info_under(&head.path, script)?;
+    Ok((script.to_vec(), path_info))
+}
+
+/// `PATH_INFO` for `path` under `script_name`, or Gunicorn's 500.
+fn path_info_under(path: &str, script_name: &[u8]) -> Result<Vec<u8>, HttpError> {
+    if script_name.is_empty() {
+        return Ok(unquote_to_bytes(path.as_bytes()));
+    }
+    match path.as_bytes().strip_prefix(script_name) {
+        Some(rest) => Ok(unquote_to_bytes(rest)),
+        None => Err(HttpError::ConfigurationProblem(format!(
+            "Request path {} does not start with SCRIPT_NAME {}",
+            py_repr(path),
+            py_repr(&latin1_to_string(script_name))
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod script_name_tests {
+    use super::*;
+    use crate::http::policy::HttpPolicy;
+    use crate::http::request::{parse_request_head, Parsed};
+
+    fn head(raw: &[u8]) -> RequestHead {
+        match parse_request_head(raw, &HttpPolicy::default(), Some(std::net::IpAddr::from([127, 0, 0, 1]))) {
+            Ok(Parsed::Complete(h, _)) => h,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn script_name_prefixes_the_path() {
+        let h = head(b"GET /app/a%20b HTTP/1.1\r\n\r\n");
+        assert_eq!(script_and_path_info(&h, b"").unwrap().1, b"/app/a b");
+        assert_eq!(script_and_path_info(&h, b"/app").unwrap().1, b"/a b");
+        let e = script_and_path_info(&h, b"/other").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Configuration problem: Request path '/app/a%20b' does not start with SCRIPT_NAME '/other'"
+        );
+        assert_eq!(e.response().unwrap().status, 500);
+    }
+
+    #[test]
+    fn a_kept_script_name_header_wins() {
+        let h = head(b"GET /app/x HTTP/1.1\r\nScript-Name: /app\r\n\r\n");
+        assert_eq!(script_and_path_info(&h, b"").unwrap().1, b"/app/x", "Script-Name is not SCRIPT_NAME");
+        let mut h = h;
+        h.headers.push(crate::http::request::Header { name: "SCRIPT_NAME".into(), value: b"/app".to_vec() });
+        assert_eq!(script_and_path_info(&h, b"/other").unwrap(), (b"/app".to_vec(), b"/x".to_vec()));
+    }
 }

@@ -278,7 +278,7 @@ pub(super) struct TaskStart {
 }
 
 /// The app's `receive` and `send` for one call.
-#[pyclass(module = "ferrocorn._ferrocorn", unsendable, freelist = 64)]
+#[pyclass(module = "ferrocorn._ferrocorn", freelist = 64)]
 pub struct Cycle {
     server: Py<AsgiServer>,
     key: CycleKey,
@@ -308,7 +308,7 @@ impl Cycle {
 /// callback, no extra trip through the loop). An app's exception ends here
 /// too, logged as Gunicorn logs it, so the task itself completes normally;
 /// a cancellation is passed on, so the task is cancelled as it should be.
-#[pyclass(module = "ferrocorn._ferrocorn", unsendable, freelist = 64)]
+#[pyclass(module = "ferrocorn._ferrocorn", freelist = 64)]
 pub struct AppCall {
     server: Py<AsgiServer>,
     key: CycleKey,
