@@ -24,6 +24,7 @@ change here (`usr2_upgrade`).
 """
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -48,16 +49,16 @@ APPS = {"sync": "apps:hello", "gthread": "apps:hello", "asgi": "apps:asgi_hello"
 WRK = ["wrk", "-t2", "-c32", "--timeout", "10s"]
 
 
+@dataclasses.dataclass(eq=False)
 class Run:
     """One server under load: what an operation's steps act on."""
 
-    def __init__(self, proc, pidfile, log_path, port):
-        self.proc = proc
-        self.pidfile = pidfile
-        self.log_path = log_path
-        self.port = port
-        # what the steps observed, shown beside the row
-        self.notes = []
+    proc: subprocess.Popen
+    pidfile: str
+    log_path: str
+    port: int
+    # what the steps observed, shown beside the row
+    notes: list = dataclasses.field(default_factory=list)
 
     def master(self):
         """The current master (the pidfile names it; a USR2 upgrade moves it)."""

@@ -240,18 +240,14 @@ class Server:
     """``server`` in hooks: the master (Gunicorn's ``Arbiter``)."""
 
     def __init__(self, cfg: Config, log: Any, pid: int) -> None:
-        self.cfg = cfg
-        self.log = log
-        self.pid = pid
-        self.num_workers = cfg.workers
+        self.cfg, self.log, self.pid = cfg, log, pid
+        self.master_name = "Master"
+        # what the configuration says; the Rust master keeps them current
+        self.num_workers, self.proc_name, self.timeout = cfg.workers, cfg.proc_name, cfg.timeout
         self.WORKERS: dict[int, Worker] = {}
         self.LISTENERS: list[Listener] = []
-        self.proc_name = cfg.proc_name
-        self.master_name = "Master"
-        self.worker_age = 0
-        self.timeout = cfg.timeout
-        self.reexec_pid = 0
-        self.master_pid = 0
+        # counters and pids Gunicorn's Arbiter starts at 0
+        self.worker_age = self.reexec_pid = self.master_pid = 0
 
     def __repr__(self) -> str:
         return "<ferrocorn master %s>" % self.pid
@@ -263,23 +259,20 @@ class Worker:
     current request, as in Gunicorn."""
 
     def __init__(self, age: int, ppid: int, cfg: Config, log: Any, max_requests: int) -> None:
-        self.age = age
+        self.age, self.ppid, self.max_requests = age, ppid, max_requests
         self.pid: int | str = "[booting]"
-        self.ppid = ppid
-        self.cfg = cfg
-        self.log = log
+        self.cfg, self.log = cfg, log
         self.timeout = cfg.timeout / 2.0
-        self.booted = False
-        self.aborted = False
-        self.max_requests = max_requests
+        self.booted = self.aborted = False
         self.sockets: list[Listener] = []
+        # what the worker loads, once it does
         self.app: Any = None
         self.wsgi: Any = None
         self.reloader: Any = None
-        # the worker process's live state (Rust), once it runs
+        # the worker process's live state (Rust), once it runs; until then
+        # alive and nr are kept here
         self._live: Any = None
-        self._alive = True
-        self._nr = 0
+        self._alive, self._nr = True, 0
 
     def __str__(self) -> str:
         return "<Worker %s>" % self.pid
@@ -326,28 +319,22 @@ class Request:
         scheme: str,
         peer_addr: tuple[str, int] | str,
     ) -> None:
-        self.method = method
-        self.uri = uri
-        self.path = path
-        self.query = query
-        self.fragment = fragment
-        self.version = version
-        self.headers = headers
-        self.scheme = scheme
-        self.peer_addr = peer_addr
-        self.remote_addr = peer_addr
+        # the request line, split as Gunicorn splits it
+        self.method, self.uri, self.version = method, uri, version
+        self.path, self.query, self.fragment = path, query, fragment
+        self.headers, self.scheme = headers, scheme
+        # the client's address, under both of Gunicorn's names
+        self.peer_addr = self.remote_addr = peer_addr
         self.trailers: Headers = []
         self.body: Any = None
 
     def should_close(self) -> bool:
-        for h, v in self.headers:
-            if h == "CONNECTION":
-                v = v.lower().strip(" \t")
-                if v == "close":
-                    return True
-                elif v == "keep-alive":
-                    return False
-                break
+        # The first Connection header decides when it says close or
+        # keep-alive; otherwise HTTP/1.0 and older close.
+        first = next((value for name, value in self.headers if name == "CONNECTION"), "")
+        token = first.lower().strip(" \t")
+        if token in ("close", "keep-alive"):
+            return token == "close"
         return self.version <= (1, 0)
 
     def __repr__(self) -> str:
@@ -366,16 +353,14 @@ class Response:
         chunked: bool,
         response_length: int | None,
     ) -> None:
-        self.status = status
+        self.status, self.headers = status, headers
         try:
             self.status_code = int(status.split()[0]) if status else None
         except ValueError:
             self.status_code = None
-        self.headers = headers
-        self.sent = sent
-        self.headers_sent = headers_sent
-        self.chunked = chunked
-        self.response_length = response_length
+        # what went out: body bytes, whether the head did, and how the body is framed
+        self.sent, self.headers_sent = sent, headers_sent
+        self.chunked, self.response_length = chunked, response_length
 
     def __repr__(self) -> str:
         return "<Response %s>" % self.status

@@ -30,6 +30,7 @@ The run is bounded by a duration and, optionally, a request count; the
 generator never retries, so what it reports is what a client saw.
 """
 
+import dataclasses
 import errno
 import socket
 import threading
@@ -63,12 +64,15 @@ class Failure:
         )
 
 
+@dataclasses.dataclass(eq=False)
 class Result:
-    def __init__(self, ok, failures, pids, elapsed):
-        self.ok = ok
-        self.failures = failures
-        self.pids = pids
-        self.elapsed = elapsed
+    """What a run saw: answers that were fine, the failures, how many
+    answers each worker pid gave, and the seconds it took."""
+
+    ok: int
+    failures: list
+    pids: Counter
+    elapsed: float
 
     @property
     def counts(self):
@@ -218,13 +222,11 @@ class LoadGen:
     ):
         self.addr = unix_path if unix_path else (host, port)
         self.family = socket.AF_UNIX if unix_path else socket.AF_INET
-        self.keepalive = keepalive
-        self.fresh = fresh
-        self.idle = idle
-        self.duration = duration
-        self.max_requests = max_requests
-        self.timeout = timeout
-        self.idle_pause = idle_pause
+        # how many clients of each kind
+        self.keepalive, self.fresh, self.idle = keepalive, fresh, idle
+        # when the run ends
+        self.duration, self.max_requests = duration, max_requests
+        self.timeout, self.idle_pause = timeout, idle_pause
         self.request = ("GET %s HTTP/1.1\r\nHost: loadgen\r\n\r\n" % path).encode()
         self.close_request = ("GET %s HTTP/1.1\r\nHost: loadgen\r\nConnection: close\r\n\r\n" % path).encode()
         self._lock = threading.Lock()

@@ -1,6 +1,7 @@
 """The load generator sees every kind of failure: a tiny misbehaving server
 answers each connection in one bad way, and the generator must name it."""
 
+import functools
 import socket
 import struct
 import threading
@@ -14,13 +15,14 @@ GOOD = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Worker-Pid: 7\r\n\r\nok\n"
 
 
 def read_request(conn):
+    """The request head (and whatever came with it), or None if the client
+    hung up before its blank line."""
     buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = conn.recv(4096)
-        if not chunk:
-            return None
+    for chunk in iter(functools.partial(conn.recv, 4096), b""):
         buf += chunk
-    return buf
+        if b"\r\n\r\n" in buf:
+            return buf
+    return None
 
 
 def reset(conn):

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import children, free_port, pid_alive, run_ferrocorn, server_env, wait_for
+from helpers import children, free_port, pid_alive, read_all, run_ferrocorn, server_env, wait_for
 
 
 def status_field(pid, name):
@@ -200,12 +200,7 @@ def test_workers_switch_user_and_group(server, tmp_path):
     c = socket.socket(socket.AF_UNIX)
     c.connect(str(sock_path))
     c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-    data = b""
-    while True:
-        chunk = c.recv(4096)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(c)
     c.close()
     ids = json.loads(data.split(b"\r\n\r\n", 1)[1])
     assert ids["uid"] == ids["euid"] == uid and ids["gid"] == gid and ids["groups"] == [gid]

@@ -66,6 +66,38 @@ def run_top(path: str, once: bool, interval: float, as_json: bool) -> int:
         client.close()
 
 
+_QUIT_WORDS = ("quit", "exit", "q")
+
+
+def _prompt() -> str | None:
+    """The next line typed at the prompt, stripped; None at end of input."""
+    try:
+        return input("ferrocorn> ").strip()
+    except EOFError:
+        print()
+        return None
+
+
+def _run_line(client: ControlClient, line: str, as_json: bool) -> bool:
+    """Runs one typed command and prints its answer. An error is printed
+    and the connection made again; False when that fails too."""
+    try:
+        if line.split()[0].lower() == "top":
+            top.run(client, once=True, as_json=as_json)
+        else:
+            data = client.send(line)
+            print(json.dumps(data, indent=2) if as_json else formats.render(line, data))
+        return True
+    except ControlError as e:
+        print("Error: %s" % e)
+    try:
+        client.close()
+        client.connect()
+    except ControlError:
+        return False
+    return True
+
+
 def run_interactive(path: str, as_json: bool) -> int:
     try:
         import readline
@@ -88,31 +120,15 @@ def run_interactive(path: str, as_json: bool) -> int:
             pass
     status = 0
     try:
-        while True:
-            try:
-                line = input("ferrocorn> ").strip()
-            except EOFError:
-                print()
+        for line in iter(_prompt, None):
+            if line.lower() in _QUIT_WORDS:
                 break
             if not line:
                 continue
-            if line.lower() in ("quit", "exit", "q"):
+            if not _run_line(client, line, as_json):
+                print("Connection lost. Exiting.")
+                status = 1
                 break
-            try:
-                if line.split()[0].lower() == "top":
-                    top.run(client, once=True, as_json=as_json)
-                else:
-                    data = client.send(line)
-                    print(json.dumps(data, indent=2) if as_json else formats.render(line, data))
-            except ControlError as e:
-                print("Error: %s" % e)
-                try:
-                    client.close()
-                    client.connect()
-                except ControlError:
-                    print("Connection lost. Exiting.")
-                    status = 1
-                    break
             print()
     except KeyboardInterrupt:
         print()

@@ -36,13 +36,16 @@ def encode(message: Any) -> bytes:
 
 
 def _read_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(min(n - len(data), 65536))
-        if not chunk:
+    """n bytes, filled in place 64 KiB at a time; EOF before the last one is an error."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    filled = 0
+    while filled < n:
+        got = sock.recv_into(view[filled:], min(n - filled, 65536))
+        if got == 0:
             raise ControlError("connection closed by the server")
-        data += chunk
-    return data
+        filled += got
+    return bytes(buf)
 
 
 def read_message(sock: socket.socket) -> Any:

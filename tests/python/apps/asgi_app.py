@@ -205,9 +205,7 @@ async def websocket(scope, receive, send):
 
 
 async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        await lifespan(scope, receive, send)
-    elif scope["type"] == "http":
-        await http(scope, receive, send)
-    elif scope["type"] == "websocket":
-        await websocket(scope, receive, send)
+    # one handler a scope type; any other type is ignored
+    handler = {"lifespan": lifespan, "http": http, "websocket": websocket}.get(scope["type"])
+    if handler is not None:
+        await handler(scope, receive, send)

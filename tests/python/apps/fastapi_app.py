@@ -93,12 +93,13 @@ async def background(tasks: BackgroundTasks):
 @app.websocket("/ws")
 async def ws_echo(websocket: WebSocket):
     await websocket.accept()
-    try:
-        while True:
-            text = await websocket.receive_text()
-            await websocket.send_text("echo: " + text)
-    except WebSocketDisconnect as e:
-        note("ws closed %s" % e.code)
+    disconnect = None
+    while disconnect is None:
+        try:
+            await websocket.send_text("echo: " + await websocket.receive_text())
+        except WebSocketDisconnect as e:
+            disconnect = e
+    note("ws closed %s" % disconnect.code)
 
 
 @app.websocket("/room")

@@ -73,15 +73,25 @@ def app(environ, start_response):
 application = app
 
 
+# What the lifespan protocol is answered: each event and its reply; the
+# shutdown event ends the exchange.
+LIFESPAN_REPLIES = {
+    "lifespan.startup": "lifespan.startup.complete",
+    "lifespan.shutdown": "lifespan.shutdown.complete",
+}
+
+
+async def _lifespan(receive, send):
+    event = None
+    while event != "lifespan.shutdown":
+        event = (await receive())["type"]
+        if event in LIFESPAN_REPLIES:
+            await send({"type": LIFESPAN_REPLIES[event]})
+
+
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await _lifespan(receive, send)
     path, query = scope["path"], scope["query_string"].decode()
     if path == "/sleep":
         await asyncio.sleep(float(_arg(query, "s", "1")))
