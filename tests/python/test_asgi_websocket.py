@@ -166,3 +166,71 @@ def test_a_thousand_websockets_on_one_worker(server):
     answers = run(go())
     assert answers == ["m%d" % i for i in range(n)]
     assert len(s.workers()) == 1
+
+
+def _client_frame(opcode, payload, fin=True):
+    """A masked client frame (payload under 126 bytes)."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def _open_raw_websocket(s):
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=20)
+    sock.sendall(
+        b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return sock, head.split(b"\r\n\r\n", 1)[1]
+
+
+def _read_frames(sock, pending, want):
+    """Server frames (opcode, payload) until `want` of them came."""
+    frames = []
+    while len(frames) < want:
+        if len(pending) >= 2 and len(pending) >= 2 + (pending[1] & 0x7F):
+            n = pending[1] & 0x7F
+            assert n < 126, "short frames only"
+            frames.append((pending[0] & 0x0F, pending[2 : 2 + n]))
+            pending = pending[2 + n :]
+            continue
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed after %d frames" % len(frames)
+        pending += chunk
+    return frames, pending
+
+
+def test_bursts_larger_than_one_read_are_all_answered(server):
+    # Regression: a buffer ending in part of a frame made the worker decode
+    # the same bytes forever (100% CPU, nothing answered) instead of reading
+    # on. 2,000 pings are ~28 KiB, more than one read; then one message in
+    # 3,000 one-byte fragments.
+    s = start(server)
+    sock, pending = _open_raw_websocket(s)
+    try:
+        sock.sendall(b"".join(_client_frame(0x9, b"p%06d" % i) for i in range(2000)))
+        frames, pending = _read_frames(sock, pending, 2000)
+        assert [op for op, _ in frames] == [0xA] * 2000
+        assert frames[0][1] == b"p000000" and frames[-1][1] == b"p001999"
+        text = b"x" * 3000
+        parts = [_client_frame(0x1, text[:1], fin=False)]
+        parts += [_client_frame(0x0, text[i : i + 1], fin=False) for i in range(1, 2999)]
+        parts.append(_client_frame(0x0, text[2999:], fin=True))
+        sock.sendall(b"".join(parts))
+        # The echo is 3,000 bytes: one frame with a 16-bit length.
+        data = pending
+        while len(data) < 4 + 3000:
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+        assert data[:4] == b"\x81\x7e\x0b\xb8" and data[4:3004] == text
+    finally:
+        sock.close()
+    # The worker is still serving.
+    assert s.request("POST", "/echo", body=b"still here")[2] == b"still here"

@@ -454,3 +454,75 @@ impl BufferPool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workers::core::slab::Slab;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_deadline_is_set_when_the_wait_changes_kind_and_kept_while_it_does_not() {
+        let limits = Deadlines { keepalive: Duration::from_secs(2) };
+        let t0 = Instant::now();
+        let mut timer = Timer::default();
+        timer.follow(Wait::FirstRequest, t0, &limits, false);
+        assert_eq!(timer.deadline, Some(t0 + FIRST_DATA + limits.keepalive));
+        // A head arriving: no limit of the client's.
+        timer.follow(Wait::Request, t0, &limits, false);
+        assert_eq!(timer.deadline, None);
+        let t1 = t0 + Duration::from_secs(1);
+        timer.follow(Wait::Drain, t1, &limits, false);
+        timer.follow(Wait::Drain, t1 + Duration::from_secs(3), &limits, false);
+        assert_eq!(timer.deadline, Some(t1 + DRAIN_TIME), "a trickling client does not extend it");
+        timer.follow(Wait::KeepAlive, t1, &limits, false);
+        assert!(!timer.expired(t1 + Duration::from_secs(1)) && timer.expired(t1 + Duration::from_secs(2)));
+        timer.follow(Wait::KeepAlive, t1, &limits, false);
+        timer.cap_for_stop(t1);
+        assert_eq!(timer.deadline, Some(t1 + limits.keepalive.min(STOP_IDLE)));
+    }
+
+    fn conn_pair() -> (Conn, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let mut slab: Slab<ConnToken, ()> = Slab::default();
+        let conn = Conn::new(Stream::Unix(ours), Peer::Unix, 0, slab.reserve(), ProxyMode::Off);
+        (conn, theirs)
+    }
+
+    #[test]
+    fn a_request_with_a_body_is_read_ahead_then_dispatched() {
+        let (mut conn, mut client) = conn_pair();
+        let mut pool = BufferPool::default();
+        let policy = HttpPolicy::default();
+        client.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel").expect("write");
+        conn.edge.note(libc::EPOLLIN as u32);
+        assert!(matches!(conn.progress(&policy, &mut pool), Progress::Keep), "the body is not all here");
+        client.write_all(b"lo").expect("write");
+        conn.edge.note(libc::EPOLLIN as u32);
+        match conn.progress(&policy, &mut pool) {
+            Progress::Dispatch(inbound) => {
+                assert_eq!(inbound.request.head.path, "/x");
+                assert_eq!(inbound.body, b"hello");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_request_is_answered_then_the_connection_lingers_and_closes() {
+        let (mut conn, mut client) = conn_pair();
+        let mut pool = BufferPool::default();
+        client.write_all(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").expect("write");
+        conn.edge.note(libc::EPOLLIN as u32);
+        assert!(matches!(conn.progress(&HttpPolicy::default(), &mut pool), Progress::Keep));
+        assert!(conn.http.is_lingering());
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).expect("the write side is shut after the page");
+        assert!(answer.starts_with(b"HTTP/1.1 400 Bad Request\r\n"), "{answer:?}");
+        drop(client);
+        conn.edge.note(libc::EPOLLIN as u32);
+        assert!(matches!(conn.progress(&HttpPolicy::default(), &mut pool), Progress::Close));
+    }
+}
