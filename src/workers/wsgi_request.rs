@@ -9,8 +9,9 @@ use super::core::blocking::{self, WaitError};
 use super::core::conn::log_refused;
 use crate::bridge::wsgi::call::{self, Failure};
 use crate::bridge::wsgi::environ::{EnvironBuilder, EnvironError, RequestView};
-use crate::bridge::wsgi::input::{BodySource, InputStream};
+use crate::bridge::wsgi::input::{BodyError, BodySource, InputStream};
 use crate::bridge::wsgi::response::{Sink, WsgiResponse};
+use crate::http::conn::{BodyRead, ServerConn};
 use crate::http::error::{ErrorResponse, HttpError};
 use crate::http::request::RequestHead;
 use crate::http::response::RequestInfo;
@@ -182,4 +183,22 @@ pub fn send_error(py: Python<'_>, stream: &Stream, error: Option<&ErrorResponse>
 pub fn reject(py: Python<'_>, stream: &Stream, peer: Peer, e: &HttpError) {
     log_refused(peer, e);
     send_error(py, stream, e.response().as_ref());
+}
+
+/// The next bytes of `wsgi.input` from a connection's HTTP state: what is
+/// buffered, decoded into `out`, then what `read_more` reads into its
+/// buffer (each worker reads its socket its own way). False once the body
+/// has ended.
+pub fn fill_body(
+    http: &mut ServerConn,
+    out: &mut Vec<u8>,
+    mut read_more: impl FnMut(&mut ServerConn) -> Result<(), BodyError>,
+) -> Result<bool, BodyError> {
+    loop {
+        match http.read_body(out, usize::MAX).map_err(BodyError::Http)? {
+            BodyRead::Data => return Ok(true),
+            BodyRead::Complete => return Ok(false),
+            BodyRead::NeedData => read_more(http)?,
+        }
+    }
 }

@@ -4,12 +4,13 @@
 
 use crate::bridge::wsgi::input::{BodyError, BodySource};
 use crate::bridge::wsgi::response::{Sink, SinkError};
-use crate::http::conn::{BodyRead, ServerConn};
+use crate::http::conn::ServerConn;
 use crate::http::error::HttpError;
 use crate::net::stream::Stream;
 use crate::workers::core::blocking;
 use crate::workers::core::output::OutQueue;
 use crate::workers::core::sock::{self, wait_fd};
+use crate::workers::wsgi_request::fill_body;
 use pyo3::prelude::*;
 use std::io;
 use std::sync::Arc;
@@ -50,25 +51,21 @@ impl BodySource for ConnBody {
         if let Some(e) = self.error.take() {
             return Err(BodyError::Http(e));
         }
-        loop {
-            match self.http.read_body(out, usize::MAX).map_err(BodyError::Http)? {
-                BodyRead::Data => return Ok(true),
-                BodyRead::Complete => return Ok(false),
-                BodyRead::NeedData => {}
-            }
-            let size = self.http.read_hint(want.max(MIN_READ), MAX_READ);
-            self.read_socket = true;
-            match sock::recv_into(self.stream.fd(), self.http.buffer(), size, false) {
-                Ok(0) => self.http.received_eof(),
+        let (fd, read_socket) = (self.stream.fd(), &mut self.read_socket);
+        fill_body(&mut self.http, out, |http| {
+            let size = http.read_hint(want.max(MIN_READ), MAX_READ);
+            *read_socket = true;
+            match sock::recv_into(fd, http.buffer(), size, false) {
+                Ok(0) => http.received_eof(),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let fd = self.stream.fd();
                     py.detach(|| wait_fd(fd, libc::POLLIN, None)).map_err(BodyError::Io)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(BodyError::Io(e)),
             }
-        }
+            Ok(())
+        })
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {

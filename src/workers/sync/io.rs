@@ -3,10 +3,11 @@
 
 use crate::bridge::wsgi::input::{BodyError, BodySource};
 use crate::bridge::wsgi::response::{Sink, SinkError};
-use crate::http::conn::{BodyRead, ServerConn};
+use crate::http::conn::ServerConn;
 use crate::net::stream::Stream;
 use crate::workers::core::blocking::{self, WaitError};
 use crate::workers::core::sock;
+use crate::workers::wsgi_request::fill_body;
 use pyo3::prelude::*;
 use std::sync::Arc;
 
@@ -29,22 +30,17 @@ impl SocketBody {
 
 impl BodySource for SocketBody {
     fn fill(&mut self, py: Python<'_>, out: &mut Vec<u8>, want: usize) -> Result<bool, BodyError> {
-        loop {
-            match self.http.read_body(out, usize::MAX).map_err(BodyError::Http)? {
-                BodyRead::Data => return Ok(true),
-                BodyRead::Complete => return Ok(false),
-                BodyRead::NeedData => {}
-            }
-            let size = self.http.read_hint(want.max(MIN_READ), MAX_READ);
-            let fd = self.stream.fd();
-            let http = &mut self.http;
+        let fd = self.stream.fd();
+        fill_body(&mut self.http, out, |http| {
+            let size = http.read_hint(want.max(MIN_READ), MAX_READ);
             match blocking::blocking(py, || sock::recv_into(fd, http.buffer(), size, true)) {
-                Ok(0) => self.http.received_eof(),
+                Ok(0) => http.received_eof(),
                 Ok(_) => {}
                 Err(WaitError::Io(e)) => return Err(BodyError::Io(e)),
                 Err(WaitError::Interrupted(e)) => return Err(BodyError::Interrupted(e)),
             }
-        }
+            Ok(())
+        })
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
