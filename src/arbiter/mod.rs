@@ -121,7 +121,14 @@ pub struct Arbiter {
     /// The metrics endpoint and the control socket.
     services: services::Services,
     memory: memory::MemoryGuard,
+    /// A HUP came while the generation the last one started was still
+    /// booting: it is applied, once, when that generation is up.
+    reload_pending: Option<Instant>,
 }
+
+/// A HUP is deferred at most this long for a generation that does not
+/// boot (a reload may be what fixes it).
+const RELOAD_DEFER_MAX: Duration = Duration::from_secs(10);
 
 impl Arbiter {
     pub fn new(loaded: Loaded, argv: Vec<String>) -> Result<Arbiter, String> {
@@ -151,6 +158,7 @@ impl Arbiter {
             stats: stats::MasterStats::new(),
             services: services::Services::default(),
             memory: memory::MemoryGuard::default(),
+            reload_pending: None,
             reexec_pid: 0,
             master_pid: 0,
             systemd: false,
@@ -206,10 +214,12 @@ impl Arbiter {
         loop {
             let mut polled = self.services.poll_fds();
             let signals = &self.signals;
-            let queued = py.detach(|| signals.wait_with(&mut polled, Duration::from_secs(1)));
+            let wait = if self.services.busy() { Duration::ZERO } else { Duration::from_secs(1) };
+            let queued = py.detach(|| signals.wait_with(&mut polled, wait));
             for sig in queued {
                 self.handle_signal(py, sig)?;
             }
+            self.reload_if_pending(py)?;
             self.maybe_promote(py);
             self.serve_services(py, &polled)?;
             self.murder_workers();
@@ -300,12 +310,16 @@ impl Arbiter {
         crate::log::info!("Handling signal: {}", signals::name(sig));
         match sig {
             libc::SIGHUP => {
-                self.service.reloading();
-                // `?` first: a worker forked by the reload unwinds here and
-                // must not speak for the master.
-                self.reload(py)?;
-                self.report_service_ready();
-                Ok(())
+                if self.generation_booting() {
+                    // Reloading again now would stack one generation per
+                    // HUP; the ones that came meanwhile make one reload.
+                    if self.reload_pending.is_none() {
+                        crate::log::info!("Reload in progress: the new configuration is read again once it is up");
+                        self.reload_pending = Some(Instant::now());
+                    }
+                    return Ok(());
+                }
+                self.reload_now(py)
             }
             libc::SIGTERM => Err(Interrupt::Stop { graceful: true }),
             libc::SIGINT | libc::SIGQUIT => Err(Interrupt::Stop { graceful: false }),
@@ -347,6 +361,30 @@ impl Arbiter {
 
     /// HUP: read the settings again, start a new generation of workers with
     /// them, and stop the old generation gracefully.
+    fn reload_now(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
+        self.reload_pending = None;
+        self.service.reloading();
+        // `?` first: a worker forked by the reload unwinds here and must
+        // not speak for the master.
+        self.reload(py)?;
+        self.report_service_ready();
+        Ok(())
+    }
+
+    /// Workers of the current generation still booting.
+    fn generation_booting(&self) -> bool {
+        self.workers.values().any(|w| w.retiring_since.is_none() && !self.board.slot(w.slot).booted())
+    }
+
+    /// A deferred HUP, once the generation it waited for is up (or it has
+    /// waited too long).
+    fn reload_if_pending(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
+        match self.reload_pending {
+            Some(since) if !self.generation_booting() || since.elapsed() >= RELOAD_DEFER_MAX => self.reload_now(py),
+            _ => Ok(()),
+        }
+    }
+
     fn reload(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
         self.stats.reloads += 1;
         crate::log::info!("Hang up: Master");
@@ -521,7 +559,7 @@ impl Arbiter {
             }
         };
         let hook_worker = self.hooks.pre_fork(py, &server_state!(self), self.worker_age, max_requests)?;
-        match crate::python::fork(py) {
+        match self.signals.fork(py) {
             Ok(Forked::Parent(pid)) => {
                 self.board.slot(slot).pid.store(pid, std::sync::atomic::Ordering::Relaxed);
                 let worker = Worker {
@@ -540,7 +578,6 @@ impl Arbiter {
                 Ok(true)
             }
             Ok(Forked::Child) => {
-                self.signals.reset_in_child();
                 let ctx = WorkerCtx {
                     kind: self.kind,
                     age: self.worker_age,
@@ -701,13 +738,12 @@ impl Arbiter {
             return Ok(());
         }
         let old_master = self.pid;
-        match crate::python::fork(py) {
+        match self.signals.fork(py) {
             Ok(Forked::Parent(pid)) => {
                 self.reexec_pid = pid;
                 Ok(())
             }
             Ok(Forked::Child) => {
-                self.signals.reset_in_child();
                 // Gunicorn calls pre_exec in the child, just before the exec.
                 if let Err(exit) = self.hooks.pre_exec(py, &server_state!(self)) {
                     crate::log::error!("pre_exec called sys.exit({}): not re-executing", exit.status);
@@ -762,12 +798,21 @@ impl Arbiter {
     }
 }
 
-/// The listeners a USR2 re-exec handed over, by fd.
+/// The listeners a USR2 re-exec handed over, by fd. An fd named twice is
+/// taken once: two owners of one descriptor would close it twice (the
+/// second time, whatever the number had been reused for).
 fn inherit(fds: &[std::os::fd::RawFd], settings: &Settings) -> Result<Vec<Listener>, String> {
     let backlog = settings.listen_backlog();
-    fds.iter()
-        .map(|&fd| Listener::from_fd(fd, backlog).map_err(|e| format!("cannot use inherited socket fd {fd}: {e}")))
-        .collect()
+    let mut seen = Vec::with_capacity(fds.len());
+    let mut out = Vec::with_capacity(fds.len());
+    for &fd in fds {
+        if seen.contains(&fd) {
+            continue;
+        }
+        seen.push(fd);
+        out.push(Listener::from_fd(fd, backlog).map_err(|e| format!("cannot use inherited socket fd {fd}: {e}"))?);
+    }
+    Ok(out)
 }
 
 fn kill(pid: i32, sig: libc::c_int) {

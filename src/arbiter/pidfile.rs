@@ -26,13 +26,14 @@ impl Pidfile {
         if !dir.is_dir() {
             return Err(format!("{} doesn't exist. Can't create pidfile.", dir.display()));
         }
-        let tmp = dir.join(format!(".ferrocorn-pid-{pid}-{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            writeln!(f, "{pid}")?;
-            std::fs::rename(&tmp, &path)?;
+        let (tmp, mut file) =
+            create_exclusive(&dir, pid).map_err(|e| format!("can't write pidfile {}: {e}", path.display()))?;
+        let mut write = || -> std::io::Result<()> {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            writeln!(file, "{pid}")?;
+            // On the descriptor: the name may already be someone else's.
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            std::fs::rename(&tmp, &path)
         };
         write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
@@ -53,6 +54,30 @@ impl Pidfile {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// A new temporary file in `dir` that nobody else can have prepared: a
+/// fresh name opened with O_EXCL and O_NOFOLLOW (a root master writing into
+/// a directory others can write to must not follow their links).
+fn create_exclusive(dir: &Path, pid: i32) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut last = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+    for attempt in 0..16u32 {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let tmp = dir.join(format!(".ferrocorn-pid-{pid}-{nanos:x}{attempt:x}"));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
 }
 
 fn read_pid(path: &Path) -> Option<i32> {

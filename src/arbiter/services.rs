@@ -38,6 +38,11 @@ enum Act {
 
 impl Services {
     /// The fds the loop polls for the services, with the signal pipe.
+    /// The master's loop must not sleep: control commands are waiting.
+    pub fn busy(&self) -> bool {
+        self.control.as_ref().is_some_and(|c| c.has_backlog())
+    }
+
     pub fn poll_fds(&self) -> Vec<libc::pollfd> {
         let mut fds = Vec::new();
         if let Some(m) = &self.metrics {

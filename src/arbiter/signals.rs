@@ -101,9 +101,29 @@ impl SignalQueue {
     /// In a freshly forked worker: the master's handlers and pipe are not
     /// the worker's business. Default dispositions come back before the
     /// worker installs its own.
-    pub fn reset_in_child(&self) {
+    /// Forks with every signal blocked until the child has let go of the
+    /// master's handlers: a signal aimed at the new child (a TERM from a
+    /// quick shrink, a USR1) must not run the master's handler there, which
+    /// would write it into the pipe the master reads, as if the master had
+    /// been sent it. What arrived meanwhile is delivered after, to each
+    /// process's own handlers.
+    pub fn fork(&self, py: pyo3::Python<'_>) -> io::Result<crate::python::Forked> {
+        let saved = block_all()?;
+        let forked = crate::python::fork(py);
+        if let Ok(crate::python::Forked::Child) = forked {
+            self.reset_in_child();
+        }
+        restore(&saved);
+        forked
+    }
+
+    /// The child forgets the master's handlers and pipe. The worker (or the
+    /// re-executed master) installs its own; until then USR1, which the
+    /// master passes on to its workers, must not end a booting worker.
+    fn reset_in_child(&self) {
         for &sig in HANDLED {
-            let _ = set_handler(sig, libc::SIG_DFL);
+            let disposition = if sig == libc::SIGUSR1 { libc::SIG_IGN } else { libc::SIG_DFL };
+            let _ = set_handler(sig, disposition);
         }
         PIPE_WRITE.store(-1, Ordering::Relaxed);
         // SAFETY: closing our own pipe fds once.
@@ -112,6 +132,26 @@ impl SignalQueue {
             libc::close(self.write_fd);
         }
     }
+}
+
+/// Blocks every signal; returns the mask to restore.
+fn block_all() -> io::Result<libc::sigset_t> {
+    // SAFETY: sigset_t values are plain data, filled by sigfillset and
+    // sigprocmask; the thread's mask is ours to change.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut saved: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        if libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(saved)
+    }
+}
+
+fn restore(saved: &libc::sigset_t) {
+    // SAFETY: a mask that pthread_sigmask gave back.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, saved, std::ptr::null_mut()) };
 }
 
 fn set_handler(sig: libc::c_int, handler: libc::sighandler_t) -> io::Result<()> {

@@ -34,10 +34,19 @@ pub fn bind_all(py: Python<'_>, settings: &Settings) -> Result<Vec<Listener>, St
     // used; unlike it, say so about the addresses left out.
     let any_fd = specs.iter().any(|s| matches!(s, BindSpec::Fd(_)));
     let mut out = Vec::new();
+    let mut taken_fds = Vec::new();
     for spec in specs {
         if any_fd && !matches!(spec, BindSpec::Fd(_)) {
             crate::log::warning!("Not binding {spec}: with fd:// binds only the inherited sockets are used");
             continue;
+        }
+        if let BindSpec::Fd(fd) = spec {
+            // One owner per descriptor: a second would close it twice.
+            if taken_fds.contains(&fd) {
+                crate::log::warning!("{spec} is given twice: using it once");
+                continue;
+            }
+            taken_fds.push(fd);
         }
         let mut last = None;
         for attempt in 0..5 {

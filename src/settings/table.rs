@@ -1072,6 +1072,12 @@ ferrocorn: {
         validate: |py, i| v::amount(py, i),
         help: "Recycle a worker gracefully once its resident memory (RSS) passes this many MiB (0: never).",
     },
+    request_head_timeout: std::time::Duration = {
+        section: "ferrocorn extensions", cli: ["--request-head-timeout"], meta: Some("INT"), action: Action::Store,
+        default: Input::Int(30), doc_default: "30",
+        validate: |py, i| v::seconds(py, i),
+        help: "Seconds a client may take to send a whole request head once it has begun (0: no limit).",
+    },
 }
 }
 

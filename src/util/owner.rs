@@ -14,32 +14,27 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-fn username(uid: libc::uid_t) -> Option<CString> {
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: getpwuid_r writes into `pw` and `buf`, both sized for it.
-    unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out);
-        if rc != 0 || out.is_null() || pw.pw_name.is_null() {
-            return None;
-        }
-        Some(std::ffi::CStr::from_ptr(pw.pw_name).to_owned())
-    }
-}
-
 /// Gunicorn's `util.set_owner_process`: group first (with the user's
 /// supplementary groups under `--initgroups`), then user. A zero id means
-/// "leave it", as in Gunicorn.
+/// "leave it", as in Gunicorn. Unlike Gunicorn, a worker that switches to
+/// another user without `--initgroups` keeps no supplementary groups of
+/// the master's (often root's): it would otherwise still act with them.
 pub fn set_owner_process(uid: i64, gid: i64, initgroups: bool) -> io::Result<()> {
-    let (uid, gid) = (uid as libc::uid_t, gid as libc::gid_t);
+    let out_of_range =
+        |what: &str, v: i64| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} {v} is out of range"));
+    let uid = libc::uid_t::try_from(uid).map_err(|_| out_of_range("user id", uid))?;
+    let gid = libc::gid_t::try_from(gid).map_err(|_| out_of_range("group id", gid))?;
+    // SAFETY: getuid cannot fail.
+    let switching_user = uid != 0 && uid != unsafe { libc::getuid() };
+    let mut groups_set = false;
     if gid != 0 {
         // initgroups needs the user's name; without one it is skipped.
-        let name = if uid != 0 { username(uid) } else { None };
+        let name = if uid != 0 { crate::util::users::name_of_uid(uid) } else { None };
         match (initgroups, name) {
             (true, Some(name)) => {
                 // SAFETY: a valid C string and a plain gid.
                 check(unsafe { libc::initgroups(name.as_ptr(), gid) })?;
+                groups_set = true;
                 // SAFETY: plain syscall.
                 check(unsafe { libc::setgid(gid) })?;
             }
@@ -48,8 +43,11 @@ pub fn set_owner_process(uid: i64, gid: i64, initgroups: bool) -> io::Result<()>
             _ => {}
         }
     }
-    // SAFETY: plain syscalls.
-    if uid != 0 && uid != unsafe { libc::getuid() } {
+    if switching_user {
+        if !groups_set {
+            // SAFETY: an empty list; needs the privilege setuid needs too.
+            check(unsafe { libc::setgroups(0, std::ptr::null()) })?;
+        }
         // SAFETY: plain syscall.
         check(unsafe { libc::setuid(uid) })?;
     }
@@ -70,5 +68,5 @@ pub fn with_umask<T>(mask: i64, bind: impl FnOnce() -> T) -> T {
 pub fn chown(path: &str, uid: i64, gid: i64) -> io::Result<()> {
     let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: a valid C string.
-    check(unsafe { libc::chown(c.as_ptr(), uid as libc::uid_t, gid as libc::gid_t) })
+    check(unsafe { libc::lchown(c.as_ptr(), uid as libc::uid_t, gid as libc::gid_t) })
 }

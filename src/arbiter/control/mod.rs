@@ -28,7 +28,14 @@ pub struct ControlServer {
     /// The socket file this server made (device, inode): only that file is
     /// removed at exit, not one a newer master (USR2) put in its place.
     made: (u64, u64),
+    /// Whole commands were left for the next turn.
+    backlog: bool,
 }
+
+/// Commands taken from one client in one turn of the master's loop.
+const PER_CLIENT: usize = 8;
+/// And from all clients.
+const PER_TURN: usize = 64;
 
 impl ControlServer {
     /// Creates the socket as Gunicorn does: the parent directory made with
@@ -54,18 +61,22 @@ impl ControlServer {
         }
         let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         let addr = SockAddr::unix(path)?;
-        // Bound under a umask that leaves it owner-only, then opened up to
-        // the mode asked: never, even briefly, more open than asked.
-        crate::util::owner::with_umask(0o177, || sock.bind(&addr))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        // Bound under the umask that gives exactly the mode asked: never,
+        // even briefly, more open than asked, and no chmod by name after.
+        crate::util::owner::with_umask(i64::from(!mode & 0o777), || sock.bind(&addr))?;
         sock.listen(16)?;
         let meta = std::fs::symlink_metadata(path)?;
         let endpoint = Endpoint::new(sock, MAX_CLIENTS, IDLE, protocol::MAX_MESSAGE + 4)?;
-        Ok(ControlServer { endpoint, path: path.to_owned(), mode, made: (meta.dev(), meta.ino()) })
+        Ok(ControlServer { endpoint, path: path.to_owned(), mode, made: (meta.dev(), meta.ino()), backlog: false })
     }
 
-    /// A reload changed only the mode.
+    /// A reload changed only the mode: applied if the path still names the
+    /// socket made here (never through whatever replaced it).
     pub fn set_mode(&mut self, mode: u32) -> io::Result<()> {
+        let meta = std::fs::symlink_metadata(&self.path)?;
+        if !meta.file_type().is_socket() || (meta.dev(), meta.ino()) != self.made {
+            return Err(io::Error::other(format!("{} is no longer this server's socket", self.path.display())));
+        }
         std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(mode))?;
         self.mode = mode;
         Ok(())
@@ -78,12 +89,23 @@ impl ControlServer {
     /// Does the I/O and returns the complete requests, in order, with the
     /// connection each came on. A malformed message drops its client, as
     /// Gunicorn's server does.
+    /// At most [`PER_CLIENT`] commands of each client and [`PER_TURN`] in
+    /// all are taken per turn, so that one client pipelining commands
+    /// cannot hold the master's loop; the rest wait for the next turn
+    /// ([`ControlServer::has_backlog`]).
     pub fn turn(&mut self, polled: &[libc::pollfd], now: Instant) -> Vec<(RawFd, protocol::Request)> {
         self.endpoint.turn(polled, now);
         let idle = self.endpoint.idle();
         let mut out = Vec::new();
+        self.backlog = false;
         for conn in &mut self.endpoint.conns {
+            let mut taken = 0;
             while conn.is_open() {
+                if taken == PER_CLIENT || out.len() == PER_TURN {
+                    self.backlog |= protocol::message_ready(&conn.input);
+                    break;
+                }
+                taken += 1;
                 match protocol::take_message(&mut conn.input) {
                     Ok(Some(request)) => {
                         conn.extend(now, idle);
@@ -98,6 +120,12 @@ impl ControlServer {
             }
         }
         out
+    }
+
+    /// Commands already buffered wait for the next turn: the loop should
+    /// not sleep before it.
+    pub fn has_backlog(&self) -> bool {
+        self.backlog
     }
 
     pub fn reply(&mut self, fd: RawFd, message: &[u8]) {

@@ -39,6 +39,18 @@ pub struct Request {
     pub args: Result<Vec<String>, String>,
 }
 
+/// Whether `buf` starts with a whole message (or an oversized length,
+/// which `take_message` refuses at once).
+pub fn message_ready(buf: &[u8]) -> bool {
+    match buf.get(..4) {
+        Some(l) => {
+            let len = u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize;
+            len > MAX_MESSAGE || buf.len() >= 4 + len
+        }
+        None => false,
+    }
+}
+
 /// Takes one complete message off the front of `buf`; Ok(None) while it is
 /// incomplete.
 pub fn take_message(buf: &mut Vec<u8>) -> Result<Option<Request>, FrameError> {

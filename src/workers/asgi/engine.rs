@@ -23,9 +23,11 @@ use crate::http::request::RequestHead;
 use crate::net::epoll::{Epoll, Event, READABLE};
 use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
-use crate::workers::core::accept::{Acceptor, Token};
+use crate::workers::core::accept::{Accepted, Acceptor, Token};
 use crate::workers::core::access::RequestLog;
-use crate::workers::core::conn::{BufferPool, Conn, Deadlines, Inbound, Progress, Timer, EDGE_EVENTS};
+use crate::workers::core::conn::{
+    longest_head_wait, BufferPool, Conn, Deadlines, Inbound, Progress, Timer, EDGE_EVENTS,
+};
 use crate::workers::core::life::{beat_interval, RequestBudget, Stop};
 use crate::workers::core::signals::{self, Wakeup};
 use crate::workers::core::slab::{ConnToken, CycleKey, Slab};
@@ -152,7 +154,7 @@ impl AsgiServer {
             scoreboard: ctx.slot.clone(),
             ppid: ctx.ppid,
             budget: RequestBudget::new(ctx.max_requests),
-            limits: Deadlines { keepalive: s.keepalive },
+            limits: Deadlines::from_settings(&s),
             disconnect_grace: s.asgi_disconnect_grace_period,
             beat_every: beat_interval(&s),
             now: Instant::now(),
@@ -216,29 +218,42 @@ impl AsgiServer {
         }
     }
 
-    fn accept(&mut self, index: usize) {
+    /// Room for a new connection: below `--worker-connections`, or an idle
+    /// connection waiting for a request head that can make room.
+    fn has_room(&self) -> bool {
+        self.clients.len() < self.max_conns || self.longest_head_wait().is_some()
+    }
+
+    fn longest_head_wait(&self) -> Option<ConnToken> {
+        longest_head_wait(self.clients.iter().filter(|(_, c)| c.role == Role::Idle).map(|(_, c)| &c.conn))
+    }
+
+    fn accept(&mut self, py: Python<'_>, index: usize) {
         if !self.acceptor.is_watching() {
             return;
         }
-        while self.clients.len() < self.max_conns {
-            match self.acceptor.accept(index) {
-                Ok(Some((stream, peer))) => {
-                    let token = self.clients.reserve();
-                    let mut conn = Conn::new(stream, peer, index, token, self.policy.proxy_protocol);
-                    conn.follow_timer(self.now, &self.limits, false);
-                    if self.epoll.add(conn.fd(), EDGE_EVENTS, Token::Conn(token).to_epoll()).is_err() {
-                        self.clients.remove(token);
-                        continue;
-                    }
-                    let client = Client { conn, role: Role::Idle, attached: Vec::new(), file: None, addresses: None };
-                    self.clients.put(token, Box::new(client));
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    crate::log::error!("accept failed: {e}");
-                    return;
+        while self.has_room() {
+            let (stream, peer) = match self.acceptor.accept(&self.epoll, index) {
+                Accepted::Conn(stream, peer) => (stream, peer),
+                Accepted::None | Accepted::Exhausted => return,
+            };
+            if self.clients.len() >= self.max_conns {
+                // Full: the connection that has waited longest for a
+                // request head makes room for the new client.
+                if let Some(client) = self.longest_head_wait().and_then(|t| self.take_client(t)) {
+                    crate::log::debug!("Worker full: closing the connection waiting longest for a request head");
+                    self.close(py, client);
                 }
             }
+            let token = self.clients.reserve();
+            let mut conn = Conn::new(stream, peer, index, token, self.policy.proxy_protocol);
+            conn.follow_timer(self.now, &self.limits, false);
+            if self.epoll.add(conn.fd(), EDGE_EVENTS, Token::Conn(token).to_epoll()).is_err() {
+                self.clients.remove(token);
+                continue;
+            }
+            let client = Client { conn, role: Role::Idle, attached: Vec::new(), file: None, addresses: None };
+            self.clients.put(token, Box::new(client));
         }
     }
 
@@ -459,7 +474,7 @@ impl AsgiServer {
                             result = Err(e);
                         }
                     }
-                    Token::Listener(i) => self.accept(i),
+                    Token::Listener(i) => self.accept(py, i),
                     Token::Conn(t) => self.on_event(py, t, flags, starts),
                     Token::Wake => {}
                 }
@@ -484,7 +499,7 @@ impl AsgiServer {
         }
         match self.stop {
             Stop::Running => {
-                let room = self.clients.len() < self.max_conns;
+                let room = self.has_room() && self.acceptor.may_accept(Instant::now());
                 if self.acceptor.is_watching() != room {
                     if let Err(e) = self.acceptor.watch(&self.epoll, room) {
                         crate::log::error!("listening failed: {e}");

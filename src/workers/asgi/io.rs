@@ -10,7 +10,7 @@
 
 use super::engine::{AsgiServer, Client, Disposition, Role, OUT_HIGH, OUT_LOW};
 use super::exec::{ready, resolve, CycleState, TaskStart, BODY_HIGH};
-use crate::bridge::asgi::messages::{self, HttpSend};
+use crate::bridge::asgi::messages::{self, HttpSend, Payload};
 use crate::bridge::asgi::response::{RequestFacts, StartError, StartOptions};
 use crate::http::conn::BodyRead;
 use crate::http::error::HttpError;
@@ -18,11 +18,15 @@ use crate::workers::core::conn::log_refused;
 use crate::workers::core::slab::CycleKey;
 use crate::workers::core::sock::log_socket_error;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+/// Body chunks this large are lent to the output queue, not copied, when
+/// the client cannot take them at once.
+const LEND_FROM: usize = 64 * 1024;
 /// How long `receive()` waits for body bytes before it says the client is
 /// gone, when `--timeout` is 0 (Gunicorn's default wait).
 const DEFAULT_BODY_WAIT: Duration = Duration::from_secs(30);
@@ -54,6 +58,25 @@ impl Client {
             return Ok(());
         }
         self.conn.send(parts)
+    }
+
+    /// A body chunk framed by `prefix` and `suffix`. A large `bytes` body is
+    /// lent to the output queue rather than copied: a client that reads
+    /// slowly then costs no copy of it (the app's `send()` waits meanwhile).
+    pub(super) fn send_body(
+        &mut self,
+        prefix: &[u8],
+        body: &Payload<'_>,
+        take: usize,
+        suffix: &[u8],
+    ) -> io::Result<()> {
+        match body {
+            Payload::Bytes(b) if take >= LEND_FROM && self.file.is_none() && take == b.as_bytes().len() => {
+                let lent: PyBackedBytes = b.clone().into();
+                self.conn.send_lending(prefix, Box::new(lent), suffix)
+            }
+            _ => self.send(&[prefix, &body.as_slice()[..take], suffix]),
+        }
     }
 
     /// Sends what is queued (bytes, then the file); Ok(true) once all is out.
@@ -278,7 +301,7 @@ impl AsgiServer {
                 return Ok(false);
             }
             HttpSend::Body { body, more } => {
-                self.send_body(client, key, body.as_slice(), more)?;
+                self.send_body(client, key, &body, more)?;
                 !more
             }
             HttpSend::PathSend { path } => {
@@ -346,7 +369,8 @@ impl AsgiServer {
         Ok(())
     }
 
-    fn send_body(&mut self, client: &mut Client, key: CycleKey, data: &[u8], more: bool) -> PyResult<()> {
+    fn send_body(&mut self, client: &mut Client, key: CycleKey, body: &Payload<'_>, more: bool) -> PyResult<()> {
+        let data = body.as_slice();
         let st = self.cycle(key)?;
         if !st.response.started {
             return Err(runtime_error("Response not started"));
@@ -364,7 +388,7 @@ impl AsgiServer {
         }
         let framed = st.response.frame(data.len(), more);
         if client.role == Role::Http(key) {
-            client.send(&[&framed.prefix, &data[..framed.take], framed.suffix]).map_err(|e| client.lost(e))?;
+            client.send_body(&framed.prefix, body, framed.take, framed.suffix).map_err(|e| client.lost(e))?;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ use crate::net::epoll::{Epoll, READABLE};
 use crate::net::listener::Listener;
 use crate::net::stream::{Peer, Stream};
 use std::io;
+use std::time::{Duration, Instant};
 
 const WAKE: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
@@ -53,11 +54,22 @@ impl Token {
 pub struct Acceptor {
     listeners: Vec<Listener>,
     watching: bool,
+    exhaustion: Exhaustion,
+}
+
+/// What [`Acceptor::accept`] found.
+pub enum Accepted {
+    Conn(Stream, Peer),
+    /// Nobody is waiting.
+    None,
+    /// The process is out of descriptors (or memory for sockets): accepting
+    /// pauses for a moment.
+    Exhausted,
 }
 
 impl Acceptor {
     pub fn new(listeners: Vec<Listener>) -> Acceptor {
-        Acceptor { listeners, watching: false }
+        Acceptor { listeners, watching: false, exhaustion: Exhaustion::default() }
     }
 
     pub fn listeners(&self) -> &[Listener] {
@@ -66,6 +78,12 @@ impl Acceptor {
 
     pub fn is_watching(&self) -> bool {
         self.watching
+    }
+
+    /// Whether accepting is allowed now (not paused after running out of
+    /// descriptors).
+    pub fn may_accept(&self, now: Instant) -> bool {
+        self.exhaustion.may_accept(now)
     }
 
     /// EPOLLEXCLUSIVE: a new connection wakes one worker, not all of them.
@@ -84,12 +102,64 @@ impl Acceptor {
         Ok(())
     }
 
-    /// A connection waiting on listener `index`, if any.
-    pub fn accept(&self, index: usize) -> io::Result<Option<(Stream, Peer)>> {
-        match self.listeners.get(index) {
-            Some(l) => l.accept(),
-            None => Ok(None),
+    /// A connection waiting on listener `index`, if any. Running out of
+    /// descriptors stops watching the listeners for a moment instead of
+    /// spinning on a listener that stays readable.
+    pub fn accept(&mut self, epoll: &Epoll, index: usize) -> Accepted {
+        let Some(listener) = self.listeners.get(index) else { return Accepted::None };
+        match listener.accept() {
+            Ok(Some((stream, peer))) => Accepted::Conn(stream, peer),
+            Ok(None) => Accepted::None,
+            Err(e) => {
+                if self.exhaustion.note(&e, Instant::now()) {
+                    let _ = self.watch(epoll, false);
+                    Accepted::Exhausted
+                } else {
+                    crate::log::error!("accept failed: {e}");
+                    Accepted::None
+                }
+            }
         }
+    }
+}
+
+/// Out of descriptors: accept(2) keeps failing while the listener stays
+/// readable. Accepting pauses for [`Exhaustion::PAUSE`], and the error is
+/// logged once per [`Exhaustion::LOG_EVERY`] with how often it happened,
+/// not once per attempt.
+#[derive(Debug, Default)]
+pub struct Exhaustion {
+    paused_until: Option<Instant>,
+    since_logged: u64,
+    last_logged: Option<Instant>,
+}
+
+impl Exhaustion {
+    pub const PAUSE: Duration = Duration::from_millis(100);
+    const LOG_EVERY: Duration = Duration::from_secs(5);
+
+    /// Whether `e` is running out of descriptors or socket memory; if so,
+    /// accepting pauses (and the log line is due or counted).
+    pub fn note(&mut self, e: &io::Error, now: Instant) -> bool {
+        if !matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
+            return false;
+        }
+        self.paused_until = Some(now + Self::PAUSE);
+        self.since_logged += 1;
+        if self.last_logged.is_none_or(|t| now.duration_since(t) >= Self::LOG_EVERY) {
+            crate::log::error!(
+                "accept failed: {e} ({} time(s) since the last report); not accepting for {} ms",
+                self.since_logged,
+                Self::PAUSE.as_millis()
+            );
+            self.last_logged = Some(now);
+            self.since_logged = 0;
+        }
+        true
+    }
+
+    pub fn may_accept(&self, now: Instant) -> bool {
+        self.paused_until.is_none_or(|t| now >= t)
     }
 }
 
@@ -105,5 +175,22 @@ mod tests {
         for token in [Token::Wake, Token::Signals, Token::Listener(0), Token::Listener(7), Token::Conn(t)] {
             assert_eq!(Token::from_epoll(token.to_epoll()), token);
         }
+    }
+
+    #[test]
+    fn running_out_of_descriptors_pauses_and_is_counted_not_logged_each_time() {
+        let mut ex = Exhaustion::default();
+        let t0 = Instant::now();
+        assert!(!ex.note(&io::Error::from_raw_os_error(libc::ECONNRESET), t0));
+        assert!(ex.may_accept(t0));
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        assert!(ex.note(&emfile, t0));
+        assert!(!ex.may_accept(t0) && ex.may_accept(t0 + Exhaustion::PAUSE));
+        for i in 1..1000 {
+            ex.note(&emfile, t0 + Duration::from_micros(i));
+        }
+        assert_eq!(ex.since_logged, 999, "counted, not logged");
+        ex.note(&emfile, t0 + Duration::from_secs(6));
+        assert_eq!(ex.since_logged, 0, "one line with the count");
     }
 }

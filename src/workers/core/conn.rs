@@ -6,7 +6,7 @@
 //! refuse, linger, until it has a request for the application, must wait
 //! for the socket, or is done.
 
-use super::output::{OutQueue, Sent};
+use super::output::{Lent, OutQueue, Sent};
 use super::slab::ConnToken;
 use super::sock::{self, Discarded};
 use crate::http::conn::{has_no_body, BodyRead, Event, Request, ServerConn, Wait};
@@ -101,6 +101,16 @@ pub enum Progress {
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
     pub keepalive: Duration,
+    /// `--request-head-timeout`: a request head, once begun, must be whole
+    /// within this (None: no limit).
+    pub head: Option<Duration>,
+}
+
+impl Deadlines {
+    pub fn from_settings(settings: &crate::settings::Settings) -> Deadlines {
+        let head = Some(settings.request_head_timeout).filter(|d| !d.is_zero());
+        Deadlines { keepalive: settings.keepalive, head }
+    }
 }
 
 /// A new connection gets this long, plus the keep-alive time, to send
@@ -120,9 +130,11 @@ impl Deadlines {
             Wait::KeepAlive => Some(self.keepalive),
             Wait::Drain => Some(DRAIN_TIME),
             Wait::Linger => Some(LINGER_TIME),
-            // Gunicorn waits for the rest of a head, and for the app,
-            // without a limit of the client's.
-            Wait::Request | Wait::Exchange => None,
+            // Gunicorn waits for the rest of a head without a limit; a
+            // client that trickles one then holds a connection for ever.
+            Wait::Request => self.head,
+            // The application's time, not the client's.
+            Wait::Exchange => None,
         }
     }
 }
@@ -134,6 +146,10 @@ impl Deadlines {
 pub struct Timer {
     wait: Option<Wait>,
     pub deadline: Option<Instant>,
+    /// Since when the connection has been waiting for a request head (a
+    /// new or kept-alive connection, or a head arriving): the one waiting
+    /// longest makes room when the worker is full.
+    head_wait_since: Option<Instant>,
 }
 
 impl Timer {
@@ -141,6 +157,10 @@ impl Timer {
         if self.wait == Some(wait) {
             return;
         }
+        self.head_wait_since = match wait {
+            Wait::FirstRequest | Wait::KeepAlive | Wait::Request => Some(self.head_wait_since.unwrap_or(now)),
+            Wait::Exchange | Wait::Drain | Wait::Linger => None,
+        };
         self.wait = Some(wait);
         self.deadline = limits.limit(wait).map(|d| now + d);
         if stopping {
@@ -159,6 +179,18 @@ impl Timer {
     pub fn expired(&self, now: Instant) -> bool {
         self.deadline.is_some_and(|d| d <= now)
     }
+
+    pub fn head_wait_since(&self) -> Option<Instant> {
+        self.head_wait_since
+    }
+}
+
+/// Of the connections waiting for a request head, the one waiting longest:
+/// what a full worker closes to admit a new client, so that connections
+/// that never complete a head (slowloris, idle floods) cannot keep new
+/// clients out.
+pub fn longest_head_wait<'a>(conns: impl Iterator<Item = &'a Conn>) -> Option<ConnToken> {
+    conns.filter_map(|c| c.timer.head_wait_since().map(|t| (t, c.token))).min_by_key(|(t, _)| *t).map(|(_, k)| k)
 }
 
 pub struct Conn {
@@ -365,6 +397,15 @@ impl Conn {
         Ok(())
     }
 
+    /// As [`Conn::send`], but what the socket does not take of `body` is
+    /// kept by reference rather than copied.
+    pub fn send_lending(&mut self, prefix: &[u8], body: Lent, suffix: &[u8]) -> io::Result<()> {
+        if self.out.send_lending(&self.stream, prefix, body, suffix, self.edge.writable)? == Sent::Blocked {
+            self.edge.writable = false;
+        }
+        Ok(())
+    }
+
     /// A request refused before the application: Gunicorn's log line and
     /// error page; the connection then lingers and closes.
     pub fn refuse(&mut self, e: &HttpError) {
@@ -464,14 +505,18 @@ mod tests {
 
     #[test]
     fn a_deadline_is_set_when_the_wait_changes_kind_and_kept_while_it_does_not() {
-        let limits = Deadlines { keepalive: Duration::from_secs(2) };
+        let limits = Deadlines { keepalive: Duration::from_secs(2), head: Some(Duration::from_secs(30)) };
         let t0 = Instant::now();
         let mut timer = Timer::default();
         timer.follow(Wait::FirstRequest, t0, &limits, false);
         assert_eq!(timer.deadline, Some(t0 + FIRST_DATA + limits.keepalive));
-        // A head arriving: no limit of the client's.
+        // A head arriving: the whole head within its limit, the wait for
+        // it counted from the first connection.
         timer.follow(Wait::Request, t0, &limits, false);
-        assert_eq!(timer.deadline, None);
+        assert_eq!(timer.deadline, Some(t0 + Duration::from_secs(30)));
+        assert_eq!(timer.head_wait_since(), Some(t0));
+        timer.follow(Wait::Exchange, t0, &limits, false);
+        assert_eq!((timer.deadline, timer.head_wait_since()), (None, None));
         let t1 = t0 + Duration::from_secs(1);
         timer.follow(Wait::Drain, t1, &limits, false);
         timer.follow(Wait::Drain, t1 + Duration::from_secs(3), &limits, false);

@@ -10,8 +10,8 @@
 use super::{Job, Shared};
 use crate::http::conn::Wait;
 use crate::net::epoll::{Event, READABLE};
-use crate::workers::core::accept::{Acceptor, Token};
-use crate::workers::core::conn::{BufferPool, Conn, Deadlines, Progress, EDGE_EVENTS};
+use crate::workers::core::accept::{Accepted, Acceptor, Token};
+use crate::workers::core::conn::{longest_head_wait, BufferPool, Conn, Deadlines, Progress, EDGE_EVENTS};
 use crate::workers::core::life::{beat_interval, Stop};
 use crate::workers::core::signals::{self, Wakeup};
 use crate::workers::core::slab::{ConnToken, Slab};
@@ -62,7 +62,7 @@ impl Engine {
             idle: Vec::new(),
             max_conns: s.worker_connections.max(1),
             acceptor: Acceptor::new(shared.listeners.clone()),
-            limits: Deadlines { keepalive: s.keepalive },
+            limits: Deadlines::from_settings(s),
             beat_every: beat_interval(s),
             wakeup,
             stop: Stop::Running,
@@ -138,7 +138,7 @@ impl Engine {
             }
             Stop::Done => return Ok(Turn::Finished),
             Stop::Running => {
-                let room = self.conns.len() < self.max_conns;
+                let room = self.has_room() && self.acceptor.may_accept(now);
                 if self.acceptor.is_watching() != room {
                     self.acceptor.watch(&shared.epoll, room).map_err(PyErr::from)?;
                 }
@@ -170,33 +170,46 @@ impl Engine {
         }
     }
 
+    /// Room for a new connection: below `--worker-connections`, or a
+    /// connection waiting for a request head that can make room.
+    fn has_room(&self) -> bool {
+        self.conns.len() < self.max_conns || self.longest_head_wait().is_some()
+    }
+
+    fn longest_head_wait(&self) -> Option<ConnToken> {
+        longest_head_wait(self.conns.iter().map(|(_, c)| &**c))
+    }
+
     fn accept(&mut self, shared: &Shared, index: usize) {
         if !self.acceptor.is_watching() {
             return;
         }
-        while self.conns.len() < self.max_conns {
-            match self.acceptor.accept(index) {
-                Ok(Some((stream, peer))) => {
-                    let token = self.conns.reserve();
-                    if self.idle.len() <= token.index() {
-                        self.idle.resize(token.index() + 1, false);
-                    }
-                    let mut conn = Conn::new(stream, peer, index, token, shared.policy.proxy_protocol);
-                    conn.follow_timer(Instant::now(), &self.limits, false);
-                    // Registered once, edge-triggered: the first edge (the
-                    // request may already be here) comes from this add.
-                    if shared.epoll.add(conn.fd(), EDGE_EVENTS, Token::Conn(token).to_epoll()).is_err() {
-                        self.conns.remove(token);
-                        continue;
-                    }
-                    self.conns.put(token, Box::new(conn));
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    crate::log::error!("accept failed: {e}");
-                    return;
+        while self.has_room() {
+            let (stream, peer) = match self.acceptor.accept(&shared.epoll, index) {
+                Accepted::Conn(stream, peer) => (stream, peer),
+                Accepted::None | Accepted::Exhausted => return,
+            };
+            if self.conns.len() >= self.max_conns {
+                // Full: the connection that has waited longest for a
+                // request head makes room for the new client.
+                if let Some(conn) = self.longest_head_wait().and_then(|t| self.conns.take(t)) {
+                    crate::log::debug!("Worker full: closing the connection waiting longest for a request head");
+                    self.close(shared, conn);
                 }
             }
+            let token = self.conns.reserve();
+            if self.idle.len() <= token.index() {
+                self.idle.resize(token.index() + 1, false);
+            }
+            let mut conn = Conn::new(stream, peer, index, token, shared.policy.proxy_protocol);
+            conn.follow_timer(Instant::now(), &self.limits, false);
+            // Registered once, edge-triggered: the first edge (the request
+            // may already be here) comes from this add.
+            if shared.epoll.add(conn.fd(), EDGE_EVENTS, Token::Conn(token).to_epoll()).is_err() {
+                self.conns.remove(token);
+                continue;
+            }
+            self.conns.put(token, Box::new(conn));
         }
     }
 

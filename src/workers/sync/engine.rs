@@ -8,16 +8,17 @@ use crate::http::conn::{Event, Request, ServerConn};
 use crate::http::policy::HttpPolicy;
 use crate::net::listener::Listener;
 use crate::net::stream::{Peer, Stream};
+use crate::workers::core::accept::Exhaustion;
 use crate::workers::core::blocking::{blocking, WaitError};
 use crate::workers::core::life::{beat_interval, parent_gone};
 use crate::workers::core::linger::Lingerer;
 use crate::workers::core::signals::{self, Wakeup};
-use crate::workers::core::sock::{self, log_socket_error};
+use crate::workers::core::sock::{self, log_socket_error, wait_fd};
 use crate::workers::wsgi_request::reject;
 use crate::workers::WorkerCtx;
 use pyo3::prelude::*;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A request head is read this much at a time.
 const HEAD_READ: usize = 8192;
@@ -27,11 +28,12 @@ pub struct Engine<'a> {
     policy: HttpPolicy,
     exec: Exec,
     linger: Lingerer,
+    exhaustion: Exhaustion,
 }
 
 impl<'a> Engine<'a> {
     pub fn new(ctx: &'a WorkerCtx, policy: HttpPolicy, exec: Exec) -> Engine<'a> {
-        Engine { ctx, policy, exec, linger: Lingerer::default() }
+        Engine { ctx, policy, exec, linger: Lingerer::default(), exhaustion: Exhaustion::default() }
     }
 
     /// Serves until the worker is told to stop (or its master is gone).
@@ -55,7 +57,8 @@ impl<'a> Engine<'a> {
         let fixed = fds.len();
         while signals::alive() {
             self.ctx.slot.beat();
-            if self.accept_waiting(py)? {
+            let accepting = self.exhaustion.may_accept(Instant::now());
+            if accepting && self.accept_waiting(py)? {
                 // Keep accepting while clients are waiting, without polling.
                 if self.linger.due() {
                     self.linger.service_now();
@@ -66,8 +69,17 @@ impl<'a> Engine<'a> {
                 break;
             }
             fds.truncate(fixed);
-            let linger_wait = self.linger.poll_set(&mut fds);
-            poll(py, &mut fds, linger_wait.map_or(wait, |l| l.min(wait)));
+            // Out of descriptors: the listeners are left out of the poll
+            // for a moment instead of waking it at once again.
+            let listening = self.exhaustion.may_accept(Instant::now());
+            for pfd in &mut fds[..fixed - 1] {
+                pfd.events = if listening { libc::POLLIN } else { 0 };
+            }
+            let mut timeout = self.linger.poll_set(&mut fds).map_or(wait, |l| l.min(wait));
+            if !listening {
+                timeout = timeout.min(Exhaustion::PAUSE);
+            }
+            poll(py, &mut fds, timeout);
             if !self.linger.is_empty() {
                 self.linger.service(&fds[fixed..]);
             }
@@ -82,13 +94,17 @@ impl<'a> Engine<'a> {
     fn accept_waiting(&mut self, py: Python<'_>) -> PyResult<bool> {
         let mut served = false;
         for listener in &self.ctx.listeners {
-            if let Some((stream, peer)) = listener.accept()? {
-                self.handle(py, stream, peer, listener)?;
-                served = true;
-                self.ctx.slot.beat();
-                if !signals::alive() {
-                    break;
-                }
+            let (stream, peer) = match listener.accept() {
+                Ok(Some(accepted)) => accepted,
+                Ok(None) => continue,
+                Err(e) if self.exhaustion.note(&e, Instant::now()) => break,
+                Err(e) => return Err(e.into()),
+            };
+            self.handle(py, stream, peer, listener)?;
+            served = true;
+            self.ctx.slot.beat();
+            if !signals::alive() {
+                break;
             }
         }
         Ok(served)
@@ -97,7 +113,12 @@ impl<'a> Engine<'a> {
     fn handle(&mut self, py: Python<'_>, stream: Stream, peer: Peer, listener: &Listener) -> PyResult<()> {
         let stream = Arc::new(stream);
         let mut http = ServerConn::new(self.policy.proxy_protocol);
-        let result = match read_request(py, &stream, &mut http, &self.policy, peer) {
+        let head = HeadWait {
+            slot: &self.ctx.slot,
+            beat_every: beat_interval(&self.ctx.settings),
+            limit: self.ctx.settings.request_head_timeout,
+        };
+        let result = match read_request(py, &stream, &mut http, &self.policy, peer, &head) {
             Ok(Some(request)) => self.exec.serve(py, &stream, peer, &listener.address, request, http),
             Ok(None) => Ok(()),
             Err(WaitError::Io(e)) => {
@@ -111,22 +132,47 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// How long a request head may take, and the heartbeat to keep meanwhile
+/// (a slow client is no reason for the master to kill the worker).
+struct HeadWait<'a> {
+    slot: &'a crate::scoreboard::SlotHandle,
+    beat_every: Duration,
+    /// `--request-head-timeout`, counted from the accept (zero: no limit).
+    limit: Duration,
+}
+
 /// Reads until the connection has a request; None when it ended first (a
-/// refused request was answered, or the client left).
+/// refused request was answered, the client left, or it took longer than
+/// `--request-head-timeout`).
 fn read_request(
     py: Python<'_>,
     stream: &Stream,
     http: &mut ServerConn,
     policy: &HttpPolicy,
     peer: Peer,
+    wait: &HeadWait<'_>,
 ) -> Result<Option<Box<Request>>, WaitError> {
     let fd = stream.fd();
+    let deadline = (!wait.limit.is_zero()).then(|| Instant::now() + wait.limit);
     loop {
         match http.next_event(policy, peer.ip()) {
             Event::Request(request) => return Ok(Some(request)),
             Event::NeedData => {
-                if blocking(py, || sock::recv_into(fd, http.buffer(), HEAD_READ, true))? == 0 {
-                    http.received_eof();
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                if left == Some(Duration::ZERO) {
+                    crate::log::debug!("Closing connection: no complete request head within {}s", wait.limit.as_secs());
+                    return Ok(None);
+                }
+                let step = left.map_or(wait.beat_every, |l| l.min(wait.beat_every));
+                if !blocking(py, || wait_fd(fd, libc::POLLIN, Some(step)))? {
+                    wait.slot.beat();
+                    continue;
+                }
+                match blocking(py, || sock::recv_into(fd, http.buffer(), HEAD_READ, false)) {
+                    Ok(0) => http.received_eof(),
+                    Ok(_) => {}
+                    Err(WaitError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
                 }
             }
             Event::Reject(e) => {
