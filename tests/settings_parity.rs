@@ -111,5 +111,5 @@ fn extensions_stay_apart() {
         }
     }
     let ext: Vec<&str> = SPECS[first_extension..].iter().map(|s| s.name).collect();
-    assert_eq!(ext, ["metrics_bind", "max_worker_memory"]);
+    assert_eq!(ext, ["metrics_bind", "max_worker_memory", "request_head_timeout"]);
 }
