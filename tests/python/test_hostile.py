@@ -118,9 +118,7 @@ def test_slow_readers_do_not_pin_copies_of_a_response(server):
 def test_running_out_of_descriptors_pauses_accepting(server, kind):
     # Regression: with the descriptor limit reached, workers spun on
     # accept() and wrote about a million "accept failed" lines in 3 s.
-    s = server(
-        "-k", kind, "--worker-connections", "1000", app_for(kind), launcher=("prlimit", "--nofile=64:64", "--")
-    )
+    s = server("-k", kind, "--worker-connections", "1000", app_for(kind), launcher=("prlimit", "--nofile=64:64", "--"))
     (worker,) = s.wait_workers(1)
     assert probe(s) == (200, b"probe")
     flood = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(120)]
