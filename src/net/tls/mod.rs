@@ -7,7 +7,7 @@ pub mod config;
 pub mod stream;
 
 pub use config::{server_config, TlsError};
-pub use stream::{Recv, TlsStream};
+pub use stream::{Recv, TlsFailure, TlsStream};
 
 use crate::net::stream::Stream;
 use std::sync::Arc;

@@ -72,15 +72,41 @@ impl Write for Fd {
     }
 }
 
-/// A TLS failure (a bad handshake, a broken record): the peer has been
-/// sent its alert if one applies. Logged as the client's doing.
-fn tls_error(e: rustls::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}"))
+/// A client's TLS failure (a bad handshake, plain HTTP on the TLS port, a
+/// broken record), carried inside the `io::Error` (kind InvalidData) so the
+/// worker logs it as Gunicorn logs an `SSLError`: an invalid request from
+/// the peer's address. The peer has been sent its alert if one applies.
+#[derive(Debug)]
+pub struct TlsFailure {
+    /// The peer's IP address as text; empty on a Unix socket.
+    pub ip: String,
+    pub error: rustls::Error,
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TLS: {}", self.error)
+    }
+}
+
+impl std::error::Error for TlsFailure {}
+
+fn tls_error(fd: RawFd, error: rustls::Error) -> io::Error {
+    // SAFETY: `fd` is the connection's socket, open for as long as the
+    // stream that owns it; it is only borrowed for this call.
+    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let ip = socket2::SockRef::from(&sock)
+        .peer_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    io::Error::new(io::ErrorKind::InvalidData, TlsFailure { ip, error })
 }
 
 impl TlsStream {
     pub fn new(fd: RawFd, config: Arc<rustls::ServerConfig>, suppress_ragged_eofs: bool) -> io::Result<TlsStream> {
-        let mut conn = ServerConnection::new(config).map_err(tls_error)?;
+        let mut conn = ServerConnection::new(config).map_err(|e| tls_error(fd, e))?;
         conn.set_buffer_limit(Some(BUFFER_LIMIT));
         Ok(TlsStream { fd, conn: Mutex::new(conn), suppress_ragged_eofs })
     }
@@ -103,7 +129,7 @@ impl TlsStream {
             let state = conn.process_new_packets().map_err(|e| {
                 // The alert for the error, if the socket takes it.
                 let _ = conn.write_tls(&mut Fd(self.fd));
-                tls_error(e)
+                tls_error(self.fd, e)
             })?;
             if conn.wants_write() {
                 // Handshake answers go out at once when the socket has room.

@@ -2,6 +2,7 @@
 //! `Stream`'s own: discarding input while lingering, waiting for a socket.
 
 use crate::net::stream::Stream;
+use crate::net::tls::TlsFailure;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -69,7 +70,12 @@ pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> i
 /// real one, logged as Gunicorn's workers log them.
 pub fn log_socket_error(e: &io::Error) {
     // A client's TLS failure (garbage instead of a ClientHello, plain HTTP
-    // on the TLS port, a certificate refused): one debug line, no trace.
+    // on the TLS port, a certificate refused): Gunicorn's warning for an
+    // SSLError, no trace; a TLS peer gone mid-record is a debug line.
+    if let Some(failure) = e.get_ref().and_then(|inner| inner.downcast_ref::<TlsFailure>()) {
+        crate::log::warning!("Invalid request from ip={}: {}", failure.ip, failure);
+        return;
+    }
     if matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof) {
         crate::log::debug!("Closing connection: {e}");
         return;
