@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 # What a ContextRecorder can be told, as ssl spells it.
 _VERSIONS = {ssl.TLSVersion.TLSv1_2: "TLSv1_2", ssl.TLSVersion.TLSv1_3: "TLSv1_3"}
+# The ALPN protocols the engine speaks.
+_ALPN_SERVED = ("http/1.1", "http/1.0")
 # Options with nothing to do under rustls: the protocols and features they
 # turn off are not offered anyway (SSLv2/3, TLS 1.0/1.1, compression,
 # renegotiation, ...), or the behaviour is rustls' own (server preference).
@@ -122,7 +124,16 @@ class ContextRecorder:
         self._record["ciphers"] = str(ciphers)
 
     def set_alpn_protocols(self, protocols: list[str]) -> None:
-        self._record["alpn"] = [str(p) for p in protocols]
+        protocols = [str(p) for p in protocols]
+        # A client that negotiated h2 would then speak HTTP/2 to the
+        # HTTP/1 engine: refused until ferrocorn serves it.
+        unserved = [p for p in protocols if p not in _ALPN_SERVED]
+        if unserved:
+            raise UnsupportedContextCall(
+                "ssl_context hook: ALPN protocol(s) %s are not served by ferrocorn (it offers %s)"
+                % (", ".join(unserved), ", ".join(_ALPN_SERVED))
+            )
+        self._record["alpn"] = protocols
 
     @property
     def options(self) -> int:
