@@ -106,7 +106,9 @@ class ContextRecorder:
 
     def load_verify_locations(self, cafile: str | None = None, capath: str | None = None, cadata: Any = None) -> None:
         if capath is not None:
-            raise UnsupportedContextCall("ssl_context hook: load_verify_locations(capath=...) is not supported: pass cafile")
+            raise UnsupportedContextCall(
+                "ssl_context hook: load_verify_locations(capath=...) is not supported: pass cafile"
+            )
         if cafile is not None:
             self._record["ca_files"].append(str(cafile))
         if cadata is not None:
@@ -168,7 +170,9 @@ class ContextRecorder:
         if value in (ssl.TLSVersion.MINIMUM_SUPPORTED, ssl.TLSVersion.MAXIMUM_SUPPORTED):
             return None
         if value not in _VERSIONS:
-            raise UnsupportedContextCall("ssl_context hook: %s %r is not available (rustls has TLS 1.2 and 1.3)" % (what, value))
+            raise UnsupportedContextCall(
+                "ssl_context hook: %s %r is not available (rustls has TLS 1.2 and 1.3)" % (what, value)
+            )
         return _VERSIONS[value]
 
     def recorded(self) -> dict[str, Any]:

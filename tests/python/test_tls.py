@@ -229,7 +229,9 @@ def test_hup_replaces_the_certificate_without_failures(server, tls_files, tmp_pa
     cert, key = tmp_path / "live.pem", tmp_path / "live.key"
     shutil.copy(tls_files["server"] + ".pem", cert)
     shutil.copy(tls_files["server"] + ".key", key)
-    s = server("-k", "gthread", "--threads", "4", "-w", "2", "--certfile", str(cert), "--keyfile", str(key), "tls_app:app")
+    s = server(
+        "-k", "gthread", "--threads", "4", "-w", "2", "--certfile", str(cert), "--keyfile", str(key), "tls_app:app"
+    )
     ctx = client_context(tls_files)
     seen, failures, stop = [], [], threading.Event()
 
@@ -256,7 +258,7 @@ def test_hup_replaces_the_certificate_without_failures(server, tls_files, tmp_pa
         shutil.copy(tls_files["server2"] + ".pem", cert)
         shutil.copy(tls_files["server2"] + ".key", key)
         s.signal(signal.SIGHUP)
-        wait_for(lambda: ("second" in {o for _, o in seen[-10:]}), timeout=30, what="the second certificate served")
+        wait_for(lambda: "second" in {o for _, o in seen[-10:]}, timeout=30, what="the second certificate served")
         time.sleep(1)
     finally:
         stop.set()
