@@ -108,9 +108,11 @@ impl std::error::Error for WsError {}
 
 /// RFC 6455 §7.4: the codes a peer may put in a close frame. 1004, 1005,
 /// 1006 and 1015 are reserved for reporting and never appear on the wire;
-/// 0-999, the rest of 1000-2999 and 5000+ are not assigned for use.
+/// 0-999, the rest of 1000-2999 and 5000+ are not assigned for use. 1012,
+/// 1013 and 1014 were registered with IANA after the RFC; Gunicorn 27
+/// accepts them too.
 pub fn close_code_valid(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Appends a close frame with `code` and `reason`, the reason cut on a char
@@ -697,7 +699,7 @@ mod tests {
             [Event::Close { code: Some(4000), reason: "bye ✓".into() }]
         );
         assert_eq!(close(b"\x03").1, Err(WsError::Protocol("close frame payload of 1 byte")));
-        for code in [0u16, 999, 1004, 1005, 1006, 1012, 1015, 1016, 2000, 2999, 5000, 65535] {
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
             let e = close(&code.to_be_bytes()).1;
             assert_eq!(e, Err(WsError::Protocol("invalid close code")), "code {code}");
         }
@@ -708,8 +710,8 @@ mod tests {
     #[test]
     fn close_code_table() {
         let valid: Vec<u16> = (0..=u16::MAX).filter(|&c| close_code_valid(c)).collect();
-        assert_eq!(valid.len(), 4 + 5 + 2000);
-        for c in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
+        assert_eq!(valid.len(), 4 + 8 + 2000);
+        for c in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
             assert!(close_code_valid(c), "{c}");
         }
         for c in [1004, 1005, 1006, 1015, 2999, 5000] {
