@@ -702,6 +702,21 @@ VALUE_CHARS = bytes(range(0x20, 0x7F)) + b"\t\x80\xa0\xe9\xff"
 PATH_CHARS = b"abcXYZ019-._~!$&'()*+,;=:@/%?#"
 
 
+#: Values that mean something to the parser, for the headers that have them.
+MEANINGFUL = {
+    b"Connection": [b"close", b"keep-alive", b"KEEP-ALIVE", b"Keep-Alive", b"Close", b"upgrade", b"close, keep-alive",
+                    b"keep-alive, close", b"", b"closed", b"keep-alive\t"],
+    b"Expect": [b"100-continue", b"100-CONTINUE", b"100-continue ", b"200-ok", b""],
+    b"X-Forwarded-Proto": [b"https", b"http", b"HTTPS", b"https "],
+    b"X-Forwarded-Ssl": [b"on", b"off", b"ON"],
+    b"X-Forwarded-Protocol": [b"ssl", b"tls"],
+    b"Content-Type": [b"text/plain", b"a/b; charset=\xe9"],
+    b"Upgrade": [b"websocket", b"h2c"],
+    b"Script_Name": [b"/", b"/app", b""],
+    b"Path_Info": [b"/x", b""],
+}  # fmt: skip
+
+
 def m_generate(r, data):
     """A fresh, mostly well-formed request (the seeds' fields, recombined):
     the parsed fields are compared only for requests both sides accept."""
@@ -712,9 +727,13 @@ def m_generate(r, data):
     version = r.choice([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0"])
     lines = [method + b" " + target + b" " + version]
     names = [b"Host", b"Accept", b"X-A", b"x-a", b"Cookie", b"Connection", b"User-Agent", b"X-Forwarded-For", b"Via"]
+    names += list(MEANINGFUL)
     for _ in range(r.randint(0, 8)):
         name = r.choice(names) if r.random() < 0.7 else _random_text(r, TOKEN_CHARS, r.randint(1, 12))
-        value = _random_text(r, VALUE_CHARS, r.randint(0, 30))
+        if name in MEANINGFUL and r.random() < 0.8:
+            value = r.choice(MEANINGFUL[name])
+        else:
+            value = _random_text(r, VALUE_CHARS, r.randint(0, 30))
         ows = r.choice([b"", b" ", b"\t", b"  "])
         lines.append(name + b":" + ows + value + r.choice([b"", b" ", b"\t"]))
     body = b""
