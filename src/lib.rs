@@ -13,6 +13,7 @@ pub mod reload;
 pub mod runtime;
 pub mod scoreboard;
 pub mod settings;
+pub mod testing;
 pub mod util;
 pub mod workers;
 pub mod ws;
@@ -119,5 +120,6 @@ fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     workers::asgi::register(m)?;
     log::python::register(m)?;
     m.add_class::<hooks::objects::LiveWorker>()?;
+    testing::register(m)?;
     Ok(())
 }

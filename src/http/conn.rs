@@ -266,6 +266,10 @@ impl ServerConn {
                     Ok(Parsed::Complete(info, n)) => {
                         self.buf.consume(n);
                         self.proxy_stage = ProxyStage::Done;
+                        // What follows the PROXY header is new to the request
+                        // parser, even when it is as long as the buffer was
+                        // when the header was incomplete.
+                        self.parsed_len = None;
                         if info.is_some() && self.buf.is_empty() {
                             // Gunicorn then starts on the request with no
                             // bytes in hand: a CRLF next is an empty line.
@@ -702,6 +706,37 @@ mod tests {
         c.response_complete(true);
         let Event::Request(second) = c.next_event(&p, local()) else { panic!("a request") };
         assert!(second.proxy.is_none());
+    }
+
+    #[test]
+    fn what_follows_a_split_proxy_header_is_parsed_at_once() {
+        // Found by tests/fuzz/http_diff.py: when the bytes left after the
+        // PROXY header were as many as the first read (judged incomplete),
+        // the parser was not asked again, so a complete request waited for
+        // more bytes, and a request line over the limit was refused a read
+        // late.
+        let mut p = policy();
+        p.proxy_protocol = ProxyMode::V1;
+        let mut c = ServerConn::new(ProxyMode::V1);
+        let first = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r";
+        feed(&mut c, first);
+        assert!(matches!(c.next_event(&p, local()), Event::NeedData));
+        let request = b"GET /x HTTP/1.1\r\nHost: abcd\r\n\r\n";
+        assert_eq!(request.len(), first.len());
+        feed(&mut c, b"\n");
+        feed(&mut c, request);
+        let Event::Request(r) = c.next_event(&p, local()) else { panic!("a request, not a wait") };
+        assert_eq!(r.head.path, "/x");
+
+        p.limit_request_line = 16;
+        let mut c = ServerConn::new(ProxyMode::V1);
+        feed(&mut c, b"PROXY TCP4 192.168.0.1 19");
+        assert!(matches!(c.next_event(&p, local()), Event::NeedData));
+        feed(&mut c, b".1.0.1 4 3\r\nGET /stuff/here?foo=bar H");
+        match c.next_event(&p, local()) {
+            Event::Reject(e) => assert_eq!(e, HttpError::LimitRequestLine { size: 25, max: 16 }),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -108,9 +108,11 @@ impl std::error::Error for WsError {}
 
 /// RFC 6455 §7.4: the codes a peer may put in a close frame. 1004, 1005,
 /// 1006 and 1015 are reserved for reporting and never appear on the wire;
-/// 0-999, the rest of 1000-2999 and 5000+ are not assigned for use.
+/// 0-999, the rest of 1000-2999 and 5000+ are not assigned for use. 1012,
+/// 1013 and 1014 were registered with IANA after the RFC; Gunicorn 27
+/// accepts them too.
 pub fn close_code_valid(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Appends a close frame with `code` and `reason`, the reason cut on a char
@@ -309,6 +311,15 @@ impl Reader {
         }
         let opcode = Opcode::from_u8(h.opcode).ok_or(WsError::Protocol("reserved opcode"))?;
         let key = h.mask.ok_or(WsError::Protocol("client frame not masked"))?;
+        if !h.length_is_minimal() {
+            return Err(WsError::Protocol("payload length not in its minimal form"));
+        }
+        // Gunicorn 27's order, so a frame breaking two rules gets its code:
+        // a misplaced data frame, a bad control frame, the size, and only
+        // then a continuation with no message to continue.
+        if matches!(opcode, Opcode::Text | Opcode::Binary) && self.message.is_some() {
+            return Err(WsError::Protocol("new message before the fragmented one ended"));
+        }
         if opcode.is_control() {
             if h.payload_len > MAX_CONTROL_PAYLOAD as u64 {
                 return Err(WsError::Protocol("control frame payload over 125 bytes"));
@@ -318,15 +329,11 @@ impl Reader {
             }
             return Ok((opcode, key));
         }
-        match (opcode, self.message) {
-            (Opcode::Continuation, None) => return Err(WsError::Protocol("continuation frame outside a message")),
-            (Opcode::Text | Opcode::Binary, Some(_)) => {
-                return Err(WsError::Protocol("new message before the fragmented one ended"))
-            }
-            _ => {}
-        }
         if self.message_len.saturating_add(h.payload_len) > self.max_message_size as u64 {
             return Err(WsError::TooBig);
+        }
+        if opcode == Opcode::Continuation && self.message.is_none() {
+            return Err(WsError::Protocol("continuation frame outside a message"));
         }
         Ok((opcode, key))
     }
@@ -697,7 +704,7 @@ mod tests {
             [Event::Close { code: Some(4000), reason: "bye ✓".into() }]
         );
         assert_eq!(close(b"\x03").1, Err(WsError::Protocol("close frame payload of 1 byte")));
-        for code in [0u16, 999, 1004, 1005, 1006, 1012, 1015, 1016, 2000, 2999, 5000, 65535] {
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
             let e = close(&code.to_be_bytes()).1;
             assert_eq!(e, Err(WsError::Protocol("invalid close code")), "code {code}");
         }
@@ -706,10 +713,37 @@ mod tests {
     }
 
     #[test]
+    fn non_minimal_lengths_are_protocol_errors() {
+        // RFC 6455 §5.2 ("the minimal number of bytes MUST be used"), and
+        // Gunicorn 27 fails the connection with 1002.
+        let with_key = |head: &[u8]| [head, &MASK, b"hello"].concat();
+        let e = error_of(1 << 20, &with_key(&[0x82, 0xFE, 0x00, 0x05]));
+        assert_eq!((e, e.close_code()), (WsError::Protocol("payload length not in its minimal form"), 1002));
+        let e = error_of(1 << 20, &with_key(&[0x81, 0xFF, 0, 0, 0, 0, 0, 0, 0, 5]));
+        assert_eq!(e.close_code(), 1002);
+        let e = error_of(1 << 20, &with_key(&[0x89, 0xFE, 0x00, 0x05]));
+        assert_eq!(e.close_code(), 1002);
+    }
+
+    #[test]
+    fn a_frame_breaking_two_rules_gets_gunicorns_code() {
+        // A continuation with no message to continue that is also over the
+        // limit: Gunicorn checks the size first (1009).
+        assert_eq!(error_of(100, &client(Opcode::Continuation, true, &[0; 101])), WsError::TooBig);
+        assert_eq!(
+            error_of(100, &client(Opcode::Continuation, true, &[0; 100])),
+            WsError::Protocol("continuation frame outside a message")
+        );
+        // A new message inside a fragmented one comes before the size.
+        let wire = [client(Opcode::Text, false, b"a"), client(Opcode::Binary, true, &[0; 200])].concat();
+        assert_eq!(error_of(100, &wire), WsError::Protocol("new message before the fragmented one ended"));
+    }
+
+    #[test]
     fn close_code_table() {
         let valid: Vec<u16> = (0..=u16::MAX).filter(|&c| close_code_valid(c)).collect();
-        assert_eq!(valid.len(), 4 + 5 + 2000);
-        for c in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
+        assert_eq!(valid.len(), 4 + 8 + 2000);
+        for c in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
             assert!(close_code_valid(c), "{c}");
         }
         for c in [1004, 1005, 1006, 1015, 2999, 5000] {

@@ -61,13 +61,27 @@ pub struct FrameHeader {
     pub header_len: usize,
 }
 
+impl FrameHeader {
+    /// RFC 6455 §5.2: "the minimal number of bytes MUST be used to encode
+    /// the length" (Gunicorn 27 fails the connection otherwise).
+    pub fn length_is_minimal(&self) -> bool {
+        let mask_len = if self.mask.is_some() { 4 } else { 0 };
+        match self.header_len.saturating_sub(2 + mask_len) {
+            2 => self.payload_len >= 126,
+            8 => self.payload_len > u64::from(u16::MAX),
+            _ => true,
+        }
+    }
+}
+
 /// The only structural error: RFC 6455 §5.2 requires the most significant
 /// bit of a 64-bit length to be 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LengthOverflow;
 
 /// Parses the header at the front of `buf`; `Ok(None)` until it is complete.
-/// Non-minimal length encodings are accepted.
+/// Non-minimal length encodings are parsed; whether to accept them is the
+/// reader's choice ([`FrameHeader::length_is_minimal`]).
 #[inline]
 pub fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>, LengthOverflow> {
     let (b0, b1) = match buf {
@@ -303,11 +317,21 @@ mod tests {
     }
 
     #[test]
-    fn non_minimal_lengths_accepted() {
+    fn non_minimal_lengths_parse_and_are_flagged() {
         let p = parse_header(&[0x82, 0x7E, 0x00, 0x05]).unwrap().unwrap();
         assert_eq!(p.payload_len, 5);
+        assert!(!p.length_is_minimal());
         let p = parse_header(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0, 5]).unwrap().unwrap();
         assert_eq!(p.payload_len, 5);
+        assert!(!p.length_is_minimal());
+        let p = parse_header(&[0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 1, 2, 3, 4]).unwrap().unwrap();
+        assert!(!p.length_is_minimal());
+        for len in [0, 125, 126, 65535, 65536, 1 << 40] {
+            for mask in [None, Some([1, 2, 3, 4])] {
+                let h = header_bytes(Opcode::Binary, true, len, mask);
+                assert!(parse_header(&h).unwrap().unwrap().length_is_minimal(), "{len} {mask:?}");
+            }
+        }
     }
 
     #[test]

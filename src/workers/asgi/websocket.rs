@@ -472,7 +472,7 @@ fn decode_frames(py: Python<'_>, keys: &Keys, client: &mut Client, ws: &mut WsSt
     // Once our close frame is out the app gets no more data.
     let drop_data = !ws.handshake.is_open();
     let mut messages: Vec<(Py<PyAny>, usize)> = Vec::new();
-    let mut peer_close: Option<Option<u16>> = None;
+    let mut peer_close: Option<(Option<u16>, String)> = None;
     let out = &mut frames.out;
     let fed = ws.reader.feed_with(buffered, |ev| match ev {
         EventRef::Text(_) | EventRef::Binary(_) if drop_data => {}
@@ -488,7 +488,7 @@ fn decode_frames(py: Python<'_>, keys: &Keys, client: &mut Client, ws: &mut WsSt
         }
         EventRef::Ping(p) => encode(Opcode::Pong, true, p, out),
         EventRef::Pong(_) => {}
-        EventRef::Close { code, .. } => peer_close = Some(code),
+        EventRef::Close { code, reason } => peer_close = Some((code, reason.to_owned())),
     });
     let used = match fed {
         Ok(used) => used,
@@ -504,10 +504,11 @@ fn decode_frames(py: Python<'_>, keys: &Keys, client: &mut Client, ws: &mut WsSt
     client.conn.http.buffer().consume(used);
     ws.inbox_bytes += messages.iter().map(|(_, n)| n).sum::<usize>();
     ws.inbox.extend(messages);
-    if let Some(code) = peer_close {
-        // Answer it (1005 never goes on the wire: 1000 instead).
+    if let Some((code, reason)) = peer_close {
+        // Answer it with its code and reason, as Gunicorn does (a frame
+        // with no code is answered 1000: 1005 never goes on the wire).
         if let Some(answer) = ws.handshake.peer_closed(code) {
-            close_frame(answer, "", &mut frames.out);
+            close_frame(answer, &reason, &mut frames.out);
         }
         frames.close_now = true;
     }
