@@ -223,6 +223,13 @@ def test_broken_tls_configuration_stops_the_start(tls_files, tmp_path):
         "    return ctx\n"
     )
     _refused(tmp_path, [*tls_args(tls_files), "-c", str(conf)], "set_servername_callback", "not supported")
+    conf.write_text(
+        "def ssl_context(conf, default_ssl_context_factory):\n"
+        "    ctx = default_ssl_context_factory()\n"
+        "    ctx.set_alpn_protocols(['h2', 'http/1.1'])\n"
+        "    return ctx\n"
+    )
+    _refused(tmp_path, [*tls_args(tls_files), "-c", str(conf)], "ALPN protocol(s) h2")
 
 
 def test_hup_replaces_the_certificate_without_failures(server, tls_files, tmp_path):
