@@ -29,7 +29,9 @@ fn policy_from_flags(py: Python<'_>, flags: &[String]) -> PyResult<HttpPolicy> {
     for (name, value) in &args.settings {
         settings.set(py, name, value).map_err(|e| PyValueError::new_err(e.to_string()))?;
     }
-    Ok(crate::workers::http_policy(&settings))
+    // Gunicorn's is_ssl: the flags name a certificate or a key.
+    let tls = settings.certfile.is_some() || settings.keyfile.is_some();
+    Ok(crate::workers::http_policy(&settings, tls))
 }
 
 /// Gunicorn's exception class for each refusal.

@@ -124,6 +124,8 @@ pub struct Arbiter {
     /// A HUP came while the generation the last one started was still
     /// booting: it is applied, once, when that generation is up.
     reload_pending: Option<Instant>,
+    /// The listeners' TLS (`--certfile`), read at start and on HUP.
+    tls: Option<crate::net::tls::TlsAcceptor>,
 }
 
 /// A HUP is deferred at most this long for a generation that does not
@@ -159,6 +161,7 @@ impl Arbiter {
             services: services::Services::default(),
             memory: memory::MemoryGuard::default(),
             reload_pending: None,
+            tls: None,
             reexec_pid: 0,
             master_pid: 0,
             systemd: false,
@@ -246,6 +249,10 @@ impl Arbiter {
             self.app = Some(self.preload(py)?);
         }
         self.hooks.on_starting(py, &server_state!(self))?;
+        // Before binding, as Gunicorn checks its certificate files: a
+        // broken certificate or key stops the start with the reason.
+        self.tls = crate::net::tls::TlsAcceptor::from_settings(py, &self.settings)
+            .map_err(|e| Interrupt::Halt { reason: e.to_string(), status: 1 })?;
         match systemd::activated_listeners(py, &self.settings) {
             // systemd first, as Gunicorn: a socket-activated master that
             // re-executes hands its sockets on the same way.
@@ -404,10 +411,19 @@ impl Arbiter {
                 return Ok(());
             }
         };
+        // New certificate files are read now; broken ones keep the old.
+        let tls = match crate::net::tls::TlsAcceptor::from_settings(py, &loaded.settings) {
+            Ok(tls) => tls,
+            Err(e) => {
+                crate::log::error!("Reload failed, keeping the previous configuration: {e}");
+                return Ok(());
+            }
+        };
         if let Err(e) = crate::runtime::apply(py, &loaded.settings, Some(&self.settings)) {
             crate::log::error!("Reload failed, keeping the previous configuration: {e}");
             return Ok(());
         }
+        self.tls = tls;
         if let Err(e) = crate::runtime::configure_logs(py, &loaded.settings) {
             crate::log::error!("{e}");
         }
@@ -590,6 +606,7 @@ impl Arbiter {
                     max_requests,
                     proc_name: self.proc_name(),
                     hooks: self.hooks.for_child(py, hook_worker.as_ref()),
+                    tls: self.tls.clone(),
                 };
                 Err(Interrupt::Worker(Box::new(ctx)))
             }

@@ -7,3 +7,4 @@ pub mod listener;
 pub mod proxy_protocol;
 pub mod stream;
 pub mod systemd;
+pub mod tls;

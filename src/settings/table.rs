@@ -312,7 +312,6 @@ fn metrics_address(py: Python<'_>, i: &Input) -> Validated<Option<String>> {
     }
 }
 
-const TLS: &str = "TLS (the ssl settings)";
 const HTTP2: &str = "HTTP/2";
 const DIRTY: &str = "dirty arbiters";
 
@@ -787,7 +786,7 @@ gunicorn: {
     ssl_context: PyCallable = {
         section: "Server Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable ssl_context(2 args)>",
-        validate: hook(2), support: Support::NotYet(TLS),
+        validate: hook(2), support: Support::Yes,
         help: "Called when SSLContext is needed.",
     },
     proxy_protocol: ProxyMode = {
@@ -817,49 +816,49 @@ gunicorn: {
     keyfile: Option<String> = {
         section: "SSL", cli: ["--keyfile"], meta: Some("FILE"), action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: |_, i| v::opt_string(i), support: Support::NotYet(TLS),
+        validate: |_, i| v::opt_string(i), support: Support::Yes,
         help: "SSL key file.",
     },
     certfile: Option<String> = {
         section: "SSL", cli: ["--certfile"], meta: Some("FILE"), action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: |_, i| v::opt_string(i), support: Support::NotYet(TLS),
+        validate: |_, i| v::opt_string(i), support: Support::Yes,
         help: "SSL certificate file.",
     },
     ssl_version: i64 = {
         section: "SSL", cli: ["--ssl-version"], meta: None, action: Action::Store,
         default: Input::Int(2), doc_default: "2",
-        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(TLS),
+        validate: |py, i| v::pos_int(py, i), support: Support::Unneeded("deprecated, and ignored as Gunicorn ignores it: TLS 1.2 and 1.3 are offered (ssl_context can narrow them)"),
         help: "SSL version to use (deprecated and ignored by Gunicorn; use ssl_context).",
     },
     cert_reqs: i64 = {
         section: "SSL", cli: ["--cert-reqs"], meta: None, action: Action::Store,
         default: Input::Int(0), doc_default: "0",
-        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(TLS),
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "Whether client certificate is required (see stdlib ssl module's).",
     },
     ca_certs: Option<String> = {
         section: "SSL", cli: ["--ca-certs"], meta: Some("FILE"), action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: |_, i| v::opt_string(i), support: Support::NotYet(TLS),
+        validate: |_, i| v::opt_string(i), support: Support::Yes,
         help: "CA certificates file.",
     },
     suppress_ragged_eofs: bool = {
         section: "SSL", cli: ["--suppress-ragged-eofs"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(true), doc_default: "True",
-        validate: |_, i| v::boolean(i), support: Support::NotYet(TLS),
+        validate: |_, i| v::boolean(i), support: Support::Yes,
         help: "Suppress ragged EOFs (see stdlib ssl module's).",
     },
     do_handshake_on_connect: bool = {
         section: "SSL", cli: ["--do-handshake-on-connect"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",
-        validate: |_, i| v::boolean(i), support: Support::NotYet(TLS),
+        validate: |_, i| v::boolean(i), support: Support::Unneeded("the engine runs every handshake as data arrives, without blocking the worker, whatever this says"),
         help: "Whether to perform SSL handshake on socket connect (see stdlib ssl module's).",
     },
     ciphers: Option<String> = {
         section: "SSL", cli: ["--ciphers"], meta: None, action: Action::Store,
         default: Input::None, doc_default: "None",
-        validate: |_, i| v::opt_string(i), support: Support::NotYet(TLS),
+        validate: |_, i| v::opt_string(i), support: Support::Yes,
         help: "SSL Cipher suite to use, in the format of an OpenSSL cipher list.",
     },
     http_protocols: String = {

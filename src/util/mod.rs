@@ -1,5 +1,6 @@
 //! Small OS helpers shared by the master and the workers.
 
+pub mod base64;
 pub mod daemon;
 pub mod owner;
 mod printable;

@@ -39,6 +39,8 @@ pub struct WorkerCtx {
     pub proc_name: String,
     /// The `server` and `worker` objects of server hooks.
     pub hooks: crate::hooks::WorkerObjects,
+    /// The listeners' TLS, when `--certfile` is set.
+    pub tls: Option<crate::net::tls::TlsAcceptor>,
 }
 
 /// Runs in the child right after fork; returns the process exit status.
@@ -102,7 +104,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
     watcher.start(py)?;
     crate::hooks::post_worker_init(py, &app)?;
     ctx.slot.mark_booted();
-    let policy = http_policy(&ctx.settings);
+    let policy = http_policy(&ctx.settings, ctx.tls.is_some());
     let served = match ctx.kind.serve() {
         Some(serve) => serve(py, ctx, app, policy, wakeup),
         None => Err(pyo3::exceptions::PyRuntimeError::new_err(format!("worker class {} is not available", ctx.kind))),
@@ -123,7 +125,7 @@ pub fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
 }
 
 /// The HTTP layer's view of the security settings.
-pub fn http_policy(s: &Settings) -> HttpPolicy {
+pub fn http_policy(s: &Settings, tls: bool) -> HttpPolicy {
     HttpPolicy {
         limit_request_line: s.limit_request_line,
         limit_request_fields: s.limit_request_fields,
@@ -139,6 +141,6 @@ pub fn http_policy(s: &Settings) -> HttpPolicy {
         forwarder_headers: s.forwarder_headers.clone(),
         proxy_protocol: s.proxy_protocol,
         proxy_allow: s.proxy_allow_ips.allow.clone(),
-        is_ssl: false,
+        is_ssl: tls,
     }
 }

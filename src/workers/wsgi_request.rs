@@ -102,7 +102,7 @@ impl Runner {
         };
         let response = Bound::new(py, WsgiResponse::new(info, ex.must_close, ex.sink, ex.date))?;
         let early_hints = response.getattr(pyo3::intern!(py, "early_hints"))?;
-        let view = RequestView { head, peer: ex.peer, proxy: ex.proxy, listener: ex.listener };
+        let view = RequestView { head, peer: ex.peer, proxy: ex.proxy, listener: ex.listener, tls: ex.stream.tls() };
         let environ = match self.environ.build(py, &view, input.as_any(), &early_hints) {
             Ok(env) => env,
             Err(EnvironError::Http(e)) => {

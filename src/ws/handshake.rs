@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-use crate::ws::{base64, sha1};
+use crate::util::base64;
+use crate::ws::sha1;
 
 /// RFC 6455 §1.3: appended to the client's key before hashing.
 pub const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

@@ -18,6 +18,5 @@ pub mod codec;
 pub mod frame;
 pub mod handshake;
 
-mod base64;
 mod sha1;
 mod utf8;

@@ -30,3 +30,11 @@ def server(tmp_path, request):
     yield start
     for s in started:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A test CA and certificates it signed (helpers.make_tls_files)."""
+    from helpers import make_tls_files
+
+    return make_tls_files(tmp_path_factory.mktemp("tls"))

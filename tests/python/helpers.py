@@ -373,3 +373,49 @@ WORKER_KINDS = {
     "gthread": (("-k", "gthread", "--threads", "4"), "ops_app:app"),
     "asgi": (("-k", "asgi"), "ops_app:asgi"),
 }
+
+
+def make_tls_files(directory):
+    """Certificates for TLS tests, made with the openssl command: a CA, a
+    server certificate for localhost and 127.0.0.1 it signed (twice, as
+    server and server2, with different subjects), a client certificate it
+    signed, and a client certificate from another CA. Returns {name: path}
+    with <name>.pem and <name>.key for each."""
+    directory = str(directory)
+    paths = {}
+
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), cwd=directory, check=True, capture_output=True)
+
+    def key(name):
+        run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name + ".key")
+
+    def ca(name, subject):
+        key(name)
+        run(
+            "req", "-x509", "-new", "-key", name + ".key", "-out", name + ".pem", "-days", "3", "-subj", subject,
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        )  # fmt: skip
+
+    def leaf(name, issuer, subject, usage, alt=None):
+        key(name)
+        run("req", "-new", "-key", name + ".key", "-out", name + ".csr", "-subj", subject)
+        ext = os.path.join(directory, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=%s\n" % usage)
+            if alt:
+                f.write("subjectAltName=%s\n" % alt)
+        run(
+            "x509", "-req", "-in", name + ".csr", "-CA", issuer + ".pem", "-CAkey", issuer + ".key",
+            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", ext,
+        )  # fmt: skip
+
+    ca("ca", "/CN=ferrocorn test CA")
+    ca("other_ca", "/CN=another CA")
+    leaf("server", "ca", "/CN=localhost/O=first", "serverAuth", "DNS:localhost,IP:127.0.0.1")
+    leaf("server2", "ca", "/CN=localhost/O=second", "serverAuth", "DNS:localhost,IP:127.0.0.1")
+    leaf("client", "ca", "/CN=client one/O=ferrocorn tests", "clientAuth")
+    leaf("rogue", "other_ca", "/CN=rogue client", "clientAuth")
+    for name in ("ca", "other_ca", "server", "server2", "client", "rogue"):
+        paths[name] = os.path.join(directory, name)
+    return paths

@@ -62,15 +62,6 @@ def test_known_worker_classes_not_available_yet(tmp_path):
 NOT_YET = {
     "protocol": "'uwsgi'",
     "uwsgi_allow_ips": "'10.0.0.1'",
-    "ssl_context": "lambda config, factory: None",
-    "keyfile": "'k.pem'",
-    "certfile": "'c.pem'",
-    "ssl_version": "5",
-    "cert_reqs": "2",
-    "ca_certs": "'ca.pem'",
-    "suppress_ragged_eofs": "False",
-    "do_handshake_on_connect": "True",
-    "ciphers": "'HIGH'",
     "http_protocols": "'h2,h1'",
     "http2_cleartext": "'upgrade'",
     "http2_max_concurrent_streams": "10",
@@ -107,7 +98,7 @@ def test_every_refused_setting_names_itself(tmp_path):
         line = next(line for line in lines if "support %s (" % name in line)
         assert line.startswith("ferrocorn does not support %s (" % name) or "Error: ferrocorn" in line
         assert line.rstrip().split(" yet: it comes with ")[1]
-    assert "ferrocorn does not support certfile (--certfile) yet: it comes with TLS" in r.stderr
+    assert "ferrocorn does not support http_protocols (--http-protocols) yet: it comes with HTTP/2" in r.stderr
     assert "ferrocorn does not support protocol (--protocol) yet: it comes with the uwsgi protocol" in r.stderr
     assert "dirty_post_fork (config file)" in r.stderr
     # one at a time from the command line, too

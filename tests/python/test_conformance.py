@@ -1,7 +1,8 @@
 """The vendored Gunicorn request corpus (tests/conformance, MIT) against
 `ferrocorn -k sync`, `-k gthread` and `-k asgi`, compared with what Gunicorn 27
 answered (the asgi worker through echo_asgi.py, the ASGI twin of the echo
-app, against Gunicorn's gthread answers)."""
+app, against Gunicorn's gthread answers); over plain TCP, and over TLS
+against what Gunicorn 27 answered over TLS."""
 
 import os
 import subprocess
@@ -19,7 +20,12 @@ from helpers import CONFORMANCE
         ("-k asgi", "expected-gthread.json", "echo_asgi:app"),
     ],
 )
-def test_worker_matches_gunicorn(worker, golden, app):
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_worker_matches_gunicorn(worker, golden, app, tls, request):
+    if tls:
+        files = request.getfixturevalue("tls_files")
+        worker += " --certfile %s.pem --keyfile %s.key" % (files["server"], files["server"])
+        golden = golden.replace(".json", "-tls.json")
     cmd = [
         sys.executable,
         os.path.join(CONFORMANCE, "conformance.py"),
@@ -30,7 +36,7 @@ def test_worker_matches_gunicorn(worker, golden, app):
         os.path.join(CONFORMANCE, "expected-" + golden.split("-", 1)[1]),
         "--server",
         sys.executable + " -m ferrocorn " + worker + " -b 127.0.0.1:{port} {flags} " + app,
-    ]
+    ] + (["--tls"] if tls else [])
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     summary = r.stdout.strip().splitlines()[-1]
     print(r.stdout)

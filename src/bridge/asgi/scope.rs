@@ -74,6 +74,8 @@ pub struct RequestView<'a> {
     pub peer: Peer,
     pub proxy: Option<&'a ProxyInfo>,
     pub listener: &'a Address,
+    /// The connection's TLS session, if it has one.
+    pub tls: Option<&'a crate::net::tls::TlsStream>,
 }
 
 /// `scope["client"]` and `scope["server"]`, which stay the same for every
@@ -182,15 +184,35 @@ impl ScopeBase {
         if let Some(state) = state {
             scope.set_item(k.state.bind(py), state.copy()?)?;
         }
-        match websocket {
-            None => scope.set_item(k.extensions.bind(py), self.extensions.bind(py).copy()?)?,
+        let extensions = match websocket {
+            None => self.extensions.bind(py).copy()?,
             Some(protocols) => {
                 scope.set_item(k.subprotocols.bind(py), PyList::new(py, protocols)?)?;
                 let ext = PyDict::new(py);
                 ext.set_item("websocket.http.response", PyDict::new(py))?;
-                scope.set_item(k.extensions.bind(py), ext)?;
+                ext
             }
+        };
+        if let Some(tls) = req.tls {
+            extensions.set_item("tls", tls_extension(py, tls)?)?;
         }
+        scope.set_item(k.extensions.bind(py), extensions)?;
         Ok(scope)
     }
+}
+
+/// The ASGI TLS extension: the client's certificate chain (PEM) and name
+/// when one was verified, the TLS version and cipher suite numbers.
+fn tls_extension<'py>(py: Python<'py>, tls: &crate::net::tls::TlsStream) -> PyResult<Bound<'py, PyDict>> {
+    use crate::net::tls::cert;
+    let chain = tls.peer_certificates();
+    let ext = PyDict::new(py);
+    ext.set_item("server_cert", py.None())?;
+    ext.set_item("client_cert_chain", PyList::new(py, chain.iter().map(|der| cert::pem(der)))?)?;
+    ext.set_item("client_cert_name", chain.first().and_then(|der| cert::subject_name(der)))?;
+    ext.set_item("client_cert_error", py.None())?;
+    let (version, suite) = tls.negotiated().unzip();
+    ext.set_item("tls_version", version)?;
+    ext.set_item("cipher_suite", suite)?;
+    Ok(ext)
 }

@@ -19,6 +19,8 @@ pub struct RequestView<'a> {
     pub peer: Peer,
     pub proxy: Option<&'a ProxyInfo>,
     pub listener: &'a Address,
+    /// The connection's TLS session, if it has one.
+    pub tls: Option<&'a crate::net::tls::TlsStream>,
 }
 
 pub enum EnvironError {
@@ -191,6 +193,10 @@ impl EnvironBuilder {
             env.set_item(k.remote_port.bind(py), client_port)?;
             env.set_item(k.proxy_addr.bind(py), proxy_addr)?;
             env.set_item(k.proxy_port.bind(py), proxy_port)?;
+        }
+        if let Some(leaf) = req.tls.and_then(|t| t.peer_certificates().into_iter().next()) {
+            // The verified client certificate, as CGI servers pass it.
+            env.set_item(pyo3::intern!(py, "SSL_CLIENT_CERT"), crate::net::tls::cert::pem(&leaf))?;
         }
         env.set_item(k.early_hints.bind(py), early_hints)?;
         Ok(env)

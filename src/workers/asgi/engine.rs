@@ -138,7 +138,7 @@ impl AsgiServer {
             epoll,
             clients: Slab::default(),
             max_conns: s.worker_connections.max(1),
-            acceptor: Acceptor::new(ctx.listeners.clone()),
+            acceptor: Acceptor::new(ctx.listeners.clone(), ctx.tls.clone()),
             policy,
             app,
             scope: ScopeBase::new(py, &s.root_path)?,
@@ -341,6 +341,7 @@ impl AsgiServer {
             peer: client.conn.peer,
             proxy: proxy.as_ref(),
             listener: &self.acceptor.listeners()[client.conn.listener].address,
+            tls: client.conn.stream.tls(),
         };
         let state = self.refs()?.state.bind(py).clone();
         // The connection's addresses serve every request, except that the

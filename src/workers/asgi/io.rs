@@ -394,7 +394,8 @@ impl AsgiServer {
     }
 
     fn send_path(&mut self, py: Python<'_>, client: &mut Client, key: CycleKey, path: &str) -> PyResult<()> {
-        let sendfile = self.settings.sendfile;
+        // sendfile(2) cannot encrypt: over TLS the file is read and sent.
+        let sendfile = self.settings.sendfile && client.conn.stream.tls().is_none();
         let st = self.cycle(key)?;
         if !st.response.started {
             return Err(runtime_error("Response not started"));

@@ -5,6 +5,7 @@ use super::slab::{ConnToken, Key, SlotKey};
 use crate::net::epoll::{Epoll, READABLE};
 use crate::net::listener::Listener;
 use crate::net::stream::{Peer, Stream};
+use crate::net::tls::TlsAcceptor;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,7 @@ pub struct Acceptor {
     listeners: Vec<Listener>,
     watching: bool,
     exhaustion: Exhaustion,
+    tls: Option<TlsAcceptor>,
 }
 
 /// What [`Acceptor::accept`] found.
@@ -68,8 +70,8 @@ pub enum Accepted {
 }
 
 impl Acceptor {
-    pub fn new(listeners: Vec<Listener>) -> Acceptor {
-        Acceptor { listeners, watching: false, exhaustion: Exhaustion::default() }
+    pub fn new(listeners: Vec<Listener>, tls: Option<TlsAcceptor>) -> Acceptor {
+        Acceptor { listeners, watching: false, exhaustion: Exhaustion::default(), tls }
     }
 
     pub fn listeners(&self) -> &[Listener] {
@@ -108,7 +110,16 @@ impl Acceptor {
     pub fn accept(&mut self, epoll: &Epoll, index: usize) -> Accepted {
         let Some(listener) = self.listeners.get(index) else { return Accepted::None };
         match listener.accept() {
-            Ok(Some((stream, peer))) => Accepted::Conn(stream, peer),
+            Ok(Some((stream, peer))) => match &self.tls {
+                None => Accepted::Conn(stream, peer),
+                Some(tls) => match tls.wrap(stream) {
+                    Ok(stream) => Accepted::Conn(stream, peer),
+                    Err(e) => {
+                        crate::log::debug!("TLS session refused: {e}");
+                        Accepted::None
+                    }
+                },
+            },
             Ok(None) => Accepted::None,
             Err(e) => {
                 if self.exhaustion.note(&e, Instant::now()) {

@@ -61,7 +61,17 @@ pub fn write_all(py: Python<'_>, stream: &Stream, bufs: &[&[u8]]) -> Result<(), 
             Err(e) => return Err(WaitError::Io(e)),
         }
     }
-    Ok(())
+    // Over TLS, taken is not yet written.
+    loop {
+        match stream.flush_pending() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                let fd = stream.fd();
+                blocking(py, || wait_fd(fd, libc::POLLOUT, None).map(|_| ()))?;
+            }
+            Err(e) => return Err(WaitError::Io(e)),
+        }
+    }
 }
 
 /// Sends `count` bytes of the file `fd` from `offset` with sendfile(2),

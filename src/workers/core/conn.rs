@@ -251,7 +251,7 @@ impl Conn {
             return Progress::Close;
         }
         loop {
-            if !self.out.is_empty() {
+            if self.has_output() {
                 match self.flush() {
                     Ok(true) => {}
                     Ok(false) => return Progress::Keep,
@@ -345,14 +345,14 @@ impl Conn {
     /// the connection then waits for its next edge.
     pub fn read_edge(&mut self) -> io::Result<usize> {
         let asked = self.http.read_hint(READ_SIZE, PREBUFFER);
-        match sock::recv_into(self.stream.fd(), self.http.buffer(), asked, false) {
-            Ok(n) => {
-                if n == 0 {
+        match self.stream.recv_into(self.http.buffer(), asked) {
+            Ok(got) => {
+                if got.n == 0 {
                     self.http.received_eof();
-                } else if n < asked && !self.edge.rdhup {
+                } else if got.drained && !self.edge.rdhup {
                     self.edge.readable = false;
                 }
-                Ok(n)
+                Ok(got.n)
             }
             Err(e) => {
                 if e.kind() == io::ErrorKind::WouldBlock {
@@ -371,13 +371,19 @@ impl Conn {
     /// Whether the engine has something to do with it now (else its next
     /// edge or deadline will tell).
     pub fn needs_engine(&self) -> bool {
-        self.abandoned || if self.out.is_empty() { self.edge.readable } else { self.edge.writable }
+        self.abandoned || if self.has_output() { self.edge.writable } else { self.edge.readable }
+    }
+
+    /// Bytes wait to be sent: queued here, or (over TLS) encrypted and
+    /// not written yet.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.stream.has_pending()
     }
 
     /// Sends what is queued; Ok(true) when all has gone.
     pub fn flush(&mut self) -> io::Result<bool> {
         if !self.edge.writable {
-            return Ok(self.out.is_empty());
+            return Ok(!self.has_output());
         }
         match self.out.flush(&self.stream)? {
             Sent::All => Ok(true),
@@ -442,7 +448,7 @@ impl Conn {
     /// Applies the deadline the connection's wait calls for. While the
     /// client is still taking a response, it has no deadline of its own.
     pub fn follow_timer(&mut self, now: Instant, limits: &Deadlines, stopping: bool) {
-        let wait = if self.out.is_empty() { self.http.waiting_for() } else { Wait::Exchange };
+        let wait = if self.has_output() { Wait::Exchange } else { self.http.waiting_for() };
         self.timer.follow(wait, now, limits, stopping);
     }
 }

@@ -128,7 +128,7 @@ impl OutQueue {
         if !try_now {
             return Ok((0, true));
         }
-        if !self.is_empty() && self.flush(stream)? == Sent::Blocked {
+        if (!self.is_empty() || stream.has_pending()) && self.flush(stream)? == Sent::Blocked {
             return Ok((0, true));
         }
         let mut slices: Vec<IoSlice<'_>> = parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)).collect();
@@ -146,11 +146,16 @@ impl OutQueue {
                 Err(e) => return Err(e),
             }
         }
-        Ok((done, false))
+        // Over TLS the bytes may be taken but not all written yet.
+        Ok((done, !stream.flush_pending()?))
     }
 
-    /// Sends what is queued; `Sent::All` once nothing is left.
+    /// Sends what is queued (and, over TLS, what is encrypted and waiting);
+    /// `Sent::All` once nothing is left.
     pub fn flush(&mut self, stream: &Stream) -> io::Result<Sent> {
+        if !stream.flush_pending()? {
+            return Ok(Sent::Blocked);
+        }
         while !self.is_empty() {
             let n = {
                 let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.segments.len().min(GATHER));
@@ -168,7 +173,7 @@ impl OutQueue {
             };
             self.consume(n);
         }
-        Ok(Sent::All)
+        Ok(if stream.flush_pending()? { Sent::All } else { Sent::Blocked })
     }
 
     /// Drops `n` sent bytes from the front.

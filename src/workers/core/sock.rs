@@ -1,27 +1,11 @@
-//! The socket calls every worker makes on a client connection: reading into
-//! the connection's buffer, discarding input while lingering, waiting for a
-//! socket.
+//! The socket calls every worker makes on a client connection besides
+//! `Stream`'s own: discarding input while lingering, waiting for a socket.
 
-use crate::http::buffer::ReadBuf;
+use crate::net::stream::Stream;
+use crate::net::tls::TlsFailure;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
-
-/// One recv(2) of up to `max` bytes into `buf`; 0 means the peer closed.
-/// `wait`: block until something comes (the caller released the GIL).
-pub fn recv_into(fd: RawFd, buf: &mut ReadBuf, max: usize, wait: bool) -> io::Result<usize> {
-    let spare = buf.spare(max);
-    let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
-    // SAFETY: recv writes at most `spare.len()` bytes into memory we own.
-    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), flags) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n.unsigned_abs();
-    // SAFETY: recv wrote these `n` bytes.
-    unsafe { buf.commit(n) };
-    Ok(n)
-}
 
 /// What reading and dropping a lingering client's input found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +44,16 @@ pub fn discard_input(fd: RawFd, limit: usize) -> Discarded {
     }
 }
 
+/// Waits until `stream` has input (Ok(false) on timeout). Over TLS, what
+/// is encrypted and waiting goes out first: the peer may be waiting for it
+/// (a handshake answer) before it sends anything.
+pub fn wait_input(stream: &Stream, timeout: Option<Duration>) -> io::Result<bool> {
+    while !stream.flush_pending()? {
+        wait_fd(stream.fd(), libc::POLLOUT, timeout)?;
+    }
+    wait_fd(stream.fd(), libc::POLLIN, timeout)
+}
+
 /// poll(2) for one fd; Ok(false) on timeout.
 pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
     let mut pfd = libc::pollfd { fd, events, revents: 0 };
@@ -75,6 +69,17 @@ pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> i
 /// A client socket error worth only a debug line (the client left), or a
 /// real one, logged as Gunicorn's workers log them.
 pub fn log_socket_error(e: &io::Error) {
+    // A client's TLS failure (garbage instead of a ClientHello, plain HTTP
+    // on the TLS port, a certificate refused): Gunicorn's warning for an
+    // SSLError, no trace; a TLS peer gone mid-record is a debug line.
+    if let Some(failure) = e.get_ref().and_then(|inner| inner.downcast_ref::<TlsFailure>()) {
+        crate::log::warning!("Invalid request from ip={}: {}", failure.ip, failure);
+        return;
+    }
+    if matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof) {
+        crate::log::debug!("Closing connection: {e}");
+        return;
+    }
     match e.raw_os_error() {
         Some(libc::ECONNRESET) => crate::log::debug!("Ignoring connection reset"),
         Some(libc::ENOTCONN) => crate::log::debug!("Ignoring socket not connected"),

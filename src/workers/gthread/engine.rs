@@ -61,7 +61,7 @@ impl Engine {
             conns: Slab::default(),
             idle: Vec::new(),
             max_conns: s.worker_connections.max(1),
-            acceptor: Acceptor::new(shared.listeners.clone()),
+            acceptor: Acceptor::new(shared.listeners.clone(), shared.tls.clone()),
             limits: Deadlines::from_settings(s),
             beat_every: beat_interval(s),
             wakeup,

@@ -72,7 +72,7 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
         listener: &shared.listeners[conn.listener].address,
         stream: &stream,
         source: Box::new(ConnBody::new(http, body, error, stream.clone())),
-        sink: Box::new(ConnSink::new(stream.clone(), OUT_CAP, shared.settings.sendfile)),
+        sink: Box::new(ConnSink::new(stream.clone(), OUT_CAP, shared.settings.sendfile && stream.tls().is_none())),
         must_close,
         date: ts.date.get(),
         continue_,

@@ -51,15 +51,15 @@ impl BodySource for ConnBody {
         if let Some(e) = self.error.take() {
             return Err(BodyError::Http(e));
         }
-        let (fd, read_socket) = (self.stream.fd(), &mut self.read_socket);
+        let (stream, read_socket) = (&self.stream, &mut self.read_socket);
         fill_body(&mut self.http, out, |http| {
             let size = http.read_hint(want.max(MIN_READ), MAX_READ);
             *read_socket = true;
-            match sock::recv_into(fd, http.buffer(), size, false) {
-                Ok(0) => http.received_eof(),
+            match stream.recv_into(http.buffer(), size) {
+                Ok(got) if got.n == 0 => http.received_eof(),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    py.detach(|| wait_fd(fd, libc::POLLIN, None)).map_err(BodyError::Io)?;
+                    py.detach(|| sock::wait_input(stream, None)).map_err(BodyError::Io)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(BodyError::Io(e)),

@@ -13,7 +13,7 @@ use crate::workers::core::blocking::{blocking, WaitError};
 use crate::workers::core::life::{beat_interval, parent_gone};
 use crate::workers::core::linger::Lingerer;
 use crate::workers::core::signals::{self, Wakeup};
-use crate::workers::core::sock::{self, log_socket_error, wait_fd};
+use crate::workers::core::sock::{self, log_socket_error};
 use crate::workers::wsgi_request::reject;
 use crate::workers::WorkerCtx;
 use pyo3::prelude::*;
@@ -100,6 +100,16 @@ impl<'a> Engine<'a> {
                 Err(e) if self.exhaustion.note(&e, Instant::now()) => break,
                 Err(e) => return Err(e.into()),
             };
+            let stream = match &self.ctx.tls {
+                None => stream,
+                Some(tls) => match tls.wrap(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        crate::log::debug!("TLS session refused: {e}");
+                        continue;
+                    }
+                },
+            };
             self.handle(py, stream, peer, listener)?;
             served = true;
             self.ctx.slot.beat();
@@ -152,29 +162,28 @@ fn read_request(
     peer: Peer,
     wait: &HeadWait<'_>,
 ) -> Result<Option<Box<Request>>, WaitError> {
-    let fd = stream.fd();
     let deadline = (!wait.limit.is_zero()).then(|| Instant::now() + wait.limit);
     loop {
         match http.next_event(policy, peer.ip()) {
             Event::Request(request) => return Ok(Some(request)),
-            Event::NeedData => {
-                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                if left == Some(Duration::ZERO) {
-                    crate::log::debug!("Closing connection: no complete request head within {}s", wait.limit.as_secs());
-                    return Ok(None);
+            Event::NeedData => match stream.recv_into(http.buffer(), HEAD_READ) {
+                Ok(got) if got.n == 0 => http.received_eof(),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left == Some(Duration::ZERO) {
+                        let limit = wait.limit.as_secs();
+                        crate::log::debug!("Closing connection: no complete request head within {limit}s");
+                        return Ok(None);
+                    }
+                    let step = left.map_or(wait.beat_every, |l| l.min(wait.beat_every));
+                    if !blocking(py, || sock::wait_input(stream, Some(step)))? {
+                        wait.slot.beat();
+                    }
                 }
-                let step = left.map_or(wait.beat_every, |l| l.min(wait.beat_every));
-                if !blocking(py, || wait_fd(fd, libc::POLLIN, Some(step)))? {
-                    wait.slot.beat();
-                    continue;
-                }
-                match blocking(py, || sock::recv_into(fd, http.buffer(), HEAD_READ, false)) {
-                    Ok(0) => http.received_eof(),
-                    Ok(_) => {}
-                    Err(WaitError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-            }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(WaitError::Io(e)),
+            },
             Event::Reject(e) => {
                 reject(py, stream, peer, &e);
                 return Ok(None);

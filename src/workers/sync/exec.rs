@@ -57,7 +57,7 @@ impl Exec {
             listener,
             stream,
             source: Box::new(SocketBody::new(stream.clone(), http)),
-            sink: Box::new(SocketSink::new(stream.clone(), self.sendfile)),
+            sink: Box::new(SocketSink::new(stream.clone(), self.sendfile && stream.tls().is_none())),
             must_close: true,
             date: self.date.get(),
             continue_,

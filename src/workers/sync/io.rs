@@ -30,14 +30,21 @@ impl SocketBody {
 
 impl BodySource for SocketBody {
     fn fill(&mut self, py: Python<'_>, out: &mut Vec<u8>, want: usize) -> Result<bool, BodyError> {
-        let fd = self.stream.fd();
+        let stream = &self.stream;
         fill_body(&mut self.http, out, |http| {
             let size = http.read_hint(want.max(MIN_READ), MAX_READ);
-            match blocking::blocking(py, || sock::recv_into(fd, http.buffer(), size, true)) {
-                Ok(0) => http.received_eof(),
+            match stream.recv_into(http.buffer(), size) {
+                Ok(got) if got.n == 0 => http.received_eof(),
                 Ok(_) => {}
-                Err(WaitError::Io(e)) => return Err(BodyError::Io(e)),
-                Err(WaitError::Interrupted(e)) => return Err(BodyError::Interrupted(e)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match blocking::blocking(py, || sock::wait_input(stream, None)) {
+                        Ok(_) => {}
+                        Err(WaitError::Io(e)) => return Err(BodyError::Io(e)),
+                        Err(WaitError::Interrupted(e)) => return Err(BodyError::Interrupted(e)),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(BodyError::Io(e)),
             }
             Ok(())
         })

@@ -1,9 +1,9 @@
-//! Standard base64 (RFC 4648 §4, padded), for `Sec-WebSocket-Key` checks and
-//! `Sec-WebSocket-Accept` values.
+//! Standard base64 (RFC 4648 §4, padded), for `Sec-WebSocket-Key` checks,
+//! `Sec-WebSocket-Accept` values and PEM certificates.
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-pub(crate) fn encode(data: &[u8]) -> String {
+pub fn encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
@@ -34,7 +34,7 @@ fn sextet(c: u8) -> Option<u32> {
 /// Strict decoding: padded to a multiple of 4, `=` only at the end, no
 /// whitespace. Non-zero bits under the padding are accepted, as Python's
 /// `b64decode(validate=True)` accepts them.
-pub(crate) fn decode(text: &[u8]) -> Option<Vec<u8>> {
+pub fn decode(text: &[u8]) -> Option<Vec<u8>> {
     if text.len() % 4 != 0 {
         return None;
     }
