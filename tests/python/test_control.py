@@ -12,27 +12,7 @@ import subprocess
 import sys
 import time
 
-from helpers import children, server_env, wait_for
-from ops import BIN, ctl, ctl_json, worker_pids
-
-
-def frame(message):
-    payload = json.dumps(message).encode()
-    return struct.pack(">I", len(payload)) + payload
-
-
-def read_frame(sock):
-    head = b""
-    while len(head) < 4:
-        chunk = sock.recv(4 - len(head))
-        if not chunk:
-            return None
-        head += chunk
-    (n,) = struct.unpack(">I", head)
-    body = b""
-    while len(body) < n:
-        body += sock.recv(n - len(body))
-    return json.loads(body)
+from helpers import BIN, children, ctl, ctl_json, frame, read_frame, server_env, wait_for, worker_pids
 
 
 def wait_socket(path):

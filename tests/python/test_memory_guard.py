@@ -7,8 +7,7 @@ import threading
 import time
 
 import pytest
-from helpers import pid_alive, wait_for
-from ops import metrics_args, wait_metric, wait_metrics
+from helpers import metrics_args, pid_alive, wait_for, wait_metric, wait_metrics
 
 # A fresh worker of the test app is ~20 MiB; 60 MiB leaves room, and one
 # 80 MiB allocation crosses it.

@@ -9,8 +9,7 @@ import threading
 import time
 
 import pytest
-from helpers import wait_for
-from ops import metrics_args, scrape, scrape_text, wait_metric, wait_metrics
+from helpers import metrics_args, scrape, scrape_text, wait_for, wait_metric, wait_metrics
 
 APPS = {"sync": "ops_app:app", "gthread": "ops_app:app", "asgi": "ops_app:asgi"}
 CODE = 'ferrocorn_requests_total{code="%s"}'
