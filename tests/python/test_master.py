@@ -302,3 +302,19 @@ def test_timeout_zero_disables_the_watchdog(server):
     t.join(20)
     assert result["r"][2] == b"slept 3.0\n"
     assert s.workers() == first and "WORKER TIMEOUT" not in s.log()
+
+
+def test_a_started_server_has_a_booted_worker(server, tmp_path):
+    """The `server` fixture returns once a worker has loaded the app, not
+    as soon as the master listens: tests that signal or time a server right
+    after starting it must not race its boot."""
+    marker = tmp_path / "booted"
+    (tmp_path / "slow_boot.py").write_text(
+        "import os, time\n"
+        "time.sleep(1.5)\n"
+        "from basic import pid_app as app\n"
+        "open(os.environ['BOOT_MARKER'], 'w').write(str(os.getpid()))\n"
+    )
+    s = server("--pythonpath", str(tmp_path), "slow_boot:app", env={"BOOT_MARKER": str(marker)})
+    assert marker.exists()
+    assert s.booted_workers() == s.workers() == [int(marker.read_text())]
