@@ -6,7 +6,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test install rust-test py-test lint lint-deps dev bench docs
+.PHONY: test install rust-test py-test lint lint-deps dev bench docs ci-deps
 
 test: install rust-test py-test
 
@@ -18,6 +18,19 @@ rust-test:
 
 py-test:
 	$(PYTHON) -m pytest -q tests/python
+
+# The machine packages the tests need beyond Python's (CI runs this before
+# `make test`, as root): systemd's own tools, for the socket-activation and
+# unit-file tests (systemd-socket-activate, systemd-analyze). Without root it
+# only says what is missing; `make test` itself needs no root.
+SYSTEMD_TOOLS = systemd-socket-activate systemd-analyze
+ci-deps:
+	@missing=""; for t in $(SYSTEMD_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then echo "ci-deps: systemd tools present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "ci-deps: installing systemd (for$$missing)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd; \
+	else echo "ci-deps: missing$$missing; run 'make ci-deps' as root (apt-get install systemd)"; exit 1; fi
 
 # Formatting and lints, Rust and Python; any finding fails.
 lint: lint-deps
