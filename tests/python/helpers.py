@@ -213,10 +213,27 @@ def listening_inodes(port):
     return out
 
 
+def accepted_connections(pid, port):
+    """Inodes of the established connections to local `port` that process
+    `pid` holds (a worker's accepted clients)."""
+    established = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].split(":")[1], 16) == port:
+                established.add(int(fields[9]))
+    return socket_inodes(pid) & established
+
+
 def socket_inodes(pid):
     """Inodes of the sockets process `pid` holds open."""
     out = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:  # the process is gone
+        return out
+    for fd in fds:
         try:
             target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
         except OSError:
@@ -224,6 +241,17 @@ def socket_inodes(pid):
         if target.startswith("socket:["):
             out.add(int(target[len("socket:[") : -1]))
     return out
+
+
+def refusal(stderr):
+    """Why a master refused to start, from its stderr: Gunicorn prints
+    "Error: WHY" (a RuntimeError at start) where ferrocorn logs "Reason:
+    WHY" (its halt line); None when neither is there."""
+    for line in stderr.splitlines():
+        for mark in ("Error: ", "Reason: "):
+            if mark in line:
+                return line.split(mark, 1)[1].strip()
+    return None
 
 
 def parse_response(raw):
@@ -437,10 +465,11 @@ class Server:
             s.close()
 
 
-def run_ferrocorn(args, tmp_path, env=None, timeout=30, cwd=None):
-    """Runs ferrocorn to completion (for commands that exit: --version, bad configs)."""
+def run_ferrocorn(args, tmp_path, env=None, timeout=30, cwd=None, program="ferrocorn"):
+    """Runs ferrocorn to completion (for commands that exit: --version, bad
+    configs); `program` "gunicorn" runs Gunicorn on the same input."""
     return subprocess.run(
-        [sys.executable, "-m", "ferrocorn"] + list(args),
+        [sys.executable, "-m", program] + list(args),
         capture_output=True,
         env=server_env(env),
         timeout=timeout,
