@@ -361,15 +361,6 @@ def test_uvicorn_worker_names(server):
         s.stop()
 
 
-def test_max_requests_recycles_the_worker(server):
-    s = start(server, "--max-requests", "3")
-    first = s.wait_workers(1)[0]
-    for _ in range(3):
-        assert s.request("GET", "/state")[0] == 200
-    wait_for(lambda: s.workers() and s.workers()[0] != first, what="a new worker")
-    assert s.request("GET", "/state")[0] == 200
-
-
 def test_worker_connections_bounds_accepted_connections(server):
     s = start(server, "--worker-connections", "2", "--keep-alive", "30")
     held = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(2)]

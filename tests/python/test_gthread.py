@@ -211,14 +211,6 @@ def test_app_exception_gives_500_and_threads_survive(server):
     assert s.log().count("RuntimeError: boom from the app") == 5
 
 
-def test_max_requests_recycles_gthread_workers(server):
-    s = server("-k", "gthread", "--max-requests", "3", "basic:pid_app")
-    pids = [int(s.request()[2]) for _ in range(3)]
-    assert len(set(pids)) == 1
-    s.wait_workers(1, exclude=[pids[0]])
-    assert int(s.request()[2]) != pids[0]
-
-
 def test_thousand_concurrent_keep_alive_clients_on_one_worker(server):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < 4096 and hard != resource.RLIM_INFINITY:

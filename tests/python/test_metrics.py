@@ -100,18 +100,6 @@ def test_a_killed_worker_counts_as_a_crash_and_its_requests_stay(server):
     assert page["ferrocorn_worker_spawns_total"] == 3
 
 
-@pytest.mark.parametrize("kind", ["sync", "gthread", "asgi"])
-def test_max_requests_restarts_are_counted(server, kind):
-    s, port = start(server, kind, "-w", "1", "--max-requests", "3")
-    first = s.wait_workers(1)
-    for _ in range(3):
-        assert s.request(headers={"Connection": "close"})[0] == 200
-    s.wait_workers(1, exclude=first)
-    page = wait_metric(port, CAUSE % "max_requests", lambda v: v == 1)
-    assert page[CODE % "2xx"] == 3
-    assert page[CAUSE % "crash"] == 0
-
-
 def test_a_timed_out_worker_is_counted(server):
     s, port = start(server, "sync", "-w", "1", "--timeout", "1")
     first = s.wait_workers(1)

@@ -6,7 +6,7 @@ import socket
 import time
 
 import pytest
-from helpers import APPS, parse_response, read_all, wait_for
+from helpers import parse_response, read_all
 
 pytestmark = pytest.mark.usefixtures("worker_class")
 
@@ -234,42 +234,6 @@ def test_unix_socket_and_multiple_binds(server, tmp_path):
     assert env["REMOTE_ADDR"] == "" and env["SERVER_NAME"] == "example.org" and env["SERVER_PORT"] == "81"
     s.stop()
     assert not os.path.exists(path)
-
-
-def test_fd_bind(tmp_path):
-    """fd://N serves on a socket the caller bound and passed down."""
-    import http.client
-    import subprocess
-    import sys
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    port = sock.getsockname()[1]
-    fd = sock.fileno()
-    env = dict(os.environ, PYTHONPATH=APPS)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ferrocorn", "-b", "fd://%d" % fd, "basic:hello"],
-        pass_fds=(fd,),
-        env=env,
-        stderr=subprocess.DEVNULL,
-        cwd=str(tmp_path),
-    )
-    sock.close()
-    try:
-
-        def ok():
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/")
-                return c.getresponse().read() == b"Hello, world!\n"
-            except OSError:
-                return False
-
-        wait_for(ok, what="fd:// listener to serve")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_proxy_protocol_from_a_peer_not_allowed_is_forbidden(server):
