@@ -49,6 +49,10 @@ def test_http_scope(server, loop_kind):
     assert "http.response.pathsend" in scope["extensions"]
     assert headers["server"] == "ferrocorn"
     assert "date" in headers
+    # the loop asked for is the one running the app (uvloop's absence
+    # would fall back to asyncio with a warning only)
+    loop = s.request("GET", "/loop")[2].decode()
+    assert loop.startswith("%s." % loop_kind), loop
 
 
 def test_path_is_decoded_and_raw_path_is_not(server):
