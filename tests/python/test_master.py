@@ -12,6 +12,7 @@ from helpers import (
     WORKER_KINDS,
     accepted_connections,
     cmdline,
+    control,
     listening_inodes,
     metrics_args,
     pid_alive,
@@ -58,10 +59,12 @@ def test_ttin_and_ttou(server):
     s.signal(signal.SIGTTOU)
     s.wait_workers(2)
     s.signal(signal.SIGTTOU)
-    s.wait_workers(1)
+    last = s.wait_workers(1)
     s.signal(signal.SIGTTOU)  # never below one
-    time.sleep(1.5)
-    assert len(s.workers()) == 1
+    wait_for(lambda: s.log().count("Handling signal: ttou") == 3, what="the third TTOU")
+    # the master's loop answers the control socket after the signal's turn
+    assert control(s.default_control_socket, "show stats")["workers_target"] == 1
+    assert s.workers() == last
     assert s.request()[0] == 200
 
 
@@ -109,7 +112,7 @@ def test_term_is_graceful(server):
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.5)
+    wait_for(lambda: busy_in_request(s), what="the request in the worker")
     s.signal(signal.SIGTERM)
     t.join(20)
     assert result["r"][0] == 200 and result["r"][2] == b"slept 1.5\n"
