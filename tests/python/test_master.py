@@ -256,36 +256,38 @@ def test_pidfile(server, tmp_path):
     assert not pidfile.exists()
 
 
-def refused_as_gunicorn_refuses(tmp_path, *args):
+def refused_as_gunicorn_refuses(server, *args):
     """Starts ferrocorn and then Gunicorn 27 on the same arguments; both
     must refuse to start, with the same exit status and reason. Returns the
-    reason."""
-    args = ["-b", "127.0.0.1:0", *args, "basic:hello"]
-    ours = run_ferrocorn(args, tmp_path, timeout=20)
-    theirs = run_ferrocorn(args, tmp_path, timeout=20, program="gunicorn")
-    assert theirs.returncode == 1, theirs.stderr
-    assert ours.returncode == theirs.returncode, ours.stderr
-    assert refusal(ours.stderr) == refusal(theirs.stderr), (ours.stderr, theirs.stderr)
-    assert "Listening at" not in ours.stderr
-    return refusal(ours.stderr)
+    reason. (A server that starts anyway is stopped by the fixture.)"""
+    runs = {}
+    for program in ("ferrocorn", "gunicorn"):
+        s = server(*args, "basic:hello", wait=False, program=program)
+        try:
+            runs[program] = (s.wait_exit(timeout=20), refusal(s.log()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s started:\n%s" % (program, s.log())) from None
+    assert runs["gunicorn"][0] == 1, runs
+    assert runs["ferrocorn"] == runs["gunicorn"]
+    return runs["ferrocorn"][1]
 
 
 def test_pidfile_of_a_live_server_is_refused(server, tmp_path):
     pidfile = str(tmp_path / "app.pid")
     first = server("-p", pidfile, "basic:hello")
-    reason = refused_as_gunicorn_refuses(tmp_path, "-p", pidfile)
+    reason = refused_as_gunicorn_refuses(server, "-p", pidfile)
     assert reason == "Already running on PID %d (or pid file '%s' is stale)" % (first.pid, pidfile)
     # the live server keeps its pid file and serves
     assert read_pid(pidfile) == first.pid
     assert first.request()[0] == 200
 
 
-def test_pidfile_naming_another_live_process_is_refused(tmp_path):
+def test_pidfile_naming_another_live_process_is_refused(server, tmp_path):
     pidfile = tmp_path / "app.pid"
     other = subprocess.Popen(["sleep", "60"])
     try:
         pidfile.write_text("%d\n" % other.pid)
-        reason = refused_as_gunicorn_refuses(tmp_path, "-p", str(pidfile))
+        reason = refused_as_gunicorn_refuses(server, "-p", str(pidfile))
         assert reason == "Already running on PID %d (or pid file '%s' is stale)" % (other.pid, pidfile)
         assert pidfile.read_text() == "%d\n" % other.pid
     finally:
@@ -293,9 +295,9 @@ def test_pidfile_naming_another_live_process_is_refused(tmp_path):
         other.wait()
 
 
-def test_pidfile_in_a_missing_directory_is_refused(tmp_path):
+def test_pidfile_in_a_missing_directory_is_refused(server, tmp_path):
     pidfile = tmp_path / "missing" / "app.pid"
-    reason = refused_as_gunicorn_refuses(tmp_path, "-p", str(pidfile))
+    reason = refused_as_gunicorn_refuses(server, "-p", str(pidfile))
     assert reason == "%s doesn't exist. Can't create pidfile." % pidfile.parent
     assert not pidfile.parent.exists()
 
