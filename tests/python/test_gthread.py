@@ -101,11 +101,12 @@ def test_slowloris_does_not_block_normal_clients(server):
     two threads; other clients are answered all along."""
     s = server("-k", "gthread", "--threads", "2", "basic:hello")
     slow = [connect(s.port) for _ in range(50)]
+    for c in slow:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    wait_for(lambda: all(tcp_queues(c) == (0, 0) for c in slow), what="the slow heads read by the server")
     stop = threading.Event()
 
     def trickle():
-        for c in slow:
-            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         while not stop.wait(0.1):
             for c in slow:
                 try:
@@ -116,7 +117,6 @@ def test_slowloris_does_not_block_normal_clients(server):
     t = threading.Thread(target=trickle)
     t.start()
     try:
-        wait_for(lambda: all(tcp_queues(c) == (0, 0) for c in slow), what="the slow heads read by the server")
         for _ in range(20):
             # a server that gave a thread to a slow client would never
             # answer: none of them ends its head while these run

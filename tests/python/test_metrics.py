@@ -48,10 +48,11 @@ def test_requests_by_status_class_and_latency(server, kind):
     assert page[BUCKET % "0.5"] <= 7
     if elapsed < 10:
         assert page[BUCKET % "10"] == 8
-    # the durations add up to at least the sleep, at most the time the
-    # client spent on all eight
+    # the durations add up to at least the sleep, and not much more than
+    # the time the client spent on all eight (a server's clock may stop a
+    # little after the client has its answer)
     total = page["ferrocorn_request_duration_seconds_sum"]
-    assert 0.6 <= total <= elapsed, (total, elapsed)
+    assert 0.6 <= total < elapsed + 1, (total, elapsed)
     assert page["ferrocorn_requests_in_flight"] == 0
     assert page["ferrocorn_workers"] == 2 and page["ferrocorn_workers_target"] == 2
 
