@@ -6,7 +6,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test install rust-test py-test lint lint-deps dev bench docs
+.PHONY: test install rust-test py-test lint lint-deps dev bench docs ci-deps
 
 test: install rust-test py-test
 
@@ -18,6 +18,21 @@ rust-test:
 
 py-test:
 	$(PYTHON) -m pytest -q tests/python
+
+# The machine packages the tests need beyond Python's (CI runs this before
+# `make test`, as root), as command:Debian-package: systemd's own tools for
+# the socket-activation and unit-file tests, wrk for the soak test and the
+# benchmarks, curl and openssl for the TLS tests. Without root it only says
+# what is missing; `make test` itself needs no root.
+CI_TOOLS = systemd-socket-activate:systemd systemd-analyze:systemd wrk:wrk curl:curl openssl:openssl
+ci-deps:
+	@missing=""; packages=""; for t in $(CI_TOOLS); do cmd=$${t%%:*}; pkg=$${t#*:}; \
+		command -v $$cmd >/dev/null 2>&1 || { missing="$$missing $$cmd"; packages="$$packages $$pkg"; }; done; \
+	if [ -z "$$missing" ]; then echo "ci-deps: every tool present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "ci-deps: installing$$packages (for$$missing)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages; \
+	else echo "ci-deps: missing$$missing; run 'make ci-deps' as root (apt-get install$$packages)"; exit 1; fi
 
 # Formatting and lints, Rust and Python; any finding fails.
 lint: lint-deps

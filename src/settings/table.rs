@@ -189,13 +189,23 @@ fn class_name(_: Python<'_>, i: &Input) -> Validated<String> {
     }
 }
 
+/// uid_t and gid_t are 32 bits: a larger id would wrap when the workers
+/// switch to it (4294967296 to 0, which is root and also "leave it").
+fn id_in_range(n: i64, what: &str) -> Validated<i64> {
+    if (0..=i64::from(u32::MAX)).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("Invalid {what} id: {n}"))
+    }
+}
+
 fn user_id(_: Python<'_>, i: &Input) -> Validated<i64> {
     match i {
         // SAFETY: geteuid cannot fail and touches no memory of ours.
         Input::None => Ok(i64::from(unsafe { libc::geteuid() })),
-        Input::Int(n) => i64::try_from(*n).map_err(|e| e.to_string()),
+        Input::Int(n) => i64::try_from(*n).map_err(|e| e.to_string()).and_then(|n| id_in_range(n, "user")),
         Input::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().map_err(|_| format!("Invalid user id: {s}"))
+            s.parse().map_err(|_| format!("Invalid user id: {s}")).and_then(|n| id_in_range(n, "user"))
         }
         Input::Str(s) => crate::util::users::uid_by_name(s).ok_or_else(|| format!("No such user: '{s}'")),
         other => Err(format!("Invalid user: {}", other.describe())),
@@ -206,9 +216,9 @@ fn group_id(_: Python<'_>, i: &Input) -> Validated<i64> {
     match i {
         // SAFETY: getegid cannot fail and touches no memory of ours.
         Input::None => Ok(i64::from(unsafe { libc::getegid() })),
-        Input::Int(n) => i64::try_from(*n).map_err(|e| e.to_string()),
+        Input::Int(n) => i64::try_from(*n).map_err(|e| e.to_string()).and_then(|n| id_in_range(n, "group")),
         Input::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().map_err(|_| format!("Invalid group id: {s}"))
+            s.parse().map_err(|_| format!("Invalid group id: {s}")).and_then(|n| id_in_range(n, "group"))
         }
         Input::Str(s) => crate::util::users::gid_by_name(s).ok_or_else(|| format!("No such group: '{s}'")),
         other => Err(format!("Invalid group: {}", other.describe())),

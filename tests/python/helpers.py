@@ -1,6 +1,8 @@
-"""What the end-to-end tests share: real `ferrocorn` processes on loopback
-(:class:`Server`, :func:`run_ferrocorn`), reading HTTP responses off raw
-sockets, waiting for conditions, and looking at processes through /proc.
+"""What the end-to-end tests share (the one helpers module): real
+`ferrocorn` processes on loopback (:class:`Server`, :func:`run_ferrocorn`),
+reading HTTP responses off raw sockets, waiting for conditions, looking at
+processes and sockets through /proc, the metrics page and the control
+socket.
 
 Every server gets its own runtime directory and keeps its error log and
 stdout in files the test can read.
@@ -8,18 +10,24 @@ stdout in files the test can read.
 
 import atexit
 import itertools
+import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(HERE, "apps")
 CONFORMANCE = os.path.join(os.path.dirname(HERE), "conformance")
+# Where the interpreter's scripts are (ferrocorn, ferrocornc, gunicornc).
+BIN = os.path.dirname(sys.executable)
 
 
 def free_port():
@@ -125,7 +133,8 @@ def response_end(buf, head_request=False):
 
 def read_response(sock, head_request=False):
     """One response: stops when it is complete, without waiting for a
-    kept-alive connection to close."""
+    kept-alive connection to close (so it cannot see bytes sent after it;
+    read_all does). A close before the end returns what came."""
     out = b""
     while True:
         end = response_end(out, head_request)
@@ -135,6 +144,114 @@ def read_response(sock, head_request=False):
         if not chunk:
             return out
         out += chunk
+
+
+def recv_some(sock):
+    """The next bytes on a connection that must stay open: the server
+    closing it is a failure, not an empty read to loop on."""
+    chunk = sock.recv(65536)
+    assert chunk, "the server closed the connection"
+    return chunk
+
+
+def connect(port, timeout=10):
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+
+def get(sock, path="/", extra=b""):
+    """One HTTP/1.1 GET on an open (kept-alive) connection:
+    (status, headers, body)."""
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path.encode(), extra))
+    return parse_response(read_response(sock))
+
+
+def get_closing(addr, path="/", timeout=10):
+    """A GET with Connection: close on a fresh connection to `addr` (a
+    Unix socket path, or a (host, port)): (status, body), the body being
+    everything after the head until the server closes."""
+    family = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
+    c = socket.socket(family, socket.SOCK_STREAM)
+    c.settimeout(timeout)
+    c.connect(addr)
+    try:
+        c.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
+        data = read_all(c)
+    finally:
+        c.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def tcp_queues(sock):
+    """(send queue, receive queue) in bytes of the server's end of the
+    loopback connection `sock` (from /proc/net/tcp): a receive queue of 0
+    means the server read what was sent; a send queue above 0 that it wrote
+    more than the client has read. None while the kernel lists no such
+    socket."""
+    client = sock.getsockname()[1]
+    server = sock.getpeername()[1]
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.split(":")[1], 16) == server and int(remote.split(":")[1], 16) == client:
+                tx, rx = fields[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+def listening_inodes(port):
+    """Socket inodes of the TCP sockets listening on `port` (any address)."""
+    out = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
+                out.add(int(fields[9]))
+    return out
+
+
+def accepted_connections(pid, port):
+    """Inodes of the established connections to local `port` that process
+    `pid` holds (a worker's accepted clients)."""
+    established = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].split(":")[1], 16) == port:
+                established.add(int(fields[9]))
+    return socket_inodes(pid) & established
+
+
+def socket_inodes(pid):
+    """Inodes of the sockets process `pid` holds open."""
+    out = set()
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:  # the process is gone
+        return out
+    for fd in fds:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(int(target[len("socket:[") : -1]))
+    return out
+
+
+def refusal(stderr):
+    """Why a master refused to start, from its stderr: Gunicorn prints
+    "Error: WHY" (a RuntimeError at start) where ferrocorn logs "Reason:
+    WHY" (its halt line); None when neither is there."""
+    for line in stderr.splitlines():
+        for mark in ("Error: ", "Reason: "):
+            if mark in line:
+                return line.split(mark, 1)[1].strip()
+    return None
 
 
 def parse_response(raw):
@@ -206,6 +323,9 @@ class Server:
         `pass_fds` are handed down to it; `program` is the module run
         (``gunicorn`` to compare with Gunicorn itself)."""
         self.port = port or free_port()
+        self.args = tuple(args)
+        self.program = program
+        self.cwd = cwd or str(tmp_path)
         self.log_path = str(tmp_path / ("server-%d.log" % self.port))
         self.out_path = str(tmp_path / ("server-%d.out" % self.port))
         argv = list(launcher) + [sys.executable, "-m", program]
@@ -218,24 +338,64 @@ class Server:
         self._err = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(
-            argv, stdout=self._out, stderr=self._err, env=full_env, cwd=cwd or str(tmp_path), pass_fds=pass_fds
+            argv, stdout=self._out, stderr=self._err, env=full_env, cwd=self.cwd, pass_fds=pass_fds
         )
         self.pid = self.proc.pid
         if wait:
             self.wait_ready()
 
     def wait_ready(self, timeout=20.0):
+        """Returns once the master listens and a worker has booted (loaded
+        the app and serves): a connect alone succeeds as soon as the master
+        binds, before any worker could answer."""
         deadline = time.time() + timeout
-        while time.time() < deadline:
+        while True:
             if self.proc.poll() is not None:
                 raise AssertionError("server exited (%s) at start:\n%s" % (self.proc.returncode, self.log()))
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                # a worker must also have booted and be serving
-                return
+                break
             except OSError:
+                if time.time() > deadline:
+                    raise AssertionError("server did not listen:\n" + self.log()) from None
                 time.sleep(0.05)
-        raise AssertionError("server did not listen:\n" + self.log())
+        self.wait_booted(timeout=max(deadline - time.time(), 1.0))
+
+    def _control_socket(self):
+        """The control socket the arguments give (None when turned off)."""
+        args = list(self.args)
+        if "--no-control-socket" in args:
+            return None
+        if "--control-socket" in args:
+            return os.path.join(self.cwd, args[args.index("--control-socket") + 1])
+        return self.default_control_socket
+
+    def booted_workers(self):
+        """Pids of the workers that have booted. ferrocorn's control socket
+        tells (`show workers`, `booted`); where there is none (turned off,
+        or Gunicorn, whose master cannot tell), a worker process whose boot
+        line is in the log, or any worker process when the log is
+        elsewhere."""
+        path = self._control_socket()
+        if path is not None and self.program == "ferrocorn":
+            try:
+                data = control(path, "show workers")
+            except OSError:
+                return []
+            return sorted(w["pid"] for w in data["workers"] if w["booted"])
+        workers = self.workers()
+        log = self.log()
+        if "Booting worker" not in log:
+            return workers
+        return [pid for pid in workers if "Booting worker with pid: %d" % pid in log]
+
+    def wait_booted(self, timeout=20.0):
+        def booted():
+            if self.proc.poll() is not None:
+                raise AssertionError("server exited (%s) at start:\n%s" % (self.proc.returncode, self.log()))
+            return self.booted_workers()
+
+        return wait_for(booted, timeout=timeout, what="a booted worker")
 
     def log(self):
         with open(self.log_path, "rb") as f:
@@ -305,16 +465,135 @@ class Server:
             s.close()
 
 
-def run_ferrocorn(args, tmp_path, env=None, timeout=30, cwd=None):
-    """Runs ferrocorn to completion (for commands that exit: --version, bad configs)."""
+def run_ferrocorn(args, tmp_path, env=None, timeout=30, cwd=None, program="ferrocorn"):
+    """Runs ferrocorn to completion (for commands that exit: --version, bad
+    configs); `program` "gunicorn" runs Gunicorn on the same input."""
     return subprocess.run(
-        [sys.executable, "-m", "ferrocorn"] + list(args),
+        [sys.executable, "-m", program] + list(args),
         capture_output=True,
         env=server_env(env),
         timeout=timeout,
         cwd=cwd or str(tmp_path),
         text=True,
     )
+
+
+# -- the metrics page ---------------------------------------------------------
+
+
+def metrics_args():
+    """--metrics-bind on a free port: (args, port)."""
+    port = free_port()
+    return ["--metrics-bind", "127.0.0.1:%d" % port], port
+
+
+def scrape_text(port, path="/metrics"):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+        return r.headers.get("Content-Type"), r.read().decode()
+
+
+def parse_metrics(text):
+    """{series: value} of a Prometheus text page; series keep their labels
+    as written, e.g. 'ferrocorn_requests_total{code="2xx"}'."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        out[series] = float(value)
+    return out
+
+
+def scrape(port):
+    return parse_metrics(scrape_text(port)[1])
+
+
+def wait_metrics(port, timeout=10.0):
+    """The page, once the endpoint answers (it opens after the first fork)."""
+
+    def ready():
+        try:
+            return scrape(port)
+        except (OSError, urllib.error.URLError):
+            return None
+
+    return wait_for(ready, timeout=timeout, what="the metrics endpoint")
+
+
+def wait_metric(port, series, predicate, timeout=10.0):
+    """Scrapes until `predicate(value)` holds for `series`; returns the page."""
+
+    def check():
+        page = scrape(port)
+        return page if predicate(page.get(series)) else None
+
+    return wait_for(check, timeout=timeout, what="%s to match" % series)
+
+
+# -- the control socket -------------------------------------------------------
+
+
+def frame(message):
+    """One control-socket message: a 4-byte big-endian length, then JSON."""
+    payload = json.dumps(message).encode()
+    return struct.pack(">I", len(payload)) + payload
+
+
+def read_frame(sock):
+    """One control-socket message, or None when the server closes first."""
+    head = b""
+    while len(head) < 4:
+        chunk = sock.recv(4 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    (n,) = struct.unpack(">I", head)
+    body = b""
+    while len(body) < n:
+        chunk = sock.recv(n - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    return json.loads(body)
+
+
+def control(path, command, timeout=5.0):
+    """One command on the control socket at `path` over the raw protocol;
+    its `data`. OSError when nothing answers there."""
+    c = socket.socket(socket.AF_UNIX)
+    c.settimeout(timeout)
+    try:
+        c.connect(path)
+        c.sendall(frame({"id": 1, "command": command}))
+        answer = read_frame(c)
+    finally:
+        c.close()
+    if answer is None:
+        raise ConnectionResetError("the control socket closed without an answer")
+    assert answer["status"] == "ok", answer
+    return answer["data"]
+
+
+def ctl(socket_path, *words, tool="ferrocornc", as_json=False, timeout=30):
+    """Runs a control client with the command as words; CompletedProcess."""
+    argv = [os.path.join(BIN, tool), "-s", socket_path]
+    if as_json:
+        argv.append("-j")
+    if tool == "gunicornc":
+        argv += ["-c", " ".join(words)]
+    else:
+        argv += list(words)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def ctl_json(socket_path, *words, tool="ferrocornc"):
+    r = ctl(socket_path, *words, tool=tool, as_json=True)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def worker_pids(socket_path):
+    return [w["pid"] for w in ctl_json(socket_path, "show", "workers")["workers"]]
 
 
 # A --log-config file for the server's two loggers: gunicorn.error (at
@@ -373,6 +652,13 @@ WORKER_KINDS = {
     "gthread": (("-k", "gthread", "--threads", "4"), "ops_app:app"),
     "asgi": (("-k", "asgi"), "ops_app:asgi"),
 }
+
+
+def start_kind(server, kind, *args, **kw):
+    """A server of the operations app under worker type `kind` (a key of
+    WORKER_KINDS), `args` given before the app."""
+    worker_args, app = WORKER_KINDS[kind]
+    return server(*worker_args, *args, app, **kw)
 
 
 def make_tls_files(directory):

@@ -10,7 +10,7 @@ import socket
 import time
 
 import pytest
-from helpers import read_all, read_response, wait_for
+from helpers import accepted_connections, read_all, read_response, wait_for
 
 APP = "asgi_app:app"
 
@@ -49,6 +49,10 @@ def test_http_scope(server, loop_kind):
     assert "http.response.pathsend" in scope["extensions"]
     assert headers["server"] == "ferrocorn"
     assert "date" in headers
+    # the loop asked for is the one running the app (uvloop's absence
+    # would fall back to asyncio with a warning only)
+    loop = s.request("GET", "/loop")[2].decode()
+    assert loop.startswith("%s." % loop_kind), loop
 
 
 def test_path_is_decoded_and_raw_path_is_not(server):
@@ -120,8 +124,9 @@ def test_keep_alive_timeout_closes_idle_connections(server):
         sock.sendall(b"GET /state HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(sock).startswith(b"HTTP/1.1 200")
         t = time.time()
-        assert sock.recv(10) == b""
-        assert 0.5 < time.time() - t < 4
+        sock.settimeout(30)
+        assert sock.recv(10) == b""  # closed once idle for a while, not at once
+        assert time.time() - t > 0.5
     finally:
         sock.close()
 
@@ -156,8 +161,11 @@ def test_http10_response_without_length_closes(server):
 
 def test_head_and_204_have_no_body(server):
     s = start(server)
-    out = s.raw(b"HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert out.endswith(b"\r\n\r\n") and b"content-length: 0" in out.lower()
+    # until the server closes: a body sent after the head would show
+    out = s.raw(b"HEAD /state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", until_close=True)
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"\r\n\r\n") and out.count(b"\r\n\r\n") == 1, out
+    # the GET's length, of the body the app sent and the server dropped
+    assert b"content-length: 19\r\n" in out.lower()
     out = s.raw(b"GET /no-body-204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", until_close=True)
     assert out.startswith(b"HTTP/1.1 204") and out.endswith(b"\r\n\r\n")
     assert "no-body response" in s.log()
@@ -332,7 +340,7 @@ def test_graceful_stop_finishes_requests_in_flight(server):
     s = start(server, "--graceful-timeout", "10")
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
     sock.sendall(b"GET /sleep?1 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    wait_for(lambda: accepted_connections(s.workers()[0], s.port), what="the request in the worker")
     s.signal(signal.SIGTERM)
     out = read_all(sock)
     sock.close()
@@ -344,12 +352,11 @@ def test_graceful_stop_finishes_requests_in_flight(server):
 def test_quit_stops_at_once(server):
     s = start(server)
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-    sock.sendall(b"GET /sleep?30 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
-    t = time.time()
+    sock.sendall(b"GET /sleep?120 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: accepted_connections(s.workers()[0], s.port), what="the request in the worker")
     s.signal(signal.SIGQUIT)
-    s.wait_exit(timeout=10)
-    assert time.time() - t < 5
+    # long before the request (or a graceful stop's 30 s) would end
+    assert s.wait_exit(timeout=20) == 0
     sock.close()
 
 
@@ -359,15 +366,6 @@ def test_uvicorn_worker_names(server):
         assert s.request("GET", "/state")[2] == b"hello from lifespan"
         assert "served by ferrocorn's native asgi worker" in s.log()
         s.stop()
-
-
-def test_max_requests_recycles_the_worker(server):
-    s = start(server, "--max-requests", "3")
-    first = s.wait_workers(1)[0]
-    for _ in range(3):
-        assert s.request("GET", "/state")[0] == 200
-    wait_for(lambda: s.workers() and s.workers()[0] != first, what="a new worker")
-    assert s.request("GET", "/state")[0] == 200
 
 
 def test_a_full_worker_admits_a_new_client_by_closing_the_longest_idle(server):

@@ -3,8 +3,9 @@
 import json
 import os
 import subprocess
+import sys
 
-from helpers import APPS, run_ferrocorn
+from helpers import APPS, BIN, run_ferrocorn, server_env
 
 
 def test_version_and_help(tmp_path):
@@ -27,8 +28,18 @@ def test_version_and_help(tmp_path):
 
 
 def test_python_dash_m_and_console_script_agree(tmp_path):
-    r = subprocess.run(["ferrocorn", "--version"], capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.startswith("ferrocorn (version ")
+    """`python -m ferrocorn` and the installed `ferrocorn` script (the one
+    beside this interpreter) give the same answers."""
+    env = server_env()
+    for args in (["--version"], ["--print-config", "-w", "3", "--timeout", "7", "basic:hello"]):
+        by_module, by_script = (
+            subprocess.run(argv + args, capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=30)
+            for argv in ([sys.executable, "-m", "ferrocorn"], [os.path.join(BIN, "ferrocorn")])
+        )
+        assert by_module.returncode == by_script.returncode == 0, (by_module.stderr, by_script.stderr)
+        assert by_module.stdout == by_script.stdout
+    assert ["workers", "=", "3"] in [line.split() for line in by_module.stdout.splitlines()]
+    assert by_script.stdout.count("\n") > 100
 
 
 def test_unknown_flag_is_a_usage_error(tmp_path):
@@ -117,8 +128,9 @@ def test_invalid_values(tmp_path):
     assert r.returncode == 1 and "NOEQUALS" in r.stderr
 
 
-def print_config(tmp_path, args, env=None, cwd=None):
-    r = run_ferrocorn(["--print-config"] + args + ["basic:hello"], tmp_path, env=env, cwd=cwd)
+def print_config(tmp_path, args, env=None, cwd=None, app="basic:hello"):
+    """{setting: value as printed} of --print-config."""
+    r = run_ferrocorn(["--print-config", *args, *([app] if app else [])], tmp_path, env=env, cwd=cwd)
     assert r.returncode == 0, r.stderr
     values = {}
     for line in r.stdout.splitlines():
@@ -150,9 +162,13 @@ def test_precedence_cli_over_env_over_config_file(tmp_path):
 def test_explicit_config_file_and_wsgi_app(tmp_path):
     conf = tmp_path / "conf.py"
     conf.write_text("wsgi_app = 'basic:hello'\nworkers = 3\n")
-    r = run_ferrocorn(["-c", str(conf), "--print-config"], tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert "wsgi_app" in r.stdout and "basic:hello" in r.stdout
+    values = print_config(tmp_path, ["-c", str(conf)], app=None)
+    assert (values["wsgi_app"], values["workers"], values["config"]) == ("basic:hello", "3", str(conf))
+    # as Gunicorn 27 prints them
+    theirs = run_ferrocorn(["-c", str(conf), "--print-config"], tmp_path, program="gunicorn")
+    assert theirs.returncode == 0, theirs.stderr
+    for name in ("wsgi_app", "workers", "config"):
+        assert "%-34s = %s" % (name, values[name]) in theirs.stdout.splitlines(), name
 
 
 def test_config_file_errors(tmp_path):

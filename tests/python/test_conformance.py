@@ -4,9 +4,13 @@ answered (the asgi worker through echo_asgi.py, the ASGI twin of the echo
 app, against Gunicorn's gthread answers); over plain TCP, and over TLS
 against what Gunicorn 27 answered over TLS."""
 
+import importlib.util
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from helpers import CONFORMANCE
@@ -37,7 +41,7 @@ def test_worker_matches_gunicorn(worker, golden, app, tls, request):
         "--server",
         sys.executable + " -m ferrocorn " + worker + " -b 127.0.0.1:{port} {flags} " + app,
     ] + (["--tls"] if tls else [])
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
     summary = r.stdout.strip().splitlines()[-1]
     print(r.stdout)
     assert summary.startswith("conformance:"), r.stdout + r.stderr
@@ -61,3 +65,39 @@ KNOWN_DIFFERENCES = {
     # path ("443"), where the WSGI environ keeps "example.com:443".
     "echo_asgi:app": {"valid/rfc9112_target_authority_connect_01"},
 }
+
+
+def runner():
+    spec = importlib.util.spec_from_file_location("conformance", os.path.join(CONFORMANCE, "conformance.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("golden_responses", [None, 0, 1])
+def test_runner_sees_an_answer_that_comes_late(golden_responses):
+    """The runner waits as long for a case whose golden answer is no
+    response (0) as for one it knows nothing of (None): a server that
+    answers 0.3 s late is seen, not taken for silent."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    answer = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+
+    def late_server():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        time.sleep(0.3)
+        n = golden_responses or 1
+        conn.sendall(answer * n)
+        time.sleep(1.0)
+        conn.close()
+
+    t = threading.Thread(target=late_server)
+    t.start()
+    try:
+        got = runner().exchange(listener.getsockname()[1], b"GET / HTTP/1.1\r\n\r\n", golden_responses)
+    finally:
+        t.join()
+        listener.close()
+    assert got == [{"status": 400}] * (golden_responses or 1)

@@ -12,27 +12,7 @@ import subprocess
 import sys
 import time
 
-from helpers import children, server_env, wait_for
-from ops import BIN, ctl, ctl_json, worker_pids
-
-
-def frame(message):
-    payload = json.dumps(message).encode()
-    return struct.pack(">I", len(payload)) + payload
-
-
-def read_frame(sock):
-    head = b""
-    while len(head) < 4:
-        chunk = sock.recv(4 - len(head))
-        if not chunk:
-            return None
-        head += chunk
-    (n,) = struct.unpack(">I", head)
-    body = b""
-    while len(body) < n:
-        body += sock.recv(n - len(body))
-    return json.loads(body)
+from helpers import BIN, children, ctl, ctl_json, frame, read_frame, server_env, wait_for, worker_pids
 
 
 def wait_socket(path):
@@ -270,9 +250,14 @@ def test_gunicornc_works_against_ferrocorn(server):
     path = wait_socket(s.default_control_socket)
     workers = s.wait_workers(2)
     out = gunicornc(path, "show workers").stdout
-    assert out.splitlines()[0].split() == ["PID", "AGE", "BOOTED", "LAST_BEAT"]
-    for pid in workers:
-        assert any(line.split()[:3] == [str(pid), line.split()[1], "yes"] for line in out.splitlines()[2:4])
+    lines = out.splitlines()
+    assert lines[0].split() == ["PID", "AGE", "BOOTED", "LAST_BEAT"]
+    rows = {int(line.split()[0]): line.split()[1:] for line in lines[2:4]}
+    ages = {w["pid"]: w["age"] for w in ctl_json(path, "show", "workers")["workers"]}
+    assert sorted(rows) == workers and sorted(ages.values()) == [1, 2]
+    for pid, (age, booted, beat, ago) in rows.items():
+        assert (int(age), booted, ago) == (ages[pid], "yes", "ago")
+        assert beat.endswith("s") and 0 <= float(beat[:-1]) < 30
     assert "Total: 2 workers" in out
     assert "PID:              %d" % s.pid in gunicornc(path, "show stats").stdout
     assert "workers: 2" in gunicornc(path, "show config").stdout
@@ -329,7 +314,9 @@ def test_ferrocornc_works_against_gunicorn(tmp_path):
         assert top[0].startswith("ferrocorn master %d  up " % proc.pid)
         # Gunicorn sends no uptime (the age is its spawn number) and its
         # master cannot tell whether a worker booted
-        assert top[4].split() == [str(pids[0]), "#1", "-", "-", "-", top[4].split()[5], "-"]
+        row = top[4].split()
+        assert row[:5] + row[6:] == [str(pids[0]), "#1", "-", "-", "-", "-"]
+        assert row[5].endswith("s") and 0 <= float(row[5][:-1]) < 30, row
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

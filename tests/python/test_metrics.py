@@ -9,8 +9,7 @@ import threading
 import time
 
 import pytest
-from helpers import wait_for
-from ops import metrics_args, scrape, scrape_text, wait_metric, wait_metrics
+from helpers import metrics_args, scrape, scrape_text, wait_for, wait_metric, wait_metrics
 
 APPS = {"sync": "ops_app:app", "gthread": "ops_app:app", "asgi": "ops_app:asgi"}
 CODE = 'ferrocorn_requests_total{code="%s"}'
@@ -30,8 +29,10 @@ def test_requests_by_status_class_and_latency(server, kind):
     s, port = start(server, kind, "-w", "2")
     before = scrape(port)
     assert before[CODE % "2xx"] == 0 and before["ferrocorn_request_duration_seconds_count"] == 0
-    for path in ["/", "/", "/", "/status/404", "/status/404", "/status/302", "/boom", "/sleep?s=0.3"]:
+    started = time.monotonic()
+    for path in ["/", "/", "/", "/status/404", "/status/404", "/status/302", "/boom", "/sleep?s=0.6"]:
         s.request(path=path)
+    elapsed = time.monotonic() - started
     page = wait_metric(port, "ferrocorn_request_duration_seconds_count", lambda v: v == 8)
     assert page[CODE % "1xx"] == 0
     assert page[CODE % "2xx"] == 4
@@ -39,12 +40,19 @@ def test_requests_by_status_class_and_latency(server, kind):
     assert page[CODE % "4xx"] == 2
     assert page[CODE % "5xx"] == 1
     assert page[BUCKET % "+Inf"] == 8
-    # only the sleeping request took longer than 0.25 s
-    assert page[BUCKET % "0.25"] == 7
-    assert page[BUCKET % "0.5"] == 8
-    assert page[BUCKET % "0.005"] <= page[BUCKET % "0.01"] <= page[BUCKET % "0.25"]
+    # cumulative buckets; the sleeping request is in none up to 0.5 s, and
+    # every request (each took less than the whole loop) in the 10 s one
+    bounds = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"]
+    counts = [page[BUCKET % b] for b in bounds]
+    assert counts == sorted(counts), counts
+    assert page[BUCKET % "0.5"] <= 7
+    if elapsed < 10:
+        assert page[BUCKET % "10"] == 8
+    # the durations add up to at least the sleep, and not much more than
+    # the time the client spent on all eight (a server's clock may stop a
+    # little after the client has its answer)
     total = page["ferrocorn_request_duration_seconds_sum"]
-    assert 0.3 <= total < 0.3 + 7 * 0.25, total
+    assert 0.6 <= total < elapsed + 1, (total, elapsed)
     assert page["ferrocorn_requests_in_flight"] == 0
     assert page["ferrocorn_workers"] == 2 and page["ferrocorn_workers_target"] == 2
 
@@ -101,18 +109,6 @@ def test_a_killed_worker_counts_as_a_crash_and_its_requests_stay(server):
     assert page["ferrocorn_worker_spawns_total"] == 3
 
 
-@pytest.mark.parametrize("kind", ["sync", "gthread", "asgi"])
-def test_max_requests_restarts_are_counted(server, kind):
-    s, port = start(server, kind, "-w", "1", "--max-requests", "3")
-    first = s.wait_workers(1)
-    for _ in range(3):
-        assert s.request(headers={"Connection": "close"})[0] == 200
-    s.wait_workers(1, exclude=first)
-    page = wait_metric(port, CAUSE % "max_requests", lambda v: v == 1)
-    assert page[CODE % "2xx"] == 3
-    assert page[CAUSE % "crash"] == 0
-
-
 def test_a_timed_out_worker_is_counted(server):
     s, port = start(server, "sync", "-w", "1", "--timeout", "1")
     first = s.wait_workers(1)
@@ -141,8 +137,8 @@ def test_shrinking_is_no_restart(server):
     s.wait_workers(2)
     s.signal(signal.SIGTTOU)
     s.wait_workers(1)
-    time.sleep(1.5)
-    page = scrape(port)
+    # the master has reaped the worker it stopped: its count is down
+    page = wait_metric(port, "ferrocorn_workers", lambda v: v == 1)
     assert all(page[CAUSE % c] == 0 for c in ("crash", "terminated", "reload")), page
     assert page["ferrocorn_workers_target"] == 1
 
@@ -159,11 +155,11 @@ def test_silent_clients_do_not_stop_supervision(server):
     try:
         first = s.wait_workers(2)
         os.kill(first[0], signal.SIGKILL)
-        started = time.time()
-        s.wait_workers(2, exclude=[first[0]], timeout=5)
-        assert time.time() - started < 3
+        # the silent clients stay for the whole wait: a master they held up
+        # would not replace the worker at all
+        s.wait_workers(2, exclude=[first[0]], timeout=15)
         # and the endpoint still answers other scrapers meanwhile
-        assert wait_metric(port, CAUSE % "crash", lambda v: v == 1, timeout=5)
+        assert wait_metric(port, CAUSE % "crash", lambda v: v == 1, timeout=15)
         assert s.request()[0] == 200
     finally:
         for c in silent + [half, control]:

@@ -206,9 +206,36 @@ def test_workers_switch_user_and_group(server, tmp_path):
     assert ids["uid"] == ids["euid"] == uid and ids["gid"] == gid and ids["groups"] == [gid]
 
 
-def test_unknown_user_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    "flag,value,reason",
+    [
+        ("-u", "no-such-user-here", "No such user: 'no-such-user-here'"),
+        ("-g", "no-such-group-here", "No such group: 'no-such-group-here'"),
+        ("-u", "-1", "No such user: '-1'"),
+        ("-g", "-1", "No such group: '-1'"),
+    ],
+)
+def test_unknown_user_or_group_is_refused_as_gunicorn_refuses(tmp_path, flag, value, reason):
+    args = [flag, value, "-b", "127.0.0.1:0", "basic:hello"]
+    ours = run_ferrocorn(args, tmp_path, timeout=20)
+    theirs = run_ferrocorn(args, tmp_path, timeout=20, program="gunicorn")
+    assert theirs.returncode == 1 and reason in theirs.stderr, theirs.stderr
+    assert ours.returncode == 1 and reason in ours.stderr, ours.stderr
 
-    r = run_ferrocorn(["-u", "no-such-user-here", "basic:hello"], tmp_path)
-    assert r.returncode == 1 and "No such user: 'no-such-user-here'" in r.stderr
-    r = run_ferrocorn(["-g", "no-such-group-here", "basic:hello"], tmp_path)
-    assert r.returncode == 1 and "No such group: 'no-such-group-here'" in r.stderr
+
+@pytest.mark.parametrize("source", ["command line", "config file"])
+@pytest.mark.parametrize("flag,what", [("-u", "user"), ("-g", "group")])
+def test_an_id_beyond_32_bits_is_refused_at_start(server, tmp_path, flag, what, source):
+    """uid_t and gid_t are 32 bits: 4294967296 would wrap to 0 (root, which
+    also means "leave it"), so the workers would keep the master's identity.
+    ferrocorn refuses it before binding (Gunicorn fails later, with an
+    OverflowError from os.chown)."""
+    if source == "command line":
+        args = (flag, "4294967296")
+    else:
+        (tmp_path / "ids.py").write_text("%s = 4294967296\n" % what)
+        args = ("-c", str(tmp_path / "ids.py"))
+    s = server(*args, "basic:hello", wait=False)
+    assert s.wait_exit(timeout=20) == 1
+    assert "Invalid %s id: 4294967296" % what in s.log()
+    assert "Listening at" not in s.log()

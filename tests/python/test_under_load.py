@@ -8,14 +8,13 @@ import signal
 import time
 
 import pytest
-from helpers import WORKER_KINDS, wait_for
+from helpers import start_kind, wait_for
 from loadgen import LoadGen
 
 
 def start(server, kind, *extra, workers=2):
-    args, app = WORKER_KINDS[kind]
     # a 1 ms pause in the app keeps requests in flight when a signal lands
-    return server(*args, "-w", str(workers), "--graceful-timeout", "10", *extra, app, env={"OPS_SLEEP_MS": "1"})
+    return start_kind(server, kind, "-w", str(workers), "--graceful-timeout", "10", *extra, env={"OPS_SLEEP_MS": "1"})
 
 
 def loaded(s, **kw):

@@ -10,14 +10,13 @@ import signal
 import socket
 
 import pytest
-from helpers import WORKER_KINDS, children, pid_alive, read_all, read_pid, server_env, stop_pid, wait_for
+from helpers import children, pid_alive, read_all, read_pid, server_env, start_kind, stop_pid, wait_for
 from loadgen import LoadGen
 
 
 def start(server, kind, *extra):
-    args, app = WORKER_KINDS[kind]
     # a 1 ms pause in the app keeps requests in flight when a signal lands
-    return server(*args, "-w", "2", *extra, app, env={"OPS_SLEEP_MS": "1"})
+    return start_kind(server, kind, "-w", "2", *extra, env={"OPS_SLEEP_MS": "1"})
 
 
 def served_by(load, pids):
@@ -107,6 +106,52 @@ def test_usr2_rollback_with_hup(server, tmp_path):
         assert not res.failures, "%s\n%s" % (res.summary(), res.failures[:10])
         assert read_pid(pidfile) == s.pid and not os.path.exists(pidfile + ".2")
         assert "The new master (pid:%d) exited" % new in s.log()
+    finally:
+        stop_pid(new)
+
+
+def test_hup_burst_while_an_upgrade_is_pending(server, tmp_path):
+    """HUPs to the old master while the new one (USR2) runs beside it: the
+    old master replaces its own workers and keeps serving, leaves the new
+    master and the pid files alone, and the upgrade then completes (WINCH,
+    TERM: the new master is promoted)."""
+    pidfile = str(tmp_path / "app.pid")
+    s = start(server, "sync", "--pid", pidfile)
+    old_workers = s.wait_workers(2)
+    new = 0
+    try:
+        with LoadGen(port=s.port, keepalive=2, fresh=2, duration=60) as load:
+            load.wait_ok(50)
+            new = start_upgrade(s, pidfile)
+            new_workers = children(new)
+            for _ in range(5):  # back to back: some may merge into one
+                s.signal(signal.SIGHUP)
+            wait_for(lambda: "Handling signal: hup" in s.log(), what="the HUPs")
+
+            def own_generation():
+                mine = [p for p in children(s.pid) if p != new]
+                return mine if len(mine) == 2 and not set(mine) & set(old_workers) else None
+
+            reloaded = wait_for(own_generation, timeout=20, what="the old master's new workers")
+            wait_for(
+                lambda: served_by(load, own_generation() or reloaded), what="the old master's new workers to serve"
+            )
+            assert children(new) == new_workers
+            assert read_pid(pidfile) == s.pid and read_pid(pidfile + ".2") == new
+            # the upgrade completes
+            s.signal(signal.SIGWINCH)
+            wait_for(lambda: children(s.pid) == [new], what="the old master's workers to stop")
+            s.signal(signal.SIGTERM)
+            assert s.wait_exit() == 0
+            wait_for(
+                lambda: read_pid(pidfile) == new and not os.path.exists(pidfile + ".2"),
+                what="the new master's promotion",
+            )
+            load.wait_ok(100)
+        res = load.result()
+        assert not res.failures, "%s\n%s" % (res.summary(), res.failures[:10])
+        assert "Master has been promoted." in s.log()
+        assert pid_alive(new) and children(new) == new_workers
     finally:
         stop_pid(new)
 

@@ -157,6 +157,10 @@ async def http(scope, receive, send):
     elif path == "/pathsend-chunked":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.pathsend", "path": __file__})
+    elif path == "/loop":
+        # the event loop's class, e.g. uvloop.Loop
+        loop = type(asyncio.get_running_loop())
+        await respond(send, 200, ("%s.%s" % (loop.__module__, loop.__qualname__)).encode())
     elif path == "/state":
         await respond(send, 200, scope["state"].get("greeting", "none").encode())
     elif path == "/background":

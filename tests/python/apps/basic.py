@@ -217,6 +217,12 @@ nothing = None
 
 
 def big_body(environ, start_response):
-    body = b"z" * 200_000
-    start_response("200 OK", [("Content-Length", str(len(body)))])
-    return [body]
+    """QUERY_STRING bytes (200,000 by default) in one piece; on /tail, all
+    but the last 192 KiB in one piece, then those in 12 KiB pieces (which
+    the server buffers and sends at the end, as a response's tail)."""
+    n = int(environ.get("QUERY_STRING") or 200_000)
+    start_response("200 OK", [("Content-Length", str(n))])
+    if environ["PATH_INFO"] != "/tail":
+        return [b"z" * n]
+    tail = 192 * 1024
+    return [b"z" * (n - tail)] + [b"z" * (12 * 1024)] * 16

@@ -1,8 +1,15 @@
-//! Runs the vendored Gunicorn conformance corpus (tests/conformance) through
-//! the sans-I/O codec and compares with what Gunicorn 27 (sync worker)
-//! answered: the status of the first response (or none), and for a 200 every
-//! field the echo app reported, rebuilt here the way `gunicorn.http.wsgi.create`
-//! builds the environ.
+//! A codec test, not the conformance test: it feeds the vendored Gunicorn
+//! request corpus (tests/conformance) to the sans-I/O codec alone (request
+//! head parser, body decoder, PROXY header) and compares with what Gunicorn
+//! 27's sync worker answered, but only the status of the first response (or
+//! none), and for a 200 the echo app's fields as rebuilt here by an environ
+//! builder of this file's own (after `gunicorn.http.wsgi.create`), not the
+//! one the workers use. No worker, socket or app runs.
+//!
+//! The conformance test is the worker-level runner: tests/python/
+//! test_conformance.py drives tests/conformance/conformance.py against real
+//! `ferrocorn -k sync`, `-k gthread` and `-k asgi` servers and compares every
+//! response on each connection.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -195,7 +202,7 @@ fn base64_helpers_roundtrip() {
 }
 
 #[test]
-fn gunicorn_sync_conformance() {
+fn codec_first_status_matches_gunicorn_sync() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // A crate that links this file in from elsewhere finds the corpus too.
     let corpus = ["tests/conformance", "../../main/tests/conformance"]
@@ -236,7 +243,7 @@ fn gunicorn_sync_conformance() {
         }
     }
     let total = cases.len();
-    println!("conformance: {identical}/{total} identical, {same_outcome}/{total} same accept/reject");
+    println!("codec corpus: {identical}/{total} identical, {same_outcome}/{total} same accept/reject");
     assert_eq!(total, 92, "corpus size changed");
     assert!(failures.is_empty(), "{} case(s) differ:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(same_outcome, total);
