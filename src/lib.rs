@@ -6,6 +6,7 @@ pub mod arbiter;
 pub mod bridge;
 pub mod hooks;
 pub mod http;
+pub mod http2;
 pub mod log;
 pub mod net;
 pub mod python;

@@ -57,6 +57,7 @@ fn gunicorn_class(e: &HttpError) -> &'static str {
         InvalidChunkExtension(_) => "InvalidChunkExtension",
         NoMoreData => "NoMoreData",
         ConfigurationProblem(_) => "ConfigurationProblem",
+        InvalidH2cPreface(_) => "InvalidH2CPreface",
     }
 }
 
@@ -166,9 +167,9 @@ fn http_exchange<'py>(
                     events.append(error_event(py, &e)?)?;
                     return Ok(events);
                 }
-                Event::Paused => {
+                Event::Paused | Event::Http2 => {
                     // Every body is read to its end and answered here, so
-                    // the connection can never be paused.
+                    // the connection can never be paused; no HTTP/2 is offered.
                     events.append(end_event(py, "paused")?)?;
                     return Ok(events);
                 }

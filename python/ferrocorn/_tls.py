@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 # What a ContextRecorder can be told, as ssl spells it.
 _VERSIONS = {ssl.TLSVersion.TLSv1_2: "TLSv1_2", ssl.TLSVersion.TLSv1_3: "TLSv1_3"}
-# The ALPN protocols the engine speaks.
+# The ALPN protocols the engine speaks (h2 too when http_protocols has it).
 _ALPN_SERVED = ("http/1.1", "http/1.0")
 # Options with nothing to do under rustls: the protocols and features they
 # turn off are not offered anyway (SSLv2/3, TLS 1.0/1.1, compression,
@@ -61,6 +61,7 @@ class ContextRecorder:
         "alpn",
         "_options",
         "check_hostname",
+        "_alpn_served",
     )
 
     def __init__(self, given: dict[str, Any]) -> None:
@@ -77,6 +78,7 @@ class ContextRecorder:
             "alpn": list(given.get("alpn") or ()),
             "_options": ssl.OP_NO_SSLv2 | ssl.OP_NO_SSLv3 | ssl.OP_NO_COMPRESSION,
             "check_hostname": False,
+            "_alpn_served": tuple(given.get("alpn_served") or _ALPN_SERVED),
         }
         object.__setattr__(self, "_record", record)
 
@@ -129,11 +131,12 @@ class ContextRecorder:
         protocols = [str(p) for p in protocols]
         # A client that negotiated h2 would then speak HTTP/2 to the
         # HTTP/1 engine: refused until ferrocorn serves it.
-        unserved = [p for p in protocols if p not in _ALPN_SERVED]
+        served = self._record["_alpn_served"]
+        unserved = [p for p in protocols if p not in served]
         if unserved:
             raise UnsupportedContextCall(
                 "ssl_context hook: ALPN protocol(s) %s are not served by ferrocorn (it offers %s)"
-                % (", ".join(unserved), ", ".join(_ALPN_SERVED))
+                % (", ".join(unserved), ", ".join(served))
             )
         self._record["alpn"] = protocols
 

@@ -64,6 +64,8 @@ impl BodyDecoder {
             BodyFraming::Empty | BodyFraming::Length(0) => State::Done,
             BodyFraming::Length(n) => State::Length { remaining: n },
             BodyFraming::Chunked => State::ChunkSize,
+            // Never decoded from bytes: HTTP/2 frames the body itself.
+            BodyFraming::Stream => State::Done,
         };
         BodyDecoder {
             state,

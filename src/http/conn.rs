@@ -18,6 +18,7 @@ use super::buffer::ReadBuf;
 use super::error::HttpError;
 use super::policy::HttpPolicy;
 use super::request::{BodyFraming, HeadParser, Parsed, RequestHead};
+use crate::http2::preface::{sniff, H2Offer, Sniff, PREFACE};
 use crate::net::proxy_protocol::{parse_proxy_header, ProxyInfo, ProxyMode};
 use std::net::IpAddr;
 
@@ -53,6 +54,9 @@ pub enum Event {
     /// A request to refuse with its error page (if it has one); then the
     /// connection ends as with [`Event::Close`].
     Reject(HttpError),
+    /// The connection is HTTP/2 from here ([`ServerConn::take_unread`] has
+    /// its first bytes).
+    Http2,
     /// The connection ends: once the output is out, shut the write side and
     /// discard what comes ([`ServerConn::lingered`]) until the client
     /// closes, unless it already has ([`ServerConn::peer_closed`]).
@@ -140,6 +144,8 @@ pub struct ServerConn {
     body_failed: bool,
     eof: bool,
     requests: u64,
+    /// Whether and how the connection may turn into HTTP/2.
+    h2: H2Offer,
 }
 
 /// A connection with no PROXY header expected: what a worker leaves behind
@@ -166,7 +172,27 @@ impl ServerConn {
             body_failed: false,
             eof: false,
             requests: 0,
+            h2: H2Offer::None,
         }
+    }
+
+    /// The PROXY header's information, once it was read.
+    pub fn proxy(&self) -> Option<&ProxyInfo> {
+        self.proxy.as_ref()
+    }
+
+    /// Lets the connection become HTTP/2 before its first request (ALPN
+    /// chose h2, or a trusted peer may open with the h2c preface).
+    pub fn offer_h2(&mut self, offer: H2Offer) {
+        self.h2 = offer;
+    }
+
+    /// The bytes received and not parsed (the HTTP/2 connection's first
+    /// bytes, once [`Event::Http2`] came).
+    pub fn take_unread(&mut self) -> Vec<u8> {
+        let bytes = self.buf.unread().to_vec();
+        self.buf = ReadBuf::default();
+        bytes
     }
 
     /// Where received bytes go.
@@ -283,6 +309,32 @@ impl ServerConn {
                         return self.incomplete();
                     }
                     Err(e) => return self.reject(e),
+                }
+            }
+            if self.requests == 0 {
+                match self.h2 {
+                    H2Offer::None => {}
+                    H2Offer::Alpn => {
+                        self.read = ReadState::Upgraded;
+                        return Event::Http2;
+                    }
+                    H2Offer::PriorKnowledge { strict } => match sniff(self.buf.unread()) {
+                        Sniff::Match => {
+                            self.read = ReadState::Upgraded;
+                            return Event::Http2;
+                        }
+                        Sniff::Partial => {
+                            self.parsed_len = Some(unread);
+                            return self.incomplete();
+                        }
+                        Sniff::Mismatch if strict => {
+                            let seen = self.buf.unread();
+                            let seen = seen.get(..PREFACE.len()).unwrap_or(seen).to_vec();
+                            return self.reject(HttpError::InvalidH2cPreface(seen));
+                        }
+                        // h2c by upgrade, or plain HTTP/1: parse it.
+                        Sniff::Mismatch => self.h2 = H2Offer::None,
+                    },
                 }
             }
             return match self.parser.parse(self.buf.unread(), policy, peer) {
@@ -550,6 +602,7 @@ mod tests {
                     Event::Reject(e) => return (seen, format!("reject: {e}")),
                     Event::Close => return (seen, "close".into()),
                     Event::Paused => return (seen, "paused".into()),
+                    Event::Http2 => return (seen, "http2".into()),
                     Event::NeedData => {}
                 }
             }

@@ -30,6 +30,9 @@ pub enum HttpError {
         max: usize,
     },
     LimitRequestHeaders(&'static str),
+    /// A trusted peer on a prior-knowledge-only h2c port sent something else
+    /// than the HTTP/2 preface (what it sent, up to the preface's length).
+    InvalidH2cPreface(Vec<u8>),
     UnsupportedTransferCoding(String),
     ExpectationFailed(String),
     InvalidSchemeHeaders,
@@ -75,6 +78,9 @@ impl fmt::Display for HttpError {
                 write!(f, "Request Line is too large ({size} > {max})")
             }
             LimitRequestHeaders(s) => f.write_str(s),
+            InvalidH2cPreface(b) => {
+                write!(f, "Expected HTTP/2 connection preface, got {}", crate::http::text::py_repr_bytes(b))
+            }
             UnsupportedTransferCoding(s) => {
                 write!(f, "Unsupported transfer coding: {}", py_repr(s))
             }
@@ -125,7 +131,7 @@ impl HttpError {
             }
             InvalidProxyLine(_) => (400, BAD, format!("'{exc}'")),
             ForbiddenProxyRequest(_) => (403, "Forbidden", "Request forbidden".to_owned()),
-            InvalidSchemeHeaders => (400, BAD, exc),
+            InvalidSchemeHeaders | InvalidH2cPreface(_) => (400, BAD, exc),
             InvalidChunkSize(_) | ChunkMissingTerminator(_) | InvalidChunkExtension(_) => (400, BAD, exc),
             // Missing from handle_error's list of client errors, so it is
             // answered like an application crash.
@@ -142,13 +148,18 @@ impl HttpError {
 
 impl ErrorResponse {
     /// Byte-identical to `util.write_error(sock, status, reason, mesg)`.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The page's HTML body.
+    pub fn html(&self) -> Vec<u8> {
         let html = format!(
             "<html>\n  <head>\n    <title>{r}</title>\n  </head>\n  <body>\n    <h1><p>{r}</p></h1>\n    {m}\n  </body>\n</html>\n",
             r = self.reason,
             m = html_escape(&self.message),
         );
-        let html = string_to_latin1(&html);
+        string_to_latin1(&html)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let html = self.html();
         let mut out = format!(
             "HTTP/1.1 {} {}\r\nConnection: close\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n",
             self.status,

@@ -38,6 +38,8 @@ pub enum BodyFraming {
     /// Content-Length. Values past `u64::MAX` saturate (unreachable anyway).
     Length(u64),
     Chunked,
+    /// HTTP/2: the body is the stream's DATA frames, until it ends.
+    Stream,
 }
 
 /// `wsgi.url_scheme`.
@@ -465,7 +467,7 @@ fn forbidden_in_trailer(name: &str) -> bool {
 }
 
 /// RFC 9110 5.5: controls other than HTAB, and DEL.
-static INVALID_VALUE_BYTES: [bool; 256] = {
+pub(crate) static INVALID_VALUE_BYTES: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 0x20 {
@@ -554,7 +556,7 @@ pub(crate) fn parse_fields(
 }
 
 /// `_apply_header_policy`; `Ok(false)` drops the field (`header_map=drop`).
-fn apply_field_policy(
+pub(crate) fn apply_field_policy(
     name: &str,
     value: &[u8],
     ctx: &FieldContext<'_>,

@@ -62,6 +62,8 @@ pub struct RequestInfo {
     pub version: (u8, u8),
     /// `RequestHead::should_close()`.
     pub should_close: bool,
+    /// The response goes on an HTTP/2 stream, which delimits the body.
+    pub http2: bool,
 }
 
 /// `util.hop_headers`.
@@ -231,7 +233,9 @@ impl ResponseState {
         if omits_body && forbids_length {
             state.response_length = None;
         }
-        state.chunked = state.response_length.is_none() && req.version > (1, 0) && !omits_body;
+        // HTTP/2 delimits the body by the stream's end (chunked coding is
+        // forbidden there, RFC 9113 8.2.2).
+        state.chunked = state.response_length.is_none() && req.version > (1, 0) && !req.http2 && !omits_body;
         Ok(state)
     }
 
@@ -329,6 +333,21 @@ impl ResponseState {
         out.extend_from_slice(b"\r\n");
     }
 
+    /// The head as HTTP/2 fields: the application's headers (hop-by-hop
+    /// ones were dropped), then Server and Date unless the application gave
+    /// them, as Gunicorn's HTTP/2 response adds them.
+    pub fn fields(&self, server: &[u8], date: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut fields: Vec<(Vec<u8>, Vec<u8>)> =
+            self.headers().map(|(n, v)| (n.to_ascii_lowercase(), v.to_vec())).collect();
+        if !fields.iter().any(|(n, _)| n == b"server") {
+            fields.push((b"server".to_vec(), server.to_vec()));
+        }
+        if !fields.iter().any(|(n, _)| n == b"date") {
+            fields.push((b"date".to_vec(), date.to_vec()));
+        }
+        fields
+    }
+
     /// `Response.write(data)`'s framing, appended to `out`.
     pub fn frame_body(&mut self, data: &[u8], out: &mut Vec<u8>) {
         let plan = self.plan_body(data.len() as u64);
@@ -414,9 +433,11 @@ fn push_u8(out: &mut Vec<u8>, v: u8) {
 mod tests {
     use super::*;
 
-    const GET11: RequestInfo = RequestInfo { method_is_head: false, version: (1, 1), should_close: false };
-    const GET10: RequestInfo = RequestInfo { method_is_head: false, version: (1, 0), should_close: true };
-    const HEAD11: RequestInfo = RequestInfo { method_is_head: true, version: (1, 1), should_close: false };
+    const GET11: RequestInfo =
+        RequestInfo { method_is_head: false, version: (1, 1), should_close: false, http2: false };
+    const GET10: RequestInfo = RequestInfo { method_is_head: false, version: (1, 0), should_close: true, http2: false };
+    const HEAD11: RequestInfo =
+        RequestInfo { method_is_head: true, version: (1, 1), should_close: false, http2: false };
 
     fn start(req: &RequestInfo, status: &str, headers: &[(&str, &str)]) -> ResponseState {
         try_start(req, status, headers).unwrap()
@@ -573,8 +594,27 @@ mod tests {
     }
 
     #[test]
+    fn http2_bodies_are_not_chunked_and_fields_get_server_and_date() {
+        let req = RequestInfo { method_is_head: false, version: (2, 0), should_close: false, http2: true };
+        let r = ResponseState::start(&req, b"200 OK", &[(b"X-A", b"1"), (b"Connection", b"close")]).unwrap();
+        assert!(!r.is_chunked());
+        let fields = r.fields(b"ferrocorn", b"today");
+        assert_eq!(
+            fields,
+            vec![
+                (b"x-a".to_vec(), b"1".to_vec()),
+                (b"server".to_vec(), b"ferrocorn".to_vec()),
+                (b"date".to_vec(), b"today".to_vec())
+            ]
+        );
+        // Server and Date are Gunicorn's own, as in HTTP/1 (hop-by-hop to it).
+        let r = ResponseState::start(&req, b"200 OK", &[(b"Server", b"mine")]).unwrap();
+        assert_eq!(r.fields(b"ferrocorn", b"today")[0], (b"server".to_vec(), b"ferrocorn".to_vec()));
+    }
+
+    #[test]
     fn odd_versions_in_status_line() {
-        let req = RequestInfo { method_is_head: false, version: (2, 0), should_close: false };
+        let req = RequestInfo { method_is_head: false, version: (2, 0), should_close: false, http2: false };
         let mut r = start(&req, "200 OK", &[]);
         assert!(head_text(&mut r).starts_with("HTTP/2.0 200 OK\r\n"));
     }

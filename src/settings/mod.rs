@@ -235,7 +235,11 @@ fn check_combinations(py: Python<'_>, settings: &Settings) -> Result<(), Exit> {
             return Err(Exit::error(format!("environment setting '{e}' invalid")));
         }
     }
-    crate::workers::WorkerKind::resolve(&settings.worker_class, settings.threads).map_err(Exit::error)?;
+    let kind = crate::workers::WorkerKind::resolve(&settings.worker_class, settings.threads).map_err(Exit::error)?;
+    // Gunicorn's Config.validate warns on stderr and goes on.
+    if let Some(warning) = crate::http2::check_settings(settings, kind).map_err(Exit::error)? {
+        eprintln!("{warning}");
+    }
     crate::log::AccessFormat::parse(&settings.access_log_format)
         .map_err(|e| Exit::error(format!("Invalid access_log_format: {e}")))?;
     if settings.syslog {

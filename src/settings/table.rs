@@ -322,7 +322,6 @@ fn metrics_address(py: Python<'_>, i: &Input) -> Validated<Option<String>> {
     }
 }
 
-const HTTP2: &str = "HTTP/2";
 const DIRTY: &str = "dirty arbiters";
 
 settings_table! {
@@ -874,37 +873,37 @@ gunicorn: {
     http_protocols: String = {
         section: "HTTP/2", cli: ["--http-protocols"], meta: Some("STRING"), action: Action::Store,
         default: str_in("h1"), doc_default: "h1",
-        validate: http_protocols, support: Support::NotYet(HTTP2),
+        validate: http_protocols, support: Support::Yes,
         help: "HTTP protocol versions to support (comma-separated, order = preference).",
     },
     http2_cleartext: String = {
         section: "HTTP/2", cli: ["--http2-cleartext"], meta: Some("STRING"), action: Action::Store,
         default: str_in("off"), doc_default: "off",
-        validate: http2_cleartext, support: Support::NotYet(HTTP2),
+        validate: http2_cleartext, support: Support::Yes,
         help: "Accept HTTP/2 over cleartext TCP (h2c), and by which mechanism.",
     },
     http2_max_concurrent_streams: i64 = {
         section: "HTTP/2", cli: ["--http2-max-concurrent-streams"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(100), doc_default: "100",
-        validate: |py, i| ranged(py, i, 1, i64::MAX, "HTTP/2 max concurrent streams"), support: Support::NotYet(HTTP2),
+        validate: |py, i| ranged(py, i, 1, i64::MAX, "HTTP/2 max concurrent streams"), support: Support::Yes,
         help: "Maximum number of concurrent HTTP/2 streams per connection.",
     },
     http2_initial_window_size: i64 = {
         section: "HTTP/2", cli: ["--http2-initial-window-size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(65535), doc_default: "65535",
-        validate: |py, i| ranged(py, i, 0, 2_147_483_647, "HTTP/2 window size"), support: Support::NotYet(HTTP2),
+        validate: |py, i| ranged(py, i, 0, 2_147_483_647, "HTTP/2 window size"), support: Support::Yes,
         help: "Initial HTTP/2 flow control window size in bytes.",
     },
     http2_max_frame_size: i64 = {
         section: "HTTP/2", cli: ["--http2-max-frame-size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(16384), doc_default: "16384",
-        validate: |py, i| ranged(py, i, 16384, 16_777_215, "http2_max_frame_size"), support: Support::NotYet(HTTP2),
+        validate: |py, i| ranged(py, i, 16384, 16_777_215, "http2_max_frame_size"), support: Support::Yes,
         help: "Maximum HTTP/2 frame payload size in bytes.",
     },
     http2_max_header_list_size: i64 = {
         section: "HTTP/2", cli: ["--http2-max-header-list-size"], meta: Some("INT"), action: Action::Store,
         default: Input::Int(65536), doc_default: "65536",
-        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(HTTP2),
+        validate: |py, i| v::pos_int(py, i), support: Support::Yes,
         help: "Maximum size of HTTP/2 header list in bytes (HPACK protection).",
     },
     raw_paste_global_conf: Vec<String> = {

@@ -15,6 +15,7 @@ use crate::http::conn::{BodyRead, ServerConn};
 use crate::http::error::{ErrorResponse, HttpError};
 use crate::http::request::RequestHead;
 use crate::http::response::RequestInfo;
+use crate::http2::stream::{Head, Out, StreamShared};
 use crate::net::listener::Address;
 use crate::net::proxy_protocol::ProxyInfo;
 use crate::net::stream::{Peer, Stream};
@@ -41,6 +42,8 @@ pub struct Exchange<'a> {
     pub proxy: Option<&'a ProxyInfo>,
     pub listener: &'a Address,
     pub stream: &'a Arc<Stream>,
+    /// Where an error page goes when the app's response cannot carry it.
+    pub answer: Answer<'a>,
     pub source: Box<dyn BodySource>,
     pub sink: Box<dyn Sink>,
     /// Answer with `Connection: close` whatever the request asked.
@@ -49,6 +52,14 @@ pub struct Exchange<'a> {
     /// `100 Continue` to send before the app is called (the request asked
     /// for it: `http::conn::ServerConn::take_continue`).
     pub continue_: Option<&'static [u8]>,
+}
+
+/// Where the server's own answers (an error page) go: the connection's
+/// socket, or the request's HTTP/2 stream.
+#[derive(Clone, Copy)]
+pub enum Answer<'a> {
+    Socket(&'a Stream),
+    Stream(&'a StreamShared),
 }
 
 /// A request the app was called for.
@@ -99,6 +110,7 @@ impl Runner {
             method_is_head: head.method == "HEAD",
             version: head.version,
             should_close: head.should_close(),
+            http2: ex.sink.takes_fields(),
         };
         let response = Bound::new(py, WsgiResponse::new(info, ex.must_close, ex.sink, ex.date))?;
         let early_hints = response.getattr(pyo3::intern!(py, "early_hints"))?;
@@ -106,7 +118,7 @@ impl Runner {
         let environ = match self.environ.build(py, &view, input.as_any(), &early_hints) {
             Ok(env) => env,
             Err(EnvironError::Http(e)) => {
-                reject(py, ex.stream, ex.peer, &e);
+                reject(py, ex.answer, ex.peer, &e);
                 return Ok(None);
             }
             Err(EnvironError::Py(e)) => return Err(e),
@@ -127,7 +139,7 @@ impl Runner {
                     log_refused(ex.peer, &e);
                 } else {
                     answered = e.response();
-                    reject(py, ex.stream, ex.peer, &e);
+                    reject(py, ex.answer, ex.peer, &e);
                 }
                 true
             }
@@ -142,7 +154,7 @@ impl Runner {
                 } else {
                     crate::log::exception!("Error handling request {} {}\n{tb}", head.method, head.uri);
                     answered = Some(internal_error());
-                    send_error(py, ex.stream, answered.as_ref());
+                    send_error(py, ex.answer, answered.as_ref());
                 }
                 true
             }
@@ -170,19 +182,30 @@ pub fn internal_error() -> ErrorResponse {
     ErrorResponse { status: 500, reason: "Internal Server Error", message: String::new() }
 }
 
-pub fn send_error(py: Python<'_>, stream: &Stream, error: Option<&ErrorResponse>) {
-    if let Some(e) = error {
-        if blocking::write_all(py, stream, &[&e.to_bytes()]).is_err() {
-            crate::log::debug!("Failed to send error message.");
+pub fn send_error(py: Python<'_>, answer: Answer<'_>, error: Option<&ErrorResponse>) {
+    let Some(e) = error else { return };
+    let sent = match answer {
+        Answer::Socket(stream) => blocking::write_all(py, stream, &[&e.to_bytes()]).is_ok(),
+        Answer::Stream(stream) => {
+            let body = e.html();
+            let fields = vec![
+                (b"content-type".to_vec(), b"text/html".to_vec()),
+                (b"content-length".to_vec(), body.len().to_string().into_bytes()),
+            ];
+            let head = Head { status: e.status, fields };
+            stream.send([Out::Head(head), Out::Data(body.into()), Out::End(None)]).is_ok()
         }
+    };
+    if !sent {
+        crate::log::debug!("Failed to send error message.");
     }
 }
 
 /// A request refused before (or instead of) the app: Gunicorn's log line
 /// and its error page.
-pub fn reject(py: Python<'_>, stream: &Stream, peer: Peer, e: &HttpError) {
+pub fn reject(py: Python<'_>, answer: Answer<'_>, peer: Peer, e: &HttpError) {
     log_refused(peer, e);
-    send_error(py, stream, e.response().as_ref());
+    send_error(py, answer, e.response().as_ref());
 }
 
 /// The next bytes of `wsgi.input` from a connection's HTTP state: what is

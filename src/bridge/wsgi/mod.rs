@@ -6,6 +6,7 @@ pub mod call;
 pub mod environ;
 pub mod errors_stream;
 pub mod file_wrapper;
+pub mod h2;
 pub mod input;
 pub mod response;
 

@@ -55,6 +55,18 @@ pub trait Sink: Send + 'static {
     fn can_sendfile(&self) -> bool;
     /// Sends `count` bytes of `fd` from `offset` with sendfile(2).
     fn sendfile(&mut self, py: Python<'_>, fd: i32, offset: u64, count: u64) -> Result<(), SinkError>;
+    /// An HTTP/2 stream's sink: it takes the response head as fields
+    /// ([`Sink::head`], [`Sink::informational`]) and body bytes unframed,
+    /// and `write_final` always comes, to end the stream.
+    fn takes_fields(&self) -> bool {
+        false
+    }
+    /// The response head, for a sink that [`Sink::takes_fields`].
+    fn head(&mut self, _status: u16, _fields: Vec<(Vec<u8>, Vec<u8>)>) {}
+    /// A 1xx response (103 Early Hints), for a sink that takes fields.
+    fn informational(&mut self, _status: u16, _fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// What a response writes to once its worker has taken the real sink back.
@@ -123,7 +135,12 @@ impl Core {
             if self.must_close {
                 state.force_close();
             }
-            state.write_head(&mut self.pending, crate::SERVER_HEADER.as_bytes(), &self.date);
+            if self.sink.takes_fields() {
+                let fields = state.fields(crate::SERVER_HEADER.as_bytes(), &self.date);
+                self.sink.head(state.status_code(), fields);
+            } else {
+                state.write_head(&mut self.pending, crate::SERVER_HEADER.as_bytes(), &self.date);
+            }
             self.headers_sent = true;
         }
     }
@@ -175,7 +192,8 @@ impl Core {
         if let Some(state) = self.state.as_mut() {
             state.finish(&mut self.pending);
         }
-        if self.pending.is_empty() {
+        // An HTTP/2 stream ends with its last write, even an empty one.
+        if self.pending.is_empty() && !self.sink.takes_fields() {
             return Ok(());
         }
         let result = self.sink.write_final(py, &[&self.pending]);
@@ -366,6 +384,7 @@ impl WsgiResponse {
             return Ok(());
         }
         let mut out = b"HTTP/1.1 103 Early Hints\r\n".to_vec();
+        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for item in headers.try_iter()? {
             let item = item?;
             let tuple =
@@ -389,13 +408,19 @@ impl WsgiResponse {
             if !value.iter().all(|&b| b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b) || b >= 0x80) {
                 return Err(InvalidResponseHeader::new_err(format!("'{shown}'")));
             }
+            let value = crate::http::text::trim_sp_tab(&value);
             out.extend_from_slice(&name);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(crate::http::text::trim_sp_tab(&value));
+            out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
+            fields.push((name.to_ascii_lowercase(), value.to_vec()));
         }
         out.extend_from_slice(b"\r\n");
-        let result = core.sink.write_all(py, &[&out]);
+        let result = if core.sink.takes_fields() {
+            core.sink.informational(103, fields)
+        } else {
+            core.sink.write_all(py, &[&out])
+        };
         core.check(result)
     }
 }

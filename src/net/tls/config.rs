@@ -100,7 +100,7 @@ impl TlsParams {
             min_version: None,
             max_version: None,
             ciphers: settings.ciphers.clone(),
-            alpn: vec![b"http/1.1".to_vec()],
+            alpn: crate::http2::alpn_protocols(settings),
         }))
     }
 
@@ -117,6 +117,12 @@ impl TlsParams {
             given.set_item("system_cas", self.system_cas)?;
             given.set_item("verify_mode", self.client_auth as i64)?;
             given.set_item("ciphers", &self.ciphers)?;
+            let served: &[&str] = if crate::http2::enabled(settings) {
+                &["h2", "http/1.1", "http/1.0"]
+            } else {
+                &["http/1.1", "http/1.0"]
+            };
+            given.set_item("alpn_served", served.to_vec())?;
             given.set_item(
                 "alpn",
                 self.alpn.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>(),

@@ -218,6 +218,16 @@ impl TlsStream {
 
     /// The negotiated version (`0x0303` TLS 1.2, `0x0304` TLS 1.3) and
     /// cipher suite numbers, for the ASGI TLS extension.
+    /// The handshake is not over yet (ALPN is not known).
+    pub fn is_handshaking(&self) -> bool {
+        self.lock().is_handshaking()
+    }
+
+    /// Whether ALPN chose HTTP/2.
+    pub fn alpn_is_h2(&self) -> bool {
+        self.lock().alpn_protocol() == Some(b"h2")
+    }
+
     pub fn negotiated(&self) -> Option<(u16, u16)> {
         let conn = self.lock();
         Some((u16::from(conn.protocol_version()?), u16::from(conn.negotiated_cipher_suite()?.suite())))

@@ -309,7 +309,8 @@ impl AsgiServer {
                     }
                     return Disposition::Keep;
                 }
-                Progress::Close => return Disposition::Close,
+                // HTTP/2 is never offered to an asgi connection yet.
+                Progress::Close | Progress::Http2 => return Disposition::Close,
             }
         }
     }

@@ -12,6 +12,11 @@ use super::sock::{self, Discarded};
 use crate::http::conn::{has_no_body, BodyRead, Event, Request, ServerConn, Wait};
 use crate::http::error::HttpError;
 use crate::http::policy::HttpPolicy;
+use crate::http2::io::H2Io;
+use crate::http2::preface::H2Offer;
+use crate::http2::session::H2Session;
+use crate::http2::stream::Notify;
+use crate::http2::H2Config;
 use crate::net::proxy_protocol::ProxyMode;
 use crate::net::stream::{Peer, Stream};
 use std::io;
@@ -95,6 +100,8 @@ pub enum Progress {
     Keep,
     /// Close it now.
     Close,
+    /// It is an HTTP/2 connection from here: [`Conn::start_h2`].
+    Http2,
 }
 
 /// The deadlines of an event-driven worker's connections.
@@ -209,6 +216,10 @@ pub struct Conn {
     abandoned: bool,
     /// A request whose body is being read ahead.
     inbound: Option<Inbound>,
+    /// HTTP/2 if ALPN chooses it, once the TLS handshake is over.
+    alpn_h2_pending: bool,
+    /// The connection is HTTP/2: its session has it.
+    pub h2: Option<Box<H2Session>>,
 }
 
 /// What one read found.
@@ -237,7 +248,25 @@ impl Conn {
             write_shut: false,
             abandoned: false,
             inbound: None,
+            alpn_h2_pending: false,
+            h2: None,
         }
+    }
+
+    /// Lets the connection become HTTP/2 (the worker decided the offer from
+    /// the settings, the listener and the peer).
+    pub fn offer_h2(&mut self, offer: H2Offer) {
+        match offer {
+            H2Offer::Alpn => self.alpn_h2_pending = true,
+            other => self.http.offer_h2(other),
+        }
+    }
+
+    /// Hands the connection to an HTTP/2 session, with what was read of it.
+    pub fn start_h2(&mut self, config: Arc<H2Config>, tag: u64, notify: Arc<dyn Notify>) {
+        let first = self.http.take_unread();
+        let io = H2Io::new(self.stream.clone(), &first);
+        self.h2 = Some(Box::new(H2Session::new(io, config, tag, notify)));
     }
 
     pub fn fd(&self) -> i32 {
@@ -251,6 +280,14 @@ impl Conn {
             return Progress::Close;
         }
         loop {
+            if self.alpn_h2_pending {
+                if let Some(tls) = self.stream.tls().filter(|t| !t.is_handshaking()) {
+                    self.alpn_h2_pending = false;
+                    if tls.alpn_is_h2() {
+                        self.http.offer_h2(H2Offer::Alpn);
+                    }
+                }
+            }
             if self.has_output() {
                 match self.flush() {
                     Ok(true) => {}
@@ -290,6 +327,7 @@ impl Conn {
                     Read::Failed => return Progress::Close,
                 },
                 Event::Paused => return Progress::Keep,
+                Event::Http2 => return Progress::Http2,
                 Event::Reject(e) => self.refuse(&e),
                 // The lingering branch takes it from here.
                 Event::Close => {}

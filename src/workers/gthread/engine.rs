@@ -7,8 +7,10 @@
 //! the main thread is busy in a slow request (see `mod.rs`), one turn (one
 //! epoll wait) at a time.
 
-use super::{Job, Shared};
+use super::{Job, Shared, StreamJob};
 use crate::http::conn::Wait;
+use crate::http2::session::Drive;
+use crate::http2::stream::Notify;
 use crate::net::epoll::{Event, READABLE};
 use crate::workers::core::accept::{Accepted, Acceptor, Token};
 use crate::workers::core::conn::{longest_head_wait, BufferPool, Conn, Deadlines, Progress, EDGE_EVENTS};
@@ -18,6 +20,7 @@ use crate::workers::core::slab::{ConnToken, Slab};
 use pyo3::prelude::*;
 use std::io;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TIMER_EVERY: Duration = Duration::from_millis(200);
@@ -50,10 +53,12 @@ pub struct Engine {
     next_timers: Instant,
     events: Vec<Event>,
     buffers: BufferPool,
+    /// Handed to HTTP/2 streams: wakes this engine for them.
+    notify: Arc<dyn Notify>,
 }
 
 impl Engine {
-    pub fn new(shared: &Shared, wakeup: Wakeup) -> io::Result<Engine> {
+    pub fn new(shared: &Shared, wakeup: Wakeup, notify: Arc<dyn Notify>) -> io::Result<Engine> {
         shared.epoll.add(shared.wake.fd(), READABLE, Token::Wake.to_epoll())?;
         shared.epoll.add(wakeup.read_fd, READABLE, Token::Signals.to_epoll())?;
         let s = &shared.settings;
@@ -69,6 +74,7 @@ impl Engine {
             next_timers: Instant::now() + TIMER_EVERY,
             events: Vec::with_capacity(256),
             buffers: BufferPool::default(),
+            notify,
         };
         engine.acceptor.watch(&shared.epoll, true)?;
         Ok(engine)
@@ -122,7 +128,7 @@ impl Engine {
         }
         let now = Instant::now();
         if now >= self.next_timers {
-            self.expire(shared, now);
+            self.expire(shared, now, jobs);
             self.next_timers = now + TIMER_EVERY;
         }
         if self.stop.due(shared.ppid) {
@@ -165,9 +171,23 @@ impl Engine {
         self.stop.drain(&shared.settings);
         let _ = self.acceptor.watch(&shared.epoll, false);
         let now = Instant::now();
-        for (_, conn) in self.conns.iter_mut() {
+        let mut h2 = Vec::new();
+        for (token, conn) in self.conns.iter_mut() {
             conn.timer.cap_for_stop(now);
+            if let Some(session) = conn.h2.as_mut() {
+                // GOAWAY: the streams in flight finish, no new ones.
+                session.shutdown();
+                h2.push(token);
+            }
         }
+        let mut jobs = Vec::new();
+        for token in h2 {
+            if let Some(conn) = self.conns.take(token) {
+                self.drive_h2(shared, conn, &mut jobs);
+            }
+        }
+        // Streams that came with the GOAWAY's last read are still served.
+        shared.queue.push_all(jobs);
     }
 
     /// Room for a new connection: below `--worker-connections`, or a
@@ -202,6 +222,9 @@ impl Engine {
                 self.idle.resize(token.index() + 1, false);
             }
             let mut conn = Conn::new(stream, peer, index, token, shared.policy.proxy_protocol);
+            if let Some(h2) = &shared.h2 {
+                conn.offer_h2(h2.offer(&shared.policy, peer.ip()));
+            }
             conn.follow_timer(Instant::now(), &self.limits, false);
             // Registered once, edge-triggered: the first edge (the request
             // may already be here) comes from this add.
@@ -240,12 +263,22 @@ impl Engine {
     /// Moves a connection the engine holds as far as it goes; a request
     /// goes to the threads with its connection.
     fn settle(&mut self, shared: &Shared, mut conn: Box<Conn>, jobs: &mut Vec<Job>) {
+        if conn.h2.is_some() {
+            return self.drive_h2(shared, conn, jobs);
+        }
         match conn.progress(&shared.policy, &mut self.buffers) {
             Progress::Dispatch(inbound) => {
                 // The slot stays reserved (and counted) while a thread has
                 // the connection.
                 conn.timer = Default::default();
-                jobs.push(Job { conn, inbound });
+                jobs.push(Job::Http1 { conn, inbound });
+            }
+            Progress::Http2 => {
+                let Some(h2) = &shared.h2 else { return self.close(shared, conn) };
+                let tag = Token::Conn(conn.token).to_epoll();
+                conn.start_h2(h2.config.clone(), tag, self.notify.clone());
+                conn.timer = Default::default();
+                self.drive_h2(shared, conn, jobs);
             }
             Progress::Keep => {
                 let now = Instant::now();
@@ -256,6 +289,54 @@ impl Engine {
                 self.conns.put(conn.token, conn);
             }
             Progress::Close => self.close(shared, conn),
+        }
+    }
+
+    /// Moves an HTTP/2 connection: its socket, its streams' output, new
+    /// streams (jobs for the threads, the connection staying here).
+    fn drive_h2(&mut self, shared: &Shared, mut conn: Box<Conn>, jobs: &mut Vec<Job>) {
+        let now = Instant::now();
+        let Some(session) = conn.h2.as_mut() else { return self.close(shared, conn) };
+        let mut drive = Drive::default();
+        session.drive(&shared.policy, conn.peer.ip(), now, &mut drive);
+        self.h2_outcome(shared, conn, drive, jobs);
+    }
+
+    fn h2_outcome(&mut self, shared: &Shared, mut conn: Box<Conn>, drive: Drive, jobs: &mut Vec<Job>) {
+        let proxy = conn.http.proxy().cloned();
+        for new in drive.streams {
+            jobs.push(Job::Stream(Box::new(StreamJob {
+                stream: new.shared,
+                head: new.head,
+                peer: conn.peer,
+                listener: conn.listener,
+                proxy: proxy.clone(),
+                socket: conn.stream.clone(),
+            })));
+        }
+        let Some(session) = conn.h2.as_ref() else { return self.close(shared, conn) };
+        if drive.closed {
+            return self.close(shared, conn);
+        }
+        conn.timer.deadline = session.next_deadline();
+        if drive.again {
+            shared.lock_h2_work().push(Token::Conn(conn.token).to_epoll());
+            shared.wake_engine();
+        }
+        self.conns.put(conn.token, conn);
+    }
+
+    /// HTTP/2 connections whose streams asked for the engine.
+    fn take_h2_work(&mut self, shared: &Shared, jobs: &mut Vec<Job>) {
+        let mut work = std::mem::take(&mut *shared.lock_h2_work());
+        work.sort_unstable();
+        work.dedup();
+        for tag in work {
+            if let Token::Conn(token) = Token::from_epoll(tag) {
+                if let Some(conn) = self.conns.take(token) {
+                    self.settle(shared, conn, jobs);
+                }
+            }
         }
     }
 
@@ -284,6 +365,7 @@ impl Engine {
             }
             self.settle(shared, conn, jobs);
         }
+        self.take_h2_work(shared, jobs);
     }
 
     /// A kept-alive connection waiting for its next request: it counts
@@ -298,9 +380,17 @@ impl Engine {
     }
 
     /// Closes connections whose keep-alive, drain or linger time is over.
-    fn expire(&mut self, shared: &Shared, now: Instant) {
+    fn expire(&mut self, shared: &Shared, now: Instant, jobs: &mut Vec<Job>) {
         for token in self.conns.keys_where(|c| c.timer.expired(now)) {
-            if let Some(conn) = self.conns.take(token) {
+            let Some(mut conn) = self.conns.take(token) else { continue };
+            // An HTTP/2 connection's timers are its session's (idle,
+            // handshake, stalled streams).
+            if let Some(session) = conn.h2.as_mut() {
+                let mut drive = Drive::default();
+                session.expire(now, &mut drive);
+                session.drive(&shared.policy, conn.peer.ip(), now, &mut drive);
+                self.h2_outcome(shared, conn, drive, jobs);
+            } else {
                 self.close(shared, conn);
             }
         }

@@ -4,15 +4,18 @@
 //! send what is left of the response, drain an unread body, or close).
 
 use super::io::{ConnBody, ConnSink};
-use super::{Job, Shared};
+use super::{Job, Shared, StreamJob};
 use crate::bridge::wsgi::environ::{EnvironBuilder, TemplateOptions};
+use crate::bridge::wsgi::h2::{H2Body, H2Sink};
 use crate::http::conn::Request;
 use crate::http::date::DateCache;
+use crate::http2::stream::Out;
 use crate::workers::core::conn::{BufferPool, Conn, Inbound, Progress};
 use crate::workers::core::signals;
-use crate::workers::wsgi_request::{Exchange, Runner, Served};
+use crate::workers::wsgi_request::{Answer, Exchange, Runner, Served};
 use pyo3::prelude::*;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// Response bytes a finished app may leave for the engine to send to a
 /// slow client (per connection); past it the thread waits for the client.
@@ -37,7 +40,10 @@ impl ThreadState {
 /// Runs the job's request and any pipelined ones after it, then gives the
 /// connection back to the engine.
 pub fn run_job(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, job: Job) {
-    let Job { mut conn, inbound } = job;
+    let (mut conn, inbound) = match job {
+        Job::Http1 { conn, inbound } => (conn, inbound),
+        Job::Stream(job) => return serve_stream(py, shared, ts, *job),
+    };
     let mut next = Some(inbound);
     while let Some(inbound) = next.take() {
         if !serve_one(py, shared, ts, &mut conn, inbound) {
@@ -46,7 +52,8 @@ pub fn run_job(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, job: Job) 
         match conn.progress(&shared.policy, &mut ts.no_buffers) {
             Progress::Dispatch(inbound) => next = Some(inbound),
             Progress::Keep => {}
-            Progress::Close => conn.abandon(),
+            // HTTP/2 starts before a first request, never after one.
+            Progress::Close | Progress::Http2 => conn.abandon(),
         }
     }
     shared.give_back(conn);
@@ -71,6 +78,7 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
         proxy: proxy.as_ref(),
         listener: &shared.listeners[conn.listener].address,
         stream: &stream,
+        answer: Answer::Socket(&stream),
         source: Box::new(ConnBody::new(http, body, error, stream.clone())),
         sink: Box::new(ConnSink::new(stream.clone(), OUT_CAP, shared.settings.sendfile && stream.tls().is_none())),
         must_close,
@@ -125,5 +133,45 @@ fn take_back(conn: &mut Conn, served: &Served<'_>) -> bool {
             false
         }
         _ => !conn.http.is_lingering(),
+    }
+}
+
+/// How long a stream's `wsgi.input` waits for body bytes when `--timeout`
+/// is 0 (as the asgi worker's `receive()`).
+const DEFAULT_BODY_WAIT: Duration = Duration::from_secs(30);
+
+/// One HTTP/2 stream through the app. The connection stays with the engine;
+/// the body and the response go through the stream.
+fn serve_stream(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, job: StreamJob) {
+    shared.budget.count(&shared.slot);
+    let StreamJob { stream, head, peer, listener, proxy, socket } = job;
+    let settings = &shared.settings;
+    let body_wait = if settings.timeout.is_zero() { DEFAULT_BODY_WAIT } else { settings.timeout };
+    let stall = shared.h2.as_ref().map_or(DEFAULT_BODY_WAIT, |h2| h2.config.stall);
+    let exchange = Exchange {
+        head: &head,
+        peer,
+        proxy: proxy.as_ref(),
+        listener: &shared.listeners[listener].address,
+        stream: &socket,
+        answer: Answer::Stream(&stream),
+        source: Box::new(H2Body::new(stream.clone(), body_wait, head.expect_continue)),
+        sink: Box::new(H2Sink::new(stream.clone(), stall)),
+        must_close: false,
+        date: ts.date.get(),
+        continue_: None,
+    };
+    let served = match ts.runner.serve(py, exchange) {
+        Ok(Some(served)) => !served.broken,
+        Ok(None) => true,
+        Err(e) => {
+            crate::log::error!("Error handling request\n{}", crate::python::format_exception(py, &e));
+            false
+        }
+    };
+    // A response that did not end (the app broke off after its head, or
+    // the stream was answered nothing) is cut off, not left open.
+    if (!served || !stream.finished()) && stream.gone().is_none() {
+        let _ = stream.send([Out::Reset]);
     }
 }

@@ -19,8 +19,13 @@ mod pool;
 
 use super::WorkerCtx;
 use crate::http::policy::HttpPolicy;
+use crate::http::request::RequestHead;
+use crate::http2::stream::{Notify, StreamShared};
+use crate::http2::H2Serving;
 use crate::net::epoll::{Epoll, EventFd};
 use crate::net::listener::Listener;
+use crate::net::proxy_protocol::ProxyInfo;
+use crate::net::stream::{Peer, Stream};
 use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
 use crate::workers::core::conn::{Conn, Inbound};
@@ -32,10 +37,35 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-/// A request for a Python thread, with its connection.
-pub struct Job {
-    conn: Box<Conn>,
-    inbound: Inbound,
+/// A request for a Python thread.
+pub enum Job {
+    /// An HTTP/1 request, with its connection (the thread owns both).
+    Http1 { conn: Box<Conn>, inbound: Inbound },
+    /// An HTTP/2 stream: its connection stays with the engine.
+    Stream(Box<StreamJob>),
+}
+
+pub struct StreamJob {
+    stream: Arc<StreamShared>,
+    head: RequestHead,
+    peer: Peer,
+    listener: usize,
+    proxy: Option<ProxyInfo>,
+    /// The connection's socket (its TLS session, for the environ).
+    socket: Arc<Stream>,
+}
+
+/// Tells the engine that a stream of an HTTP/2 connection has work (its
+/// thread queued response bytes, or took body bytes).
+struct StreamNotify(std::sync::Weak<Shared>);
+
+impl Notify for StreamNotify {
+    fn stream_has_work(&self, conn: u64) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.lock_h2_work().push(conn);
+            shared.wake_engine();
+        }
+    }
 }
 
 /// What the engine and the Python threads share.
@@ -79,11 +109,22 @@ pub struct Shared {
     substitute_parked: AtomicBool,
     /// EWMA of the main thread's time per request, in microseconds.
     inline_cost_us: AtomicU64,
+    /// HTTP/2, when the settings serve it.
+    h2: Option<H2Serving>,
+    /// HTTP/2 connections (by epoll token) with stream work for the engine.
+    h2_work: Mutex<Vec<u64>>,
 }
 
 impl Shared {
     fn lock_engine(&self) -> MutexGuard<'_, Option<engine::Engine>> {
         match self.engine.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn lock_h2_work(&self) -> MutexGuard<'_, Vec<u64>> {
+        match self.h2_work.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
@@ -170,9 +211,12 @@ pub fn serve(
         substitute: OnceLock::new(),
         substitute_parked: AtomicBool::new(false),
         inline_cost_us: AtomicU64::new(0),
+        h2: H2Serving::from_settings(&settings, ctx.tls.is_some()),
+        h2_work: Mutex::new(Vec::new()),
         settings,
     });
-    *shared.lock_engine() = Some(engine::Engine::new(&shared, wakeup)?);
+    let notify: Arc<dyn Notify> = Arc::new(StreamNotify(Arc::downgrade(&shared)));
+    *shared.lock_engine() = Some(engine::Engine::new(&shared, wakeup, notify)?);
 
     // The main thread is one of the `threads`; the others wait for work.
     let mut handles = Vec::with_capacity(threads);
