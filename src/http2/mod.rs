@@ -76,6 +76,13 @@ impl H2Config {
     }
 }
 
+/// Connection-specific fields have no place in HTTP/2 (RFC 9113 8.2.2).
+pub fn connection_specific(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 6] =
+        [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"];
+    NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
 /// `h2` is in `http_protocols`.
 pub fn enabled(s: &Settings) -> bool {
     s.http_protocols.split(',').any(|p| p.trim() == "h2")

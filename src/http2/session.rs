@@ -586,17 +586,10 @@ fn send_queued(
     }
 }
 
-/// Connection-specific fields have no place in HTTP/2 (RFC 9113 8.2.2).
-fn connection_specific(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 6] =
-        [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"];
-    NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
-}
-
 fn header_map(fields: &[(Vec<u8>, Vec<u8>)]) -> Option<http::HeaderMap> {
     let mut map = http::HeaderMap::with_capacity(fields.len());
     for (name, value) in fields {
-        if connection_specific(name) {
+        if super::connection_specific(name) {
             continue;
         }
         let name = http::HeaderName::from_bytes(&name.to_ascii_lowercase()).ok()?;

@@ -35,6 +35,13 @@ pub enum HttpSend<'py> {
     Start {
         status: i64,
         headers: Vec<HeaderPair<'py>>,
+        /// The app will send `http.response.trailers` (HTTP/2 only).
+        trailers: bool,
+    },
+    /// The `http.response.trailers` extension.
+    Trailers {
+        headers: Vec<HeaderPair<'py>>,
+        more: bool,
     },
     Body {
         body: Payload<'py>,
@@ -178,7 +185,15 @@ pub fn http_send<'py>(msg: &Bound<'py, PyAny>) -> PyResult<HttpSend<'py>> {
             body: payload(get(dict, pyo3::intern!(py, "body"))?)?,
             more: flag(dict, pyo3::intern!(py, "more_body"))?,
         },
-        "http.response.start" => HttpSend::Start { status: status(dict)?, headers: headers(dict)? },
+        "http.response.start" => HttpSend::Start {
+            status: status(dict)?,
+            headers: headers(dict)?,
+            trailers: flag(dict, pyo3::intern!(py, "trailers"))?,
+        },
+        "http.response.trailers" => HttpSend::Trailers {
+            headers: headers(dict)?,
+            more: flag(dict, pyo3::intern!(py, "more_trailers"))?,
+        },
         "http.response.pathsend" => {
             HttpSend::PathSend { path: required(dict, pyo3::intern!(py, "path"))?.str()?.to_string() }
         }
@@ -218,7 +233,7 @@ pub fn ws_send<'py>(msg: &Bound<'py, PyAny>) -> PyResult<WsSend<'py>> {
             reason: optional_str(dict, pyo3::intern!(py, "reason"))?.unwrap_or_default(),
         },
         "websocket.http.response.start" => {
-            WsSend::Http(HttpSend::Start { status: status(dict)?, headers: headers(dict)? })
+            WsSend::Http(HttpSend::Start { status: status(dict)?, headers: headers(dict)?, trailers: false })
         }
         "websocket.http.response.body" => WsSend::Http(HttpSend::Body {
             body: payload(get(dict, pyo3::intern!(py, "body"))?)?,

@@ -39,6 +39,8 @@ pub struct StartOptions<'a> {
 pub struct RequestFacts {
     pub is_head: bool,
     pub version: (u8, u8),
+    /// The response goes on an HTTP/2 stream: fields, no chunked framing.
+    pub http2: bool,
 }
 
 /// One body message's bytes on the wire, around `take` bytes of its data.
@@ -64,6 +66,8 @@ pub struct AsgiResponse {
     head: Vec<u8>,
     /// The headers as sent (for the access log).
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// HTTP/2: the head as fields, until the first body message takes it.
+    h2_head: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 pub fn reason(status: u16) -> &'static str {
@@ -153,6 +157,10 @@ impl AsgiResponse {
         }
         let omits_body = req.is_head || status == 204 || status == 304 || (100..200).contains(&status);
         let forbids_length = status == 204 || (100..200).contains(&status);
+        if req.http2 {
+            self.start_h2(status, headers, omits_body, forbids_length, opts);
+            return Ok(());
+        }
         let mut out = Vec::with_capacity(160 + headers.len() * 32);
         status_line(req.version, status, &mut out);
         for (name, value) in headers {
@@ -204,6 +212,57 @@ impl AsgiResponse {
         self.close = close;
         self.head = out;
         Ok(())
+    }
+
+    /// `http.response.start` on an HTTP/2 stream: the same rules, as fields
+    /// (lower-case names; connection-specific ones, which HTTP/2 forbids,
+    /// dropped); the stream's end delimits the body.
+    fn start_h2(
+        &mut self,
+        status: u16,
+        headers: &[(&[u8], &[u8])],
+        omits_body: bool,
+        forbids_length: bool,
+        opts: &StartOptions<'_>,
+    ) {
+        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(headers.len() + 2);
+        let mut length = None;
+        let (mut has_server, mut has_date) = (false, false);
+        for (name, value) in headers {
+            let lower = name.to_ascii_lowercase();
+            if crate::http2::connection_specific(&lower) {
+                continue;
+            }
+            match lower.as_slice() {
+                b"content-length" if omits_body && forbids_length => continue,
+                b"content-length" => length = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok()),
+                b"server" => has_server = true,
+                b"date" => has_date = true,
+                _ => {}
+            }
+            if opts.keep_headers {
+                self.headers.push((name.to_vec(), value.to_vec()));
+            }
+            fields.push((lower, value.to_vec()));
+        }
+        if !has_server {
+            fields.push((b"server".to_vec(), opts.server.to_vec()));
+        }
+        if !has_date {
+            fields.push((b"date".to_vec(), opts.date.to_vec()));
+        }
+        self.chunked = false;
+        self.length = if omits_body { None } else { length };
+        self.omits_body = omits_body;
+        self.started = true;
+        self.status = status;
+        self.close = false;
+        self.h2_head = Some(fields);
+    }
+
+    /// HTTP/2: the head's fields, the first time they are asked for.
+    pub fn take_h2_head(&mut self) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.h2_head.take()
     }
 
     /// `http.response.body` (or a pathsend file) of `len` bytes: what goes
@@ -313,7 +372,7 @@ pub fn error_response(status: u16, message: &str, extra: &[(&str, &str)]) -> Vec
 mod tests {
     use super::*;
 
-    const GET11: RequestFacts = RequestFacts { is_head: false, version: (1, 1) };
+    const GET11: RequestFacts = RequestFacts { is_head: false, version: (1, 1), http2: false };
 
     fn opts(close: bool) -> StartOptions<'static> {
         StartOptions { close, server: b"ferrocorn", date: b"D", keep_headers: false }
@@ -356,9 +415,9 @@ mod tests {
 
     #[test]
     fn http10_is_close_delimited_and_head_has_no_body() {
-        let (_, out) = run(RequestFacts { is_head: false, version: (1, 0) }, 200, &[], &[(b"x", false)]);
+        let (_, out) = run(RequestFacts { is_head: false, version: (1, 0), http2: false }, 200, &[], &[(b"x", false)]);
         assert!(out.starts_with(b"HTTP/1.0 200 OK\r\n") && out.ends_with(b"\r\n\r\nx"));
-        let head = RequestFacts { is_head: true, version: (1, 1) };
+        let head = RequestFacts { is_head: true, version: (1, 1), http2: false };
         let (_, out) = run(head, 200, &[(b"content-length", b"5")], &[(b"hello", false)]);
         assert!(out.ends_with(b"content-length: 5\r\nServer: ferrocorn\r\nDate: D\r\n\r\n"));
         let (_, out) =

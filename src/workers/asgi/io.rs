@@ -292,7 +292,7 @@ impl AsgiServer {
     fn send_on(&mut self, py: Python<'_>, client: &mut Client, key: CycleKey, msg: HttpSend<'_>) -> PyResult<bool> {
         let on_conn = client.role == Role::Http(key);
         let complete = match msg {
-            HttpSend::Start { status, headers } => {
+            HttpSend::Start { status, headers, .. } => {
                 self.start_response(client, key, status, &messages::header_slices(&headers))?;
                 return Ok(false);
             }
@@ -307,6 +307,10 @@ impl AsgiServer {
             HttpSend::PathSend { path } => {
                 self.send_path(py, client, key, &path)?;
                 true
+            }
+            // Offered on HTTP/2 streams only.
+            HttpSend::Trailers { .. } => {
+                return Err(runtime_error("Unexpected ASGI message 'http.response.trailers' sent in a 'http' scope."))
             }
         };
         if !on_conn {
@@ -335,7 +339,7 @@ impl AsgiServer {
         if st.response.started {
             return Err(runtime_error("Response already started"));
         }
-        let facts = RequestFacts { is_head: st.head.method == "HEAD", version: st.head.version };
+        let facts = RequestFacts { is_head: st.head.method == "HEAD", version: st.head.version, http2: false };
         let close = close || st.head.should_close();
         let opts = StartOptions { close, server: crate::SERVER_HEADER.as_bytes(), date: &date, keep_headers };
         st.response.start(facts, status, headers, &opts).map_err(start_error)?;

@@ -288,9 +288,9 @@ impl AsgiServer {
             return Err(self.errors.websocket_gone(py));
         }
         ws.stage = Stage::Denied;
-        let facts = RequestFacts { is_head: st.head.method == "HEAD", version: st.head.version };
+        let facts = RequestFacts { is_head: st.head.method == "HEAD", version: st.head.version, http2: false };
         match http {
-            HttpSend::Start { status, headers } => {
+            HttpSend::Start { status, headers, .. } => {
                 if st.response.started {
                     return Err(pyo3::exceptions::PyRuntimeError::new_err("Response already started"));
                 }
