@@ -117,6 +117,7 @@ fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log::syslog::py_parse_syslog_address, m)?)?;
     bridge::wsgi::register(m)?;
     workers::asgi::register(m)?;
+    workers::green::register(m)?;
     log::python::register(m)?;
     m.add_class::<hooks::objects::LiveWorker>()?;
     Ok(())

@@ -4,6 +4,7 @@
 
 pub mod asgi;
 pub mod core;
+pub mod green;
 pub mod gthread;
 pub mod kind;
 pub mod sync;
@@ -73,6 +74,14 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
         crate::log::exception!("Exception in worker process\n{e}");
         eprintln!("{e}");
         return Ok(WORKER_BOOT_ERROR);
+    }
+    if matches!(ctx.kind, WorkerKind::Gevent | WorkerKind::Eventlet) {
+        // Patched first, as Gunicorn's workers do: before the signal handlers,
+        // the reloader's thread and the app are set up.
+        if let Err(err) = green::prepare(py, ctx.kind, ctx.age) {
+            crate::log::exception!("Exception in worker process\n{}", crate::python::format_exception(py, &err));
+            return Ok(WORKER_BOOT_ERROR);
+        }
     }
     let wakeup = core::signals::install(py)?;
     let watcher = crate::reload::Watcher::new(py, &ctx.settings, ctx.slot.clone())?;
