@@ -46,6 +46,13 @@ fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     for (name, why) in &loaded.unneeded {
         log::info!("Setting {name} has no effect in ferrocorn: {why}");
     }
+    for note in &loaded.worker_class_notes {
+        if note.warning {
+            log::warning!("{}", note.text);
+        } else {
+            log::info!("{}", note.text);
+        }
+    }
     for extra in &loaded.ignored_args {
         log::warning!("Ignoring extra argument {extra:?} (only the first APP_MODULE is used)");
     }

@@ -119,7 +119,7 @@ impl fmt::Display for KindError {
                 write!(
                     f,
                     "Invalid worker class '{class}': valid worker classes are {} (also by their Gunicorn and uvicorn \
-                     class paths); ferrocorn workers are written in Rust, so Python worker classes cannot be loaded",
+                     class paths), and subclasses of uvicorn's UvicornWorker that only set CONFIG_KWARGS",
                     available.join(", ")
                 )
             }
@@ -207,6 +207,16 @@ impl WorkerKind {
     pub fn name(self) -> &'static str {
         TYPES.iter().find(|t| t.kind == self).map_or("?", |t| t.name)
     }
+}
+
+/// The `-k` names of the worker types that can run here.
+pub fn available_names() -> Vec<&'static str> {
+    available(&installed_version)
+}
+
+/// Whether `name` names a worker type (whether or not it can run here).
+pub fn is_known_name(name: &str) -> bool {
+    by_name(name).is_some()
 }
 
 /// The worker types that can run here: served, with their package.

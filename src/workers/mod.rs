@@ -7,6 +7,7 @@ pub mod core;
 pub mod green;
 pub mod gthread;
 pub mod kind;
+pub mod python_class;
 pub mod sync;
 pub mod wsgi_request;
 
