@@ -29,7 +29,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 VENV = os.path.join(HERE, ".venv")
 BIN = os.path.join(VENV, "bin")
-PEERS = ["gunicorn==27.0.1", "granian", "uvicorn[standard]", "fastapi", "gevent>=24.10.1", "tornado", "aiohttp"]
+PEERS = [
+    "gunicorn==27.0.1",
+    "granian",
+    "uvicorn[standard]",
+    "fastapi",
+    "gevent>=24.10.1",
+    "packaging",
+    "tornado",
+    "aiohttp",
+]
 
 
 # The ASGI peers, each in its fastest documented configuration for one

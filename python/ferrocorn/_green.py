@@ -22,6 +22,8 @@ import signal
 import sys
 from typing import Any, Callable
 
+from greenlet import getcurrent
+
 log = logging.getLogger("gunicorn.error")
 
 
@@ -69,6 +71,28 @@ def _defer_in_greenlet(spawn: Callable[..., Any], *names: str) -> None:
             signal.signal(sig, lambda signum, frame, h=handler: spawn(h, signum, frame))
 
 
+def _request_greenlet(server: Any, park: Callable[[], Any], on_error: Callable[[Any], None]) -> Callable[[], None]:
+    """What a request greenlet runs: the server's jobs, one after the other,
+    parked on the hub while there is none (the server wakes it); it ends
+    when the server has enough greenlets parked, or stops."""
+
+    def run() -> None:
+        me = getcurrent()
+        while True:
+            job = server.next_job(me)
+            if job is True:
+                park()
+            elif job is False:
+                return
+            else:
+                try:
+                    job.run()
+                except BaseException:
+                    on_error(job)
+
+    return run
+
+
 def _run_gevent(server: Any) -> None:
     import gevent
     from gevent import get_hub
@@ -78,14 +102,12 @@ def _run_gevent(server: Any) -> None:
     hub = get_hub()
     _defer_in_greenlet(gevent.spawn, "SIGQUIT", "SIGINT", "SIGUSR1")
 
-    def run_job(job: Any) -> None:
-        try:
-            job.run()
-        except BaseException:
-            # SystemExit (ABRT) goes on to the main greenlet; anything else
-            # is reported as the hub reports a greenlet's error.
-            hub.handle_error(job, *sys.exc_info())
+    def on_error(job: Any) -> None:
+        # SystemExit (ABRT) goes on to the main greenlet; anything else
+        # is reported as the hub reports a greenlet's error.
+        hub.handle_error(job, *sys.exc_info())
 
+    run = _request_greenlet(server, hub.switch, on_error)
     done = Event()
 
     def tick() -> None:
@@ -95,7 +117,12 @@ def _run_gevent(server: Any) -> None:
     interval = server.tick_interval()
     watcher = hub.loop.io(server.fileno(), 1)
     timer = hub.loop.timer(interval, interval)
-    server.start(gevent.spawn_raw, run_job, wait_read, wait_write)
+    server.start(
+        lambda: gevent.spawn_raw(run),
+        lambda g: hub.loop.run_callback(g.switch),
+        wait_read,
+        wait_write,
+    )
     watcher.start(server.on_ready)
     timer.start(tick)
     try:
@@ -119,16 +146,17 @@ def _run_eventlet(server: Any) -> None:
     def wait_write(fd: int) -> None:
         hubs.trampoline(fd, write=True)
 
-    main = eventlet.getcurrent()
+    main = getcurrent()
 
-    def run_job(job: Any) -> None:
-        try:
-            job.run()
-        except SystemExit as e:
+    def on_error(job: Any) -> None:
+        e = sys.exc_info()[1]
+        if isinstance(e, SystemExit):
             # ABRT: the main green thread exits with it.
             hub.schedule_call_global(0, main.throw, e)
-        except BaseException:
+        else:
             log.exception("Error handling request")
+
+    run = _request_greenlet(server, hub.switch, on_error)
 
     done = Event()
     interval = server.tick_interval()
@@ -145,7 +173,12 @@ def _run_eventlet(server: Any) -> None:
         except SystemExit as e:
             hub.schedule_call_global(0, main.throw, e)
 
-    server.start(eventlet.spawn_n, run_job, wait_read, wait_write)
+    server.start(
+        lambda: eventlet.spawn_n(run),
+        lambda g: hub.schedule_call_global(0, g.switch),
+        wait_read,
+        wait_write,
+    )
     listener = hub.add(hub.READ, server.fileno(), on_ready, _no_throw, _no_close)
     hub.schedule_call_global(interval, tick)
     try:
