@@ -125,6 +125,7 @@ fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     bridge::wsgi::register(m)?;
     workers::asgi::register(m)?;
     workers::green::register(m)?;
+    workers::foreign::register(m)?;
     log::python::register(m)?;
     m.add_class::<hooks::objects::LiveWorker>()?;
     Ok(())

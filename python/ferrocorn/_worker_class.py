@@ -4,7 +4,9 @@ class, found by importing it in the master, as Gunicorn does.
 A subclass of uvicorn's ``UvicornWorker`` that only sets ``CONFIG_KWARGS``
 is served by ferrocorn's native asgi worker: its keyword arguments are
 mapped onto the settings that do the same there, and the ones with no
-counterpart are named (the master logs them in one warning).
+counterpart are named (the master logs them in one warning). Any other
+subclass of Gunicorn's worker base runs in Python under ferrocorn's master
+(``_foreign.py``).
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def describe(path: str) -> tuple[str, Any]:
     - ``("uvicorn", (settings, unmapped))``: a UvicornWorker subclass served
       natively; ``settings`` are (setting name, value) pairs to apply,
       ``unmapped`` the CONFIG_KWARGS keys with no counterpart;
+    - ``("gunicorn", None)``: another Gunicorn worker class, run as it is;
     - ``("refused", why)``: a class ferrocorn cannot run, and why.
     """
     try:
@@ -106,20 +109,26 @@ def describe(path: str) -> tuple[str, Any]:
     except WorkerClassError as e:
         return ("refused", str(e))
     base = _uvicorn_base(cls)
-    if base is not None:
-        overridden = _overridden(cls, base)
-        if overridden:
-            return (
-                "refused",
-                "it is a UvicornWorker subclass that overrides %s: ferrocorn serves UvicornWorker subclasses "
-                "natively from their CONFIG_KWARGS, and cannot run their Python code" % ", ".join(sorted(overridden)),
-            )
+    if base is not None and not _overridden(cls, base):
         return ("uvicorn", map_config_kwargs(dict(getattr(cls, "CONFIG_KWARGS", {}) or {})))
-    return (
-        "refused",
-        "ferrocorn's workers are written in Rust: it serves the Gunicorn worker types by name and "
-        "UvicornWorker subclasses from their CONFIG_KWARGS, and cannot run another Python worker class",
-    )
+    gunicorn_base = _gunicorn_base()
+    if gunicorn_base is not None and issubclass(cls, gunicorn_base):
+        # Its own code (a UvicornWorker subclass that overrides methods
+        # included) runs in Python under ferrocorn's master.
+        return ("gunicorn", None)
+    if gunicorn_base is None:
+        why = "it is no worker class ferrocorn knows, and gunicorn, whose worker base class it would need, is not installed"
+    else:
+        why = "it is not a subclass of gunicorn.workers.base.Worker"
+    return ("refused", why)
+
+
+def _gunicorn_base() -> type | None:
+    try:
+        from gunicorn.workers.base import Worker
+    except Exception:
+        return None
+    return Worker
 
 
 def map_config_kwargs(kwargs: dict[str, Any]) -> tuple[list[tuple[str, Any]], list[str]]:

@@ -16,6 +16,10 @@ pub enum WorkerKind {
     Gevent,
     Tornado,
     Eventlet,
+    /// A Gunicorn worker class run in Python under ferrocorn's master
+    /// (`workers/foreign.rs`): not in [`TYPES`], since it has no name of
+    /// its own; `python_class::adopt` gives it `worker_class`.
+    Python,
 }
 
 /// A worker type's engine and executor: runs until the worker stops.
@@ -119,7 +123,7 @@ impl fmt::Display for KindError {
                 write!(
                     f,
                     "Invalid worker class '{class}': valid worker classes are {} (also by their Gunicorn and uvicorn \
-                     class paths), and subclasses of uvicorn's UvicornWorker that only set CONFIG_KWARGS",
+                     class paths), and Python subclasses of Gunicorn's gunicorn.workers.base.Worker",
                     available.join(", ")
                 )
             }
@@ -167,6 +171,9 @@ impl WorkerKind {
         threads: usize,
         version: &dyn Fn(&str) -> Option<String>,
     ) -> Result<WorkerKind, KindError> {
+        if worker_class.trim().starts_with(super::foreign::PREFIX) {
+            return Ok(WorkerKind::Python);
+        }
         let Some(found) = by_name(worker_class) else {
             return Err(KindError::Unknown { class: worker_class.to_owned(), available: available(version) });
         };
@@ -205,6 +212,9 @@ impl WorkerKind {
     }
 
     pub fn name(self) -> &'static str {
+        if self == WorkerKind::Python {
+            return "python";
+        }
         TYPES.iter().find(|t| t.kind == self).map_or("?", |t| t.name)
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod asgi;
 pub mod core;
+pub mod foreign;
 pub mod green;
 pub mod gthread;
 pub mod kind;
@@ -70,6 +71,11 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
         }
     }
     crate::hooks::post_fork(py, std::mem::take(&mut ctx.hooks), &ctx.settings, ctx.slot.clone(), &ctx.listeners)?;
+    if ctx.kind == WorkerKind::Python {
+        // A Gunicorn worker class does the rest of the boot itself, in its
+        // init_process (owner, signals, app, post_worker_init).
+        return foreign::run(py, ctx);
+    }
     let s = &ctx.settings;
     if let Err(e) = crate::util::owner::set_owner_process(s.user, s.group, s.initgroups) {
         crate::log::exception!("Exception in worker process\n{e}");

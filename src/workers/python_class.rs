@@ -7,6 +7,9 @@
 //!   arguments applied to the settings that do the same (after every other
 //!   source, as uvicorn's worker lets them override Gunicorn's settings),
 //!   and the ones with no counterpart named in one warning;
+//! - another subclass of Gunicorn's `gunicorn.workers.base.Worker`
+//!   (aiohttp's `GunicornWebWorker`, a worker that overrides methods): run
+//!   in Python under ferrocorn's master (`workers/foreign.rs`);
 //! - anything else: refused at start-up, saying why and what can run.
 
 use crate::settings::input::Input;
@@ -33,7 +36,8 @@ impl std::fmt::Display for Refused {
         write!(
             f,
             "Invalid worker class '{}': {}. Valid worker classes are {} (also by their Gunicorn and uvicorn class \
-             paths), and subclasses of uvicorn's UvicornWorker that only set CONFIG_KWARGS",
+             paths), and Python subclasses of Gunicorn's gunicorn.workers.base.Worker (a UvicornWorker subclass \
+             that only sets CONFIG_KWARGS is served natively)",
             self.class,
             self.why,
             super::kind::available_names().join(", ")
@@ -57,6 +61,13 @@ pub fn adopt(py: Python<'_>, settings: &mut Settings) -> Result<Vec<Note>, Refus
         .and_then(|m| m.call_method1("describe", (path.as_str(),)))
         .map_err(|e| refused(crate::python::exception_text(py, &e)))?;
     let (what, detail): (String, Bound<'_, PyAny>) = described.extract().map_err(|e: PyErr| refused(e.to_string()))?;
+    if what == "gunicorn" {
+        settings.worker_class = format!("{}{path}", super::foreign::PREFIX);
+        return Ok(vec![Note {
+            warning: false,
+            text: format!("Worker class {path} (a Gunicorn worker class) runs in Python under ferrocorn's master"),
+        }]);
+    }
     if what != "uvicorn" {
         return Err(refused(detail.extract::<String>().unwrap_or_else(|_| "it cannot be served".to_owned())));
     }
