@@ -79,3 +79,21 @@ def _fastapi():
 
 
 fastapi_json = _fastapi()
+
+
+def _aiohttp():
+    try:
+        from aiohttp import web
+    except ImportError:  # only the aiohttp scenario needs it
+        return None
+
+    async def hello(request):
+        return web.Response(body=HELLO, content_type="text/plain")
+
+    app = web.Application()
+    app.add_routes([web.get("/", hello)])
+    return app
+
+
+# For -k aiohttp.GunicornWebWorker (the same worker class under both masters).
+aiohttp_hello = _aiohttp()

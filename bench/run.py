@@ -141,6 +141,25 @@ SCENARIOS = {
             ),
         ],
     },
+    "aiohttp-worker": {
+        "what": "aiohttp hello world under aiohttp's GunicornWebWorker, 1 worker, wrk -t1 -c64: the same Python "
+        "worker class under each master",
+        "threads": 1,
+        "connections": 64,
+        "servers": [
+            (
+                "ferrocorn -k aiohttp.GunicornWebWorker",
+                "{bin}/ferrocorn -k aiohttp.GunicornWebWorker -w 1 -b 127.0.0.1:{port} apps:aiohttp_hello",
+                False,
+            ),
+            (
+                "gunicorn -k aiohttp.GunicornWebWorker",
+                "{bin}/gunicorn -k aiohttp.GunicornWebWorker -w 1 --no-control-socket -b 127.0.0.1:{port} "
+                "apps:aiohttp_hello",
+                True,
+            ),
+        ],
+    },
     "gthread-sleep": {
         "what": "Long I/O: the app sleeps 10 ms per request, 1 worker, --threads 32, wrk -t1 -c256 (ideal: 3,200 req/s)",
         "threads": 1,
