@@ -160,6 +160,36 @@ SCENARIOS = {
             ),
         ],
     },
+    "tornado-hello": {
+        "what": "Tornado RequestHandler hello world, 1 worker, keep-alive, wrk -t1 -c64",
+        "threads": 1,
+        "connections": 64,
+        "servers": [
+            ("ferrocorn -k tornado", "{bin}/ferrocorn -k tornado -w 1 -b 127.0.0.1:{port} apps:tornado_hello", False),
+            (
+                "gunicorn -k tornado",
+                "{bin}/gunicorn -k tornado -w 1 --no-control-socket -b 127.0.0.1:{port} apps:tornado_hello",
+                True,
+            ),
+        ],
+    },
+    "tornado-ws-echo": {
+        "what": "Tornado WebSocketHandler echo of 32-byte text messages, 1 worker, 64 connections each waiting for "
+        "its echo (bench/wsload.py, one Python process, so the client shares the machine)",
+        "threads": 1,
+        "connections": 64,
+        "load": "ws",
+        "path": "/ws",
+        "unit": "messages/s",
+        "servers": [
+            ("ferrocorn -k tornado", "{bin}/ferrocorn -k tornado -w 1 -b 127.0.0.1:{port} apps:tornado_hello", False),
+            (
+                "gunicorn -k tornado",
+                "{bin}/gunicorn -k tornado -w 1 --no-control-socket -b 127.0.0.1:{port} apps:tornado_hello",
+                True,
+            ),
+        ],
+    },
     "gthread-sleep": {
         "what": "Long I/O: the app sleeps 10 ms per request, 1 worker, --threads 32, wrk -t1 -c256 (ideal: 3,200 req/s)",
         "threads": 1,
@@ -320,6 +350,8 @@ def run_one(template, sc, duration):
                 str(port),
                 "--connections",
                 str(sc["connections"]),
+                "--path",
+                sc.get("path", "/"),
                 "--duration",
             ]
             subprocess.run(wrk + ["2"], capture_output=True)

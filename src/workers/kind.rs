@@ -92,7 +92,7 @@ pub static TYPES: &[WorkerType] = &[
         kind: WorkerKind::Tornado,
         name: "tornado",
         aliases: &["gunicorn.workers.gtornado.TornadoWorker"],
-        serve: None,
+        serve: Some(super::tornado::serve),
         requires: Some(Package { name: "tornado", min_version: None }),
     },
     WorkerType {
@@ -307,13 +307,10 @@ mod tests {
         assert_eq!(resolve("eventlet", 1), Ok(WorkerKind::Eventlet));
         assert!(WorkerKind::alias_note("uvicorn.workers.UvicornWorker").is_some());
         assert!(WorkerKind::alias_note("asgi").is_none());
-        let e = resolve("tornado", 1).unwrap_err();
-        assert!(matches!(e, KindError::NotYet { kind: WorkerKind::Tornado, .. }));
-        assert!(e.to_string().contains("tornado") && e.to_string().contains("not available yet"), "{e}");
+        assert_eq!(resolve("tornado", 1), Ok(WorkerKind::Tornado));
         let e = resolve("mypkg.MyWorker", 1).unwrap_err();
         assert!(matches!(e, KindError::Unknown { .. }));
         assert!(e.to_string().contains("Invalid worker class") && e.to_string().contains("gevent"), "{e}");
-        assert!(!e.to_string().contains("tornado"), "tornado cannot run: {e}");
     }
 
     #[test]

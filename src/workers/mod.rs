@@ -10,6 +10,7 @@ pub mod gthread;
 pub mod kind;
 pub mod python_class;
 pub mod sync;
+pub mod tornado;
 pub mod wsgi_request;
 
 pub use kind::WorkerKind;
