@@ -181,26 +181,79 @@ class RequestConnection(httputil.HTTPConnection):
 
     def _queue(self, messages: list[dict]) -> asyncio.Future[None]:
         """Sends `messages` after everything queued before them; the Future
-        completes when the engine has taken them."""
+        completes when the engine has taken them. The engine's send()
+        completes at once while the client keeps up, so the common case
+        costs no task."""
         if self.closed:
             return self._done()
-        previous = self._tail
+        if self._tail is not None and not self._tail.done():
+            self._tail = asyncio.ensure_future(self._after(self._tail, messages))
+            return self._tail
+        for i, message in enumerate(messages):
+            try:
+                step = self._send(message).__await__()
+                # next(), not send(None): the engine's completed awaitables
+                # end on their first __next__ (as `await` steps them).
+                waiting = next(step)
+            except StopIteration:
+                continue
+            except Exception:
+                self._gone()
+                return self._done()
+            # A real wait (a slow client): the rest goes on in a task.
+            self._tail = asyncio.ensure_future(self._resume(step, waiting, messages[i + 1 :]))
+            return self._tail
+        return self._done()
 
-        async def run() -> None:
-            if previous is not None and not previous.done():
-                await asyncio.shield(previous)
-            for m in messages:
-                try:
-                    await self._send(m)
-                except Exception:
-                    # The client is gone: Tornado learns it from the close
-                    # callback, not from its write Futures (as with its
-                    # own HTTP1Connection, whose writes then do nothing).
-                    self.connection_lost()
-                    return
+    async def _after(self, previous: asyncio.Future[None], messages: list[dict]) -> None:
+        await asyncio.shield(previous)
+        await self._send_all(messages)
 
-        self._tail = asyncio.ensure_future(run())
-        return self._tail
+    async def _resume(self, step: Any, waiting: Any, messages: list[dict]) -> None:
+        try:
+            await _Resumed(step, waiting)
+        except Exception:
+            self._gone()
+            return
+        await self._send_all(messages)
+
+    async def _send_all(self, messages: list[dict]) -> None:
+        for m in messages:
+            if self.closed:
+                return
+            try:
+                await self._send(m)
+            except Exception:
+                self._gone()
+                return
+
+    def _gone(self) -> None:
+        # The client is gone: Tornado learns it from the close callback,
+        # not from its write Futures (as with its own HTTP1Connection,
+        # whose writes then do nothing).
+        self.connection_lost()
+
+
+class _Resumed:
+    """Finishes an await that was started by hand and had to wait: yields
+    what it waits on to the task, then steps it on."""
+
+    def __init__(self, step: Any, waiting: Any) -> None:
+        self.step = step
+        self.waiting = waiting
+
+    def __await__(self) -> Any:
+        waiting = self.waiting
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as e:
+                waiting = self.step.throw(e)
+                continue
+            try:
+                waiting = self.step.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 class TornadoASGI:
@@ -281,20 +334,11 @@ class TornadoASGI:
             if not message.get("more_body", False):
                 break
         delegate.finish()
-        # The handler may run on (a long poll, a stream): the client leaving
-        # meanwhile reaches its on_connection_close.
-        watch = asyncio.ensure_future(self._watch_disconnect(conn, receive))
-        try:
-            await conn.finished
-        finally:
-            watch.cancel()
-
-    async def _watch_disconnect(self, conn: RequestConnection, receive: Receive) -> None:
-        while not conn.finished.done():
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                conn.connection_lost()
-                return
+        # The handler may run on (a long poll, a stream). If the client
+        # leaves meanwhile, the engine cancels this call after
+        # --asgi-disconnect-grace-period, and the close callback runs then
+        # (in __call__'s finally), so the handler's on_connection_close does.
+        await conn.finished
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """A Tornado application has no lifespan of its own: startup and
