@@ -185,6 +185,25 @@ def test_a_slow_reader_does_not_hold_up_the_worker(server):
     c.close()
 
 
+def test_file_wrapper_sends_with_sendfile_and_parks_on_a_full_socket(server):
+    s = server("-k", "gevent", "-w", "1", "green_app:app")
+    c = connect(s.port)
+    c.sendall(b"GET /file?mb=32 HTTP/1.1\r\nHost: x\r\n\r\n")  # not read yet
+    time.sleep(0.3)
+    assert s.request()[2] == b"hello"  # the worker is not stuck in sendfile
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += c.recv(65536)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b"200 OK" in head and b"Content-Length: 33554432" in head
+    while len(body) < 32 << 20:
+        data = c.recv(1 << 20)
+        assert data
+        body += data
+    assert body == b"f" * (32 << 20)
+    c.close()
+
+
 def test_graceful_stop_lets_requests_in_progress_finish(server):
     s = server("-k", "gevent", "--graceful-timeout", "10", "green_app:app")
     c = connect(s.port)

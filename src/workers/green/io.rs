@@ -152,8 +152,11 @@ impl Sink for GreenSink {
     }
 }
 
-/// sendfile(2) on the non-blocking socket, parking on the hub while the
-/// socket is full.
+/// sendfile(2), parking on the hub while the socket is full. Accepted
+/// sockets are in blocking mode (every other call on them asks for
+/// MSG_DONTWAIT), and sendfile has no such flag: the socket is non-blocking
+/// for the call's duration, so a full socket parks the greenlet instead of
+/// the whole worker.
 fn sendfile_green(
     py: Python<'_>,
     stream: &Stream,
@@ -163,6 +166,46 @@ fn sendfile_green(
     count: u64,
 ) -> Result<(), SinkError> {
     let sock = stream.fd();
+    let _nonblocking = NonBlocking::set(sock).map_err(SinkError::Io)?;
+    sendfile_loop(py, sock, wait_write, fd, offset, count)
+}
+
+/// O_NONBLOCK on an fd while this lives; the flags it had come back after.
+struct NonBlocking {
+    fd: i32,
+    flags: libc::c_int,
+}
+
+impl NonBlocking {
+    fn set(fd: i32) -> io::Result<NonBlocking> {
+        // SAFETY: fcntl on an fd we hold, no pointers.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(NonBlocking { fd, flags })
+    }
+}
+
+impl Drop for NonBlocking {
+    fn drop(&mut self) {
+        // SAFETY: restores the flags read in `set` on the same fd.
+        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) };
+    }
+}
+
+fn sendfile_loop(
+    py: Python<'_>,
+    sock: i32,
+    wait_write: &Py<PyAny>,
+    fd: i32,
+    offset: u64,
+    count: u64,
+) -> Result<(), SinkError> {
     let mut off = libc::off_t::try_from(offset).map_err(|_| SinkError::Io(io::ErrorKind::InvalidInput.into()))?;
     let mut left = count;
     while left > 0 {

@@ -10,10 +10,12 @@ that waits lets the others run.
 - /stream?n=N        N chunks of 64 KiB, yielded (a slow reader parks the
                      greenlet on the socket)
 - /patched           JSON: which standard modules are patched, environ flags
+- /file?mb=N         an N MiB file through wsgi.file_wrapper (sendfile)
 """
 
 import json
 import os
+import tempfile
 import time
 import urllib.request
 from urllib.parse import parse_qs
@@ -56,6 +58,13 @@ def app(environ, start_response):
         n = int(_arg(environ, "n", "16"))
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return (b"x" * 65536 for _ in range(n))
+    elif path == "/file":
+        size = int(_arg(environ, "mb", "1")) << 20
+        f = tempfile.TemporaryFile()
+        f.write(b"f" * size)
+        f.seek(0)
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))])
+        return environ["wsgi.file_wrapper"](f)
     elif path == "/patched":
         info = _patched()
         info["multithread"] = environ["wsgi.multithread"]
