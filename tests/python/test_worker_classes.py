@@ -4,12 +4,13 @@ a SyncWorker subclass) run in Python under ferrocorn's master, and the
 errors for classes that cannot be served."""
 
 import json
+import os
 import signal
 import socket
 import time
 
 import pytest
-from helpers import parse_response, read_response, run_ferrocorn, wait_for
+from helpers import children, parse_response, pid_alive, read_response, run_ferrocorn, wait_for
 from loadgen import LoadGen
 
 pytest.importorskip("uvicorn")
@@ -133,3 +134,30 @@ def test_operations_under_load_on_a_gunicorn_worker_class(server):
     assert not unexpected, "%s\n%s\n%s" % (res.summary(), unexpected[:10], s.log()[-3000:])
     stopped_workers = 3  # two by HUP, one by TTOU
     assert len(res.failures) <= stopped_workers * (load.keepalive + load.fresh + load.idle), res.summary()
+
+
+def test_the_control_socket_and_metrics_see_a_gunicorn_worker_class(server):
+    pytest.importorskip("aiohttp")
+    from ops import ctl_json, metrics_args, scrape, wait_metrics
+
+    margs, mport = metrics_args()
+    s = server("-k", "aiohttp.GunicornWebWorker", "-w", "2", *margs, "aiohttp_app:app")
+    wait_metrics(mport)
+    wait_for(lambda: os.path.exists(s.default_control_socket), what="the control socket")
+    workers = s.wait_workers(2)
+    assert s.request()[2] == b"hello"
+    data = ctl_json(s.default_control_socket, "show", "workers")
+    assert sorted(w["pid"] for w in data["workers"]) == workers
+    for w in data["workers"]:
+        assert w["booted"] is True and 0 <= w["last_heartbeat"] < 30
+    page = scrape(mport)
+    assert page["ferrocorn_workers"] == 2
+    # USR2: a new master re-executes, its workers run the same class
+    s.signal(signal.SIGUSR2)
+    new_master = wait_for(
+        lambda: next((p for p in s.workers() if p not in workers), None), timeout=20, what="the new master"
+    )
+    wait_for(lambda: len(children(new_master)) == 2, timeout=20, what="the new master's workers")
+    assert s.request()[2] == b"hello"
+    os.kill(new_master, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(new_master), timeout=30, what="the new master to stop")
