@@ -33,6 +33,7 @@ from tornado import httputil, websocket
 from tornado.wsgi import WSGIContainer
 
 Send = Callable[[dict], Any]
+MAX_BODY_SIZE = 100 * 1024 * 1024
 Receive = Callable[[], Any]
 
 
@@ -91,7 +92,9 @@ class RequestConnection(httputil.HTTPConnection):
         self._loop = loop
         self._tail: asyncio.Future[None] | None = None
         self._close_callback: Callable[[], None] | None = None
-        self.max_body_size: int | None = None
+        # Tornado's HTTPServer default (a handler may change it, as
+        # @stream_request_body handlers do in prepare()).
+        self.max_body_size = MAX_BODY_SIZE
         self.finished: asyncio.Future[None] = loop.create_future()
         self.closed = False
         self.accepted = False
@@ -306,6 +309,9 @@ class TornadoASGI:
         waited = delegate.headers_received(start_line, headers)
         if waited is not None:
             await waited
+        declared = headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > conn.max_body_size:
+            raise httputil.HTTPInputError("Content-Length too long")
         if conn.websocket:
             # No body: the handler runs (and, accepting, takes the messages
             # through its protocol, see ASGIWebSocketProtocol).
@@ -322,7 +328,7 @@ class TornadoASGI:
             body = message.get("body", b"")
             if body:
                 received += len(body)
-                if conn.max_body_size is not None and received > conn.max_body_size:
+                if received > conn.max_body_size:
                     # Tornado's HTTP1Connection answers an oversized body
                     # by closing the connection.
                     conn.connection_lost()

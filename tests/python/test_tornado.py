@@ -101,6 +101,12 @@ def test_status_and_errors(server):
     assert s.request(path="/status")[0] == 418
     status, _, body = s.request(path="/missing")
     assert status == 404 and b"404" in body
+    # Tornado's limits: a body over 100 MiB is refused from its length
+    c = connect(s.port)
+    c.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (101 << 20))
+    c.sendall(b"x" * 65536)  # the engine reads a body's first 64 KiB before the app sees the request
+    assert parse_response(read_response(c))[0] == 400
+    c.close()
 
 
 def test_websocket_handler(server):
