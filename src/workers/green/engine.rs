@@ -27,8 +27,8 @@ use crate::net::listener::Listener;
 use crate::net::proxy_protocol::ProxyInfo;
 use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
-use crate::workers::core::accept::{Acceptor, Token};
-use crate::workers::core::conn::{BufferPool, Conn, Deadlines, Inbound, Progress, EDGE_EVENTS};
+use crate::workers::core::accept::{Accepted, Acceptor, Token};
+use crate::workers::core::conn::{longest_head_wait, BufferPool, Conn, Deadlines, Inbound, Progress, EDGE_EVENTS};
 use crate::workers::core::life::{beat_interval, RequestBudget, Stop};
 use crate::workers::core::signals::Wakeup;
 use crate::workers::core::slab::{ConnToken, Slab};
@@ -138,8 +138,8 @@ impl GreenServer {
             conns: Slab::default(),
             missed: Vec::new(),
             max_conns: s.worker_connections.max(1),
-            acceptor: Acceptor::new(ctx.listeners.clone()),
-            limits: Deadlines { keepalive: s.keepalive },
+            acceptor: Acceptor::new(ctx.listeners.clone(), ctx.tls.clone()),
+            limits: Deadlines::from_settings(&s),
             beat_every: beat_interval(&s),
             wakeup,
             stop: Stop::Running,
@@ -184,41 +184,56 @@ impl GreenServer {
         Ok(signals_due)
     }
 
+    /// Room for a new connection: below `--worker-connections`, or a
+    /// connection waiting for a request head that can make room (one a
+    /// greenlet has is never one of those: it is out of its slot).
+    fn has_room(&self) -> bool {
+        self.conns.len() < self.max_conns || self.longest_head_wait().is_some()
+    }
+
+    fn longest_head_wait(&self) -> Option<ConnToken> {
+        longest_head_wait(self.conns.iter().map(|(_, c)| &**c))
+    }
+
     fn accept(&mut self, index: usize) {
         if !self.acceptor.is_watching() {
             return;
         }
-        let now = Instant::now();
-        while self.conns.len() < self.max_conns {
-            match self.acceptor.accept(index) {
-                Ok(Some((stream, peer))) => {
-                    let token = self.conns.reserve();
-                    if self.missed.len() <= token.index() {
-                        self.missed.resize(token.index() + 1, false);
-                    }
-                    {
-                        let mut proxies = self.shared.proxies.borrow_mut();
-                        if proxies.len() <= token.index() {
-                            proxies.resize(token.index() + 1, None);
-                        }
-                        proxies[token.index()] = None;
-                    }
-                    let mut conn = Conn::new(stream, peer, index, token, self.shared.policy.proxy_protocol);
-                    conn.follow_timer(now, &self.limits, false);
-                    // Registered once, edge-triggered: the first edge (the
-                    // request may already be here) comes from this add.
-                    if self.epoll.add(conn.fd(), EDGE_EVENTS, Token::Conn(token).to_epoll()).is_err() {
-                        self.conns.remove(token);
-                        continue;
-                    }
-                    self.conns.put(token, Box::new(conn));
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    crate::log::error!("accept failed: {e}");
-                    return;
+        while self.has_room() {
+            let (stream, peer) = match self.acceptor.accept(&self.epoll, index) {
+                Accepted::Conn(stream, peer) => (stream, peer),
+                Accepted::None | Accepted::Exhausted => return,
+            };
+            if self.conns.len() >= self.max_conns {
+                // Full: the connection that has waited longest for a
+                // request head makes room for the new client.
+                if let Some(conn) = self.longest_head_wait().and_then(|t| self.conns.take(t)) {
+                    crate::log::debug!("Worker full: closing the connection waiting longest for a request head");
+                    self.close(conn);
                 }
             }
+            let token = self.conns.reserve();
+            if self.missed.len() <= token.index() {
+                self.missed.resize(token.index() + 1, false);
+            }
+            // A slot is reused: nothing noted for its last connection holds.
+            self.missed[token.index()] = false;
+            {
+                let mut proxies = self.shared.proxies.borrow_mut();
+                if proxies.len() <= token.index() {
+                    proxies.resize(token.index() + 1, None);
+                }
+                proxies[token.index()] = None;
+            }
+            let mut conn = Conn::new(stream, peer, index, token, self.shared.policy.proxy_protocol);
+            conn.follow_timer(Instant::now(), &self.limits, false);
+            // Registered once, edge-triggered: the first edge (the request
+            // may already be here) comes from this add.
+            if self.epoll.add(conn.fd(), EDGE_EVENTS, Token::Conn(token).to_epoll()).is_err() {
+                self.conns.remove(token);
+                continue;
+            }
+            self.conns.put(token, Box::new(conn));
         }
     }
 
@@ -292,7 +307,9 @@ impl GreenServer {
         }
         match self.stop {
             Stop::Running => {
-                let room = self.conns.len() < self.max_conns;
+                // Out of descriptors: not watched again until the pause is
+                // over (the hub's timer comes back within `tick_interval`).
+                let room = self.has_room() && self.acceptor.may_accept(Instant::now());
                 if self.acceptor.is_watching() != room {
                     if let Err(e) = self.acceptor.watch(&self.epoll, room) {
                         crate::log::error!("listening failed: {e}");

@@ -134,11 +134,12 @@ fn serve_one(py: Python<'_>, shared: &Shared, conn: &mut Conn, inbound: Inbound)
         proxy: proxy.as_ref(),
         listener: &shared.listeners[conn.listener].address,
         stream: &stream,
-        source: Box::new(GreenBody::new(http, body, error, stream.clone(), hub.waits.read.clone_ref(py))),
+        source: Box::new(GreenBody::new(http, body, error, stream.clone(), hub.waits.clone_ref(py))),
         sink: Box::new(GreenSink::new(
             stream.clone(),
             OUT_CAP,
-            shared.settings.sendfile,
+            // sendfile(2) cannot encrypt: over TLS the file is read and sent.
+            shared.settings.sendfile && stream.tls().is_none(),
             hub.waits.write.clone_ref(py),
         )),
         must_close,

@@ -10,11 +10,10 @@ use crate::bridge::wsgi::response::{Sink, SinkError};
 use crate::http::conn::ServerConn;
 use crate::http::error::HttpError;
 use crate::net::stream::Stream;
-use crate::workers::core::output::OutQueue;
-use crate::workers::core::sock;
+use crate::workers::core::output::{OutQueue, Sent};
 use crate::workers::wsgi_request::fill_body;
 use pyo3::prelude::*;
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 
 const MIN_READ: usize = 16 * 1024;
@@ -39,6 +38,26 @@ fn park(py: Python<'_>, wait: &Py<PyAny>, fd: i32) -> PyResult<()> {
     wait.bind(py).call1((fd,)).map(|_| ())
 }
 
+/// Parks the greenlet until `stream` may have input. Over TLS, what is
+/// encrypted and not written yet goes out first (parked while the socket is
+/// full): the peer may be waiting for it, a handshake answer, before it
+/// sends anything more.
+fn park_for_input(py: Python<'_>, stream: &Stream, waits: &HubWaits) -> Result<(), BodyError> {
+    while !stream.flush_pending().map_err(BodyError::Io)? {
+        park(py, &waits.write, stream.fd()).map_err(BodyError::Interrupted)?;
+    }
+    park(py, &waits.read, stream.fd()).map_err(BodyError::Interrupted)
+}
+
+/// Parks the greenlet until what TLS has encrypted is written (nothing to
+/// do on a plain socket).
+fn park_until_flushed(py: Python<'_>, stream: &Stream, wait_write: &Py<PyAny>) -> Result<(), SinkError> {
+    while !stream.flush_pending().map_err(SinkError::Io)? {
+        park(py, wait_write, stream.fd()).map_err(SinkError::Interrupted)?;
+    }
+    Ok(())
+}
+
 /// The body: what the engine read ahead, then the rest from the socket
 /// through the connection's HTTP state, which goes back to the connection
 /// after the request.
@@ -47,7 +66,7 @@ pub struct GreenBody {
     error: Option<HttpError>,
     pub http: ServerConn,
     stream: Arc<Stream>,
-    wait_read: Py<PyAny>,
+    waits: HubWaits,
     /// Bytes were read from the socket here: the engine's idea of whether
     /// it is drained no longer holds.
     pub read_socket: bool,
@@ -60,9 +79,9 @@ impl GreenBody {
         ahead: Vec<u8>,
         error: Option<HttpError>,
         stream: Arc<Stream>,
-        wait_read: Py<PyAny>,
+        waits: HubWaits,
     ) -> GreenBody {
-        GreenBody { ahead, error, http, stream, wait_read, read_socket: false }
+        GreenBody { ahead, error, http, stream, waits, read_socket: false }
     }
 }
 
@@ -79,16 +98,14 @@ impl BodySource for GreenBody {
         if let Some(e) = self.error.take() {
             return Err(BodyError::Http(e));
         }
-        let (fd, read_socket, wait) = (self.stream.fd(), &mut self.read_socket, &self.wait_read);
+        let (stream, read_socket, waits) = (&self.stream, &mut self.read_socket, &self.waits);
         fill_body(&mut self.http, out, |http| {
             let size = http.read_hint(want.max(MIN_READ), MAX_READ);
             *read_socket = true;
-            match sock::recv_into(fd, http.buffer(), size, false) {
-                Ok(0) => http.received_eof(),
+            match stream.recv_into(http.buffer(), size) {
+                Ok(got) if got.n == 0 => http.received_eof(),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    park(py, wait, fd).map_err(BodyError::Interrupted)?;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => park_for_input(py, stream, waits)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(BodyError::Io(e)),
             }
@@ -101,9 +118,13 @@ impl BodySource for GreenBody {
     }
 }
 
-/// The response: written straight to the socket. What the client is not
-/// ready for when the app has finished (up to `cap`) is left to the engine,
-/// so a slow reader does not hold the greenlet.
+/// The response: written straight from the app's buffers to the socket,
+/// the greenlet parked on the hub while the socket is full. Nothing is
+/// copied while the client is behind, so a client that does not read a
+/// large response costs the worker no copy of it (the greenlet waits with
+/// the app's own bytes). Only the last `cap` bytes of a finished response
+/// may be copied and left to the engine, so a slow reader does not hold
+/// the greenlet for them.
 pub struct GreenSink {
     stream: Arc<Stream>,
     pub pending: OutQueue,
@@ -113,15 +134,54 @@ pub struct GreenSink {
 }
 
 impl GreenSink {
+    /// `sendfile`: the setting, and the connection is not TLS (sendfile(2)
+    /// would bypass the encryption).
     pub fn new(stream: Arc<Stream>, cap: usize, sendfile: bool, wait_write: Py<PyAny>) -> GreenSink {
         GreenSink { stream, pending: OutQueue::default(), cap, sendfile, wait_write }
     }
 
-    /// Waits on the hub until at most `limit` bytes are pending.
-    fn wait_below(&mut self, py: Python<'_>, limit: usize) -> Result<(), SinkError> {
-        while self.pending.len() > limit {
+    /// Waits on the hub until nothing is pending (over TLS, nothing
+    /// encrypted either).
+    fn drain(&mut self, py: Python<'_>) -> Result<(), SinkError> {
+        while !self.pending.is_empty() {
+            if self.pending.flush(&self.stream).map_err(SinkError::Io)? == Sent::All {
+                break;
+            }
             park(py, &self.wait_write, self.stream.fd()).map_err(SinkError::Interrupted)?;
-            self.pending.flush(&self.stream).map_err(SinkError::Io)?;
+        }
+        park_until_flushed(py, &self.stream, &self.wait_write)
+    }
+
+    /// Sends `bufs` in order, parking while the socket is full and more
+    /// than `keep` bytes of them are left; once the socket is full with at
+    /// most `keep` left, those are copied into `pending` for the engine.
+    fn send(&mut self, py: Python<'_>, bufs: &[&[u8]], keep: usize) -> Result<(), SinkError> {
+        self.drain(py)?;
+        let mut slices: Vec<IoSlice<'_>> = bufs.iter().filter(|b| !b.is_empty()).map(|b| IoSlice::new(b)).collect();
+        let mut left: usize = slices.iter().map(|s| s.len()).sum();
+        let mut rest: &mut [IoSlice<'_>] = &mut slices;
+        while left > 0 {
+            match self.stream.send_nonblocking(rest) {
+                Ok(n) => {
+                    left -= n.min(left);
+                    IoSlice::advance_slices(&mut rest, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if left <= keep {
+                        break;
+                    }
+                    park(py, &self.wait_write, self.stream.fd()).map_err(SinkError::Interrupted)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(SinkError::Io(e)),
+            }
+        }
+        for s in rest.iter() {
+            self.pending.push(s);
+        }
+        if keep == 0 {
+            // Over TLS the bytes were taken, not all written yet.
+            park_until_flushed(py, &self.stream, &self.wait_write)?;
         }
         Ok(())
     }
@@ -129,13 +189,11 @@ impl GreenSink {
 
 impl Sink for GreenSink {
     fn write_all(&mut self, py: Python<'_>, bufs: &[&[u8]]) -> Result<(), SinkError> {
-        self.pending.send(&self.stream, bufs, true).map_err(SinkError::Io)?;
-        self.wait_below(py, 0)
+        self.send(py, bufs, 0)
     }
 
     fn write_final(&mut self, py: Python<'_>, bufs: &[&[u8]]) -> Result<(), SinkError> {
-        self.pending.send(&self.stream, bufs, true).map_err(SinkError::Io)?;
-        self.wait_below(py, self.cap)
+        self.send(py, bufs, self.cap)
     }
 
     fn can_sendfile(&self) -> bool {
@@ -143,7 +201,7 @@ impl Sink for GreenSink {
     }
 
     fn sendfile(&mut self, py: Python<'_>, fd: i32, offset: u64, count: u64) -> Result<(), SinkError> {
-        self.wait_below(py, 0)?;
+        self.drain(py)?;
         sendfile_green(py, &self.stream, &self.wait_write, fd, offset, count)
     }
 
