@@ -12,7 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import CONFORMANCE, parse_response, read_response, response_end, run_ferrocorn, wait_for
+from helpers import parse_response, read_response, response_end, run_ferrocorn, wait_for
 from loadgen import LoadGen
 
 pytest.importorskip("gevent")
@@ -285,27 +285,6 @@ def test_access_log_lines(server):
     s.request(path="/sleep?s=0")
     line = wait_for(lambda: [x for x in s.out().splitlines() if "/sleep" in x], what="an access line")[0]
     assert '"GET /sleep?s=0 HTTP/1.1" 200 5' in line, line
-
-
-def test_conformance_corpus_answers_as_gunicorn_gevent():
-    import subprocess
-    import sys
-
-    cmd = [
-        sys.executable,
-        os.path.join(CONFORMANCE, "conformance.py"),
-        "compare",
-        "--cases",
-        os.path.join(CONFORMANCE, "cases.json"),
-        "--golden",
-        os.path.join(CONFORMANCE, "expected-gevent.json"),
-        "--server",
-        sys.executable + " -m ferrocorn -k gevent -b 127.0.0.1:{port} {flags} echo_app:app",
-    ]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    summary = r.stdout.strip().splitlines()[-1]
-    assert "92/92 same accept/reject" in summary, r.stdout + r.stderr
-    assert summary.startswith("conformance: 92/92 identical"), r.stdout
 
 
 # Operations under load: every request of every generation succeeds.
