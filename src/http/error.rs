@@ -147,7 +147,6 @@ impl HttpError {
 }
 
 impl ErrorResponse {
-    /// Byte-identical to `util.write_error(sock, status, reason, mesg)`.
     /// The page's HTML body.
     pub fn html(&self) -> Vec<u8> {
         let html = format!(
@@ -158,6 +157,7 @@ impl ErrorResponse {
         string_to_latin1(&html)
     }
 
+    /// Byte-identical to `util.write_error(sock, status, reason, mesg)`.
     pub fn to_bytes(&self) -> Vec<u8> {
         let html = self.html();
         let mut out = format!(

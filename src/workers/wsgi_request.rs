@@ -5,17 +5,16 @@
 //! `post_request` hooks. The worker supplies the body source and sink and
 //! decides what happens to the connection afterwards.
 
-use super::core::blocking::{self, WaitError};
+use super::core::blocking;
 use super::core::conn::log_refused;
 use crate::bridge::wsgi::call::{self, Failure};
 use crate::bridge::wsgi::environ::{EnvironBuilder, EnvironError, RequestView};
 use crate::bridge::wsgi::input::{BodyError, BodySource, InputStream};
-use crate::bridge::wsgi::response::{Sink, WsgiResponse};
+use crate::bridge::wsgi::response::{Sink, SinkError, WsgiResponse};
 use crate::http::conn::{BodyRead, ServerConn};
 use crate::http::error::{ErrorResponse, HttpError};
 use crate::http::request::RequestHead;
 use crate::http::response::RequestInfo;
-use crate::http2::stream::{Head, Out, StreamShared};
 use crate::net::listener::Address;
 use crate::net::proxy_protocol::ProxyInfo;
 use crate::net::stream::{Peer, Stream};
@@ -42,8 +41,6 @@ pub struct Exchange<'a> {
     pub proxy: Option<&'a ProxyInfo>,
     pub listener: &'a Address,
     pub stream: &'a Arc<Stream>,
-    /// Where an error page goes when the app's response cannot carry it.
-    pub answer: Answer<'a>,
     pub source: Box<dyn BodySource>,
     pub sink: Box<dyn Sink>,
     /// Answer with `Connection: close` whatever the request asked.
@@ -52,14 +49,6 @@ pub struct Exchange<'a> {
     /// `100 Continue` to send before the app is called (the request asked
     /// for it: `http::conn::ServerConn::take_continue`).
     pub continue_: Option<&'static [u8]>,
-}
-
-/// Where the server's own answers (an error page) go: the connection's
-/// socket, or the request's HTTP/2 stream.
-#[derive(Clone, Copy)]
-pub enum Answer<'a> {
-    Socket(&'a Stream),
-    Stream(&'a StreamShared),
 }
 
 /// A request the app was called for.
@@ -96,13 +85,16 @@ impl Runner {
             None => (None, Ok(())),
         };
         let started = Instant::now();
+        let mut sink = ex.sink;
         if let Some(answer) = ex.continue_ {
             // Gunicorn answers it before building the environ, whether or not
-            // the app will read the body.
-            match blocking::write_all(py, ex.stream, &[answer]) {
+            // the app will read the body. Through the worker's sink, which
+            // knows how to wait for the socket (a gevent worker parks the
+            // greenlet; a blocking wait would stall the hub).
+            match sink.write_all(py, &[answer]) {
                 Ok(()) => {}
-                Err(WaitError::Interrupted(e)) => return Err(e),
-                Err(WaitError::Io(_)) => return Ok(None),
+                Err(SinkError::Interrupted(e)) => return Err(e),
+                Err(SinkError::Io(_)) => return Ok(None),
             }
         }
         let input = Bound::new(py, InputStream::new(ex.source))?;
@@ -110,15 +102,16 @@ impl Runner {
             method_is_head: head.method == "HEAD",
             version: head.version,
             should_close: head.should_close(),
-            http2: ex.sink.takes_fields(),
+            http2: sink.takes_fields(),
         };
-        let response = Bound::new(py, WsgiResponse::new(info, ex.must_close, ex.sink, ex.date))?;
+        let response = Bound::new(py, WsgiResponse::new(info, ex.must_close, sink, ex.date))?;
         let early_hints = response.getattr(pyo3::intern!(py, "early_hints"))?;
         let view = RequestView { head, peer: ex.peer, proxy: ex.proxy, listener: ex.listener, tls: ex.stream.tls() };
         let environ = match self.environ.build(py, &view, input.as_any(), &early_hints) {
             Ok(env) => env,
             Err(EnvironError::Http(e)) => {
-                reject(py, ex.answer, ex.peer, &e);
+                log_refused(ex.peer, &e);
+                send_error_page(py, &response, e.response().as_ref());
                 return Ok(None);
             }
             Err(EnvironError::Py(e)) => return Err(e),
@@ -139,7 +132,8 @@ impl Runner {
                     log_refused(ex.peer, &e);
                 } else {
                     answered = e.response();
-                    reject(py, ex.answer, ex.peer, &e);
+                    log_refused(ex.peer, &e);
+                    send_error_page(py, &response, answered.as_ref());
                 }
                 true
             }
@@ -154,7 +148,7 @@ impl Runner {
                 } else {
                     crate::log::exception!("Error handling request {} {}\n{tb}", head.method, head.uri);
                     answered = Some(internal_error());
-                    send_error(py, ex.answer, answered.as_ref());
+                    send_error_page(py, &response, answered.as_ref());
                 }
                 true
             }
@@ -182,30 +176,32 @@ pub fn internal_error() -> ErrorResponse {
     ErrorResponse { status: 500, reason: "Internal Server Error", message: String::new() }
 }
 
-pub fn send_error(py: Python<'_>, answer: Answer<'_>, error: Option<&ErrorResponse>) {
-    let Some(e) = error else { return };
-    let sent = match answer {
-        Answer::Socket(stream) => blocking::write_all(py, stream, &[&e.to_bytes()]).is_ok(),
-        Answer::Stream(stream) => {
-            let body = e.html();
-            let fields = vec![
-                (b"content-type".to_vec(), b"text/html".to_vec()),
-                (b"content-length".to_vec(), body.len().to_string().into_bytes()),
-            ];
-            let head = Head { status: e.status, fields };
-            stream.send([Out::Head(head), Out::Data(body.into()), Out::End(None)]).is_ok()
+/// An error page for a request the app was (or was about to be) called
+/// for, through the response's sink: the worker's own way of waiting for
+/// the socket (a greenlet parks on the hub).
+fn send_error_page(py: Python<'_>, response: &Bound<'_, WsgiResponse>, error: Option<&ErrorResponse>) {
+    if let Some(e) = error {
+        if response.borrow().lock().write_error_page(py, e).is_err() {
+            crate::log::debug!("Failed to send error message.");
         }
-    };
-    if !sent {
-        crate::log::debug!("Failed to send error message.");
+    }
+}
+
+/// An error page written on a blocking socket (the sync worker, before a
+/// request has a sink).
+pub fn send_error(py: Python<'_>, stream: &Stream, error: Option<&ErrorResponse>) {
+    if let Some(e) = error {
+        if blocking::write_all(py, stream, &[&e.to_bytes()]).is_err() {
+            crate::log::debug!("Failed to send error message.");
+        }
     }
 }
 
 /// A request refused before (or instead of) the app: Gunicorn's log line
 /// and its error page.
-pub fn reject(py: Python<'_>, answer: Answer<'_>, peer: Peer, e: &HttpError) {
+pub fn reject(py: Python<'_>, stream: &Stream, peer: Peer, e: &HttpError) {
     log_refused(peer, e);
-    send_error(py, answer, e.response().as_ref());
+    send_error(py, stream, e.response().as_ref());
 }
 
 /// The next bytes of `wsgi.input` from a connection's HTTP state: what is

@@ -3,6 +3,7 @@
 //! [`Sink`] that puts bytes on the wire. Output is coalesced: the head goes
 //! out with the first body bytes, and a list result leaves in one write.
 
+use crate::http::error::ErrorResponse;
 use crate::http::response::{RequestInfo, ResponseError, ResponseState};
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -199,6 +200,22 @@ impl Core {
         let result = self.sink.write_final(py, &[&self.pending]);
         self.pending.clear();
         self.check(result)
+    }
+
+    /// The server's error page in place of the response, through the sink
+    /// (its way of waiting for the client): whole bytes on HTTP/1, a head
+    /// and the HTML body on an HTTP/2 stream.
+    pub fn write_error_page(&mut self, py: Python<'_>, e: &ErrorResponse) -> Result<(), SinkError> {
+        if !self.sink.takes_fields() {
+            return self.sink.write_all(py, &[&e.to_bytes()]);
+        }
+        let body = e.html();
+        let fields = vec![
+            (b"content-type".to_vec(), b"text/html".to_vec()),
+            (b"content-length".to_vec(), body.len().to_string().into_bytes()),
+        ];
+        self.sink.head(e.status, fields);
+        self.sink.write_final(py, &[&body])
     }
 
     /// Takes the sink back after the request; later writes from the app

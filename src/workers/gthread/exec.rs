@@ -12,7 +12,7 @@ use crate::http::date::DateCache;
 use crate::http2::stream::Out;
 use crate::workers::core::conn::{BufferPool, Conn, Inbound, Progress};
 use crate::workers::core::signals;
-use crate::workers::wsgi_request::{Answer, Exchange, Runner, Served};
+use crate::workers::wsgi_request::{Exchange, Runner, Served};
 use pyo3::prelude::*;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -78,7 +78,6 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
         proxy: proxy.as_ref(),
         listener: &shared.listeners[conn.listener].address,
         stream: &stream,
-        answer: Answer::Socket(&stream),
         source: Box::new(ConnBody::new(http, body, error, stream.clone())),
         sink: Box::new(ConnSink::new(stream.clone(), OUT_CAP, shared.settings.sendfile && stream.tls().is_none())),
         must_close,
@@ -154,7 +153,6 @@ fn serve_stream(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, job: Stre
         proxy: proxy.as_ref(),
         listener: &shared.listeners[listener].address,
         stream: &socket,
-        answer: Answer::Stream(&stream),
         source: Box::new(H2Body::new(stream.clone(), body_wait, head.expect_continue)),
         sink: Box::new(H2Sink::new(stream.clone(), stall)),
         must_close: false,

@@ -14,7 +14,7 @@ use crate::workers::core::life::{beat_interval, parent_gone};
 use crate::workers::core::linger::Lingerer;
 use crate::workers::core::signals::{self, Wakeup};
 use crate::workers::core::sock::{self, log_socket_error};
-use crate::workers::wsgi_request::{reject, Answer};
+use crate::workers::wsgi_request::reject;
 use crate::workers::WorkerCtx;
 use pyo3::prelude::*;
 use std::sync::Arc;
@@ -185,7 +185,7 @@ fn read_request(
                 Err(e) => return Err(WaitError::Io(e)),
             },
             Event::Reject(e) => {
-                reject(py, Answer::Socket(stream), peer, &e);
+                reject(py, stream, peer, &e);
                 return Ok(None);
             }
             // The sync worker offers no HTTP/2 (as Gunicorn's).

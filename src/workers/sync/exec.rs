@@ -10,7 +10,7 @@ use crate::net::listener::Address;
 use crate::net::stream::{Peer, Stream};
 use crate::scoreboard::SlotHandle;
 use crate::workers::core::life::RequestBudget;
-use crate::workers::wsgi_request::{Answer, Exchange, Runner};
+use crate::workers::wsgi_request::{Exchange, Runner};
 use crate::workers::WorkerCtx;
 use pyo3::prelude::*;
 use std::sync::Arc;
@@ -56,7 +56,6 @@ impl Exec {
             proxy: proxy.as_ref(),
             listener,
             stream,
-            answer: Answer::Socket(stream),
             source: Box::new(SocketBody::new(stream.clone(), http)),
             sink: Box::new(SocketSink::new(stream.clone(), self.sendfile && stream.tls().is_none())),
             must_close: true,
