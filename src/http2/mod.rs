@@ -157,9 +157,9 @@ pub fn check_settings(s: &Settings, kind: crate::workers::WorkerKind) -> Result<
         }
         return Ok(None);
     }
-    if !matches!(kind, WorkerKind::Gthread) {
+    if !matches!(kind, WorkerKind::Gthread | WorkerKind::Asgi) {
         return Err(format!(
-            "HTTP/2 (http_protocols = {}) is served by the gthread worker; -k {} serves HTTP/1 only",
+            "HTTP/2 (http_protocols = {}) is served by the gthread and asgi workers; -k {} serves HTTP/1 only",
             s.http_protocols,
             kind.name()
         ));

@@ -148,6 +148,12 @@ impl StreamShared {
         Read::Data(out)
     }
 
+    /// Every body byte arrived and was taken.
+    pub fn body_complete(&self) -> bool {
+        let inner = self.lock();
+        inner.body_ended && inner.body.is_empty()
+    }
+
     /// Waits (a thread) until a read would find something, the stream is
     /// gone, or `timeout` passes; false on the timeout.
     pub fn wait_readable(&self, timeout: Duration) -> bool {

@@ -66,12 +66,6 @@ def test_unknown_worker_class_lists_the_valid_ones(tmp_path):
 NOT_YET = {
     "protocol": "'uwsgi'",
     "uwsgi_allow_ips": "'10.0.0.1'",
-    "http_protocols": "'h2,h1'",
-    "http2_cleartext": "'upgrade'",
-    "http2_max_concurrent_streams": "10",
-    "http2_initial_window_size": "1000",
-    "http2_max_frame_size": "20000",
-    "http2_max_header_list_size": "1000",
     "dirty_apps": "['x:y']",
     "dirty_workers": "2",
     "dirty_timeout": "5",
@@ -102,12 +96,11 @@ def test_every_refused_setting_names_itself(tmp_path):
         line = next(line for line in lines if "support %s (" % name in line)
         assert line.startswith("ferrocorn does not support %s (" % name) or "Error: ferrocorn" in line
         assert line.rstrip().split(" yet: it comes with ")[1]
-    assert "ferrocorn does not support http_protocols (--http-protocols) yet: it comes with HTTP/2" in r.stderr
     assert "ferrocorn does not support protocol (--protocol) yet: it comes with the uwsgi protocol" in r.stderr
     assert "dirty_post_fork (config file)" in r.stderr
     # one at a time from the command line, too
-    r = run_ferrocorn(["--http-protocols", "h2", "basic:hello"], tmp_path)
-    assert r.returncode == 1 and "ferrocorn does not support http_protocols (--http-protocols) yet" in r.stderr
+    r = run_ferrocorn(["--protocol", "uwsgi", "basic:hello"], tmp_path)
+    assert r.returncode == 1 and "ferrocorn does not support protocol (--protocol) yet" in r.stderr
 
 
 def test_invalid_values(tmp_path):

@@ -190,10 +190,9 @@ pub fn http_send<'py>(msg: &Bound<'py, PyAny>) -> PyResult<HttpSend<'py>> {
             headers: headers(dict)?,
             trailers: flag(dict, pyo3::intern!(py, "trailers"))?,
         },
-        "http.response.trailers" => HttpSend::Trailers {
-            headers: headers(dict)?,
-            more: flag(dict, pyo3::intern!(py, "more_trailers"))?,
-        },
+        "http.response.trailers" => {
+            HttpSend::Trailers { headers: headers(dict)?, more: flag(dict, pyo3::intern!(py, "more_trailers"))? }
+        }
         "http.response.pathsend" => {
             HttpSend::PathSend { path: required(dict, pyo3::intern!(py, "path"))?.str()?.to_string() }
         }

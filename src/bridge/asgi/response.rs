@@ -355,6 +355,23 @@ pub fn informational(
 }
 
 /// Gunicorn's ASGI error page: plain text, `Connection: close`.
+/// Header fields as owned (name, value) pairs.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// `http.response.informational` on an HTTP/2 stream: its status and
+/// fields, with the same checks as on HTTP/1.
+pub fn informational_fields(status: i64, headers: &[(&[u8], &[u8])]) -> Result<(u16, Fields), StartError> {
+    let status =
+        u16::try_from(status).ok().filter(|s| (100..200).contains(s)).ok_or(StartError::InvalidStatus(status))?;
+    check_headers(headers)?;
+    let fields = headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_vec()))
+        .filter(|(n, _)| !crate::http2::connection_specific(n))
+        .collect();
+    Ok((status, fields))
+}
+
 pub fn error_response(status: u16, message: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());

@@ -154,6 +154,8 @@ impl ScopeBase {
         let version = match head.version {
             (1, 0) => k.v10.bind(py).clone(),
             (1, 1) => k.v11.bind(py).clone(),
+            // The ASGI spec's name for HTTP/2.
+            (2, _) => PyString::new(py, "2"),
             (a, b) => PyString::new(py, &format!("{a}.{b}")),
         };
         scope.set_item(k.http_version.bind(py), version)?;
@@ -185,6 +187,13 @@ impl ScopeBase {
             scope.set_item(k.state.bind(py), state.copy()?)?;
         }
         let extensions = match websocket {
+            // An HTTP/2 stream: trailers can be sent; pathsend is not
+            // offered (its file would bypass the stream's flow control).
+            None if head.version.0 == 2 => {
+                let ext = PyDict::new(py);
+                ext.set_item("http.response.trailers", PyDict::new(py))?;
+                ext
+            }
             None => self.extensions.bind(py).copy()?,
             Some(protocols) => {
                 scope.set_item(k.subprotocols.bind(py), PyList::new(py, protocols)?)?;

@@ -13,6 +13,7 @@
 //! asks, without any epoll_ctl call.
 
 use super::exec::{run_starts, CallEnd, CallStart, CycleState, Cycles, Errors, TaskStart};
+use super::h2::H2Work;
 use super::io::FileOut;
 use super::websocket::WsState;
 use crate::bridge::asgi::scope::{Addresses, RequestView, ScopeBase};
@@ -20,6 +21,7 @@ use crate::http::conn::Request;
 use crate::http::date::DateCache;
 use crate::http::policy::HttpPolicy;
 use crate::http::request::RequestHead;
+use crate::http2::H2Serving;
 use crate::net::epoll::{Epoll, Event, READABLE};
 use crate::scoreboard::SlotHandle;
 use crate::settings::Settings;
@@ -33,6 +35,7 @@ use crate::workers::core::signals::{self, Wakeup};
 use crate::workers::core::slab::{ConnToken, CycleKey, Slab};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +59,9 @@ pub(super) struct Client {
     /// An `http.response.pathsend` file still being sent.
     pub(super) file: Option<FileOut>,
     /// The scope's client and server, the same for every request.
-    addresses: Option<Addresses>,
+    pub(super) addresses: Option<Addresses>,
+    /// HTTP/2: the calls of the open streams, by stream id.
+    pub(super) h2_streams: HashMap<u32, CycleKey>,
 }
 
 /// What a connection is doing.
@@ -68,6 +73,8 @@ pub(super) enum Role {
     Http(CycleKey),
     /// The connection is (or is becoming) this call's WebSocket.
     WebSocket(CycleKey),
+    /// An HTTP/2 connection: its streams are calls of their own.
+    H2,
 }
 
 /// Whether a connection stays after it was worked on.
@@ -82,7 +89,7 @@ pub(super) struct LoopRefs {
     pub(super) create_future: Py<PyAny>,
     pub(super) create_task: Py<PyAny>,
     done: Py<PyAny>,
-    state: Py<PyDict>,
+    pub(super) state: Py<PyDict>,
 }
 
 #[pyclass(module = "ferrocorn._ferrocorn", unsendable)]
@@ -90,9 +97,12 @@ pub struct AsgiServer {
     epoll: Epoll,
     clients: Slab<ConnToken, Box<Client>>,
     max_conns: usize,
-    acceptor: Acceptor,
+    pub(super) acceptor: Acceptor,
     pub(super) settings: Arc<Settings>,
-    policy: HttpPolicy,
+    pub(super) policy: HttpPolicy,
+    /// What this worker serves of HTTP/2 (None: HTTP/1 only).
+    pub(super) h2: Option<H2Serving>,
+    pub(super) h2_work: Arc<H2Work>,
     pub(super) app: Py<PyAny>,
     pub(super) scope: ScopeBase,
     date: DateCache,
@@ -106,9 +116,9 @@ pub struct AsgiServer {
     pub(super) keep_headers: bool,
     wakeup: Wakeup,
     buffers: BufferPool,
-    scoreboard: SlotHandle,
+    pub(super) scoreboard: SlotHandle,
     ppid: i32,
-    budget: RequestBudget,
+    pub(super) budget: RequestBudget,
     limits: Deadlines,
     /// `--asgi-disconnect-grace-period`.
     disconnect_grace: Duration,
@@ -131,6 +141,8 @@ impl AsgiServer {
         let s = ctx.settings.clone();
         let epoll = Epoll::new()?;
         epoll.add(wakeup.read_fd, READABLE, Token::Signals.to_epoll())?;
+        let h2_work = Arc::new(H2Work::new()?);
+        epoll.add(h2_work.wake.fd(), READABLE, Token::Wake.to_epoll())?;
         let log = RequestLog::new(&s, ctx.slot.clone()).map_err(pyo3::exceptions::PyValueError::new_err)?;
         let hooks = crate::hooks::RequestHooks::for_this_worker(py);
         let keep_headers = log.needs_response_headers() || hooks.is_some();
@@ -140,6 +152,8 @@ impl AsgiServer {
             max_conns: s.worker_connections.max(1),
             acceptor: Acceptor::new(ctx.listeners.clone(), ctx.tls.clone()),
             policy,
+            h2: H2Serving::from_settings(&s, ctx.tls.is_some()),
+            h2_work,
             app,
             scope: ScopeBase::new(py, &s.root_path)?,
             date: DateCache::new(),
@@ -247,12 +261,22 @@ impl AsgiServer {
             }
             let token = self.clients.reserve();
             let mut conn = Conn::new(stream, peer, index, token, self.policy.proxy_protocol);
+            if let Some(h2) = &self.h2 {
+                conn.offer_h2(h2.offer(&self.policy, peer.ip()));
+            }
             conn.follow_timer(self.now, &self.limits, false);
             if self.epoll.add(conn.fd(), EDGE_EVENTS, Token::Conn(token).to_epoll()).is_err() {
                 self.clients.remove(token);
                 continue;
             }
-            let client = Client { conn, role: Role::Idle, attached: Vec::new(), file: None, addresses: None };
+            let client = Client {
+                conn,
+                role: Role::Idle,
+                attached: Vec::new(),
+                file: None,
+                addresses: None,
+                h2_streams: HashMap::new(),
+            };
             self.clients.put(token, Box::new(client));
         }
     }
@@ -281,6 +305,7 @@ impl AsgiServer {
             match client.role {
                 Role::Http(key) => return self.drive_request(py, client, key),
                 Role::WebSocket(key) => return self.drive_ws(py, client, key),
+                Role::H2 => return self.drive_h2(py, client, starts),
                 Role::Idle => {}
             }
             if client.file.is_some() {
@@ -309,8 +334,8 @@ impl AsgiServer {
                     }
                     return Disposition::Keep;
                 }
-                // HTTP/2 is never offered to an asgi connection yet.
-                Progress::Close | Progress::Http2 => return Disposition::Close,
+                Progress::Http2 => return self.start_h2(py, client, starts),
+                Progress::Close => return Disposition::Close,
             }
         }
     }
@@ -424,6 +449,7 @@ impl AsgiServer {
                 self.close(py, client);
                 return Some(st);
             }
+            Role::H2 => self.h2_call_ended(&mut client, key, &st, end),
             _ => {}
         }
         self.settle(py, client, starts);
@@ -478,7 +504,7 @@ impl AsgiServer {
                     }
                     Token::Listener(i) => self.accept(py, i),
                     Token::Conn(t) => self.on_event(py, t, flags, starts),
-                    Token::Wake => {}
+                    Token::Wake => self.h2_work.wake.drain(),
                 }
                 if result.is_err() {
                     break;
@@ -490,14 +516,15 @@ impl AsgiServer {
         }
         self.events = events;
         result?;
-        self.after_events(py);
+        self.h2_pending(py, starts);
+        self.after_events(py, starts);
         Ok(())
     }
 
     /// Accepting follows the room left; a stop in progress may be over.
-    fn after_events(&mut self, py: Python<'_>) {
+    fn after_events(&mut self, py: Python<'_>, starts: &mut Vec<TaskStart>) {
         if !signals::alive() && self.stop.is_running() {
-            self.begin_stop(py);
+            self.begin_stop(py, starts);
         }
         match self.stop {
             Stop::Running => {
@@ -527,22 +554,32 @@ impl AsgiServer {
     /// connections soon, answer requests in progress with Connection:
     /// close, close WebSockets with 1001, and wait for all of it up to
     /// `--graceful-timeout`.
-    fn begin_stop(&mut self, py: Python<'_>) {
+    fn begin_stop(&mut self, py: Python<'_>, starts: &mut Vec<TaskStart>) {
         crate::log::info!("Worker shutting down...");
         self.stop.drain(&self.settings);
         let _ = self.acceptor.watch(&self.epoll, false);
         let mut websockets = Vec::new();
+        let mut h2 = Vec::new();
         for (token, client) in self.clients.iter_mut() {
-            client.conn.timer.cap_for_stop(self.now);
-            if let Role::WebSocket(_) = client.role {
-                websockets.push(token);
+            match client.role {
+                Role::WebSocket(_) => websockets.push(token),
+                // Its session keeps its own timers while streams finish.
+                Role::H2 => h2.push(token),
+                _ => client.conn.timer.cap_for_stop(self.now),
             }
         }
         for token in websockets {
             if let Some(mut client) = self.take_client(token) {
+                client.conn.timer.cap_for_stop(self.now);
                 self.ws_going_away(&mut client);
-                let mut starts = Vec::new();
-                self.settle(py, client, &mut starts);
+                self.settle(py, client, starts);
+            }
+        }
+        // Streams that came with the GOAWAY's last read are still served.
+        for token in h2 {
+            if let Some(mut client) = self.take_client(token) {
+                self.shutdown_h2(&mut client);
+                self.settle(py, client, starts);
             }
         }
     }
@@ -580,10 +617,16 @@ impl AsgiServer {
         let now = self.now;
         self.scoreboard.beat();
         if self.stop.due(self.ppid) {
-            self.begin_stop(py);
+            self.begin_stop(py, starts);
         }
         for token in self.clients.keys_where(|c| c.conn.timer.expired(now)) {
-            if let Some(client) = self.take_client(token) {
+            let Some(mut client) = self.take_client(token) else { continue };
+            if client.role == Role::H2 {
+                match self.expire_h2(py, &mut client, starts) {
+                    Disposition::Keep => self.clients.put(token, client),
+                    Disposition::Close => self.close(py, client),
+                }
+            } else {
                 self.close(py, client);
             }
         }
@@ -676,7 +719,7 @@ impl AsgiServer {
         let running = {
             let mut s = slf.borrow_mut();
             s.timers(py, &mut starts);
-            s.after_events(py);
+            s.after_events(py, &mut starts);
             s.stop != Stop::Done
         };
         run_starts(py, slf, starts);

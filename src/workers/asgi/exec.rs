@@ -59,6 +59,13 @@ pub(super) struct CycleState {
     pub(super) started: Instant,
     pub(super) hook_req: Option<Py<PyAny>>,
     pub(super) ws: Option<Box<WsState>>,
+    /// HTTP/2: the call's stream.
+    pub(super) h2: Option<std::sync::Arc<crate::http2::stream::StreamShared>>,
+    /// HTTP/2: trailers announced by `http.response.start` (and those
+    /// sent so far, with `more_trailers`).
+    pub(super) h2_trailers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// HTTP/2: the stream's end was queued.
+    pub(super) h2_ended: bool,
 }
 
 /// What a new application call starts with.
@@ -94,6 +101,9 @@ impl CycleState {
             started: start.now,
             hook_req: None,
             ws: None,
+            h2: None,
+            h2_trailers: None,
+            h2_ended: false,
         }
     }
 

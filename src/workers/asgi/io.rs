@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 const LEND_FROM: usize = 64 * 1024;
 /// How long `receive()` waits for body bytes before it says the client is
 /// gone, when `--timeout` is 0 (Gunicorn's default wait).
-const DEFAULT_BODY_WAIT: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_BODY_WAIT: Duration = Duration::from_secs(30);
 
 /// A file being sent (`http.response.pathsend`), then `after` (the chunked
 /// terminator, if any).
@@ -196,6 +196,9 @@ impl AsgiServer {
         if st.ws.is_some() {
             return self.ws_receive(py, key, starts);
         }
+        if st.h2.is_some() {
+            return self.h2_receive(py, key, starts);
+        }
         if st.disconnected || st.body_failed || st.body_error.is_some() {
             return ready(py, messages::http_disconnect(py, keys)?.into_any());
         }
@@ -261,6 +264,9 @@ impl AsgiServer {
         };
         if st.ws.is_some() {
             return self.ws_send(py, key, message, starts);
+        }
+        if st.h2.is_some() {
+            return self.h2_send(py, key, message, starts);
         }
         let msg = messages::http_send(message)?;
         if st.disconnected {

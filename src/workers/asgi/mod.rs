@@ -9,6 +9,7 @@
 //! - `io.rs`: an HTTP call's `receive` and `send`, and output to a slow
 //!   client.
 //! - `websocket.rs`: the `websocket` scope.
+//! - `h2.rs`: HTTP/2 connections, each stream a call of its own.
 //!
 //! The Python side (`ferrocorn/_asgi.py`) owns the loop, lifespan and the
 //! ticker that calls `tick()`. (`crate::bridge::asgi` is the protocol bridge:
@@ -16,6 +17,7 @@
 
 mod engine;
 mod exec;
+mod h2;
 mod io;
 mod websocket;
 
