@@ -246,6 +246,123 @@ SCENARIOS = {
 }
 
 
+# HTTP/2: h2load (nghttp2-client, from Debian) instead of wrk, over TLS
+# ({cert}/{key}: a self-signed pair made for the run) or h2c with prior
+# knowledge. Gunicorn 27 serves h2 on gthread and asgi, Granian with --http 2.
+def h2_servers(interface, app, tls, threads=4):
+    ours = "--http-protocols h2 " + (
+        "--certfile {cert} --keyfile {key}" if tls else "--http2-cleartext prior-knowledge"
+    )
+    granian = "--http 2" + (" --ssl-certificate {cert} --ssl-keyfile {key}" if tls else "")
+    if interface == "wsgi":
+        worker = "-k gthread --threads %d" % threads
+        granian += " --blocking-threads %d" % threads
+    else:
+        worker = "-k asgi"
+    return [
+        (
+            "ferrocorn %s" % worker,
+            "{bin}/ferrocorn %s -w 1 %s -b 127.0.0.1:{port} apps:%s" % (worker, ours, app),
+            False,
+        ),
+        (
+            "granian --interface %s %s" % (interface, re.sub(r" --ssl-\S+ \S+", "", granian)),
+            "{bin}/granian --interface %s --workers 1 %s --host 127.0.0.1 --port {port} apps:%s"
+            % (interface, granian, app),
+            True,
+        ),
+        (
+            "gunicorn %s" % worker,
+            "{bin}/gunicorn %s -w 1 --no-control-socket %s -b 127.0.0.1:{port} apps:%s" % (worker, ours, app),
+            False,
+        ),
+    ]
+
+
+H2_LOAD = "h2load -c16 -m100 (16 connections, 100 streams each)"
+SCENARIOS.update(
+    {
+        "h2-hello": {
+            "what": "Hello-world WSGI over HTTP/2 with TLS (ALPN), 1 worker, " + H2_LOAD,
+            "load": "h2",
+            "scheme": "https",
+            "connections": 16,
+            "streams": 100,
+            "servers": h2_servers("wsgi", "hello", tls=True),
+        },
+        "h2-asgi-hello": {
+            "what": "Hello-world ASGI over HTTP/2 with TLS (ALPN), 1 worker, " + H2_LOAD,
+            "load": "h2",
+            "scheme": "https",
+            "connections": 16,
+            "streams": 100,
+            "servers": h2_servers("asgi", "asgi_hello", tls=True),
+        },
+        "h2c-hello": {
+            "what": "Hello-world WSGI over cleartext HTTP/2 (prior knowledge), 1 worker, " + H2_LOAD,
+            "load": "h2",
+            "scheme": "http",
+            "connections": 16,
+            "streams": 100,
+            "servers": h2_servers("wsgi", "hello", tls=False),
+        },
+        "h2c-asgi-hello": {
+            "what": "Hello-world ASGI over cleartext HTTP/2 (prior knowledge), 1 worker, " + H2_LOAD,
+            "load": "h2",
+            "scheme": "http",
+            "connections": 16,
+            "streams": 100,
+            "servers": h2_servers("asgi", "asgi_hello", tls=False),
+        },
+        "h2c-sleep": {
+            "what": "The app waits 10 ms per request; 100 streams at once on one connection (h2load -c1 -m100), "
+            "cleartext HTTP/2, 1 worker, 100 threads: concurrent streams take about one wait each "
+            "(p50 column: mean time per request; ideal: 10,000 req/s)",
+            "load": "h2",
+            "scheme": "http",
+            "connections": 1,
+            "streams": 100,
+            "ideal": 10000,
+            "servers": h2_servers("wsgi", "sleep10", tls=False, threads=100),
+        },
+    }
+)
+
+
+def tls_pair():
+    """A self-signed certificate and PKCS#8 key for the TLS scenarios."""
+    d = os.path.join(HERE, "results", "tls")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    if not os.path.exists(cert):
+        os.makedirs(d, exist_ok=True)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=localhost"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return cert, key
+
+
+def parse_h2load(out):
+    rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
+    mean_ms = None
+    if mean:
+        value, unit = float(mean.group(1)), mean.group(2)
+        mean_ms = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    failed = int(done.group(2)) + int(done.group(3)) if done else 0
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        # h2load reports the mean, not percentiles: shown in the p50 column.
+        "p50_ms": mean_ms,
+        "p99_ms": None,
+        "errors": "failed %d" % failed if failed else "",
+        "non2xx": sum(int(c) for c in codes.groups()[1:]) if codes else 0,
+    }
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -336,13 +453,24 @@ def parse_wrk(out):
 
 def run_one(template, sc, duration):
     port = free_port()
-    cmd = template.format(port=port, bin=BIN)
+    cert, key = tls_pair() if "{cert}" in template else ("", "")
+    cmd = template.format(port=port, bin=BIN, cert=cert, key=key)
     env = dict(os.environ, PYTHONPATH=HERE)
     proc = subprocess.Popen(cmd.split(), cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_listening(port, proc)
-        url = "http://127.0.0.1:%d/" % port
-        if sc.get("load") == "ws":
+        url = "%s://127.0.0.1:%d/" % (sc.get("scheme", "http"), port)
+        if sc.get("load") == "h2":
+            # h2load by request count (its duration mode aborts when a
+            # server stalls connections): the warm-up's rate sizes the
+            # measured run; -N gives up on a connection silent for 3 s.
+            wrk = ["h2load", "-t1", "-N3", "-c%d" % sc["connections"], "-m%d" % sc["streams"]]
+            warm = subprocess.run(
+                wrk + ["-n%d" % (sc["connections"] * sc["streams"] * 20), url],
+                capture_output=True, text=True, timeout=120,
+            ).stdout  # fmt: skip
+            h2_count = max(2000, int(parse_h2load(warm)["rps"] * duration))
+        elif sc.get("load") == "ws":
             wrk = [
                 sys.executable,
                 os.path.join(HERE, "wsload.py"),
@@ -366,13 +494,17 @@ def run_one(template, sc, duration):
         server_before = process_tree_ticks(proc.pid)
         wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.time()
-        if sc.get("load") == "ws":
+        if sc.get("load") == "h2":
+            out = subprocess.run(
+                wrk + ["-n%d" % h2_count, url], capture_output=True, text=True, timeout=duration * 5 + 60
+            ).stdout
+        elif sc.get("load") == "ws":
             out = subprocess.run(wrk + [str(duration)], capture_output=True, text=True).stdout
         else:
             out = subprocess.run(wrk + ["-d%ds" % duration, url], capture_output=True, text=True).stdout
         elapsed = time.time() - started
         wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result = parse_wrk(out)
+        result = parse_h2load(out) if sc.get("load") == "h2" else parse_wrk(out)
         result["server_cpu"] = 100.0 * (process_tree_ticks(proc.pid) - server_before) / hz / elapsed
         result["wrk_cpu"] = (
             100.0 * ((wrk_after.ru_utime - wrk_before.ru_utime) + (wrk_after.ru_stime - wrk_before.ru_stime)) / elapsed
@@ -575,7 +707,8 @@ def main():
         results = []
         for label, template, baseline in sc["servers"]:
             r = run_one(template, sc, a.duration)
-            r.update(label=label, command=template.format(port="PORT", bin="").lstrip("/"), baseline=baseline)
+            command = template.format(port="PORT", bin="", cert="CERT", key="KEY").lstrip("/")
+            r.update(label=label, command=command, baseline=baseline)
             results.append(r)
             print("%-40s %10.0f req/s  p99 %s ms" % (label, r["rps"], fmt(r["p99_ms"], ".2f")), file=sys.stderr)
         base = next((r for r in results if r["baseline"]), None)

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
-use super::io::H2Io;
+use super::io::{H2Io, ReadReady};
 
 /// Passes over the streams per drive before the engine is asked to come
 /// back (a connection that always has more cannot starve the others).
@@ -88,6 +88,8 @@ enum State {
 }
 
 pub struct H2Session {
+    /// The socket may have input (see [`ReadReady`]).
+    read_ready: ReadReady,
     state: State,
     slots: HashMap<u32, Slot>,
     flag: Arc<Flag>,
@@ -105,11 +107,20 @@ pub struct H2Session {
 impl H2Session {
     /// A connection whose first bytes (`already_read`: the client preface,
     /// or part of it) are in hand. `tag` names it to `notify`.
-    pub fn new(io: H2Io, config: Arc<H2Config>, tag: u64, notify: Arc<dyn Notify>) -> H2Session {
+    pub fn new(
+        stream: Arc<crate::net::stream::Stream>,
+        already_read: &[u8],
+        config: Arc<H2Config>,
+        tag: u64,
+        notify: Arc<dyn Notify>,
+    ) -> H2Session {
+        let read_ready = ReadReady::default();
+        let io = H2Io::new(stream, already_read, read_ready.clone());
         let flag = Arc::new(Flag::default());
         let waker = Waker::from(flag.clone());
         let now = Instant::now();
         H2Session {
+            read_ready,
             state: State::Handshake(config.builder().handshake(io)),
             slots: HashMap::new(),
             flag,
@@ -121,6 +132,15 @@ impl H2Session {
             idle_since: Some(now),
             shutting_down: false,
             resets: VecDeque::new(),
+        }
+    }
+
+    /// An epoll event for the socket: a readable edge lets reads go to the
+    /// socket again.
+    pub fn note_event(&self, flags: u32) {
+        let readable = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        if flags & readable != 0 {
+            self.read_ready.set();
         }
     }
 
@@ -145,6 +165,7 @@ impl H2Session {
     pub fn drive(&mut self, policy: &HttpPolicy, peer: Option<IpAddr>, now: Instant, out: &mut Drive) {
         let waker = self.waker.clone();
         let mut cx = Context::from_waker(&waker);
+        self.read_ready.renew();
         for _ in 0..MAX_PASSES {
             self.flag.0.store(false, Ordering::Release);
             let progress = match &mut self.state {
@@ -179,6 +200,8 @@ impl H2Session {
                 }
             };
             if !progress && !self.flag.0.load(Ordering::Acquire) {
+                // Input left unread for want of budget: come back soon.
+                out.again |= self.read_ready.spent();
                 return;
             }
         }
@@ -390,7 +413,7 @@ impl H2Session {
     /// connection (GOAWAY after the keep-alive time, as Gunicorn closes an
     /// idle HTTP/2 connection), streams stalled on a zero window. Returns
     /// true when the connection should be driven now.
-    pub fn expire(&mut self, now: Instant, out: &mut Drive) -> bool {
+    fn expire(&mut self, now: Instant, out: &mut Drive) -> bool {
         match &mut self.state {
             State::Closed => return true,
             State::Handshake(_) => {
@@ -431,6 +454,17 @@ impl H2Session {
             }
         }
         any
+    }
+
+    /// A timer of the connection is due: input already waiting is taken
+    /// first (a connection whose next request sits unread is not idle),
+    /// then the timers act, then what they changed is sent.
+    pub fn expire_and_drive(&mut self, policy: &HttpPolicy, peer: Option<IpAddr>, now: Instant, out: &mut Drive) {
+        self.drive(policy, peer, now, out);
+        if !out.closed {
+            self.expire(now, out);
+            self.drive(policy, peer, now, out);
+        }
     }
 
     /// When [`H2Session::expire`] next has something to do.

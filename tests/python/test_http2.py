@@ -7,6 +7,7 @@ h2load and nghttp (nghttp2), openssl s_client, and the `h2` package for
 frame-level control."""
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -372,16 +373,33 @@ def test_h2load_many_streams_no_failures(server, kind, tls_files):
     assert "3000 2xx" in r.stdout
 
 
-def test_frameworks_over_h2(server, tls_files):
-    """Flask on gthread and FastAPI on asgi, over TLS with ALPN."""
-    pytest.importorskip("flask")
-    pytest.importorskip("fastapi")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("-k", "gthread", "flask_app:app"),
+        ("-k", "gthread", "djsite.wsgi"),
+        ("-k", "asgi", "djsite.asgi"),
+        ("-k", "asgi", "fastapi_app:app"),
+    ],
+    ids=["flask", "django-wsgi", "django-asgi", "fastapi"],
+)
+def test_frameworks_over_h2(server, tls_files, args):
+    """Real frameworks over TLS with ALPN h2: a page, and Django's echo of a
+    POST body read through the stream."""
+    app = args[-1]
+    pytest.importorskip({"flask_app:app": "flask", "fastapi_app:app": "fastapi"}.get(app, "django"))
     ca = tls_files["ca"] + ".pem"
-    flask = server("-k", "gthread", "--http-protocols", "h2", *tls_args(tls_files), "flask_app:app")
-    fast = server("-k", "asgi", "--http-protocols", "h2", *tls_args(tls_files), "fastapi_app:app")
-    for s in (flask, fast):
-        out = curl("--cacert", ca, "--http2", "-w", "\n%{http_version}", "https://localhost:%d/" % s.port)
-        assert out.endswith(b"\n2"), out
+    s = server(*args[:-1], "--http-protocols", "h2", *tls_args(tls_files), app)
+    url = "https://localhost:%d/" % s.port
+    page = url + ("items/7?q=x" if app.startswith("fastapi") else "")
+    out = curl("--cacert", ca, "--http2", "-w", "\n%{http_code} %{http_version}", page)
+    assert out.endswith(b"\n200 2"), out
+    if app.startswith("djsite"):
+        out = curl(
+            "--cacert", ca, "--http2", "-H", "content-type: text/plain", "--data-binary", "raw body", url + "echo/?x=1"
+        )  # fmt: skip
+        info = json.loads(out)
+        assert (info["method"], info["body"], info["query"], info["secure"]) == ("POST", "raw body", {"x": "1"}, True)
 
 
 # ---- hostile clients

@@ -87,6 +87,7 @@ pub(super) enum Disposition {
 /// The asyncio objects the server calls.
 pub(super) struct LoopRefs {
     pub(super) create_future: Py<PyAny>,
+    pub(super) call_soon: Py<PyAny>,
     pub(super) create_task: Py<PyAny>,
     done: Py<PyAny>,
     pub(super) state: Py<PyDict>,
@@ -103,6 +104,8 @@ pub struct AsgiServer {
     /// What this worker serves of HTTP/2 (None: HTTP/1 only).
     pub(super) h2: Option<H2Serving>,
     pub(super) h2_work: Arc<H2Work>,
+    /// `flush_h2` is due on the loop (`exec::schedule_h2_flush`).
+    pub(super) h2_flush_scheduled: bool,
     pub(super) app: Py<PyAny>,
     pub(super) scope: ScopeBase,
     date: DateCache,
@@ -154,6 +157,7 @@ impl AsgiServer {
             policy,
             h2: H2Serving::from_settings(&s, ctx.tls.is_some()),
             h2_work,
+            h2_flush_scheduled: false,
             app,
             scope: ScopeBase::new(py, &s.root_path)?,
             date: DateCache::new(),
@@ -296,6 +300,9 @@ impl AsgiServer {
     fn on_event(&mut self, py: Python<'_>, token: ConnToken, flags: u32, starts: &mut Vec<TaskStart>) {
         let Some(mut client) = self.take_client(token) else { return };
         client.conn.edge.note(flags);
+        if let Some(session) = client.conn.h2.as_ref() {
+            session.note_event(flags);
+        }
         self.settle(py, client, starts);
     }
 
@@ -449,7 +456,11 @@ impl AsgiServer {
                 self.close(py, client);
                 return Some(st);
             }
-            Role::H2 => self.h2_call_ended(&mut client, key, &st, end),
+            Role::H2 => {
+                self.h2_call_ended(&mut client, key, &st, end);
+                self.clients.put(client.conn.token, client);
+                return Some(st);
+            }
             _ => {}
         }
         self.settle(py, client, starts);
@@ -695,6 +706,7 @@ impl AsgiServer {
     fn start(&mut self, loop_: &Bound<'_, PyAny>, state: Bound<'_, PyDict>, done: Bound<'_, PyAny>) -> PyResult<()> {
         self.refs = Some(LoopRefs {
             create_future: loop_.getattr("create_future")?.unbind(),
+            call_soon: loop_.getattr("call_soon")?.unbind(),
             create_task: loop_.getattr("create_task")?.unbind(),
             done: done.unbind(),
             state: state.unbind(),
@@ -724,6 +736,20 @@ impl AsgiServer {
         };
         run_starts(py, slf, starts);
         running
+    }
+
+    /// Drives the HTTP/2 connections whose streams have work: called by the
+    /// loop once the round of tasks that queued it has run.
+    fn flush_h2(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let mut starts = Vec::new();
+        {
+            let mut s = slf.borrow_mut();
+            s.h2_flush_scheduled = false;
+            s.clock();
+            s.h2_pending(py, &mut starts);
+        }
+        run_starts(py, slf, starts);
     }
 
     /// Requests and WebSockets whose app calls still run.

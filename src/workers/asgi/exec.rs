@@ -301,6 +301,7 @@ impl Cycle {
         let mut starts = Vec::new();
         let result = server.borrow_mut().receive(py, self.key, &mut starts);
         run_starts(py, server, starts);
+        schedule_h2_flush(py, server);
         result
     }
 
@@ -309,6 +310,7 @@ impl Cycle {
         let mut starts = Vec::new();
         let result = server.borrow_mut().send(py, self.key, message, &mut starts);
         run_starts(py, server, starts);
+        schedule_h2_flush(py, server);
         result
     }
 }
@@ -461,6 +463,30 @@ fn complete(py: Python<'_>, server: &Bound<'_, AsgiServer>, key: CycleKey, end: 
         }
     }
     run_starts(py, server, starts);
+    schedule_h2_flush(py, server);
+}
+
+/// HTTP/2 streams queued work (a response, window to give back, an end):
+/// the connections are driven once the loop has run this round of tasks,
+/// so that the work of many streams goes out together.
+fn schedule_h2_flush(py: Python<'_>, server: &Bound<'_, AsgiServer>) {
+    let call_soon = {
+        let mut s = server.borrow_mut();
+        if s.h2_flush_scheduled || !s.h2_work.has_work() {
+            return;
+        }
+        let Ok(refs) = s.refs() else { return };
+        let call_soon = refs.call_soon.clone_ref(py);
+        s.h2_flush_scheduled = true;
+        call_soon
+    };
+    let scheduled = server.getattr(pyo3::intern!(py, "flush_h2")).and_then(|f| call_soon.bind(py).call1((f,)));
+    if let Err(e) = scheduled {
+        crate::log::error!("{}", crate::python::format_exception(py, &e));
+        server.borrow_mut().h2_flush_scheduled = false;
+        // The loop comes back through the wake-up fd instead.
+        server.borrow().h2_work.wake.wake();
+    }
 }
 
 /// The error-log line for how a call ended, as Gunicorn's ASGI worker

@@ -33,9 +33,12 @@ const LEND_FROM: usize = 64 * 1024;
 const WORK_ROUNDS: usize = 4;
 
 /// Connections whose streams have work for the engine (response bytes
-/// queued, window to give back). The app's `send()`/`receive()` run on the
-/// engine's own thread, so the list is worked through before they return;
-/// the eventfd brings the loop back for what one turn leaves.
+/// queued, window to give back, a call that ended). The app's
+/// `send()`/`receive()` run on the engine's own thread: rather than drive
+/// the connection at each of them, the list is worked through once the
+/// loop's current round of tasks has run (`AsgiServer::flush_h2`, through
+/// `call_soon`), so the responses of many streams leave in one write. The
+/// eventfd brings the loop back for what one flush leaves.
 pub(super) struct H2Work {
     conns: Mutex<Vec<u64>>,
     pub(super) wake: EventFd,
@@ -50,6 +53,13 @@ impl H2Work {
         match self.conns.lock() {
             Ok(mut g) => g.push(conn),
             Err(poisoned) => poisoned.into_inner().push(conn),
+        }
+    }
+
+    pub(super) fn has_work(&self) -> bool {
+        match self.conns.lock() {
+            Ok(g) => !g.is_empty(),
+            Err(poisoned) => !poisoned.into_inner().is_empty(),
         }
     }
 
@@ -99,8 +109,7 @@ impl AsgiServer {
     ) -> Disposition {
         let Some(session) = client.conn.h2.as_mut() else { return Disposition::Close };
         let mut drive = Drive::default();
-        session.expire(self.now, &mut drive);
-        session.drive(&self.policy, client.conn.peer.ip(), self.now, &mut drive);
+        session.expire_and_drive(&self.policy, client.conn.peer.ip(), self.now, &mut drive);
         self.h2_outcome(py, client, drive, starts)
     }
 
@@ -237,12 +246,7 @@ impl AsgiServer {
     }
 
     /// `receive()` on a stream.
-    pub(super) fn h2_receive(
-        &mut self,
-        py: Python<'_>,
-        key: CycleKey,
-        starts: &mut Vec<TaskStart>,
-    ) -> PyResult<Py<PyAny>> {
+    pub(super) fn h2_receive(&mut self, py: Python<'_>, key: CycleKey) -> PyResult<Py<PyAny>> {
         let keys = &self.scope.keys;
         let Some(st) = self.cycles.get_mut(key) else {
             return ready(py, messages::http_disconnect(py, keys)?.into_any());
@@ -265,8 +269,8 @@ impl AsgiServer {
             return Ok(fut);
         }
         if let Some(message) = body_message(py, st, &shared, keys) {
-            // Taking bytes may give the client window back.
-            self.h2_pending(py, starts);
+            // Taking bytes may give the client window back: the flush after
+            // this round of tasks does it.
             return ready(py, message);
         }
         let wait = match self.settings.timeout {
@@ -284,13 +288,7 @@ impl AsgiServer {
     /// `send()` on a stream. The response head waits for the first body
     /// message, so a response sent whole goes out as one HEADERS and DATA
     /// ending the stream.
-    pub(super) fn h2_send(
-        &mut self,
-        py: Python<'_>,
-        key: CycleKey,
-        message: &Bound<'_, PyAny>,
-        starts: &mut Vec<TaskStart>,
-    ) -> PyResult<Py<PyAny>> {
+    pub(super) fn h2_send(&mut self, py: Python<'_>, key: CycleKey, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let msg = messages::http_send(message)?;
         let date = self.date();
         let keep_headers = self.keep_headers;
@@ -388,7 +386,6 @@ impl AsgiServer {
                 st.answer_waiters(py, message.as_any());
             }
         }
-        self.h2_pending(py, starts);
         if shared.queued() <= OUT_HIGH || shared.gone().is_some() {
             return ready(py, py.None().into_bound(py));
         }
@@ -404,6 +401,9 @@ impl AsgiServer {
     /// A stream's call ended: whatever the app left unfinished is finished
     /// here (Gunicorn's 500 before a response started, a reset after).
     pub(super) fn h2_call_ended(&self, client: &mut Client, key: CycleKey, st: &CycleState, end: &CallEnd) {
+        // The connection goes on at the next flush, with the other streams
+        // that ended in this round.
+        self.h2_work.push(Token::Conn(client.conn.token).to_epoll());
         client.h2_streams.retain(|_, k| *k != key);
         let Some(shared) = &st.h2 else { return };
         if st.h2_ended || shared.gone().is_some() {

@@ -197,7 +197,7 @@ impl AsgiServer {
             return self.ws_receive(py, key, starts);
         }
         if st.h2.is_some() {
-            return self.h2_receive(py, key, starts);
+            return self.h2_receive(py, key);
         }
         if st.disconnected || st.body_failed || st.body_error.is_some() {
             return ready(py, messages::http_disconnect(py, keys)?.into_any());
@@ -266,7 +266,7 @@ impl AsgiServer {
             return self.ws_send(py, key, message, starts);
         }
         if st.h2.is_some() {
-            return self.h2_send(py, key, message, starts);
+            return self.h2_send(py, key, message);
         }
         let msg = messages::http_send(message)?;
         if st.disconnected {

@@ -12,7 +12,6 @@ use super::sock::{self, Discarded};
 use crate::http::conn::{has_no_body, BodyRead, Event, Request, ServerConn, Wait};
 use crate::http::error::HttpError;
 use crate::http::policy::HttpPolicy;
-use crate::http2::io::H2Io;
 use crate::http2::preface::H2Offer;
 use crate::http2::session::H2Session;
 use crate::http2::stream::Notify;
@@ -265,8 +264,7 @@ impl Conn {
     /// Hands the connection to an HTTP/2 session, with what was read of it.
     pub fn start_h2(&mut self, config: Arc<H2Config>, tag: u64, notify: Arc<dyn Notify>) {
         let first = self.http.take_unread();
-        let io = H2Io::new(self.stream.clone(), &first);
-        self.h2 = Some(Box::new(H2Session::new(io, config, tag, notify)));
+        self.h2 = Some(Box::new(H2Session::new(self.stream.clone(), &first, config, tag, notify)));
     }
 
     pub fn fd(&self) -> i32 {

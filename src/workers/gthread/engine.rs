@@ -257,6 +257,9 @@ impl Engine {
         };
         self.not_idle(shared, token);
         conn.edge.note(flags);
+        if let Some(session) = conn.h2.as_ref() {
+            session.note_event(flags);
+        }
         self.settle(shared, conn, jobs);
     }
 
@@ -387,8 +390,7 @@ impl Engine {
             // handshake, stalled streams).
             if let Some(session) = conn.h2.as_mut() {
                 let mut drive = Drive::default();
-                session.expire(now, &mut drive);
-                session.drive(&shared.policy, conn.peer.ip(), now, &mut drive);
+                session.expire_and_drive(&shared.policy, conn.peer.ip(), now, &mut drive);
                 self.h2_outcome(shared, conn, drive, jobs);
             } else {
                 self.close(shared, conn);
