@@ -53,6 +53,9 @@ VENV ?= .venv
 dev:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check maturin ruff==0.17.6
+	@# A module built for one Python version (before the abi3 build) would be
+	@# imported before the abi3 one: it goes.
+	rm -f python/ferrocorn/_ferrocorn.cpython-*.so
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --quiet --extras test
 
 docs:

@@ -424,7 +424,12 @@ def main():
     ap.add_argument(
         "--idle", type=int, default=10000, help="idle keep-alive connections for the memory scenario (0 skips it)"
     )
+    ap.add_argument("--only", help="run only the servers whose label starts with this (e.g. ferrocorn)")
+    ap.add_argument("--venv", help="serve from this virtualenv instead of bench/.venv (to compare two builds)")
     a = ap.parse_args()
+    if a.venv:
+        global BIN
+        BIN = os.path.join(os.path.abspath(a.venv), "bin")
     if a.setup:
         setup()
         if not a.scenario:
@@ -452,6 +457,8 @@ def main():
             ]
             report["scenarios"]["idle"] = []
             for label, template in IDLE_SERVERS:
+                if a.only and not label.startswith(a.only):
+                    continue
                 r = idle_run(template, a.idle)
                 r.update(label=label, command=template.format(port="PORT", bin="").lstrip("/"))
                 report["scenarios"]["idle"].append(r)
@@ -477,6 +484,8 @@ def main():
         sc = SCENARIOS[name]
         results = []
         for label, template, baseline in sc["servers"]:
+            if a.only and not label.startswith(a.only):
+                continue
             r = run_one(template, sc, a.duration)
             r.update(label=label, command=template.format(port="PORT", bin="").lstrip("/"), baseline=baseline)
             results.append(r)

@@ -13,6 +13,7 @@ pub mod reload;
 pub mod runtime;
 pub mod scoreboard;
 pub mod settings;
+pub mod stable_abi;
 pub mod testing;
 pub mod util;
 pub mod workers;

@@ -180,7 +180,7 @@ pub fn log_request(
     let user_agent = get("HTTP_USER_AGENT");
     let authorization = get("HTTP_AUTHORIZATION");
     let text = |s: &Option<Bound<'_, PyString>>| -> Option<String> {
-        s.as_ref().and_then(|s| s.to_str().ok().map(str::to_owned))
+        s.as_ref().and_then(|s| crate::stable_abi::utf8(s).ok().map(str::to_owned))
     };
     let (remote_addr, method, raw_uri, protocol, path_info, query, referer, user_agent, authorization) = (
         text(&remote_addr),
