@@ -105,8 +105,8 @@ async def _serve(
             log.debug("ASGI lifespan not supported by app: %s", e)
             uvicorn.info("ASGI 'lifespan' protocol appears unsupported.")
             lifespan = None
-        else:
-            uvicorn.info("Application startup complete.")
+        # uvicorn says so after an unsupported lifespan too
+        uvicorn.info("Application startup complete.")
 
     done = loop.create_future()
     fd = server.fileno()
