@@ -63,10 +63,12 @@ dev:
 # One wheel for every CPython 3.9+ on Linux (abi3), release build, into
 # dist/: users install it with no Rust toolchain. maturin tags it with the
 # oldest manylinux policy this machine's glibc and the extension's symbols
-# allow (it checks them as auditwheel does).
+# allow (it checks them as auditwheel does). maturin comes from `make dev`
+# (or MATURIN=...; tests/python/test_wheel.py gives its own and WHEEL_DIR).
+MATURIN ?= $(VENV)/bin/maturin
+WHEEL_DIR ?= dist
 wheel:
-	test -x $(VENV)/bin/maturin || $(MAKE) dev
-	$(VENV)/bin/maturin build --release --strip --out dist
+	$(MATURIN) build --release --strip --out $(WHEEL_DIR)
 
 docs:
 	FERROCORN_WRITE_DOCS=1 cargo test --quiet settings::docs
