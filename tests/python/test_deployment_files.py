@@ -247,7 +247,8 @@ def test_nginx_conf(tmp_path):
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert out.returncode == 0 and not out.stderr.strip(), out.stderr
-    # the headers ferrocorn believes from --forwarded-allow-ips
+    # the scheme, believed from --forwarded-allow-ips, and the client's
+    # address for the application's proxy middleware
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in text
     assert "proxy_set_header X-Forwarded-Proto $scheme;" in text
     servers = re.findall(r"^\s*#?\s*server (\S+)( fail_timeout=0)?;$", text, re.M)
