@@ -12,11 +12,14 @@ import os
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 
 import pytest
-from helpers import HERE, server_env
+from helpers import HERE, free_port, server_env, wait_for
+from loadgen import LoadGen
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DEPLOY = os.path.join(ROOT, "docs", "deployment")
@@ -255,6 +258,68 @@ def test_nginx_conf(tmp_path):
     assert servers and all(flag for _, flag in servers), servers
     # not uwsgi_pass: ferrocorn serves HTTP only (see docs/deployment.md)
     assert not re.search(r"^\s*uwsgi_pass", text, re.M)
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed (make ci-deps installs it)")
+def test_nginx_conf_in_front_of_ferrocorn(server, tmp_path):
+    """The configuration for real, with only the socket path and the
+    listening address changed: requests reach ferrocorn on its Unix socket
+    through nginx's kept-alive upstream connections, and a HUP (new workers)
+    under load fails none of them."""
+    sock = tmp_path / "ferrocorn.sock"
+    access = tmp_path / "access.json"
+    s = server(
+        "-b", "unix:%s" % sock, "-k", "gthread", "-w", "2", "--access-logfile", str(access), "--access-log-json",
+        "ops_app:app", bind=False, wait=False, env={"OPS_SLEEP_MS": "1"},
+    )  # fmt: skip
+    s.wait_booted()
+    port = free_port()
+    text = read("nginx.conf")
+    text, sockets = re.subn(r"server unix:\S+ ", "server unix:%s " % sock, text)
+    text, listens = re.subn(r"listen 80 ", "listen 127.0.0.1:%d " % port, text)
+    assert (sockets, listens) == (1, 1)
+    (tmp_path / "logs").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    # its workers run as root: the socket is in the test's private directory
+    settings = "daemon off; user root; pid %s;" % (tmp_path / "nginx.pid")
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(tmp_path), "-e", "stderr", "-c", str(conf), "-g", settings],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "nginx.err", "wb"),
+    )  # fmt: skip
+    try:
+
+        def listening():
+            assert nginx.poll() is None, (tmp_path / "nginx.err").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(listening, what="nginx")
+        old = s.wait_workers(2)
+        with LoadGen(port=port, keepalive=2, fresh=2, duration=30) as load:
+            load.wait_ok(100)
+            s.signal(signal.SIGHUP)
+            s.wait_workers(2, exclude=old)
+            load.wait_ok(100)
+        res = load.result()
+        assert not res.failures, "%s\n%s" % (res.summary(), res.failures[:10])
+        # both generations answered through nginx, and ferrocorn saw the
+        # headers the configuration sets
+        assert set(res.pids) & set(old) and set(res.pids) - set(old), res.pids
+        with open(access) as f:
+            line = json.loads(f.readline())
+        assert line["url.scheme"] == "http" and line["http.request.method"] == "GET", line
+    finally:
+        if nginx.poll() is None:
+            nginx.send_signal(signal.SIGQUIT)
+            try:
+                nginx.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                nginx.kill()
+                nginx.wait()
 
 
 # -- Envoy (not in Debian: its configuration is held to a schema) --------------
