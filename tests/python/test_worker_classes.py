@@ -138,7 +138,7 @@ def test_operations_under_load_on_a_gunicorn_worker_class(server):
 
 def test_the_control_socket_and_metrics_see_a_gunicorn_worker_class(server):
     pytest.importorskip("aiohttp")
-    from ops import ctl_json, metrics_args, scrape, wait_metrics
+    from helpers import ctl_json, metrics_args, scrape, wait_metrics
 
     margs, mport = metrics_args()
     s = server("-k", "aiohttp.GunicornWebWorker", "-w", "2", *margs, "aiohttp_app:app")
