@@ -42,6 +42,8 @@ pub struct Snapshot<'a> {
     pub stats: &'a MasterStats,
     pub listeners: &'a [Listener],
     pub settings: &'a Settings,
+    /// The dirty arbiter and its workers, while one runs.
+    pub dirty: Option<super::dirty::DirtyView>,
 }
 
 impl Snapshot<'_> {
@@ -100,6 +102,7 @@ impl Arbiter {
             stats: &self.stats,
             listeners: &self.listeners,
             settings: &self.settings,
+            dirty: self.dirty.view(),
         }
     }
 
