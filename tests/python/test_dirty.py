@@ -248,6 +248,7 @@ def dirty_socket(s):
 
 def test_nonsense_on_the_dirty_socket_drops_that_client_only(server):
     s = start(server, "sync", "--dirty-workers", "1")
+    arbiter = dirty_state(s)["pid"]
     path = dirty_socket(s)
     # A header claiming a 1 GiB payload, garbage, and a half-sent message.
     for data in (
@@ -267,6 +268,7 @@ def test_nonsense_on_the_dirty_socket_drops_that_client_only(server):
                 pass
         c.close()
     assert "Dirty client connection error: Message too large: 1073741824 bytes" in s.log()
+    assert dirty_state(s)["pid"] == arbiter
     assert execute(s, "incr")["result"]["n"] == 1
 
 
@@ -275,6 +277,7 @@ def test_nonsense_on_the_dirty_socket_drops_that_client_only(server):
 
 def test_a_killed_dirty_arbiter_is_replaced(server):
     s = start(server, "sync", "--dirty-workers", "1")
+    assert execute(s, "incr")["result"]["n"] == 1
     old = dirty_state(s)
     os.kill(old["pid"], signal.SIGKILL)
     new = wait_for(
@@ -283,7 +286,9 @@ def test_a_killed_dirty_arbiter_is_replaced(server):
         what="a new dirty arbiter",
     )
     wait_dirty(s, n=1)
-    # Its workers went with it (state is gone); the socket path is the same.
+    # Its workers went with it (state is gone); the socket path is the
+    # same, and the HTTP worker's kept connection to the dead one is
+    # replaced without the call failing.
     wait_for(lambda: not os.path.exists("/proc/%d" % old["workers"][0]["pid"]), what="the old dirty worker gone")
     assert execute(s, "incr")["result"]["n"] == 1
     assert new["arbiter_restarts"] == 1
