@@ -66,10 +66,29 @@ pub fn remove(path: &Path, pid: i32) {
     }
 }
 
+fn cmdline_has(pid: i32, word: &[u8]) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmdline.windows(word.len()).any(|w| w == word)
+}
+
 fn is_our_dirty_arbiter(pid: i32) -> bool {
     let owned = std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == euid());
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    owned && cmdline.windows(b"dirty-arbiter".len()).any(|w| w == b"dirty-arbiter")
+    owned && cmdline_has(pid, b"dirty-arbiter")
+}
+
+/// The parent pid from `/proc/<pid>/stat` (after the command's closing
+/// parenthesis, which the command itself may contain).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Still the child of a running master (another server that happens to
+/// have the same process name): not an orphan, whatever the pid file says.
+/// Gunicorn stops it anyway; that would take a live server's dirty apps.
+fn has_a_master(pid: i32) -> bool {
+    parent_of(pid).is_some_and(|ppid| ppid > 1 && cmdline_has(ppid, b"master"))
 }
 
 /// A dirty arbiter named by a pid file of ours that is still running (its
@@ -78,6 +97,13 @@ fn is_our_dirty_arbiter(pid: i32) -> bool {
 pub fn stop_orphan(path: &Path, me: i32) {
     let Some(pid) = read_trusted(path) else { return };
     if pid == me || !is_our_dirty_arbiter(pid) {
+        return;
+    }
+    if has_a_master(pid) {
+        crate::log::warning!(
+            "Dirty arbiter PID file {} names another server's dirty arbiter (pid: {pid}); replacing the file",
+            path.display()
+        );
         return;
     }
     crate::log::warning!("Killing orphaned dirty arbiter (pid: {pid})");

@@ -79,15 +79,6 @@ NOT_YET = {
     "http2_initial_window_size": "1000",
     "http2_max_frame_size": "20000",
     "http2_max_header_list_size": "1000",
-    "dirty_apps": "['x:y']",
-    "dirty_workers": "2",
-    "dirty_timeout": "5",
-    "dirty_threads": "2",
-    "dirty_graceful_timeout": "5",
-    "on_dirty_starting": "lambda arbiter: None",
-    "dirty_post_fork": "lambda arbiter, worker: None",
-    "dirty_worker_init": "lambda worker: None",
-    "dirty_worker_exit": "lambda arbiter, worker: None",
 }
 
 
@@ -111,7 +102,6 @@ def test_every_refused_setting_names_itself(tmp_path):
         assert line.rstrip().split(" yet: it comes with ")[1]
     assert "ferrocorn does not support http_protocols (--http-protocols) yet: it comes with HTTP/2" in r.stderr
     assert "ferrocorn does not support protocol (--protocol) yet: it comes with the uwsgi protocol" in r.stderr
-    assert "dirty_post_fork (config file)" in r.stderr
     # one at a time from the command line, too
     r = run_ferrocorn(["--http-protocols", "h2", "basic:hello"], tmp_path)
     assert r.returncode == 1 and "ferrocorn does not support http_protocols (--http-protocols) yet" in r.stderr

@@ -18,7 +18,7 @@ import threading
 import time
 
 import pytest
-from helpers import Server, control, free_port, run_ferrocorn, scrape, wait_for
+from helpers import Server, children, control, free_port, pid_alive, read_pid, run_ferrocorn, scrape, stop_pid, wait_for
 
 APP = "dirty_apps:Counter"
 
@@ -29,12 +29,15 @@ KINDS = {
 }
 
 
-def start(server, kind="sync", *args, workers=1, dirty_apps=(APP,), web=None):
+def start(server, kind="sync", *args, workers=1, dirty_apps=(APP,), web=None, cwd=None):
     dirty = []
     for a in dirty_apps:
         dirty += ["--dirty-app", a]
     app = web or ("dirty_web:asgi" if kind == "asgi" else "dirty_web:app")
-    s = server(*KINDS[kind], "-w", str(workers), "--control-socket", "ctl.sock", *dirty, *args, app)
+    if cwd:
+        # A directory of its own, for its control socket.
+        os.makedirs(cwd, exist_ok=True)
+    s = server(*KINDS[kind], "-w", str(workers), "--control-socket", "ctl.sock", *dirty, *args, app, cwd=cwd)
     wait_dirty(s)
     return s
 
@@ -464,3 +467,35 @@ def test_an_app_written_for_gunicorn_dirty_runs_unchanged_and_answers_as_gunicor
         assert answers_of(ours) == answers_of(theirs)
     finally:
         theirs.stop()
+
+
+def test_usr2_upgrade_brings_its_own_dirty_arbiter(server, tmp_path):
+    s = start(server, "sync", "-p", "app.pid", "--dirty-workers", "1", workers=1)
+    assert execute(s, "incr")["result"]["n"] == 1
+    old_arbiter = dirty_state(s)["pid"]
+    pidfile = str(tmp_path / "app.pid")
+    s.signal(signal.SIGUSR2)
+    new = wait_for(lambda: read_pid(pidfile + ".2"), what="the new master's pid file")
+    try:
+        # The new master's children: its HTTP worker and its dirty arbiter.
+        wait_for(lambda: len(children(new)) == 2, what="the new master's worker and dirty arbiter")
+        s.signal(signal.SIGWINCH)
+        wait_for(lambda: children(s.pid) == [old_arbiter, new] or children(s.pid) == [new], what="old workers gone")
+        s.signal(signal.SIGTERM)
+        assert s.wait_exit() == 0
+        # Only the new master's HTTP worker is left: its calls reach its
+        # own dirty arbiter (a fresh one: the count starts again).
+        assert execute(s, "incr")["result"]["n"] == 1
+        wait_for(lambda: not pid_alive(old_arbiter), what="the old dirty arbiter gone")
+    finally:
+        stop_pid(new)
+
+
+def test_two_servers_of_one_name_keep_their_dirty_arbiters(server, tmp_path):
+    a = start(server, "sync", "-n", "same", "--dirty-workers", "1")
+    b = start(server, "sync", "-n", "same", "--dirty-workers", "1", cwd=str(tmp_path / "b"))
+    # b's dirty arbiter found a's in the pid file: a live master's, left alone.
+    assert execute(a, "incr") == {"result": {"n": 1, "pid": dirty_pids(a)[0]}, "worker": a.booted_workers()[0]}
+    assert execute(b, "incr")["result"]["n"] == 1
+    assert dirty_state(a)["arbiter_restarts"] == 0
+    assert "names another server's dirty arbiter (pid: %d)" % dirty_state(a)["pid"] in b.log()
