@@ -227,6 +227,10 @@ impl Arbiter {
     /// through `GUNICORN_DIRTY_SOCKET`).
     pub(super) fn start_dirty(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
         if !crate::dirty::enabled(&self.settings) {
+            // A master re-executed by USR2 inherits its old master's
+            // variable: its workers must not call a dirty arbiter that is
+            // not theirs.
+            crate::python::unset_env(py, crate::dirty::SOCKET_ENV);
             if !self.settings.dirty_apps.is_empty() || self.settings.dirty_workers > 0 {
                 crate::log::info!("No dirty arbiter: it needs both dirty_apps and dirty_workers");
             }
