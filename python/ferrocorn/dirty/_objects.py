@@ -29,12 +29,10 @@ class DirtyArbiter:
 
 class DirtyWorker:
     def __init__(self, age: int, ppid: int, app_paths: list[str], cfg: Any, log: Any, socket_path: str) -> None:
-        self.age = age
         self.pid: Any = "[booting]"
-        self.ppid = ppid
+        self.age, self.ppid = age, ppid
+        self.cfg, self.log = cfg, log
         self.app_paths = app_paths
-        self.cfg = cfg
-        self.log = log
         #: The dirty arbiter's socket (the worker's own lanes have no path).
         self.socket_path = socket_path
         self.booted = False

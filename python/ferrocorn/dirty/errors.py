@@ -114,19 +114,11 @@ class DirtyProtocolError(DirtyError):
         super().__init__(message, details)
 
 
-_CLASSES: dict[str, type[DirtyError]] = {
-    c.__name__: c
-    for c in (
-        DirtyError,
-        DirtyTimeoutError,
-        DirtyConnectionError,
-        DirtyWorkerError,
-        DirtyAppError,
-        DirtyAppNotFoundError,
-        DirtyNoWorkersAvailableError,
-        DirtyProtocolError,
-    )
-}
+# Every class an answer may name, by name (the subclasses of DirtyError
+# defined above, which are the protocol's).
+_CLASSES: dict[str, type[DirtyError]] = {DirtyError.__name__: DirtyError}
+_CLASSES.update((c.__name__, c) for c in DirtyError.__subclasses__())
+_CLASSES.update((c.__name__, c) for c in DirtyAppError.__subclasses__())
 
 # What each class carries as attributes besides message and details.
 _ATTRIBUTES: dict[type[DirtyError], tuple[str, ...]] = {

@@ -77,12 +77,10 @@ async def _call_async(call):
 async def asgi(scope, receive, send):
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    parts = [await receive()]
+    while parts[-1].get("more_body"):
+        parts.append(await receive())
+    body = b"".join(p.get("body", b"") for p in parts)
     if scope["path"] == "/ping":
         out = b"pong"
     else:
