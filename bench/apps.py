@@ -79,3 +79,42 @@ def _fastapi():
 
 
 fastapi_json = _fastapi()
+
+
+def _aiohttp():
+    try:
+        from aiohttp import web
+    except ImportError:  # only the aiohttp scenario needs it
+        return None
+
+    async def hello(request):
+        return web.Response(body=HELLO, content_type="text/plain")
+
+    app = web.Application()
+    app.add_routes([web.get("/", hello)])
+    return app
+
+
+# For -k aiohttp.GunicornWebWorker (the same worker class under both masters).
+aiohttp_hello = _aiohttp()
+
+
+def _tornado():
+    try:
+        from tornado import web, websocket
+    except ImportError:  # only the tornado scenarios need it
+        return None
+
+    class Hello(web.RequestHandler):
+        def get(self):
+            self.write(HELLO)
+
+    class Echo(websocket.WebSocketHandler):
+        def on_message(self, message):
+            self.write_message(message, binary=isinstance(message, bytes))
+
+    return web.Application([(r"/", Hello), (r"/ws", Echo)])
+
+
+# For -k tornado: a RequestHandler at / and a WebSocket echo at /ws.
+tornado_hello = _tornado()

@@ -29,7 +29,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 VENV = os.path.join(HERE, ".venv")
 BIN = os.path.join(VENV, "bin")
-PEERS = ["gunicorn==27.0.1", "granian", "uvicorn[standard]", "fastapi"]
+PEERS = [
+    "gunicorn==27.0.1",
+    "granian",
+    "uvicorn[standard]",
+    "fastapi",
+    "gevent>=24.10.1",
+    "packaging",
+    "tornado",
+    "aiohttp",
+]
 
 
 # The ASGI peers, each in its fastest documented configuration for one
@@ -101,6 +110,83 @@ SCENARIOS = {
                 "gunicorn -k gthread --threads 4",
                 "{bin}/gunicorn -k gthread --threads 4 -w 1 --no-control-socket -b 127.0.0.1:{port} apps:hello",
                 False,
+            ),
+        ],
+    },
+    "gevent-hello": {
+        "what": "Hello-world WSGI, 1 worker, gevent, keep-alive, wrk -t1 -c64",
+        "threads": 1,
+        "connections": 64,
+        "servers": [
+            ("ferrocorn -k gevent", "{bin}/ferrocorn -k gevent -w 1 -b 127.0.0.1:{port} apps:hello", False),
+            (
+                "gunicorn -k gevent",
+                "{bin}/gunicorn -k gevent -w 1 --no-control-socket -b 127.0.0.1:{port} apps:hello",
+                True,
+            ),
+        ],
+    },
+    "gevent-sleep": {
+        "what": "Long I/O under gevent: the app makes a patched 10 ms wait per request (time.sleep yields to the hub), "
+        "1 worker, wrk -t1 -c256 (ideal: 25,600 req/s)",
+        "threads": 1,
+        "connections": 256,
+        "ideal": 25600,
+        "servers": [
+            ("ferrocorn -k gevent", "{bin}/ferrocorn -k gevent -w 1 -b 127.0.0.1:{port} apps:sleep10", False),
+            (
+                "gunicorn -k gevent",
+                "{bin}/gunicorn -k gevent -w 1 --no-control-socket -b 127.0.0.1:{port} apps:sleep10",
+                True,
+            ),
+        ],
+    },
+    "aiohttp-worker": {
+        "what": "aiohttp hello world under aiohttp's GunicornWebWorker, 1 worker, wrk -t1 -c64: the same Python "
+        "worker class under each master",
+        "threads": 1,
+        "connections": 64,
+        "servers": [
+            (
+                "ferrocorn -k aiohttp.GunicornWebWorker",
+                "{bin}/ferrocorn -k aiohttp.GunicornWebWorker -w 1 -b 127.0.0.1:{port} apps:aiohttp_hello",
+                False,
+            ),
+            (
+                "gunicorn -k aiohttp.GunicornWebWorker",
+                "{bin}/gunicorn -k aiohttp.GunicornWebWorker -w 1 --no-control-socket -b 127.0.0.1:{port} "
+                "apps:aiohttp_hello",
+                True,
+            ),
+        ],
+    },
+    "tornado-hello": {
+        "what": "Tornado RequestHandler hello world, 1 worker, keep-alive, wrk -t1 -c64",
+        "threads": 1,
+        "connections": 64,
+        "servers": [
+            ("ferrocorn -k tornado", "{bin}/ferrocorn -k tornado -w 1 -b 127.0.0.1:{port} apps:tornado_hello", False),
+            (
+                "gunicorn -k tornado",
+                "{bin}/gunicorn -k tornado -w 1 --no-control-socket -b 127.0.0.1:{port} apps:tornado_hello",
+                True,
+            ),
+        ],
+    },
+    "tornado-ws-echo": {
+        "what": "Tornado WebSocketHandler echo of 32-byte text messages, 1 worker, 64 connections each waiting for "
+        "its echo (bench/wsload.py, one Python process, so the client shares the machine)",
+        "threads": 1,
+        "connections": 64,
+        "load": "ws",
+        "path": "/ws",
+        "unit": "messages/s",
+        "servers": [
+            ("ferrocorn -k tornado", "{bin}/ferrocorn -k tornado -w 1 -b 127.0.0.1:{port} apps:tornado_hello", False),
+            (
+                "gunicorn -k tornado",
+                "{bin}/gunicorn -k tornado -w 1 --no-control-socket -b 127.0.0.1:{port} apps:tornado_hello",
+                True,
             ),
         ],
     },
@@ -264,6 +350,8 @@ def run_one(template, sc, duration):
                 str(port),
                 "--connections",
                 str(sc["connections"]),
+                "--path",
+                sc.get("path", "/"),
                 "--duration",
             ]
             subprocess.run(wrk + ["2"], capture_output=True)
@@ -308,6 +396,15 @@ IDLE_SERVERS = [
     (
         "gunicorn -k gthread --threads 4",
         "{bin}/gunicorn -k gthread --threads 4 -w 1 --worker-connections 10100 "
+        "--keep-alive 300 --no-control-socket -b 127.0.0.1:{port} apps:hello",
+    ),
+    (
+        "ferrocorn -k gevent",
+        "{bin}/ferrocorn -k gevent -w 1 --worker-connections 10100 --keep-alive 300 -b 127.0.0.1:{port} apps:hello",
+    ),
+    (
+        "gunicorn -k gevent",
+        "{bin}/gunicorn -k gevent -w 1 --worker-connections 10100 "
         "--keep-alive 300 --no-control-socket -b 127.0.0.1:{port} apps:hello",
     ),
 ]

@@ -48,6 +48,13 @@ fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     for (name, why) in &loaded.unneeded {
         log::info!("Setting {name} has no effect in ferrocorn: {why}");
     }
+    for note in &loaded.worker_class_notes {
+        if note.warning {
+            log::warning!("{}", note.text);
+        } else {
+            log::info!("{}", note.text);
+        }
+    }
     for extra in &loaded.ignored_args {
         log::warning!("Ignoring extra argument {extra:?} (only the first APP_MODULE is used)");
     }
@@ -123,6 +130,8 @@ fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log::syslog::py_parse_syslog_address, m)?)?;
     bridge::wsgi::register(m)?;
     workers::asgi::register(m)?;
+    workers::green::register(m)?;
+    workers::foreign::register(m)?;
     log::python::register(m)?;
     m.add_class::<hooks::objects::LiveWorker>()?;
     testing::register(m)?;

@@ -68,6 +68,8 @@ pub struct Loaded {
     pub unneeded: Vec<(&'static str, &'static str)>,
     /// Extra positional arguments, which Gunicorn ignores.
     pub ignored_args: Vec<String>,
+    /// What became of a worker class given as a Python class path.
+    pub worker_class_notes: Vec<crate::workers::python_class::Note>,
 }
 
 /// Reads every source. `argv` excludes the program name.
@@ -118,6 +120,8 @@ pub fn load(py: Python<'_>, argv: &[String]) -> Result<Loaded, Exit> {
         },
     };
 
+    let worker_class_notes =
+        crate::workers::python_class::adopt(py, &mut settings).map_err(|e| Exit::error(e.to_string()))?;
     refuse_unsupported(py, &settings)?;
     check_combinations(py, &settings)?;
     let unneeded = SPECS
@@ -127,7 +131,7 @@ pub fn load(py: Python<'_>, argv: &[String]) -> Result<Loaded, Exit> {
             _ => None,
         })
         .collect();
-    Ok(Loaded { settings, app_uri, config_file, unneeded, ignored_args: positionals.collect() })
+    Ok(Loaded { settings, app_uri, config_file, unneeded, ignored_args: positionals.collect(), worker_class_notes })
 }
 
 /// `--paste FILE[#name]` (Gunicorn's `WSGIApplication.init`): the ini file

@@ -4,9 +4,13 @@
 
 pub mod asgi;
 pub mod core;
+pub mod foreign;
+pub mod green;
 pub mod gthread;
 pub mod kind;
+pub mod python_class;
 pub mod sync;
+pub mod tornado;
 pub mod wsgi_request;
 
 pub use kind::WorkerKind;
@@ -70,11 +74,24 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
         }
     }
     crate::hooks::post_fork(py, std::mem::take(&mut ctx.hooks), &ctx.settings, ctx.slot.clone(), &ctx.listeners)?;
+    if ctx.kind == WorkerKind::Python {
+        // A Gunicorn worker class does the rest of the boot itself, in its
+        // init_process (owner, signals, app, post_worker_init).
+        return foreign::run(py, ctx);
+    }
     let s = &ctx.settings;
     if let Err(e) = crate::util::owner::set_owner_process(s.user, s.group, s.initgroups) {
         crate::log::exception!("Exception in worker process\n{e}");
         eprintln!("{e}");
         return Ok(WORKER_BOOT_ERROR);
+    }
+    if matches!(ctx.kind, WorkerKind::Gevent | WorkerKind::Eventlet) {
+        // Patched first, as Gunicorn's workers do: before the signal handlers,
+        // the reloader's thread and the app are set up.
+        if let Err(err) = green::prepare(py, ctx.kind, ctx.age) {
+            crate::log::exception!("Exception in worker process\n{}", crate::python::format_exception(py, &err));
+            return Ok(WORKER_BOOT_ERROR);
+        }
     }
     let wakeup = core::signals::install(py)?;
     let watcher = crate::reload::Watcher::new(py, &ctx.settings, ctx.slot.clone())?;

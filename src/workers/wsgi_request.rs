@@ -5,12 +5,12 @@
 //! `post_request` hooks. The worker supplies the body source and sink and
 //! decides what happens to the connection afterwards.
 
-use super::core::blocking::{self, WaitError};
+use super::core::blocking;
 use super::core::conn::log_refused;
 use crate::bridge::wsgi::call::{self, Failure};
 use crate::bridge::wsgi::environ::{EnvironBuilder, EnvironError, RequestView};
 use crate::bridge::wsgi::input::{BodyError, BodySource, InputStream};
-use crate::bridge::wsgi::response::{Sink, WsgiResponse};
+use crate::bridge::wsgi::response::{Sink, SinkError, WsgiResponse};
 use crate::http::conn::{BodyRead, ServerConn};
 use crate::http::error::{ErrorResponse, HttpError};
 use crate::http::request::RequestHead;
@@ -85,13 +85,16 @@ impl Runner {
             None => (None, Ok(())),
         };
         let started = Instant::now();
+        let mut sink = ex.sink;
         if let Some(answer) = ex.continue_ {
             // Gunicorn answers it before building the environ, whether or not
-            // the app will read the body.
-            match blocking::write_all(py, ex.stream, &[answer]) {
+            // the app will read the body. Through the worker's sink, which
+            // knows how to wait for the socket (a gevent worker parks the
+            // greenlet; a blocking wait would stall the hub).
+            match sink.write_all(py, &[answer]) {
                 Ok(()) => {}
-                Err(WaitError::Interrupted(e)) => return Err(e),
-                Err(WaitError::Io(_)) => return Ok(None),
+                Err(SinkError::Interrupted(e)) => return Err(e),
+                Err(SinkError::Io(_)) => return Ok(None),
             }
         }
         let input = Bound::new(py, InputStream::new(ex.source))?;
@@ -100,13 +103,14 @@ impl Runner {
             version: head.version,
             should_close: head.should_close(),
         };
-        let response = Bound::new(py, WsgiResponse::new(info, ex.must_close, ex.sink, ex.date))?;
+        let response = Bound::new(py, WsgiResponse::new(info, ex.must_close, sink, ex.date))?;
         let early_hints = response.getattr(pyo3::intern!(py, "early_hints"))?;
         let view = RequestView { head, peer: ex.peer, proxy: ex.proxy, listener: ex.listener, tls: ex.stream.tls() };
         let environ = match self.environ.build(py, &view, input.as_any(), &early_hints) {
             Ok(env) => env,
             Err(EnvironError::Http(e)) => {
-                reject(py, ex.stream, ex.peer, &e);
+                log_refused(ex.peer, &e);
+                send_error_page(py, &response, e.response().as_ref());
                 return Ok(None);
             }
             Err(EnvironError::Py(e)) => return Err(e),
@@ -127,7 +131,8 @@ impl Runner {
                     log_refused(ex.peer, &e);
                 } else {
                     answered = e.response();
-                    reject(py, ex.stream, ex.peer, &e);
+                    log_refused(ex.peer, &e);
+                    send_error_page(py, &response, answered.as_ref());
                 }
                 true
             }
@@ -142,7 +147,7 @@ impl Runner {
                 } else {
                     crate::log::exception!("Error handling request {} {}\n{tb}", head.method, head.uri);
                     answered = Some(internal_error());
-                    send_error(py, ex.stream, answered.as_ref());
+                    send_error_page(py, &response, answered.as_ref());
                 }
                 true
             }
@@ -170,6 +175,19 @@ pub fn internal_error() -> ErrorResponse {
     ErrorResponse { status: 500, reason: "Internal Server Error", message: String::new() }
 }
 
+/// An error page for a request the app was (or was about to be) called
+/// for, through the response's sink: the worker's own way of waiting for
+/// the socket (a greenlet parks on the hub).
+fn send_error_page(py: Python<'_>, response: &Bound<'_, WsgiResponse>, error: Option<&ErrorResponse>) {
+    if let Some(e) = error {
+        if response.borrow().lock().write_raw(py, &[&e.to_bytes()]).is_err() {
+            crate::log::debug!("Failed to send error message.");
+        }
+    }
+}
+
+/// An error page written on a blocking socket (the sync worker, before a
+/// request has a sink).
 pub fn send_error(py: Python<'_>, stream: &Stream, error: Option<&ErrorResponse>) {
     if let Some(e) = error {
         if blocking::write_all(py, stream, &[&e.to_bytes()]).is_err() {

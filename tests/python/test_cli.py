@@ -58,15 +58,8 @@ def test_unknown_worker_class_lists_the_valid_ones(tmp_path):
     r = run_ferrocorn(["-k", "mypackage.MyWorker", "basic:hello"], tmp_path)
     assert r.returncode == 1
     assert "Invalid worker class 'mypackage.MyWorker'" in r.stderr
-    for name in ("sync", "gthread", "asgi", "gevent", "tornado"):
+    for name in ("sync", "gthread", "asgi", "gevent", "tornado", "eventlet"):
         assert name in r.stderr
-
-
-def test_known_worker_classes_not_available_yet(tmp_path):
-    for args in (["-k", "gevent"], ["-k", "gevent_wsgi"], ["-k", "eventlet"], ["-k", "tornado"]):
-        r = run_ferrocorn(args + ["basic:hello"], tmp_path)
-        assert r.returncode == 1, args
-        assert "not available yet" in r.stderr, (args, r.stderr)
 
 
 # A value other than the default for every setting ferrocorn does not do yet.

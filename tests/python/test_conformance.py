@@ -1,8 +1,9 @@
 """The vendored Gunicorn request corpus (tests/conformance, MIT) against
-`ferrocorn -k sync`, `-k gthread` and `-k asgi`, compared with what Gunicorn 27
-answered (the asgi worker through echo_asgi.py, the ASGI twin of the echo
-app, against Gunicorn's gthread answers); over plain TCP, and over TLS
-against what Gunicorn 27 answered over TLS."""
+`ferrocorn -k sync`, `-k gthread`, `-k asgi` and `-k gevent`, compared with
+what Gunicorn 27 answered (the asgi worker through echo_asgi.py, the ASGI
+twin of the echo app, against Gunicorn's gthread answers; gevent against
+Gunicorn's gevent worker); over plain TCP, and over TLS against what
+Gunicorn 27 answered over TLS."""
 
 import importlib.util
 import os
@@ -22,6 +23,7 @@ from helpers import CONFORMANCE
         ("-k sync", "expected-sync.json", "echo_app:app"),
         ("-k gthread --threads 2", "expected-gthread.json", "echo_app:app"),  # pipelined cases get every answer
         ("-k asgi", "expected-gthread.json", "echo_asgi:app"),
+        ("-k gevent", "expected-gevent.json", "echo_app:app"),
     ],
 )
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])

@@ -183,6 +183,12 @@ impl Core {
         self.check(result)
     }
 
+    /// Bytes that are not part of the response (an error page that replaces
+    /// it), written through the sink as they are.
+    pub fn write_raw(&mut self, py: Python<'_>, bufs: &[&[u8]]) -> Result<(), SinkError> {
+        self.sink.write_all(py, bufs)
+    }
+
     /// Takes the sink back after the request; later writes from the app
     /// (which may still hold `write`) fail.
     pub fn take_sink(&mut self) -> Box<dyn Sink> {

@@ -1,0 +1,476 @@
+//! The green worker's engine: one epoll instance owns the listeners and
+//! every connection, and the hub of the green library watches its fd (a
+//! gevent io watcher, an eventlet hub listener) instead of the engine
+//! polling it. When it is readable the hub calls [`GreenServer::on_ready`],
+//! which accepts, reads, parses and validates requests in Rust
+//! (`core::conn`) and spawns one greenlet per request; a timer on the hub
+//! calls [`GreenServer::tick`] for the heartbeat, deadlines and the stop.
+//!
+//! While a greenlet runs a request it owns the connection (taken out of its
+//! slot, which stays reserved); it hands it back when the response is done
+//! and the engine moves it on (`core::conn::Conn::progress`), so keep-alive
+//! and pipelining work as in the gthread worker. Connections are registered
+//! once, edge-triggered; an edge that comes while a greenlet has the
+//! connection is noted and acted on when it comes back.
+//!
+//! The engine never calls Python while it is borrowed: requests to spawn
+//! and due signal handlers are collected and run after, so a handler or a
+//! hook that switches greenlets never finds the server borrowed.
+
+use super::exec::{Job, Runners};
+use super::io::HubWaits;
+use crate::http::conn::Wait;
+use crate::http::date::DateCache;
+use crate::http::policy::HttpPolicy;
+use crate::net::epoll::{Epoll, Event, READABLE};
+use crate::net::listener::Listener;
+use crate::net::proxy_protocol::ProxyInfo;
+use crate::scoreboard::SlotHandle;
+use crate::settings::Settings;
+use crate::workers::core::accept::{Accepted, Acceptor, Token};
+use crate::workers::core::conn::{longest_head_wait, BufferPool, Conn, Deadlines, Inbound, Progress, EDGE_EVENTS};
+use crate::workers::core::life::{beat_interval, RequestBudget, Stop};
+use crate::workers::core::signals::Wakeup;
+use crate::workers::core::slab::{ConnToken, Slab};
+use pyo3::prelude::*;
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the engine and the request greenlets share (one thread, so `Rc`;
+/// nothing in it is borrowed across a greenlet switch).
+pub struct Shared {
+    pub settings: Arc<Settings>,
+    pub policy: HttpPolicy,
+    pub listeners: Vec<Listener>,
+    pub slot: SlotHandle,
+    pub budget: RequestBudget,
+    pub runners: Runners,
+    pub date: RefCell<DateCache>,
+    /// By connection slot: the PROXY protocol header the connection began
+    /// with. Gunicorn's async workers apply it to every request of the
+    /// connection, not only the first.
+    pub proxies: RefCell<Vec<Option<ProxyInfo>>>,
+    /// The hub's calls, given at `start`.
+    pub hub: OnceCell<HubRefs>,
+}
+
+/// The green library's calls the engine and the greenlets make.
+pub struct HubRefs {
+    /// `spawn()`: a new request greenlet, started by the hub; it takes jobs
+    /// with [`GreenServer::next_job`] until none is left for it.
+    pub spawn: Py<PyAny>,
+    /// `wake(greenlet)`: the hub switches to a parked request greenlet.
+    pub wake: Py<PyAny>,
+    pub waits: HubWaits,
+}
+
+/// Request greenlets kept parked between requests at most. A greenlet is
+/// reused rather than made per request: a new one costs a fresh Python
+/// frame stack (an mmap and a munmap), a fifth of a hello-world request's
+/// CPU when measured.
+const MAX_PARKED: usize = 256;
+
+/// What [`GreenServer::next_job`] tells a request greenlet.
+enum Next {
+    Job(Start),
+    /// Nothing to do: park until woken.
+    Park,
+    /// Nothing to do and enough greenlets are parked: end.
+    End,
+}
+
+/// A request the engine produced, for a new greenlet.
+pub struct Start {
+    pub conn: Box<Conn>,
+    pub inbound: Inbound,
+}
+
+#[pyclass(module = "ferrocorn._ferrocorn", unsendable)]
+pub struct GreenServer {
+    epoll: Epoll,
+    /// A connection is taken out of its slot while a greenlet has it.
+    conns: Slab<ConnToken, Box<Conn>>,
+    /// By slot index: an edge came while a greenlet had the connection.
+    missed: Vec<bool>,
+    max_conns: usize,
+    acceptor: Acceptor,
+    limits: Deadlines,
+    beat_every: Duration,
+    wakeup: Wakeup,
+    stop: Stop,
+    ppid: i32,
+    events: Vec<Event>,
+    buffers: BufferPool,
+    /// Requests for the request greenlets, in arrival order.
+    queue: std::collections::VecDeque<Start>,
+    /// Request greenlets parked on the hub, waiting for a job.
+    parked: Vec<Py<PyAny>>,
+    pub(super) shared: Rc<Shared>,
+}
+
+impl GreenServer {
+    pub fn new(
+        py: Python<'_>,
+        ctx: &crate::workers::WorkerCtx,
+        app: Py<PyAny>,
+        policy: HttpPolicy,
+        wakeup: Wakeup,
+    ) -> PyResult<GreenServer> {
+        let s = ctx.settings.clone();
+        let epoll = Epoll::new()?;
+        epoll.add(wakeup.read_fd, READABLE, Token::Signals.to_epoll())?;
+        let runners = Runners::new(py, app, &s, ctx.slot.clone())?;
+        let shared = Rc::new(Shared {
+            policy,
+            listeners: ctx.listeners.clone(),
+            slot: ctx.slot.clone(),
+            budget: RequestBudget::new(ctx.max_requests),
+            runners,
+            date: RefCell::new(DateCache::new()),
+            proxies: RefCell::new(Vec::new()),
+            hub: OnceCell::new(),
+            settings: s.clone(),
+        });
+        Ok(GreenServer {
+            epoll,
+            conns: Slab::default(),
+            missed: Vec::new(),
+            max_conns: s.worker_connections.max(1),
+            acceptor: Acceptor::new(ctx.listeners.clone(), ctx.tls.clone()),
+            limits: Deadlines::from_settings(&s),
+            beat_every: beat_interval(&s),
+            wakeup,
+            stop: Stop::Running,
+            ppid: ctx.ppid,
+            events: Vec::with_capacity(256),
+            buffers: BufferPool::default(),
+            queue: std::collections::VecDeque::new(),
+            parked: Vec::new(),
+            shared,
+        })
+    }
+
+    /// Handles everything ready. Returns whether signal handlers are due.
+    fn ready(&mut self, starts: &mut Vec<Start>) -> PyResult<bool> {
+        let mut signals_due = false;
+        let mut events = std::mem::take(&mut self.events);
+        loop {
+            let n = match self.epoll.wait(&mut events, Some(Duration::ZERO)) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.events = events;
+                    return Err(e.into());
+                }
+            };
+            for ev in events.iter() {
+                match Token::from_epoll(ev.u64) {
+                    Token::Signals => {
+                        self.wakeup.drain();
+                        signals_due = true;
+                    }
+                    Token::Listener(i) => self.accept(i),
+                    Token::Conn(t) => self.on_event(t, ev.events, starts),
+                    Token::Wake => {}
+                }
+            }
+            if n < events.capacity() {
+                break;
+            }
+        }
+        self.events = events;
+        self.after_events();
+        Ok(signals_due)
+    }
+
+    /// Room for a new connection: below `--worker-connections`, or a
+    /// connection waiting for a request head that can make room (one a
+    /// greenlet has is never one of those: it is out of its slot).
+    fn has_room(&self) -> bool {
+        self.conns.len() < self.max_conns || self.longest_head_wait().is_some()
+    }
+
+    fn longest_head_wait(&self) -> Option<ConnToken> {
+        longest_head_wait(self.conns.iter().map(|(_, c)| &**c))
+    }
+
+    fn accept(&mut self, index: usize) {
+        if !self.acceptor.is_watching() {
+            return;
+        }
+        while self.has_room() {
+            let (stream, peer) = match self.acceptor.accept(&self.epoll, index) {
+                Accepted::Conn(stream, peer) => (stream, peer),
+                Accepted::None | Accepted::Exhausted => return,
+            };
+            if self.conns.len() >= self.max_conns {
+                // Full: the connection that has waited longest for a
+                // request head makes room for the new client.
+                if let Some(conn) = self.longest_head_wait().and_then(|t| self.conns.take(t)) {
+                    crate::log::debug!("Worker full: closing the connection waiting longest for a request head");
+                    self.close(conn);
+                }
+            }
+            let token = self.conns.reserve();
+            if self.missed.len() <= token.index() {
+                self.missed.resize(token.index() + 1, false);
+            }
+            // A slot is reused: nothing noted for its last connection holds.
+            self.missed[token.index()] = false;
+            {
+                let mut proxies = self.shared.proxies.borrow_mut();
+                if proxies.len() <= token.index() {
+                    proxies.resize(token.index() + 1, None);
+                }
+                proxies[token.index()] = None;
+            }
+            let mut conn = Conn::new(stream, peer, index, token, self.shared.policy.proxy_protocol);
+            conn.follow_timer(Instant::now(), &self.limits, false);
+            // Registered once, edge-triggered: the first edge (the request
+            // may already be here) comes from this add.
+            if self.epoll.add(conn.fd(), EDGE_EVENTS, Token::Conn(token).to_epoll()).is_err() {
+                self.conns.remove(token);
+                continue;
+            }
+            self.conns.put(token, Box::new(conn));
+        }
+    }
+
+    fn on_event(&mut self, token: ConnToken, flags: u32, starts: &mut Vec<Start>) {
+        let Some(mut conn) = self.conns.take(token) else {
+            if self.conns.is_taken(token) {
+                // A greenlet has it: acted on when it comes back.
+                if let Some(m) = self.missed.get_mut(token.index()) {
+                    *m = true;
+                }
+            }
+            return;
+        };
+        conn.edge.note(flags);
+        if let Some(start) = self.settle(conn) {
+            starts.push(start);
+        }
+    }
+
+    /// Moves a connection the engine holds as far as it goes; a request
+    /// comes back with its connection (which stays reserved, taken out).
+    pub(super) fn settle(&mut self, mut conn: Box<Conn>) -> Option<Start> {
+        match conn.progress(&self.shared.policy, &mut self.buffers) {
+            Progress::Dispatch(inbound) => {
+                // The app's time now, not the client's.
+                conn.timer = Default::default();
+                Some(Start { conn, inbound })
+            }
+            Progress::Keep => {
+                conn.follow_timer(Instant::now(), &self.limits, !self.stop.is_running());
+                if conn.http.waiting_for() == Wait::KeepAlive && conn.out.is_empty() {
+                    // A kept-alive connection costs no buffer memory.
+                    self.buffers.reclaim(&mut conn);
+                }
+                self.conns.put(conn.token, conn);
+                None
+            }
+            Progress::Close => {
+                self.close(conn);
+                None
+            }
+        }
+    }
+
+    /// A greenlet is done with a connection: the engine moves it on. Some:
+    /// a pipelined request for the same greenlet.
+    pub(super) fn give_back(&mut self, mut conn: Box<Conn>) -> Option<Start> {
+        if let Some(m) = self.missed.get_mut(conn.token.index()) {
+            if std::mem::replace(m, false) {
+                conn.edge.assume_ready();
+            }
+        }
+        let start = self.settle(conn);
+        if start.is_none() {
+            self.after_events();
+        }
+        start
+    }
+
+    fn close(&mut self, conn: Box<Conn>) {
+        let _ = self.epoll.delete(conn.fd());
+        let token = conn.token;
+        drop(conn);
+        self.conns.remove(token);
+    }
+
+    /// Accepting follows the room left; a stop in progress may be over.
+    fn after_events(&mut self) {
+        if self.stop.due(self.ppid) {
+            self.begin_stop();
+        }
+        match self.stop {
+            Stop::Running => {
+                // Out of descriptors: not watched again until the pause is
+                // over (the hub's timer comes back within `tick_interval`).
+                let room = self.has_room() && self.acceptor.may_accept(Instant::now());
+                if self.acceptor.is_watching() != room {
+                    if let Err(e) = self.acceptor.watch(&self.epoll, room) {
+                        crate::log::error!("listening failed: {e}");
+                    }
+                }
+            }
+            Stop::Draining { deadline } => {
+                if self.conns.is_empty() {
+                    self.stop = Stop::Done;
+                } else if Instant::now() >= deadline {
+                    // Gunicorn's gevent worker kills what still runs then.
+                    crate::log::warning!("Worker graceful timeout (pid:{})", std::process::id());
+                    self.close_all();
+                    self.stop = Stop::Done;
+                }
+            }
+            Stop::Done => {}
+        }
+    }
+
+    /// TERM, max-requests, parent gone: stop accepting, close idle
+    /// connections soon (a request already on its way is still answered,
+    /// with Connection: close), let requests in progress finish until
+    /// `--graceful-timeout`.
+    fn begin_stop(&mut self) {
+        self.stop.drain(&self.shared.settings);
+        let _ = self.acceptor.watch(&self.epoll, false);
+        let now = Instant::now();
+        for (_, conn) in self.conns.iter_mut() {
+            conn.timer.cap_for_stop(now);
+        }
+    }
+
+    fn close_all(&mut self) {
+        for token in self.conns.keys_where(|_| true) {
+            if let Some(conn) = self.conns.take(token) {
+                self.close(conn);
+            }
+        }
+    }
+
+    /// Heartbeat, keep-alive/drain/linger deadlines, the stop.
+    fn timers(&mut self) {
+        self.shared.slot.beat();
+        let now = Instant::now();
+        for token in self.conns.keys_where(|c| c.timer.expired(now)) {
+            if let Some(conn) = self.conns.take(token) {
+                self.close(conn);
+            }
+        }
+        self.after_events();
+    }
+}
+
+/// Queues the requests and gets a greenlet going for each: a parked one
+/// woken, or a new one (the server is not borrowed while Python runs).
+pub(super) fn dispatch(py: Python<'_>, server: &Bound<'_, GreenServer>, starts: Vec<Start>) {
+    if starts.is_empty() {
+        return;
+    }
+    let (shared, woken) = {
+        let mut s = server.borrow_mut();
+        let n = starts.len();
+        s.queue.extend(starts);
+        let keep = s.parked.len().saturating_sub(n);
+        let woken = s.parked.split_off(keep);
+        (s.shared.clone(), (woken, n))
+    };
+    let Some(hub) = shared.hub.get() else { return };
+    let (woken, n) = woken;
+    let spawns = n - woken.len();
+    for g in woken {
+        if let Err(e) = hub.wake.bind(py).call1((g,)) {
+            crate::log::error!("Error handling request\n{}", crate::python::format_exception(py, &e));
+        }
+    }
+    for _ in 0..spawns {
+        if let Err(e) = hub.spawn.bind(py).call0() {
+            crate::log::error!("Error handling request\n{}", crate::python::format_exception(py, &e));
+        }
+    }
+}
+
+#[pymethods]
+impl GreenServer {
+    /// The epoll fd the hub watches.
+    fn fileno(&self) -> i32 {
+        self.epoll.fd()
+    }
+
+    /// Starts serving with the hub's calls: `spawn()` starts a request
+    /// greenlet, `wake(greenlet)` resumes a parked one, and
+    /// `wait_read(fd)`/`wait_write(fd)` park one on a socket.
+    fn start(
+        &mut self,
+        spawn: Py<PyAny>,
+        wake: Py<PyAny>,
+        wait_read: Py<PyAny>,
+        wait_write: Py<PyAny>,
+    ) -> PyResult<()> {
+        let refs = HubRefs { spawn, wake, waits: HubWaits { read: wait_read, write: wait_write } };
+        if self.shared.hub.set(refs).is_err() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("the server is already started"));
+        }
+        self.acceptor.watch(&self.epoll, true)?;
+        Ok(())
+    }
+
+    /// The hub says the epoll fd is readable.
+    fn on_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let mut starts = Vec::new();
+        let result = slf.borrow_mut().ready(&mut starts);
+        dispatch(py, slf, starts);
+        if result? {
+            // Python's handlers (QUIT may raise SystemExit, which the hub
+            // hands to the main greenlet).
+            py.check_signals()?;
+        }
+        Ok(())
+    }
+
+    /// Called by the hub's timer a few times a second; false once the
+    /// server has stopped.
+    fn tick(&mut self) -> bool {
+        self.timers();
+        self.stop != Stop::Done
+    }
+
+    /// How often the hub's timer must call `tick`, in seconds.
+    fn tick_interval(&self) -> f64 {
+        (self.beat_every.as_secs_f64() / 2.0).min(0.2)
+    }
+
+    /// The next request for the calling request greenlet (`me`): a `Job`
+    /// to run, True to park on the hub until woken, False to end.
+    fn next_job(slf: &Bound<'_, Self>, me: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let next = {
+            let mut s = slf.borrow_mut();
+            match s.queue.pop_front() {
+                Some(start) => Next::Job(start),
+                None if s.parked.len() < MAX_PARKED && s.stop != Stop::Done => {
+                    s.parked.push(me);
+                    Next::Park
+                }
+                None => Next::End,
+            }
+        };
+        match next {
+            Next::Job(Start { conn, inbound }) => {
+                let shared = slf.borrow().shared.clone();
+                Ok(Bound::new(py, Job::new(slf.clone().unbind(), shared, conn, inbound))?.into_any().unbind())
+            }
+            Next::Park => Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
+            Next::End => Ok(false.into_pyobject(py)?.to_owned().into_any().unbind()),
+        }
+    }
+
+    /// Connections open (including those a greenlet has).
+    fn connections(&self) -> usize {
+        self.conns.len()
+    }
+}
