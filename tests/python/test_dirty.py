@@ -26,14 +26,19 @@ KINDS = {
     "sync": ("-k", "sync"),
     "gthread": ("-k", "gthread", "--threads", "4"),
     "asgi": ("-k", "asgi"),
+    "gevent": ("-k", "gevent"),
+    "tornado": ("-k", "tornado"),
 }
+# The HTTP side each worker type runs (the tornado worker: a native
+# RequestHandler using the async client).
+WEB = {"asgi": "dirty_web:asgi", "tornado": "dirty_tornado:app"}
 
 
 def start(server, kind="sync", *args, workers=1, dirty_apps=(APP,), web=None, cwd=None):
     dirty = []
     for a in dirty_apps:
         dirty += ["--dirty-app", a]
-    app = web or ("dirty_web:asgi" if kind == "asgi" else "dirty_web:app")
+    app = web or WEB.get(kind, "dirty_web:app")
     if cwd:
         # A directory of its own, for its control socket.
         os.makedirs(cwd, exist_ok=True)
@@ -81,8 +86,10 @@ def dirty_pids(s):
 # -- calls, state, streams, errors on each worker type -------------------------
 
 
-@pytest.mark.parametrize("kind", ["sync", "gthread", "asgi"])
+@pytest.mark.parametrize("kind", ["sync", "gthread", "asgi", "gevent", "tornado"])
 def test_calls_keep_state_stream_and_raise_gunicorns_errors(server, kind):
+    if kind in ("gevent", "tornado"):
+        pytest.importorskip(kind)
     s = start(server, kind, "--dirty-workers", "1")
     first = execute(s, "incr")["result"]
     second = execute(s, "incr", 5)["result"]
@@ -499,3 +506,23 @@ def test_two_servers_of_one_name_keep_their_dirty_arbiters(server, tmp_path):
     assert execute(b, "incr")["result"]["n"] == 1
     assert dirty_state(a)["arbiter_restarts"] == 0
     assert "names another server's dirty arbiter (pid: %d)" % dirty_state(a)["pid"] in b.log()
+
+
+@pytest.mark.parametrize("kind", ["gevent", "asgi", "tornado"])
+def test_a_waiting_call_does_not_block_a_single_event_loop_worker(server, kind):
+    if kind != "asgi":
+        pytest.importorskip(kind)
+    s = start(server, kind, "--dirty-workers", "2")
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(execute(s, "sleep", 1.5))) for _ in range(2)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    wait_for(lambda: sum(w["in_flight"] for w in dirty_state(s)["workers"]) == 2 or None, what="both calls running")
+    # One HTTP worker, two calls in flight: it still answers.
+    status, _, body = s.request("GET", "/ping", timeout=5)
+    assert (status, body) == (200, b"pong")
+    for t in threads:
+        t.join(20)
+    assert [a["result"] for a in answers] == ["slept 1.5"] * 2
+    assert time.monotonic() - began < 2.8
