@@ -332,6 +332,8 @@ impl Arbiter {
             }
             (pid, false) => {
                 crate::log::info!("The configuration has no dirty workers any more: stopping the dirty arbiter");
+                // The new generation of HTTP workers has none to call.
+                crate::python::unset_env(py, crate::dirty::SOCKET_ENV);
                 super::kill(pid, libc::SIGTERM);
                 Ok(())
             }

@@ -484,9 +484,11 @@ impl Arbiter {
                 w.stop_asked = Some(stats::StopAsked::Reload);
             }
         }
+        // Before the new generation forks: it finds the dirty socket (or
+        // none) in the environment.
+        self.reload_dirty(py)?;
         self.manage_workers(py)?;
         self.kill_retiring_once();
-        self.reload_dirty(py)?;
         Ok(())
     }
 

@@ -526,3 +526,22 @@ def test_a_waiting_call_does_not_block_a_single_event_loop_worker(server, kind):
         t.join(20)
     assert [a["result"] for a in answers] == ["slept 1.5"] * 2
     assert time.monotonic() - began < 2.8
+
+
+def test_hup_turns_the_dirty_arbiter_on_and_off(server, tmp_path):
+    conf = tmp_path / "conf.py"
+    conf.write_text("")
+    s = server("-k", "sync", "-c", "conf.py", "--control-socket", "ctl.sock", "dirty_web:app")
+    assert dirty_state(s)["enabled"] is False
+    assert execute(s, "incr")["error"] == "DirtyError"
+    conf.write_text("dirty_apps = [%r]\ndirty_workers = 1\n" % APP)
+    s.signal(signal.SIGHUP)
+    wait_dirty(s, n=1)
+    # The new HTTP workers were forked knowing where the dirty socket is.
+    assert wait_for(lambda: execute(s, "incr").get("result"), what="a dirty call")["n"] == 1
+    arbiter = dirty_state(s)["pid"]
+    conf.write_text("")
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: not pid_alive(arbiter), what="the dirty arbiter stopped")
+    wait_for(lambda: dirty_state(s)["enabled"] is False or None, what="no dirty arbiter")
+    assert wait_for(lambda: execute(s, "incr").get("error") == "DirtyError" or None, what="calls refused")
