@@ -545,3 +545,39 @@ def test_hup_turns_the_dirty_arbiter_on_and_off(server, tmp_path):
     wait_for(lambda: not pid_alive(arbiter), what="the dirty arbiter stopped")
     wait_for(lambda: dirty_state(s)["enabled"] is False or None, what="no dirty arbiter")
     assert wait_for(lambda: execute(s, "incr").get("error") == "DirtyError" or None, what="calls refused")
+
+
+def test_a_caller_leaving_mid_stream_frees_the_dirty_worker(server):
+    from ferrocorn.dirty import DirtyClient
+
+    s = start(server, "sync", "--dirty-workers", "1")
+    client = DirtyClient(dirty_socket(s), timeout=10)
+    stream = client.stream(APP, "slow_stream", 100, 0.1)
+    assert next(stream) == 0
+    stream.close()
+    client.close()
+    # The one dirty thread was told: the 10-second stream stops at its next
+    # chunk and the next call does not wait for it.
+    began = time.monotonic()
+    assert execute(s, "incr")["result"]["n"] == 1
+    assert time.monotonic() - began < 2
+
+
+def test_an_app_that_cannot_start_leaves_http_serving(server):
+    s = server(
+        "-k",
+        "sync",
+        "--control-socket",
+        "ctl.sock",
+        "--dirty-app",
+        "dirty_apps:Broken",
+        "--dirty-workers",
+        "1",
+        "dirty_web:app",
+    )
+    wait_for(lambda: s.log().count("Dirty worker failed to boot") >= 2 or None, what="boot retried")
+    assert "RuntimeError: no model file" in s.log()
+    status, _, body = s.request("GET", "/ping")
+    assert (status, body) == (200, b"pong")
+    answer = execute(s, "pid", app="dirty_apps:Broken")
+    assert answer["error"] in ("DirtyError", "DirtyNoWorkersAvailableError"), answer

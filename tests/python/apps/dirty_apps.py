@@ -71,3 +71,10 @@ class Limited(DirtyApp):
 class Other(DirtyApp):
     def pid(self):
         return os.getpid()
+
+
+class Broken(DirtyApp):
+    """Cannot start: its dirty workers fail to boot."""
+
+    def init(self):
+        raise RuntimeError("no model file")
