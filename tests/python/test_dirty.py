@@ -18,7 +18,19 @@ import threading
 import time
 
 import pytest
-from helpers import Server, children, control, free_port, pid_alive, read_pid, run_ferrocorn, scrape, stop_pid, wait_for
+from helpers import (
+    Server,
+    children,
+    control,
+    ctl,
+    free_port,
+    pid_alive,
+    read_pid,
+    run_ferrocorn,
+    scrape,
+    stop_pid,
+    wait_for,
+)
 
 APP = "dirty_apps:Counter"
 
@@ -581,3 +593,19 @@ def test_an_app_that_cannot_start_leaves_http_serving(server):
     assert (status, body) == (200, b"pong")
     answer = execute(s, "pid", app="dirty_apps:Broken")
     assert answer["error"] in ("DirtyError", "DirtyNoWorkersAvailableError"), answer
+
+
+def test_gunicornc_and_ferrocornc_show_the_dirty_side(server):
+    s = start(server, "sync", "--dirty-workers", "2", dirty_apps=(APP, "dirty_apps:Limited"))
+    d = wait_dirty(s, n=2)
+    ctl_path = os.path.join(s.cwd, "ctl.sock")
+    theirs = ctl(ctl_path, "show", "dirty", tool="gunicornc").stdout
+    assert "Dirty arbiter PID: %d" % d["pid"] in theirs
+    for w in d["workers"]:
+        assert str(w["pid"]) in theirs
+    everything = ctl(ctl_path, "show", "all", tool="gunicornc").stdout
+    assert "DIRTY WORKERS (2)" in everything
+    ours = ctl(ctl_path, "show", "dirty").stdout
+    assert "dirty_apps:Limited  workers 1/1" in ours and "%s  workers 2/all" % APP in ours
+    top = ctl(ctl_path, "top", "--once").stdout
+    assert "dirty arbiter %d" % d["pid"] in top
