@@ -609,3 +609,41 @@ def test_gunicornc_and_ferrocornc_show_the_dirty_side(server):
     assert "dirty_apps:Limited  workers 1/1" in ours and "%s  workers 2/all" % APP in ours
     top = ctl(ctl_path, "top", "--once").stdout
     assert "dirty arbiter %d" % d["pid"] in top
+
+
+def hook_order(directory):
+    """Per dirty worker, the hooks that named it, in order; and the first
+    hook of all."""
+    lines = [line.split() for line in (directory / "hooks.log").read_text().splitlines()]
+    per_worker = {}
+    for line in lines[1:]:
+        per_worker.setdefault(line[1], []).append(line[0])
+    return lines[0][0], sorted(per_worker.values())
+
+
+def inits(log):
+    return log.read_text().count("dirty_worker_init") if log.exists() else 0
+
+
+def test_the_dirty_hooks_fire_as_under_gunicorn(tmp_path):
+    orders = []
+    for program in ("ferrocorn", "gunicorn"):
+        d = tmp_path / program
+        d.mkdir()
+        (d / "hooks.py").write_text(HOOKS)
+        args = ["-c", "hooks.py", "-n", "hooks-%s" % program, "--dirty-workers", "2"]
+        args += ["--dirty-app", "gunicorn_dirty_apps:Model", "--no-control-socket", "dirty_web:app"]
+        s = Server(args, d, env={"DIRTY_API": "gunicorn"}, program=program)
+        try:
+            wait_for(lambda log=d / "hooks.log": inits(log) == 2 or None, what="both dirty_worker_init calls")
+        finally:
+            s.stop()
+        orders.append(hook_order(d))
+    assert (
+        orders[0]
+        == orders[1]
+        == (
+            "on_dirty_starting",
+            [["dirty_post_fork", "dirty_worker_init", "dirty_worker_exit"]] * 2,
+        )
+    )
