@@ -472,15 +472,24 @@ def answers_of(s):
     return out
 
 
+@pytest.mark.parametrize("kind", ["sync", "asgi"])
 @pytest.mark.parametrize("client", ["gunicorn", "ferrocorn"])
-def test_an_app_written_for_gunicorn_dirty_runs_unchanged_and_answers_as_gunicorn(server, tmp_path, client):
+def test_an_app_written_for_gunicorn_dirty_runs_unchanged_and_answers_as_gunicorn(server, tmp_path, client, kind):
     env = {"DIRTY_API": client}
-    args = ("--dirty-app", "gunicorn_dirty_apps:Model", "--dirty-workers", "1", "dirty_web:app")
-    # Names of their own: both write their dirty arbiter's pid file at
-    # Gunicorn's path for the name, and each stops the other's as orphaned.
-    ours = server("-k", "sync", "-n", "ours", "--control-socket", "ctl.sock", *args, env=env)
+    args = (
+        "-k",
+        kind,
+        "--dirty-app",
+        "gunicorn_dirty_apps:Model",
+        "--dirty-workers",
+        "1",
+        WEB.get(kind, "dirty_web:app"),
+    )
+    # Names of their own: a Gunicorn finding ferrocorn's dirty arbiter in
+    # the pid file of its name would stop it as orphaned.
+    ours = server("-n", "ours", "--control-socket", "ctl.sock", *args, env=env)
     wait_dirty(ours)
-    theirs = Server(("-k", "sync", "-n", "theirs", "--no-control-socket", *args), tmp_path, env=env, program="gunicorn")
+    theirs = Server(("-n", "theirs", "--no-control-socket", *args), tmp_path, env=env, program="gunicorn")
     try:
         wait_for(lambda: "Initialized dirty app" in theirs.log() or None, what="Gunicorn's dirty worker")
         assert answers_of(ours) == answers_of(theirs)
