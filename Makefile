@@ -6,7 +6,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test install rust-test py-test lint lint-deps dev bench docs ci-deps
+.PHONY: test install rust-test py-test lint lint-deps dev wheel bench docs ci-deps
 
 test: install rust-test py-test
 
@@ -22,9 +22,11 @@ py-test:
 # The machine packages the tests need beyond Python's (CI runs this before
 # `make test`, as root), as command:Debian-package: systemd's own tools for
 # the socket-activation and unit-file tests, wrk for the soak test and the
-# benchmarks, curl and openssl for the TLS tests. Without root it only says
-# what is missing; `make test` itself needs no root.
-CI_TOOLS = systemd-socket-activate:systemd systemd-analyze:systemd wrk:wrk curl:curl openssl:openssl
+# benchmarks, curl and openssl for the TLS tests, HAProxy, nginx and
+# iproute2 for the deployment files and the many-hosts test. Without root it
+# only says what is missing; `make test` itself needs no root.
+CI_TOOLS = systemd-socket-activate:systemd systemd-analyze:systemd wrk:wrk curl:curl openssl:openssl \
+	haproxy:haproxy nginx:nginx ip:iproute2
 ci-deps:
 	@missing=""; packages=""; for t in $(CI_TOOLS); do cmd=$${t%%:*}; pkg=$${t#*:}; \
 		command -v $$cmd >/dev/null 2>&1 || { missing="$$missing $$cmd"; packages="$$packages $$pkg"; }; done; \
@@ -53,7 +55,20 @@ VENV ?= .venv
 dev:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check maturin ruff==0.17.6
+	@# A module built for one Python version (before the abi3 build) would be
+	@# imported before the abi3 one: it goes.
+	rm -f python/ferrocorn/_ferrocorn.cpython-*.so
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --quiet --extras test
+
+# One wheel for every CPython 3.9+ on Linux (abi3), release build, into
+# dist/: users install it with no Rust toolchain. maturin tags it with the
+# oldest manylinux policy this machine's glibc and the extension's symbols
+# allow (it checks them as auditwheel does). maturin comes from `make dev`
+# (or MATURIN=...; tests/python/test_wheel.py gives its own and WHEEL_DIR).
+MATURIN ?= $(VENV)/bin/maturin
+WHEEL_DIR ?= dist
+wheel:
+	$(MATURIN) build --release --strip --out $(WHEEL_DIR)
 
 docs:
 	FERROCORN_WRITE_DOCS=1 cargo test --quiet settings::docs

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -227,6 +228,52 @@ SCENARIOS = {
         "script": "post10k.lua",
         "servers": asgi_servers("asgi_echo"),
     },
+    # What the access log costs: the gthread hello world with no access log,
+    # Gunicorn's default format and the JSON lines, written to a file.
+    "access-log": {
+        "what": "Access-log cost: hello-world WSGI, 1 worker, gthread --threads 1, keep-alive, wrk -t1 -c64; "
+        "the log written to a file (FILE: in /tmp) or to /dev/null",
+        "threads": 1,
+        "connections": 64,
+        "servers": [
+            (
+                "ferrocorn, no access log",
+                "{bin}/ferrocorn -k gthread --threads 1 -w 1 -b 127.0.0.1:{port} apps:hello",
+                True,
+            ),
+            (
+                "ferrocorn --access-logfile FILE (Gunicorn's format)",
+                "{bin}/ferrocorn -k gthread --threads 1 -w 1 --access-logfile {tmp}/access.log "
+                "-b 127.0.0.1:{port} apps:hello",
+                False,
+            ),
+            (
+                "ferrocorn --access-logfile FILE --access-log-json",
+                "{bin}/ferrocorn -k gthread --threads 1 -w 1 --access-logfile {tmp}/access.log --access-log-json "
+                "-b 127.0.0.1:{port} apps:hello",
+                False,
+            ),
+            # the same lines into /dev/null: what rendering them costs,
+            # without the write to a file
+            (
+                "ferrocorn --access-logfile /dev/null",
+                "{bin}/ferrocorn -k gthread --threads 1 -w 1 --access-logfile /dev/null -b 127.0.0.1:{port} apps:hello",
+                False,
+            ),
+            (
+                "ferrocorn --access-logfile /dev/null --access-log-json",
+                "{bin}/ferrocorn -k gthread --threads 1 -w 1 --access-logfile /dev/null --access-log-json "
+                "-b 127.0.0.1:{port} apps:hello",
+                False,
+            ),
+            (
+                "gunicorn --access-logfile FILE (Gunicorn's format)",
+                "{bin}/gunicorn -k gthread --threads 1 -w 1 --no-control-socket --access-logfile {tmp}/access.log "
+                "-b 127.0.0.1:{port} apps:hello",
+                False,
+            ),
+        ],
+    },
     "ws-echo": {
         "what": "WebSocket echo of 32-byte text messages, 1 worker, 64 connections each waiting for its echo "
         "(bench/wsload.py, one Python process, so the client shares the machine)",
@@ -336,7 +383,9 @@ def parse_wrk(out):
 
 def run_one(template, sc, duration):
     port = free_port()
-    cmd = template.format(port=port, bin=BIN)
+    # {tmp}: a directory of the run's own, for files the server writes
+    tmp = tempfile.mkdtemp(prefix="ferrocorn-bench-")
+    cmd = template.format(port=port, bin=BIN, tmp=tmp)
     env = dict(os.environ, PYTHONPATH=HERE)
     proc = subprocess.Popen(cmd.split(), cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -385,6 +434,7 @@ def run_one(template, sc, duration):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 IDLE_SERVERS = [
@@ -521,7 +571,12 @@ def main():
     ap.add_argument(
         "--idle", type=int, default=10000, help="idle keep-alive connections for the memory scenario (0 skips it)"
     )
+    ap.add_argument("--only", help="run only the servers whose label starts with this (e.g. ferrocorn)")
+    ap.add_argument("--venv", help="serve from this virtualenv instead of bench/.venv (to compare two builds)")
     a = ap.parse_args()
+    if a.venv:
+        global BIN
+        BIN = os.path.join(os.path.abspath(a.venv), "bin")
     if a.setup:
         setup()
         if not a.scenario:
@@ -549,6 +604,8 @@ def main():
             ]
             report["scenarios"]["idle"] = []
             for label, template in IDLE_SERVERS:
+                if a.only and not label.startswith(a.only):
+                    continue
                 r = idle_run(template, a.idle)
                 r.update(label=label, command=template.format(port="PORT", bin="").lstrip("/"))
                 report["scenarios"]["idle"].append(r)
@@ -574,8 +631,12 @@ def main():
         sc = SCENARIOS[name]
         results = []
         for label, template, baseline in sc["servers"]:
+            if a.only and not label.startswith(a.only):
+                continue
             r = run_one(template, sc, a.duration)
-            r.update(label=label, command=template.format(port="PORT", bin="").lstrip("/"), baseline=baseline)
+            r.update(
+                label=label, command=template.format(port="PORT", bin="", tmp="/tmp").lstrip("/"), baseline=baseline
+            )
             results.append(r)
             print("%-40s %10.0f req/s  p99 %s ms" % (label, r["rps"], fmt(r["p99_ms"], ".2f")), file=sys.stderr)
         base = next((r for r in results if r["baseline"]), None)

@@ -14,6 +14,7 @@ pub mod reload;
 pub mod runtime;
 pub mod scoreboard;
 pub mod settings;
+pub mod stable_abi;
 pub mod testing;
 pub mod util;
 pub mod workers;

@@ -48,6 +48,7 @@ fn env_pairs(raw: &[String]) -> impl Iterator<Item = (&str, &str)> {
 pub fn configure_logs(py: Python<'_>, settings: &Settings) -> Result<(), String> {
     let (level, known) = crate::log::Level::from_name_lenient(&settings.loglevel);
     crate::log::configure(level, &settings.errorlog).map_err(|e| format!("Error log: {e}"))?;
+    crate::log::set_error_json(settings.error_log_json);
     if !known {
         crate::log::warning!("Unknown log level {:?}, using info", settings.loglevel);
     }

@@ -111,5 +111,15 @@ fn extensions_stay_apart() {
         }
     }
     let ext: Vec<&str> = SPECS[first_extension..].iter().map(|s| s.name).collect();
-    assert_eq!(ext, ["metrics_bind", "max_worker_memory", "request_head_timeout"]);
+    assert_eq!(
+        ext,
+        [
+            "metrics_bind",
+            "max_worker_memory",
+            "access_log_json",
+            "access_log_json_headers",
+            "error_log_json",
+            "request_head_timeout"
+        ]
+    );
 }

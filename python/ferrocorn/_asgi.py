@@ -8,6 +8,8 @@ worker accepts connections; an application that reports
 ``lifespan.startup.failed`` (or fails in any way under ``--asgi-lifespan
 on``) stops the server; shutdown runs once serving is over; each phase may
 take 30 seconds; request scopes see the ``state`` that startup filled.
+Under uvicorn's worker class names, the lifespan lines uvicorn prints
+("Waiting for application startup.", ...) are logged as well.
 """
 
 from __future__ import annotations
@@ -47,24 +49,49 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run(server: Any, app: Callable[..., Awaitable[None]], loop_kind: str, lifespan_mode: str) -> None:
+def run(
+    server: Any, app: Callable[..., Awaitable[None]], loop_kind: str, lifespan_mode: str, uvicorn_lines: bool = False
+) -> None:
     """Serve until the server stops (graceful stop, max-requests, parent
-    gone); a fast stop (QUIT, INT, ABRT) unwinds from here as SystemExit."""
+    gone); a fast stop (QUIT, INT, ABRT) unwinds from here as SystemExit.
+    ``uvicorn_lines``: the worker class was uvicorn's, whose users look for
+    its lifespan lines in the log."""
     loop = _new_loop(loop_kind)
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(_serve(loop, server, app, lifespan_mode))
+        loop.run_until_complete(_serve(loop, server, app, lifespan_mode, _UvicornLines(uvicorn_lines)))
     finally:
         _cleanup(loop, server)
 
 
+class _UvicornLines:
+    """The lifespan lines uvicorn logs (its ``lifespan/on.py`` wording), or
+    nothing when the worker class was not uvicorn's."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def info(self, message: str) -> None:
+        if self.enabled:
+            log.info(message)
+
+    def error(self, message: str) -> None:
+        if self.enabled:
+            log.error(message)
+
+
 async def _serve(
-    loop: asyncio.AbstractEventLoop, server: Any, app: Callable[..., Awaitable[None]], lifespan_mode: str
+    loop: asyncio.AbstractEventLoop,
+    server: Any,
+    app: Callable[..., Awaitable[None]],
+    lifespan_mode: str,
+    uvicorn: _UvicornLines,
 ) -> None:
     state: dict[str, Any] = {}
     lifespan = None
     if lifespan_mode != "off":
         lifespan = LifespanManager(app, state)
+        uvicorn.info("Waiting for application startup.")
         try:
             await lifespan.startup()
         except Exception as e:
@@ -73,9 +100,13 @@ async def _serve(
             # rebooting workers in a loop, as Gunicorn does.
             if lifespan_mode == "on" or isinstance(e, LifespanStartupFailed):
                 log.error("ASGI lifespan startup failed: %s", e)
+                uvicorn.error("Application startup failed. Exiting.")
                 raise SystemExit(WORKER_BOOT_ERROR) from None
             log.debug("ASGI lifespan not supported by app: %s", e)
+            uvicorn.info("ASGI 'lifespan' protocol appears unsupported.")
             lifespan = None
+        # uvicorn says so after an unsupported lifespan too
+        uvicorn.info("Application startup complete.")
 
     done = loop.create_future()
     fd = server.fileno()
@@ -89,10 +120,16 @@ async def _serve(
         ticker.cancel()
 
     if lifespan is not None:
+        uvicorn.info("Waiting for application shutdown.")
         try:
-            await lifespan.shutdown()
+            completed = await lifespan.shutdown()
         except Exception as e:
             log.error("ASGI lifespan shutdown error: %s", e)
+            completed = False
+        if completed:
+            uvicorn.info("Application shutdown complete.")
+        else:
+            uvicorn.error("Application shutdown failed. Exiting.")
 
 
 async def _tick(server: Any) -> None:
@@ -188,20 +225,26 @@ class LifespanManager:
             raise cls("Lifespan startup failed: %s" % (reason or "Unknown error"))
         log.debug("ASGI lifespan startup complete")
 
-    async def shutdown(self) -> None:
+    async def shutdown(self) -> bool:
+        """True when the application completed its shutdown."""
         if self._task is None or self._task.done():
             log.debug("ASGI lifespan already finished")
-            return
+            return True
         self._to_app.put_nowait({"type": "lifespan.shutdown"})
+        completed = True
         try:
             await asyncio.wait_for(self._shutdown.decided, LIFESPAN_TIMEOUT)
         except asyncio.TimeoutError:
             log.warning("Lifespan shutdown timed out")
+            completed = False
         error = self._shutdown.failure()
+        if error is not None:
+            completed = False
         if error:
             log.error("Lifespan shutdown error: %s", error)
         await self._end_app()
         log.debug("ASGI lifespan shutdown complete")
+        return completed
 
     async def _end_app(self) -> None:
         """Cancel the application's lifespan task if it is still running (it

@@ -133,6 +133,8 @@ pub struct Arbiter {
     tls: Option<crate::net::tls::TlsAcceptor>,
     /// The dirty arbiter, its socket and board.
     dirty: dirty::DirtySide,
+    /// TERM, INT or QUIT came: `/readyz` says so while workers finish.
+    stopping: bool,
 }
 
 /// A HUP is deferred at most this long for a generation that does not
@@ -170,6 +172,7 @@ impl Arbiter {
             reload_pending: None,
             tls: None,
             dirty: dirty::DirtySide::default(),
+            stopping: false,
             reexec_pid: 0,
             master_pid: 0,
             systemd: false,
@@ -366,6 +369,9 @@ impl Arbiter {
             // step the upgrade procedure needs.
             libc::SIGWINCH if self.settings.daemon || self.reexec_pid != 0 => {
                 crate::log::info!("graceful stop of workers");
+                if self.reexec_pid != 0 {
+                    self.hand_metrics_over();
+                }
                 self.set_num_workers(py, 0)?;
                 self.kill_workers(libc::SIGTERM);
                 Ok(())
@@ -715,10 +721,11 @@ impl Arbiter {
     /// graceful_timeout (2 s after a fast stop is asked for), then KILL.
     fn stop(&mut self, py: Python<'_>, graceful: bool) {
         self.service.stopping();
+        self.stopping = true;
         // systemd made (and will remove) the sockets it passed; the other
         // master of an upgrade still serves on the same ones.
         let unlink = !self.settings.reuse_port && !self.systemd && self.reexec_pid == 0 && self.master_pid == 0;
-        self.services.close();
+        self.close_control();
         for l in self.listeners.drain(..) {
             l.close(unlink);
         }
@@ -727,19 +734,24 @@ impl Arbiter {
         self.kill_workers(sig);
         let mut quick = !graceful;
         while !self.workers.is_empty() && Instant::now() < deadline {
-            if !quick && self.signals.drain().iter().any(|s| *s == libc::SIGINT || *s == libc::SIGQUIT) {
+            let _ = self.reap_workers(py);
+            if self.workers.is_empty() {
+                break;
+            }
+            // Probes keep being answered ("shutting down") meanwhile.
+            let signals = py.detach(|| self.serve_metrics_while_stopping(Duration::from_millis(100)));
+            if !quick && signals.iter().any(|s| *s == libc::SIGINT || *s == libc::SIGQUIT) {
                 crate::log::info!("Quick shutdown requested");
                 quick = true;
                 self.kill_workers(libc::SIGQUIT);
                 deadline = Instant::now() + Duration::from_secs(2);
             }
-            let _ = self.reap_workers(py);
-            py.detach(|| std::thread::sleep(Duration::from_millis(100)));
         }
         self.kill_workers(libc::SIGKILL);
         let _ = self.reap_workers(py);
         self.stop_dirty(py, graceful && !quick);
         self.dirty.close();
+        self.services.close();
     }
 
     fn halt(&mut self, py: Python<'_>, reason: Option<String>, status: i32) -> i32 {

@@ -3,6 +3,7 @@
 //! accounting done when a worker is reaped, so its counters are kept after
 //! its scoreboard slot is reused.
 
+use super::metrics::probes::Readiness;
 use super::stats::{self, Ended, MasterStats, RequestCounts};
 use super::Arbiter;
 use crate::net::listener::Listener;
@@ -68,6 +69,22 @@ pub(super) fn request_totals(
 }
 
 impl Arbiter {
+    /// What `/readyz` answers now.
+    pub(super) fn readiness(&self) -> Readiness {
+        if self.stopping {
+            return Readiness::Stopping;
+        }
+        let booted = self
+            .workers
+            .values()
+            .filter(|w| w.retiring_since.is_none() && !w.aborted && self.board.slot(w.slot).booted())
+            .count();
+        match booted {
+            0 => Readiness::NoWorkerReady { target: self.num_workers },
+            booted => Readiness::Ready { booted, target: self.num_workers },
+        }
+    }
+
     pub(super) fn snapshot(&self) -> Snapshot<'_> {
         // Counters before the in-flight gauges: a worker leaves a request's
         // in-flight count before it counts it, so read in this order a

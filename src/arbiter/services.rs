@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 /// A metrics address that could not be bound is tried again this often
 /// (it may be held by the master this one is replacing).
 const METRICS_RETRY: Duration = Duration::from_secs(5);
+const UPGRADE_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub struct Services {
@@ -92,7 +93,7 @@ impl Arbiter {
         let want = (!self.settings.control_socket_disable)
             .then(|| (control_path(&self.settings.control_socket), self.settings.control_socket_mode as u32));
         match (&mut self.services.control, want) {
-            (Some(c), Some((path, mode))) if c.path == path => {
+            (Some(c), Some((path, mode))) if c.configured == path => {
                 if c.mode != mode {
                     if let Err(e) = c.set_mode(mode) {
                         crate::log::warning!("Failed to change the control socket's mode: {e}");
@@ -105,15 +106,38 @@ impl Arbiter {
                 }
                 match want {
                     None => crate::log::debug!("Control socket disabled"),
-                    Some((path, mode)) => match ControlServer::open(&path, mode) {
-                        Ok(c) => {
-                            crate::log::info!("Control socket listening at {}", path.display());
+                    Some((configured, mode)) => match ControlServer::open(&self.control_path_free(&configured), mode) {
+                        Ok(mut c) => {
+                            crate::log::info!("Control socket listening at {}", c.path.display());
+                            c.configured = configured;
                             self.services.control = Some(c);
                         }
                         Err(e) => crate::log::warning!("Failed to start control socket: {e}"),
                     },
                 }
             }
+        }
+    }
+
+    /// The control socket's path, unless another live master answers there
+    /// (two servers started by one user share Gunicorn's default path):
+    /// taking it over would leave that master unreachable, and its exit
+    /// would remove ours. Only the old master of our own upgrade (USR2)
+    /// hands its path over, as in Gunicorn.
+    fn control_path_free(&self, configured: &std::path::Path) -> PathBuf {
+        use super::control::{instance_path, occupant, Occupant};
+        match occupant(configured) {
+            Occupant::Live(pid) if pid.is_none_or(|p| p != self.master_pid || p == 0) => {
+                let own = instance_path(configured, self.pid);
+                let who = pid.map_or_else(String::new, |p| format!(" (pid {p})"));
+                crate::log::warning!(
+                    "Control socket {} is in use by a running master{who}; this one listens at {}",
+                    configured.display(),
+                    own.display()
+                );
+                own
+            }
+            _ => configured.to_owned(),
         }
     }
 
@@ -125,7 +149,9 @@ impl Arbiter {
                 self.services.metrics_retry = None;
             }
             Err(e) => {
-                if first {
+                if first && self.master_pid != 0 {
+                    crate::log::info!("Metrics at {addr} are still served by the old master; taken when it lets go");
+                } else if first {
                     crate::log::error!(
                         "Cannot serve metrics at {addr}: {e}; trying again every {} s",
                         METRICS_RETRY.as_secs()
@@ -133,8 +159,56 @@ impl Arbiter {
                 } else {
                     crate::log::debug!("Cannot serve metrics at {addr} yet: {e}");
                 }
-                self.services.metrics_retry = Some((addr.to_owned(), Instant::now() + METRICS_RETRY));
+                // The new master of an upgrade waits for the old one to let
+                // go (at WINCH): it takes the address within a second.
+                let retry = if self.master_pid != 0 { UPGRADE_RETRY } else { METRICS_RETRY };
+                self.services.metrics_retry = Some((addr.to_owned(), Instant::now() + retry));
             }
+        }
+    }
+
+    /// The metrics endpoint's turn: the page rendered only when a scraper
+    /// waits for it, the readiness read only when a probe does.
+    fn serve_metrics(&mut self, polled: &[libc::pollfd], now: Instant) {
+        let Some(wanted) = self.services.metrics.as_mut().map(|m| m.turn(polled, now)) else { return };
+        if !wanted.page && !wanted.probe {
+            return;
+        }
+        let page = wanted.page.then(|| prometheus::render(&self.snapshot()));
+        let ready = self.readiness();
+        if let Some(m) = self.services.metrics.as_mut() {
+            m.answer(page.as_deref(), &ready);
+        }
+    }
+
+    /// While the master stops: probes (which now say "shutting down") and
+    /// scrapes are still answered as workers finish, waiting at most
+    /// `wait` for a client; the signals that came meanwhile are returned.
+    pub(super) fn serve_metrics_while_stopping(&mut self, wait: Duration) -> Vec<libc::c_int> {
+        let mut polled = Vec::new();
+        if let Some(m) = &self.services.metrics {
+            m.poll_fds(&mut polled);
+        }
+        let signals = self.signals.wait_with(&mut polled, wait);
+        self.serve_metrics(&polled, Instant::now());
+        signals
+    }
+
+    /// WINCH on the old master of an upgrade: its workers go, so the new
+    /// master answers for this host from now on; the old one lets go of
+    /// the metrics address for it to take.
+    pub(super) fn hand_metrics_over(&mut self) {
+        if let Some(m) = self.services.metrics.take() {
+            crate::log::info!("Metrics at http://{}/ left to the new master", m.local);
+        }
+        self.services.metrics_retry = None;
+    }
+
+    /// The master is stopping: no more control clients (Gunicorn stops its
+    /// control server first thing in `halt`); metrics stay until the end.
+    pub(super) fn close_control(&mut self) {
+        if let Some(c) = self.services.control.take() {
+            c.close();
         }
     }
 
@@ -146,13 +220,7 @@ impl Arbiter {
                 self.bind_metrics(py, &addr, false);
             }
         }
-        let wants_page = self.services.metrics.as_mut().is_some_and(|m| m.turn(polled, now));
-        if wants_page {
-            let page = prometheus::render(&self.snapshot());
-            if let Some(m) = self.services.metrics.as_mut() {
-                m.answer(&page);
-            }
-        }
+        self.serve_metrics(polled, now);
 
         let requests = match self.services.control.as_mut() {
             Some(c) => c.turn(polled, now),

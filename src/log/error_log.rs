@@ -1,8 +1,9 @@
-//! Gunicorn's error log: `%(asctime)s [%(process)d] [%(levelname)s] %(message)s`.
+//! Gunicorn's error log: `%(asctime)s [%(process)d] [%(levelname)s] %(message)s`,
+//! or with `--error-log-json` one JSON object per record.
 
 use std::fmt;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::clock;
 use super::level::Level;
@@ -11,6 +12,7 @@ use super::sink::{Sink, Target};
 
 pub struct ErrorLog {
     level: AtomicU8,
+    json: AtomicBool,
     sink: Sink,
 }
 
@@ -24,7 +26,11 @@ impl ErrorLog {
     /// Stderr at info, Gunicorn's defaults, so messages logged before
     /// configuration still show up.
     pub const fn new() -> ErrorLog {
-        ErrorLog { level: AtomicU8::new(Level::Info as u8), sink: Sink::new(libc::STDERR_FILENO) }
+        ErrorLog {
+            level: AtomicU8::new(Level::Info as u8),
+            json: AtomicBool::new(false),
+            sink: Sink::new(libc::STDERR_FILENO),
+        }
     }
 
     /// `target` is the `--error-logfile` value: `"-"` for stderr, else a
@@ -33,6 +39,11 @@ impl ErrorLog {
         self.sink.set_target(Target::from_setting(target))?;
         self.set_level(level);
         Ok(())
+    }
+
+    /// `--error-log-json`.
+    pub fn set_json(&self, on: bool) {
+        self.json.store(on, Ordering::Relaxed);
     }
 
     pub fn set_level(&self, level: Level) {
@@ -72,15 +83,49 @@ impl ErrorLog {
             return;
         }
         let mut line = Vec::with_capacity(128);
-        format_record(clock::now_secs(), std::process::id(), level, args, &mut line);
+        if self.json.load(Ordering::Relaxed) {
+            json_record(std::time::SystemTime::now(), std::process::id(), Some(level), &fmt::format(args), &mut line);
+        } else {
+            format_record(clock::now_secs(), std::process::id(), level, args, &mut line);
+        }
         self.sink.write(&line);
     }
 
     /// `wsgi.errors`: the application's bytes, unprefixed, to the same
     /// destination (Gunicorn writes them straight to the handler stream).
+    /// In a JSON log each write is a record of its own (without a
+    /// severity, which the application did not give), so the log stays
+    /// one object per line.
     pub fn write_raw(&self, bytes: &[u8]) {
-        self.sink.write(bytes);
+        if !self.json.load(Ordering::Relaxed) {
+            self.sink.write(bytes);
+            return;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.is_empty() {
+            return;
+        }
+        let mut line = Vec::with_capacity(text.len() + 96);
+        json_record(std::time::SystemTime::now(), std::process::id(), None, text, &mut line);
+        self.sink.write(&line);
     }
+}
+
+/// One error record as JSON: OpenTelemetry's log data model field names
+/// (`severity_text` in Gunicorn's level names). A traceback stays in its
+/// record's `body`, newlines escaped.
+pub fn json_record(at: std::time::SystemTime, pid: u32, level: Option<Level>, message: &str, out: &mut Vec<u8>) {
+    let mut o = super::json::Object::begin(out);
+    o.timestamp("timestamp", at);
+    if let Some(level) = level {
+        o.str("severity_text", level.as_str().chars());
+        o.int("severity_number", level.otel_severity());
+    }
+    o.int("process.pid", pid);
+    o.str("body", message.chars());
+    o.end();
+    out.push(b'\n');
 }
 
 /// Multi-line messages (tracebacks) go out as they are, after one prefix,
@@ -108,6 +153,19 @@ mod tests {
         assert!(text.starts_with("[2026-11-2"), "{text}");
         assert!(text.ends_with("] [2625] [INFO] Starting gunicorn 27.0.1\n"), "{text}");
         assert_eq!(text.len(), "[2026-11-25 23:25:06 +0000] [2625] [INFO] Starting gunicorn 27.0.1\n".len());
+    }
+
+    #[test]
+    fn json_records_are_one_line_each() {
+        let mut out = Vec::new();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_649_106);
+        json_record(at, 7, Some(Level::Warning), "Traceback:\n  \"boom\"\u{1b}", &mut out);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"timestamp\":\"2026-11-25T23:25:06.000000Z\",\"severity_text\":\"WARNING\",\"severity_number\":13,\
+             \"process.pid\":7,\"body\":\"Traceback:\\n  \\\"boom\\\"\\u001b\"}\n"
+        );
     }
 
     #[test]

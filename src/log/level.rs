@@ -26,6 +26,17 @@ impl Level {
         }
     }
 
+    /// OpenTelemetry's `SeverityNumber` for the level (the JSON error log).
+    pub const fn otel_severity(self) -> u8 {
+        match self {
+            Level::Debug => 5,
+            Level::Info => 9,
+            Level::Warning => 13,
+            Level::Error => 17,
+            Level::Critical => 21,
+        }
+    }
+
     /// Exact lookup of a `--log-level` name, ignoring case.
     pub fn from_name(name: &str) -> Option<Level> {
         const NAMES: [(&str, Level); 5] = [

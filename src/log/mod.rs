@@ -12,6 +12,7 @@
 pub mod access;
 pub mod clock;
 mod error_log;
+pub mod json;
 mod level;
 mod open_error;
 pub mod python;
@@ -77,6 +78,11 @@ pub fn reopen() -> Result<(), OpenError> {
         });
     }
     error.and(access)
+}
+
+/// `--error-log-json`: records as JSON objects from now on.
+pub fn set_error_json(on: bool) {
+    ERROR_LOG.set_json(on);
 }
 
 /// Changes the threshold without touching the destination.

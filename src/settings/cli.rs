@@ -2,8 +2,9 @@
 //! The same parser reads `GUNICORN_CMD_ARGS` and `FERROCORN_CMD_ARGS`.
 
 use super::input::Input;
-use super::spec::{Action, Spec};
+use super::spec::{Action, Spec, Support};
 use super::table::SPECS;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use pyo3::prelude::*;
@@ -16,19 +17,28 @@ pub struct CliArgs {
     pub positionals: Vec<String>,
 }
 
-/// Why parsing stopped: clap's own message (usage error, --help, --version),
-/// printed as clap prints it, with the exit status it implies.
+/// Why parsing stopped: --help and --version as clap prints them (status
+/// 0), or a usage error as Gunicorn's argparse prints one (status 2).
 #[derive(Debug)]
 pub struct CliExit {
     pub message: String,
     pub status: i32,
 }
 
+const USAGE: &str = "ferrocorn [OPTIONS] [APP_MODULE]";
+
+impl CliExit {
+    /// argparse's `error()`: the usage line, then `prog: error: message`.
+    pub fn usage(message: &str) -> CliExit {
+        CliExit { message: format!("usage: {USAGE}\nferrocorn: error: {message}\n"), status: 2 }
+    }
+}
+
 pub fn command() -> Command {
     let mut cmd = Command::new("ferrocorn")
         .version(concat!("(version ", env!("CARGO_PKG_VERSION"), ")"))
         .about("A Gunicorn-compatible WSGI server with a Rust engine")
-        .override_usage("ferrocorn [OPTIONS] [APP_MODULE]")
+        .override_usage(USAGE)
         // argparse lets a later flag win and accepts unambiguous prefixes.
         .args_override_self(true)
         .infer_long_args(true)
@@ -64,10 +74,17 @@ fn arg_for(spec: &'static Spec) -> Arg {
     if let Some(meta) = spec.meta {
         arg = arg.value_name(meta);
     }
-    let help = format!("{} [{}]", spec.help, spec.doc_default);
+    let help = match spec.support {
+        Support::NotYet(feature) => {
+            format!("{} [{}] (not available in ferrocorn yet: comes with {feature})", spec.help, spec.doc_default)
+        }
+        _ => format!("{} [{}]", spec.help, spec.doc_default),
+    };
     arg = arg.help(help);
     match spec.action {
-        Action::Store => arg.action(ArgAction::Set).num_args(1).allow_negative_numbers(true),
+        Action::Store | Action::Int | Action::AutoInt => {
+            arg.action(ArgAction::Set).num_args(1).allow_negative_numbers(true)
+        }
         Action::Append => arg.action(ArgAction::Append).num_args(1).allow_negative_numbers(true),
         Action::StoreTrue | Action::StoreFalse => arg.action(ArgAction::SetTrue),
         Action::OptionalValue(missing) => arg.action(ArgAction::Set).num_args(0..=1).default_missing_value(missing),
@@ -79,10 +96,76 @@ where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
 {
-    let matches = command()
-        .try_get_matches_from(argv)
-        .map_err(|e| CliExit { message: e.render().to_string(), status: e.exit_code() })?;
+    let matches = command().try_get_matches_from(argv).map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            CliExit { message: e.render().to_string(), status: e.exit_code() }
+        }
+        _ => CliExit::usage(&argparse_message(&e)),
+    })?;
     Ok(extract(&matches))
+}
+
+/// What argparse says for the mistake clap found.
+fn argparse_message(e: &clap::Error) -> String {
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    match e.kind() {
+        ErrorKind::UnknownArgument => {
+            let name = arg.split('=').next().unwrap_or_default();
+            let candidates: Vec<&str> = match name.strip_prefix("--") {
+                Some(prefix) if !prefix.is_empty() => SPECS
+                    .iter()
+                    .flat_map(|s| s.cli.iter())
+                    .copied()
+                    .filter(|f| f.strip_prefix("--").is_some_and(|long| long.starts_with(prefix)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if candidates.len() > 1 {
+                format!("ambiguous option: {name} could match {}", candidates.join(", "))
+            } else {
+                format!("unrecognized arguments: {arg}")
+            }
+        }
+        // clap names the argument as `--workers <INT>`; argparse by every
+        // flag of the setting.
+        ErrorKind::InvalidValue | ErrorKind::NoEquals | ErrorKind::TooFewValues => {
+            let flag = arg.split(' ').next().unwrap_or_default();
+            match SPECS.iter().find(|s| s.cli.contains(&flag)) {
+                Some(spec) => format!("argument {}: expected one argument", spec.cli.join("/")),
+                None => format!("argument {flag}: expected one argument"),
+            }
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            first.strip_prefix("error: ").unwrap_or(first).to_owned()
+        }
+    }
+}
+
+/// The values argparse's `type=` reads on the command line (Gunicorn's
+/// `int` and `auto_int` settings): one it cannot read is a usage error,
+/// as argparse reports it.
+pub fn check_types(py: Python<'_>, args: &CliArgs) -> Result<(), CliExit> {
+    use super::validate::{auto_int_text, python_int, IntError};
+    for (name, input) in &args.settings {
+        let (Some(spec), Input::Str(value)) = (super::table::spec(name), input) else { continue };
+        let (kind, read) = match spec.action {
+            Action::Int => ("int", python_int(py, value, 10)),
+            Action::AutoInt => ("auto_int", python_int(py, &auto_int_text(value), 0)),
+            _ => continue,
+        };
+        // An int too large for the setting is read all the same: the
+        // setting's validation refuses it, as Gunicorn's does.
+        if let Err(IntError::Invalid(_)) = read {
+            let repr = super::spec::py_str_repr(value);
+            return Err(CliExit::usage(&format!("argument {}: invalid {kind} value: {repr}", spec.cli.join("/"))));
+        }
+    }
+    Ok(())
 }
 
 fn extract(m: &ArgMatches) -> CliArgs {
@@ -99,10 +182,12 @@ fn extract(m: &ArgMatches) -> CliArgs {
                     .map(|vals| vals.map(|v| Input::Str(v.clone())).collect())
                     .unwrap_or_default(),
             ),
-            Action::Store | Action::OptionalValue(_) => match m.get_one::<String>(spec.name) {
-                Some(v) => Input::Str(v.clone()),
-                None => continue,
-            },
+            Action::Store | Action::Int | Action::AutoInt | Action::OptionalValue(_) => {
+                match m.get_one::<String>(spec.name) {
+                    Some(v) => Input::Str(v.clone()),
+                    None => continue,
+                }
+            }
         };
         out.settings.push((spec.name, input));
     }

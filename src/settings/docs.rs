@@ -42,7 +42,7 @@ fn table<'a>(out: &mut String, specs: impl Iterator<Item = &'a Spec>) {
     for s in specs {
         let flags = match s.action {
             _ if s.cli.is_empty() => "(config file)".to_owned(),
-            Action::Store | Action::Append => {
+            Action::Store | Action::Int | Action::AutoInt | Action::Append => {
                 let meta = s.meta.unwrap_or("VALUE");
                 s.cli.iter().map(|f| format!("`{f} {meta}`")).collect::<Vec<_>>().join(", ")
             }

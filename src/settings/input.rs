@@ -89,7 +89,7 @@ impl Input {
             return Ok(Input::Float(f.value()));
         }
         if let Ok(s) = obj.cast::<PyString>() {
-            return Ok(Input::Str(s.to_str()?.to_owned()));
+            return Ok(Input::Str(crate::stable_abi::utf8(s)?.to_owned()));
         }
         if let Ok(l) = obj.cast::<PyList>() {
             return Ok(Input::List(l.iter().map(|i| Input::from_py(&i)).collect::<PyResult<_>>()?));

@@ -77,12 +77,19 @@ pub fn load(py: Python<'_>, argv: &[String]) -> Result<Loaded, Exit> {
     let with_prog =
         |args: &[String]| std::iter::once("ferrocorn".to_owned()).chain(args.iter().cloned()).collect::<Vec<_>>();
     let cmdline = cli::parse(with_prog(argv)).map_err(|e| Exit { message: e.message, status: e.status })?;
+    cli::check_types(py, &cmdline).map_err(|e| Exit { message: e.message, status: e.status })?;
     let mut env_sources = Vec::new();
     for var in ["GUNICORN_CMD_ARGS", "FERROCORN_CMD_ARGS"] {
         if let Ok(value) = std::env::var(var) {
             let words = cli::shell_split(py, &value).map_err(|e| Exit::error(format!("{var}: {e}")))?;
-            let parsed = cli::parse(with_prog(&words))
-                .map_err(|e| Exit { message: format!("{var}: {}", e.message), status: e.status })?;
+            // Gunicorn reads these with the command line's parser: the same
+            // usage errors, which name the variable here.
+            let in_var = |e: cli::CliExit| Exit {
+                message: e.message.replacen("error: ", &format!("error: {var}: "), 1),
+                status: e.status,
+            };
+            let parsed = cli::parse(with_prog(&words)).map_err(in_var)?;
+            cli::check_types(py, &parsed).map_err(in_var)?;
             env_sources.push(parsed);
         }
     }
@@ -240,12 +247,38 @@ fn check_combinations(py: Python<'_>, settings: &Settings) -> Result<(), Exit> {
         }
     }
     crate::workers::WorkerKind::resolve(&settings.worker_class, settings.threads).map_err(Exit::error)?;
-    crate::log::AccessFormat::parse(&settings.access_log_format)
-        .map_err(|e| Exit::error(format!("Invalid access_log_format: {e}")))?;
+    crate::log::AccessFormat::configured(
+        &settings.access_log_format,
+        settings.access_log_json,
+        &settings.access_log_json_headers,
+    )
+    .map_err(|e| Exit::error(format!("Invalid access_log_format: {e}")))?;
+    check_json_logs(py, settings)?;
     if settings.syslog {
         // Gunicorn finds these when it sets up its logger, before binding.
         crate::log::syslog::SyslogAddr::parse(py, &settings.syslog_addr).map_err(Exit::error)?;
         crate::log::syslog::facility(&settings.syslog_facility).map_err(Exit::error)?;
+    }
+    Ok(())
+}
+
+/// The JSON logs are written by ferrocorn: a Python logging configuration
+/// (which formats records itself) or captured stdout/stderr (raw lines in
+/// the error log file) would mix other lines into them.
+fn check_json_logs(py: Python<'_>, settings: &Settings) -> Result<(), Exit> {
+    let json = [("access_log_json", settings.access_log_json), ("error_log_json", settings.error_log_json)];
+    for (name, on) in json {
+        if on && crate::hooks::context::wants_python_logging(py, settings) {
+            return Err(Exit::error(format!(
+                "{name} cannot be used with a Python logging configuration (logconfig, logconfig_dict, \
+                 logconfig_json, logger_class): that configuration formats the records"
+            )));
+        }
+    }
+    if settings.error_log_json && settings.capture_output {
+        return Err(Exit::error(
+            "error_log_json cannot be used with capture_output: what the application prints would not be JSON",
+        ));
     }
     Ok(())
 }

@@ -8,6 +8,13 @@ use pyo3::prelude::*;
 pub enum Action {
     /// `--flag VALUE`.
     Store,
+    /// `--flag VALUE` read by Python's `int()` on the command line, as
+    /// Gunicorn's argparse `type=int`: a value it cannot read is a usage
+    /// error (exit status 2) before the setting's own validation.
+    Int,
+    /// The same with Gunicorn's `auto_int` (`0o17`, `0x1f`, and `017` as
+    /// octal), for modes and masks.
+    AutoInt,
     /// `--flag` alone sets True.
     StoreTrue,
     /// `--flag` alone sets False (Gunicorn's `store_const` for `--no-sendfile`).

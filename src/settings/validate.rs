@@ -96,23 +96,26 @@ pub fn python_int(py: Python<'_>, text: &str, base: u32) -> Result<i64, IntError
     Err(IntError::OutOfRange { negative, text })
 }
 
+/// `auto_int`'s text for `int(text, 0)`: a leading 0 before a digit means
+/// octal, as it would in a shell.
+pub fn auto_int_text(s: &str) -> String {
+    let t = s.trim();
+    let b = t.as_bytes();
+    if b.len() >= 2 && b[0] == b'0' && b[1].is_ascii_digit() {
+        format!("0o{}", &t[1..])
+    } else {
+        t.to_owned()
+    }
+}
+
 /// The command-line type Gunicorn calls `auto_int` (umask, socket modes):
 /// "022" is octal, as it would be in a shell.
 pub fn auto_int(py: Python<'_>, v: &Input) -> Validated<i64> {
     match v {
-        Input::Str(s) => {
-            let t = s.trim();
-            let b = t.as_bytes();
-            let text = if b.len() >= 2 && b[0] == b'0' && b[1].is_ascii_digit() {
-                format!("0o{}", &t[1..])
-            } else {
-                t.to_owned()
-            };
-            python_int(py, &text, 0).map_err(|e| match e {
-                IntError::Invalid(_) => format!("invalid auto_int value: '{s}'"),
-                other => pos_int_error(other),
-            })
-        }
+        Input::Str(s) => python_int(py, &auto_int_text(s), 0).map_err(|e| match e {
+            IntError::Invalid(_) => format!("invalid auto_int value: '{s}'"),
+            other => pos_int_error(other),
+        }),
         other => int_value(py, other).map_err(pos_int_error),
     }
 }

@@ -336,6 +336,45 @@ def test_lifespan_log_lines_and_exit_status_match_gunicorn(server, case):
     assert ours[0]
 
 
+UVICORN_LINES = (
+    "Waiting for application startup.",
+    "Application startup complete.",
+    "ASGI 'lifespan' protocol appears unsupported.",
+    "Application startup failed. Exiting.",
+    "Waiting for application shutdown.",
+    "Application shutdown complete.",
+    "Application shutdown failed. Exiting.",
+)
+
+
+def uvicorn_lines(server, program, env):
+    s = server("-k", "uvicorn.workers.UvicornWorker", APP, env=env, wait=False, program=program)
+    try:
+        s.wait_ready()
+        s.request("GET", "/state")
+        s.signal(signal.SIGTERM)
+    except (AssertionError, OSError):
+        pass  # it did not boot: the exit status says why
+    status = s.wait_exit()
+    lines = re.findall(r"^\[[^]]+\] \[\d+\] \[(\w+)\] (.*)$", s.log(), flags=re.M)
+    return [line for line in lines if line[1] in UVICORN_LINES], status != 0
+
+
+@pytest.mark.parametrize("case", ["complete", "startup failed", "shutdown failed", "unsupported"])
+def test_uvicorn_worker_class_logs_uvicorns_lifespan_lines(server, case):
+    """Under uvicorn's worker class name, the lifespan lines uvicorn users
+    look for, as uvicorn's own worker under Gunicorn logs them."""
+    pytest.importorskip("uvicorn.workers")
+    env = LIFESPAN_CASES[case][0]
+    ours = uvicorn_lines(server, "ferrocorn", env)
+    assert ours == uvicorn_lines(server, "gunicorn", env)
+    assert ours[0]
+    # and none of them under -k asgi, as Gunicorn's own asgi worker
+    s = start(server, env=env, wait=False)
+    s.wait_exit() if case == "startup failed" else (s.wait_ready(), s.signal(signal.SIGTERM), s.wait_exit())
+    assert not any(line in s.log() for line in UVICORN_LINES)
+
+
 def test_graceful_stop_finishes_requests_in_flight(server):
     s = start(server, "--graceful-timeout", "10")
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)

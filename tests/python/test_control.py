@@ -41,6 +41,38 @@ def test_relative_path_and_mode(server, tmp_path):
     assert ctl_json(path, "show", "stats")["pid"] == s.pid
 
 
+def test_a_live_masters_socket_is_never_taken_over(server, tmp_path):
+    """Two servers given one control socket path (Gunicorn's default is
+    one per user): the second leaves the first's socket alone and listens
+    beside it; its exit removes only its own; a stale socket (its master
+    killed) is taken over."""
+    path = str(tmp_path / "shared.ctl")
+    first = server("--control-socket", path, "ops_app:app")
+    wait_socket(path)
+    second = server("--control-socket", path, "ops_app:app")
+    own = str(tmp_path / ("shared.%d.ctl" % second.pid))
+    wait_socket(own)
+    line = "Control socket %s is in use by a running master (pid %d); this one listens at %s" % (path, first.pid, own)
+    assert line in second.log()
+    assert ctl_json(path, "show", "stats")["pid"] == first.pid
+    assert ctl_json(own, "show", "stats")["pid"] == second.pid
+    # a reload keeps the same socket, and says nothing more
+    second.signal(signal.SIGHUP)
+    wait_for(lambda: "Handling signal: hup" in second.log())
+    assert ctl_json(own, "show", "stats")["pid"] == second.pid
+    second.signal(signal.SIGTERM)
+    assert second.wait_exit() == 0
+    assert not os.path.exists(own)
+    assert ctl_json(path, "show", "stats")["pid"] == first.pid
+    assert second.log().count("is in use by a running master") == 1
+    first.proc.kill()
+    first.wait_exit()
+    assert os.path.exists(path)  # left behind by the killed master
+    third = server("--control-socket", path, "ops_app:app")
+    wait_for(lambda: ctl_json(path, "show", "stats")["pid"] == third.pid, what="the stale socket taken over")
+    assert "in use by a running master" not in third.log()
+
+
 def test_disabled(server):
     s = server("--no-control-socket", "ops_app:app")
     s.wait_workers(1)

@@ -23,6 +23,9 @@ const MAX_CLIENTS: usize = 16;
 
 pub struct ControlServer {
     endpoint: Endpoint,
+    /// The path the settings name; `path` differs when another master
+    /// already answered there.
+    pub configured: PathBuf,
     pub path: PathBuf,
     pub mode: u32,
     /// The socket file this server made (device, inode): only that file is
@@ -67,7 +70,14 @@ impl ControlServer {
         sock.listen(16)?;
         let meta = std::fs::symlink_metadata(path)?;
         let endpoint = Endpoint::new(sock, MAX_CLIENTS, IDLE, protocol::MAX_MESSAGE + 4)?;
-        Ok(ControlServer { endpoint, path: path.to_owned(), mode, made: (meta.dev(), meta.ino()), backlog: false })
+        Ok(ControlServer {
+            endpoint,
+            configured: path.to_owned(),
+            path: path.to_owned(),
+            mode,
+            made: (meta.dev(), meta.ino()),
+            backlog: false,
+        })
     }
 
     /// A reload changed only the mode: applied if the path still names the
@@ -156,6 +166,59 @@ impl ControlServer {
     }
 }
 
+/// Who answers on the socket file at `path`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Occupant {
+    /// No file, or a socket nobody listens on (a master that died).
+    Nobody,
+    /// A live server; its pid when the kernel tells (`SO_PEERCRED`).
+    Live(Option<i32>),
+}
+
+/// Connects to `path` without blocking, to tell a live master's socket from
+/// a stale file before taking the path over.
+pub fn occupant(path: &Path) -> Occupant {
+    let Ok(sock) = Socket::new(Domain::UNIX, Type::STREAM, None) else { return Occupant::Nobody };
+    let Ok(addr) = SockAddr::unix(path) else { return Occupant::Nobody };
+    if sock.set_nonblocking(true).is_err() {
+        return Occupant::Nobody;
+    }
+    match sock.connect(&addr) {
+        Ok(()) => Occupant::Live(peer_pid(&sock)),
+        // A full backlog: someone listens, too busy to take us now.
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Occupant::Live(None),
+        Err(_) => Occupant::Nobody,
+    }
+}
+
+fn peer_pid(sock: &Socket) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED fills a ucred of the given length.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && cred.pid > 0).then_some(cred.pid)
+}
+
+/// This master's own path beside a busy one: `gunicorn.ctl` becomes
+/// `gunicorn.<pid>.ctl`.
+pub fn instance_path(path: &Path, pid: i32) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{pid}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{pid}"),
+    };
+    path.with_file_name(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +264,16 @@ mod tests {
         std::fs::write(&file, "keep").expect("write");
         assert!(ControlServer::open(&file, 0o600).is_err());
         assert_eq!(std::fs::read_to_string(&file).expect("kept"), "keep");
+
+        // a live server is seen as such, with its pid; a closed one is not
+        assert_eq!(occupant(&path), Occupant::Live(Some(std::process::id() as i32)));
+        assert_eq!(occupant(&dir.join("none.ctl")), Occupant::Nobody);
+        let stale = dir.join("stale.ctl");
+        drop(ControlServer::open(&stale, 0o600).expect("open"));
+        assert!(stale.exists());
+        assert_eq!(occupant(&stale), Occupant::Nobody);
+        assert_eq!(instance_path(&path, 42), dir.join("sub/ferrocorn.42.ctl"));
+        assert_eq!(instance_path(Path::new("/run/ctl"), 7), PathBuf::from("/run/ctl.7"));
 
         // a newer server took the path over: the old one leaves it alone
         let newer = ControlServer::open(&path, 0o600).expect("take over");

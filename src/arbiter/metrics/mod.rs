@@ -1,12 +1,15 @@
 //! `--metrics-bind HOST:PORT`: the master answers `GET /metrics` with the
-//! Prometheus page, from its own loop, on non-blocking sockets. One request
-//! per connection (`Connection: close`), 10 s at most per client, so a slow
-//! or silent scraper only ever holds its own connection, never the master.
+//! Prometheus page, and `/healthz` and `/readyz` for probes, from its own
+//! loop, on non-blocking sockets. One request per connection (`Connection:
+//! close`), 10 s at most per client, so a slow or silent client only ever
+//! holds its own connection, never the master.
 
+pub mod probes;
 pub mod prometheus;
 
 use super::netio::Endpoint;
 use crate::net::bind::BindSpec;
+use probes::Readiness;
 use pyo3::Python;
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io;
@@ -29,7 +32,17 @@ pub struct MetricsServer {
 /// What a client asked for.
 #[derive(Debug, PartialEq, Eq)]
 enum Asked {
-    Page { head_only: bool },
+    Page {
+        head_only: bool,
+    },
+    /// `/healthz`: the master's loop is turning (it is answering).
+    Health {
+        head_only: bool,
+    },
+    /// `/readyz`: workers are booted and the master is not stopping.
+    Ready {
+        head_only: bool,
+    },
     NotFound,
     BadMethod,
     BadRequest,
@@ -53,17 +66,19 @@ impl MetricsServer {
         self.endpoint.poll_fds(out);
     }
 
-    /// Does the I/O; true when a client waits for the page, which the
-    /// caller then renders once for all of them and hands to `answer`.
-    pub fn turn(&mut self, polled: &[libc::pollfd], now: Instant) -> bool {
+    /// Does the I/O, and says what the clients waiting for an answer need:
+    /// the caller renders the page (once for all of them) and tells the
+    /// readiness, and hands both to `answer`.
+    pub fn turn(&mut self, polled: &[libc::pollfd], now: Instant) -> Wanted {
         self.endpoint.turn(polled, now);
-        let mut wants_page = false;
+        let mut wanted = Wanted::default();
         for conn in &mut self.endpoint.conns {
             if !conn.is_open() {
                 continue;
             }
             match parse(&conn.input, conn.eof) {
-                Some(Asked::Page { .. }) => wants_page = true,
+                Some(Asked::Page { .. }) => wanted.page = true,
+                Some(Asked::Health { .. } | Asked::Ready { .. }) => wanted.probe = true,
                 Some(other) => {
                     conn.send(&error_answer(&other));
                     conn.finish();
@@ -73,31 +88,47 @@ impl MetricsServer {
             }
         }
         self.endpoint.sweep(now);
-        wants_page
+        wanted
     }
 
-    /// Sends the page to every client that asked for it.
-    pub fn answer(&mut self, page: &str) {
+    /// Answers every client whose request is complete: the page when it was
+    /// rendered (`Wanted::page`), the probes from `ready`.
+    pub fn answer(&mut self, page: Option<&str>, ready: &Readiness) {
         for conn in &mut self.endpoint.conns {
             if !conn.is_open() {
                 continue;
             }
-            if let Some(Asked::Page { head_only }) = parse(&conn.input, conn.eof) {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nServer: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    crate::SERVER_HEADER,
-                    prometheus::CONTENT_TYPE,
-                    page.len()
-                );
-                conn.send(head.as_bytes());
-                if !head_only {
-                    conn.send(page.as_bytes());
-                }
-                conn.finish();
+            let (status, content_type, body, head_only) = match parse(&conn.input, conn.eof) {
+                Some(Asked::Page { head_only }) => match page {
+                    Some(page) => ("200 OK", prometheus::CONTENT_TYPE, page.to_owned(), head_only),
+                    None => continue,
+                },
+                Some(Asked::Health { head_only }) => ("200 OK", probes::CONTENT_TYPE, "ok\n".to_owned(), head_only),
+                Some(Asked::Ready { head_only }) => (ready.status(), probes::CONTENT_TYPE, ready.body(), head_only),
+                _ => continue,
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nServer: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                crate::SERVER_HEADER,
+                body.len()
+            );
+            conn.send(head.as_bytes());
+            if !head_only {
+                conn.send(body.as_bytes());
             }
+            conn.finish();
         }
         self.endpoint.sweep(Instant::now());
     }
+}
+
+/// What the clients of one turn wait for.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Wanted {
+    /// The Prometheus page.
+    pub page: bool,
+    /// `/healthz` or `/readyz`.
+    pub probe: bool,
 }
 
 /// `--metrics-bind`'s address (validated as TCP when settings load).
@@ -149,9 +180,11 @@ fn parse_line(head: &[u8]) -> Option<Asked> {
         Some(rest) => rest.iter().position(|&b| b == b'/').map_or(&b"/"[..], |i| &rest[i..]),
         None => path,
     };
+    let head_only = method == b"HEAD";
     Some(match (method, path) {
-        (b"GET", b"/metrics") => Asked::Page { head_only: false },
-        (b"HEAD", b"/metrics") => Asked::Page { head_only: true },
+        (b"GET" | b"HEAD", b"/metrics") => Asked::Page { head_only },
+        (b"GET" | b"HEAD", b"/healthz") => Asked::Health { head_only },
+        (b"GET" | b"HEAD", b"/readyz") => Asked::Ready { head_only },
         (b"GET" | b"HEAD", _) => Asked::NotFound,
         _ => Asked::BadMethod,
     })
@@ -159,10 +192,12 @@ fn parse_line(head: &[u8]) -> Option<Asked> {
 
 fn error_answer(asked: &Asked) -> Vec<u8> {
     let (status, extra, body) = match asked {
-        Asked::NotFound => ("404 Not Found", "", "Not Found: metrics are at /metrics\n"),
+        Asked::NotFound => ("404 Not Found", "", "Not Found: /metrics, /healthz and /readyz are served here\n"),
         Asked::BadMethod => ("405 Method Not Allowed", "Allow: GET, HEAD\r\n", "Method Not Allowed\n"),
         Asked::TooLarge => ("431 Request Header Fields Too Large", "", "Request Header Fields Too Large\n"),
-        Asked::BadRequest | Asked::Page { .. } => ("400 Bad Request", "", "Bad Request\n"),
+        Asked::BadRequest | Asked::Page { .. } | Asked::Health { .. } | Asked::Ready { .. } => {
+            ("400 Bad Request", "", "Bad Request\n")
+        }
     };
     format!(
         "HTTP/1.1 {status}\r\nServer: {}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -183,6 +218,10 @@ mod tests {
         assert_eq!(parse(b"HEAD /metrics HTTP/1.1\r\n\r\n", false), Some(Asked::Page { head_only: true }));
         assert_eq!(parse(b"GET http://h:9/metrics HTTP/1.1\r\n\r\n", false), Some(Asked::Page { head_only: false }));
         assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n", false), Some(Asked::NotFound));
+        assert_eq!(parse(b"GET /healthz HTTP/1.1\r\n\r\n", false), Some(Asked::Health { head_only: false }));
+        assert_eq!(parse(b"HEAD /readyz?x HTTP/1.0\r\n\r\n", false), Some(Asked::Ready { head_only: true }));
+        assert_eq!(parse(b"GET /readyz/ HTTP/1.1\r\n\r\n", false), Some(Asked::NotFound));
+        assert_eq!(parse(b"POST /readyz HTTP/1.1\r\n\r\n", false), Some(Asked::BadMethod));
         assert_eq!(parse(b"POST /metrics HTTP/1.1\r\n\r\n", false), Some(Asked::BadMethod));
         assert_eq!(parse(b"GET /metrics\r\n\r\n", false), Some(Asked::BadRequest));
         assert_eq!(parse(b"GET /metrics HTTP/1.1\r\nHost", false), None);
@@ -209,8 +248,8 @@ mod tests {
             server.poll_fds(&mut fds);
             // SAFETY: a valid pollfd array.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
-            if server.turn(&fds, Instant::now()) {
-                server.answer("x 1\n");
+            if server.turn(&fds, Instant::now()).page {
+                server.answer(Some("x 1\n"), &Readiness::Stopping);
                 answered = true;
             }
         }

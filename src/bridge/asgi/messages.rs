@@ -85,7 +85,7 @@ fn bytes_like<'py>(name: &str, value: Bound<'py, PyAny>) -> PyResult<Payload<'py
     };
     if let Ok(s) = value.cast::<PyString>() {
         // Gunicorn accepts str header names and values, as latin-1.
-        let text = s.to_str()?;
+        let text = crate::stable_abi::utf8(s)?;
         return text
             .chars()
             .map(|c| u8::try_from(u32::from(c)).map_err(|_| ()))
@@ -172,7 +172,7 @@ pub fn http_send<'py>(msg: &Bound<'py, PyAny>) -> PyResult<HttpSend<'py>> {
     let py = msg.py();
     let dict = as_dict(msg)?;
     let kind = required(dict, pyo3::intern!(py, "type"))?;
-    let kind = kind.cast::<PyString>()?.to_str()?;
+    let kind = crate::stable_abi::utf8(kind.cast::<PyString>()?)?;
     Ok(match kind {
         "http.response.body" => HttpSend::Body {
             body: payload(get(dict, pyo3::intern!(py, "body"))?)?,
@@ -191,7 +191,7 @@ pub fn ws_send<'py>(msg: &Bound<'py, PyAny>) -> PyResult<WsSend<'py>> {
     let py = msg.py();
     let dict = as_dict(msg)?;
     let kind = required(dict, pyo3::intern!(py, "type"))?;
-    let kind = kind.cast::<PyString>()?.to_str()?;
+    let kind = crate::stable_abi::utf8(kind.cast::<PyString>()?)?;
     Ok(match kind {
         "websocket.send" => {
             let bytes = get(dict, pyo3::intern!(py, "bytes"))?.filter(|b| !b.is_none());

@@ -9,7 +9,8 @@ pub struct ErrorStream;
 #[pymethods]
 impl ErrorStream {
     fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
-        if let Ok(s) = data.extract::<&str>() {
+        if let Ok(s) = data.cast::<pyo3::types::PyString>() {
+            let s = crate::stable_abi::utf8(s)?;
             crate::log::write_raw(s.as_bytes());
             return Ok(s.chars().count());
         }

@@ -266,7 +266,7 @@ impl WsgiResponse {
 /// A str the app gave for the status or a header, as the latin-1 bytes that
 /// go on the wire; characters past U+00FF are refused by the caller's rules.
 fn latin1(s: &Bound<'_, PyString>) -> PyResult<Vec<u8>> {
-    let text = s.to_str()?;
+    let text = crate::stable_abi::utf8(s)?;
     if text.is_ascii() {
         return Ok(text.as_bytes().to_vec());
     }
@@ -274,7 +274,7 @@ fn latin1(s: &Bound<'_, PyString>) -> PyResult<Vec<u8>> {
 }
 
 fn has_wide_chars(s: &Bound<'_, PyString>) -> PyResult<bool> {
-    Ok(s.to_str()?.chars().any(|c| (c as u32) > 0xff))
+    Ok(crate::stable_abi::utf8(s)?.chars().any(|c| (c as u32) > 0xff))
 }
 
 #[pymethods]

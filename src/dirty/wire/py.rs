@@ -140,7 +140,7 @@ fn put_dict(dict: &Bound<'_, PyDict>, p: &mut Payload<'_>, depth: usize) -> Resu
 }
 
 fn put_str(s: &Bound<'_, PyString>, p: &mut Payload<'_>) -> Result<(), EncodeError> {
-    let text = s.to_str()?;
+    let text = crate::stable_abi::utf8(s)?;
     if text.len() > MAX_BYTES {
         return Err(EncodeError::StrTooLarge(text.len()));
     }

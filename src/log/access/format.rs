@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::atom::{Atom, StaticType};
+use super::otel::JsonFields;
 use super::pyformat::{numeric_type_error, Flags, Spec, NUMERIC_CONVERSIONS};
 use super::record::AccessRecord;
 use super::resolve::with_value;
@@ -25,6 +26,8 @@ enum Piece {
 pub struct AccessFormat {
     source: String,
     pieces: Vec<Piece>,
+    /// `--access-log-json`: these fields instead of `pieces`.
+    json: Option<JsonFields>,
     needs_environ: bool,
     needs_request_headers: bool,
     needs_response_headers: bool,
@@ -52,6 +55,7 @@ impl Default for AccessFormat {
             Err(_) => AccessFormat {
                 source: String::new(),
                 pieces: Vec::new(),
+                json: None,
                 needs_environ: false,
                 needs_request_headers: false,
                 needs_response_headers: false,
@@ -70,10 +74,28 @@ impl AccessFormat {
         let any = |pred: fn(&Atom) -> bool| pieces.iter().any(|p| matches!(p, Piece::Conv { atom, .. } if pred(atom)));
         Ok(AccessFormat {
             source: fmt.to_owned(),
+            json: None,
             needs_environ: any(|a| matches!(a, Atom::Environ(_))),
             needs_request_headers: any(|a| matches!(a, Atom::RequestHeader(_))),
             needs_response_headers: any(|a| matches!(a, Atom::ResponseHeader(_))),
             pieces,
+        })
+    }
+
+    /// The access line the settings ask for: JSON objects with the named
+    /// request headers (`--access-log-json`), else `--access-logformat`.
+    pub fn configured(text: &str, json: bool, json_headers: &[String]) -> Result<AccessFormat, String> {
+        if !json {
+            return AccessFormat::parse(text);
+        }
+        let fields = JsonFields::new(json_headers).map_err(|e| format!("access_log_json_headers: {e}"))?;
+        Ok(AccessFormat {
+            source: "<json>".to_owned(),
+            pieces: Vec::new(),
+            needs_environ: false,
+            needs_request_headers: fields.wants_headers(),
+            needs_response_headers: false,
+            json: Some(fields),
         })
     }
 
@@ -99,6 +121,10 @@ impl AccessFormat {
     /// Appends the line (without newline) to `out`. On error `out` is left
     /// as it was.
     pub fn render(&self, rec: &AccessRecord<'_>, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        if let Some(json) = &self.json {
+            json.render(rec, out);
+            return Ok(());
+        }
         let start = out.len();
         for piece in &self.pieces {
             let step = match piece {

@@ -1,9 +1,11 @@
 //! Gunicorn's access log: `--access-logformat` compiled once, rendered per
-//! request byte-for-byte as `Logger.access()` with `SafeAtoms` would.
+//! request byte-for-byte as `Logger.access()` with `SafeAtoms` would; or,
+//! with `--access-log-json`, one JSON object per request (`otel.rs`).
 
 mod atom;
 mod base64;
 mod format;
+mod otel;
 mod pyformat;
 mod record;
 mod resolve;

@@ -66,6 +66,11 @@ pub trait HeaderLookup {
     /// `lower_name` (Gunicorn builds a dict from the header list, so later
     /// duplicates win).
     fn get_last(&self, lower_name: &str) -> Option<Text<'_>>;
+
+    /// Every value of that header, in arrival order (the JSON log's arrays).
+    fn get_all(&self, lower_name: &str) -> Vec<Text<'_>> {
+        self.get_last(lower_name).into_iter().collect()
+    }
 }
 
 /// Environ lookup for `{name}e`.
@@ -85,17 +90,32 @@ impl<N: AsRef<[u8]>, V: AsRef<[u8]>> HeaderLookup for [(N, V)] {
     fn get_last(&self, lower_name: &str) -> Option<Text<'_>> {
         self.iter().rev().find(|(n, _)| name_matches(n.as_ref(), lower_name)).map(|(_, v)| Text::Latin1(v.as_ref()))
     }
+
+    fn get_all(&self, lower_name: &str) -> Vec<Text<'_>> {
+        self.iter()
+            .filter(|(n, _)| name_matches(n.as_ref(), lower_name))
+            .map(|(_, v)| Text::Latin1(v.as_ref()))
+            .collect()
+    }
 }
 
 impl<N: AsRef<[u8]>, V: AsRef<[u8]>> HeaderLookup for Vec<(N, V)> {
     fn get_last(&self, lower_name: &str) -> Option<Text<'_>> {
         self.as_slice().get_last(lower_name)
     }
+
+    fn get_all(&self, lower_name: &str) -> Vec<Text<'_>> {
+        self.as_slice().get_all(lower_name)
+    }
 }
 
 impl<T: HeaderLookup + ?Sized> HeaderLookup for &T {
     fn get_last(&self, lower_name: &str) -> Option<Text<'_>> {
         (**self).get_last(lower_name)
+    }
+
+    fn get_all(&self, lower_name: &str) -> Vec<Text<'_>> {
+        (**self).get_all(lower_name)
     }
 }
 
@@ -168,6 +188,13 @@ pub struct AccessRecord<'a> {
     pub pid: u32,
     /// Logging time, seconds since the epoch, for t.
     pub time: i64,
+    /// The same moment, precise, for the JSON log's `timestamp`.
+    pub logged_at: std::time::SystemTime,
+    /// `wsgi.url_scheme` (the JSON log's `url.scheme`).
+    pub scheme: Option<Text<'a>>,
+    /// The connection's peer (the JSON log's `network.peer.*`); None on a
+    /// Unix socket.
+    pub peer: Option<std::net::SocketAddr>,
     // Sync so that a record can be rendered and written with the GIL
     // released (the lookups are plain Rust data copied out of Python).
     pub request_headers: &'a (dyn HeaderLookup + Sync),
@@ -194,6 +221,9 @@ impl<'a> AccessRecord<'a> {
             request_time,
             pid: std::process::id(),
             time: super::super::clock::now_secs(),
+            logged_at: std::time::SystemTime::now(),
+            scheme: None,
+            peer: None,
             request_headers: &Nothing,
             response_headers: &Nothing,
             environ: &Nothing,

@@ -59,6 +59,9 @@ fn fixture_full(check: impl FnOnce(&AccessRecord<'_>)) {
         request_headers: &req,
         response_headers: &resp,
         environ: &env,
+        logged_at: std::time::UNIX_EPOCH,
+        scheme: None,
+        peer: None,
     };
     check(&rec);
 }
@@ -92,6 +95,9 @@ fn fixture_bare(check: impl FnOnce(&AccessRecord<'_>)) {
         request_headers: &req,
         response_headers: &resp,
         environ: &env,
+        logged_at: std::time::UNIX_EPOCH,
+        scheme: None,
+        peer: None,
     };
     check(&rec);
 }
@@ -124,6 +130,9 @@ fn fixture_nopath(check: impl FnOnce(&AccessRecord<'_>)) {
         request_headers: &req,
         response_headers: &resp,
         environ: &env,
+        logged_at: std::time::UNIX_EPOCH,
+        scheme: None,
+        peer: None,
     };
     check(&rec);
 }
@@ -155,6 +164,9 @@ fn fixture_nomethod(check: impl FnOnce(&AccessRecord<'_>)) {
         request_headers: &req,
         response_headers: &resp,
         environ: &env,
+        logged_at: std::time::UNIX_EPOCH,
+        scheme: None,
+        peer: None,
     };
     check(&rec);
 }

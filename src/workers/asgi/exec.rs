@@ -324,22 +324,13 @@ enum Stepped {
 impl AppCall {
     fn step(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Stepped> {
         let Some(coro) = &self.coro else { return Ok(Stepped::Ended) };
-        let mut out: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
-        // SAFETY: both objects are alive for the call; `out` receives a new
-        // reference (or NULL with an exception set).
-        let result = unsafe { pyo3::ffi::PyIter_Send(coro.as_ptr(), value.as_ptr(), &mut out) };
-        match result {
-            pyo3::ffi::PySendResult::PYGEN_NEXT => {
-                // SAFETY: a new reference, owned from here on.
-                Ok(Stepped::Yielded(unsafe { Bound::from_owned_ptr(py, out) }.unbind()))
-            }
-            pyo3::ffi::PySendResult::PYGEN_RETURN => {
-                // SAFETY: the return value, a new reference, dropped here.
-                drop(unsafe { Bound::<PyAny>::from_owned_ptr_or_opt(py, out) });
+        match crate::stable_abi::send(coro.bind(py), value) {
+            crate::stable_abi::Sent::Yielded(v) => Ok(Stepped::Yielded(v.unbind())),
+            crate::stable_abi::Sent::Returned => {
                 self.end(py, CallEnd::Returned);
                 Ok(Stepped::Ended)
             }
-            pyo3::ffi::PySendResult::PYGEN_ERROR => self.failed(py, PyErr::fetch(py)),
+            crate::stable_abi::Sent::Raised(e) => self.failed(py, e),
         }
     }
 

@@ -34,7 +34,8 @@ pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy
     }
     let server = Bound::new(py, AsgiServer::new(py, ctx, app.clone_ref(py), policy, wakeup)?)?;
     let run = py.import("ferrocorn._asgi")?.getattr("run")?;
-    run.call1((server, app, s.asgi_loop.as_str(), s.asgi_lifespan.as_str()))?;
+    let uvicorn_lines = crate::workers::WorkerKind::alias_note(&s.worker_class).is_some();
+    run.call1((server, app, s.asgi_loop.as_str(), s.asgi_lifespan.as_str(), uvicorn_lines))?;
     Ok(())
 }
 

@@ -95,7 +95,11 @@ impl RequestLog {
     pub fn new(settings: &Settings, slot: SlotHandle) -> Result<RequestLog, String> {
         let python = crate::log::python::active();
         let format = if !python && crate::log::access_wanted() {
-            Some(AccessFormat::parse(&settings.access_log_format)?)
+            Some(AccessFormat::configured(
+                &settings.access_log_format,
+                settings.access_log_json,
+                &settings.access_log_json_headers,
+            )?)
         } else {
             None
         };
@@ -111,7 +115,7 @@ impl RequestLog {
 
     pub fn record(&self, py: Python<'_>, done: &Finished<'_, '_>) {
         if let Some(format) = &self.format {
-            log_request(format, done.environ, done.head, done.response, done.error, done.elapsed);
+            log_request(format, done);
         }
         if self.python {
             python_access(py, done);
@@ -159,14 +163,8 @@ fn python_access(py: Python<'_>, done: &Finished<'_, '_>) {
     }
 }
 
-pub fn log_request(
-    format: &AccessFormat,
-    environ: &Bound<'_, PyDict>,
-    head: &RequestHead,
-    response: &Bound<'_, WsgiResponse>,
-    error: Option<&ErrorResponse>,
-    elapsed: Duration,
-) {
+pub fn log_request(format: &AccessFormat, done: &Finished<'_, '_>) {
+    let Finished { environ, head, response, error, elapsed, .. } = *done;
     let get = |key: &str| -> Option<Bound<'_, PyString>> {
         environ.get_item(key).ok().flatten().and_then(|v| v.cast_into::<PyString>().ok())
     };
@@ -179,9 +177,11 @@ pub fn log_request(
     let referer = get("HTTP_REFERER");
     let user_agent = get("HTTP_USER_AGENT");
     let authorization = get("HTTP_AUTHORIZATION");
+    let scheme = get("wsgi.url_scheme");
     let text = |s: &Option<Bound<'_, PyString>>| -> Option<String> {
-        s.as_ref().and_then(|s| s.to_str().ok().map(str::to_owned))
+        s.as_ref().and_then(|s| crate::stable_abi::utf8(s).ok().map(str::to_owned))
     };
+    let scheme = text(&scheme);
     let (remote_addr, method, raw_uri, protocol, path_info, query, referer, user_agent, authorization) = (
         text(&remote_addr),
         text(&method),
@@ -226,6 +226,8 @@ pub fn log_request(
         request_headers: &request_headers,
         response_headers: &response_headers,
         environ: &env,
+        scheme: text_of(&scheme),
+        peer: tcp_peer(done.peer),
         ..AccessRecord::new(Text::Str(&status), elapsed)
     };
     // Everything the line needs is Rust data now: render and write it
@@ -281,6 +283,13 @@ impl EnvironLookup for OwnedEnviron {
     }
 }
 
+fn tcp_peer(peer: Peer) -> Option<std::net::SocketAddr> {
+    match peer {
+        Peer::Tcp(addr) => Some(addr),
+        Peer::Unix => None,
+    }
+}
+
 fn text_of(s: &Option<String>) -> Option<Text<'_>> {
     s.as_deref().map(Text::Str)
 }
@@ -312,6 +321,7 @@ pub fn asgi_environ(done: &AsgiFinished<'_>) -> AsgiEnviron {
         ("QUERY_STRING".to_owned(), head.query.clone()),
         ("SERVER_PROTOCOL".to_owned(), head.server_protocol()),
         ("REMOTE_ADDR".to_owned(), done.peer.ip().map_or_else(|| "-".to_owned(), |ip| ip.to_string())),
+        ("wsgi.url_scheme".to_owned(), head.scheme.as_str().to_owned()),
     ];
     for h in &head.headers {
         items.push((format!("HTTP_{}", h.name.replace('-', "_")), h.value.iter().map(|&c| char::from(c)).collect()));
@@ -362,6 +372,8 @@ fn log_asgi_request(format: &AccessFormat, done: &AsgiFinished<'_>) {
         request_headers: &request_headers,
         response_headers: &done.headers,
         environ: &env,
+        scheme: text("wsgi.url_scheme"),
+        peer: tcp_peer(done.peer),
         ..AccessRecord::new(Text::Str(&status), done.elapsed)
     };
     crate::log::access(format, &record);
