@@ -656,3 +656,41 @@ def test_the_dirty_hooks_fire_as_under_gunicorn(tmp_path):
             [["dirty_post_fork", "dirty_worker_init", "dirty_worker_exit"]] * 2,
         )
     )
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def test_a_flood_of_large_requests_holds_bounded_memory_in_the_arbiter(server):
+    from ferrocorn.dirty import DirtyClient
+
+    s = start(server, "sync", "--dirty-workers", "1")
+    path, arbiter = dirty_socket(s), dirty_state(s)["pid"]
+    # The only dirty thread is busy while 64 callers send 8 MiB each: 512
+    # MiB of requests for an arbiter that holds 256 MiB of them at most.
+    # Longer than the 30 s a caller may pause inside a message: those the
+    # arbiter stopped reading are not taken for stalled clients.
+    busy = threading.Thread(target=lambda: DirtyClient(path, timeout=60).execute(APP, "sleep", 33))
+    busy.start()
+    wait_for(lambda: any(w["in_flight"] for w in dirty_state(s)["workers"]) or None, what="the thread busy")
+    sizes, peak = [], [0]
+    payload = b"x" * (8 << 20)
+
+    def one():
+        sizes.append(DirtyClient(path, timeout=120).execute(APP, "size", payload))
+
+    callers = [threading.Thread(target=one) for _ in range(64)]
+    for t in callers:
+        t.start()
+    while any(t.is_alive() for t in callers):
+        peak[0] = max(peak[0], rss_mib(arbiter))
+        time.sleep(0.05)
+    busy.join(30)
+    assert sizes == [8 << 20] * 64
+    assert peak[0] < 256 + 96, peak
+    assert "stopped: dropped" not in s.log()

@@ -307,6 +307,17 @@ impl Arbiter {
 
     /// Callers that began a message and stopped sending it.
     pub(super) fn drop_stalled_callers(&mut self, now: Instant) {
+        if self.buffered >= INPUT_BUDGET {
+            // Their bytes wait because the arbiter stopped reading, not
+            // because they stopped sending: the clock starts again when
+            // reading resumes.
+            for (_, c) in self.callers.iter_mut() {
+                if c.progress.is_some() {
+                    c.progress = Some(now);
+                }
+            }
+            return;
+        }
         let stalled = self.callers.keys_where(|c| c.progress.is_some_and(|t| now.duration_since(t) > FRAME_STALL));
         for key in stalled {
             crate::log::warning!("Dirty client sent part of a message and stopped: dropped");

@@ -45,6 +45,9 @@ class Counter(DirtyApp):
             time.sleep(pause)
             yield i
 
+    def size(self, data):
+        return len(data)
+
     def big(self, n):
         return b"x" * n
 
