@@ -694,3 +694,34 @@ def test_a_flood_of_large_requests_holds_bounded_memory_in_the_arbiter(server):
     assert sizes == [8 << 20] * 64
     assert peak[0] < 256 + 96, peak
     assert "stopped: dropped" not in s.log()
+
+
+def test_a_hung_call_whose_caller_left_still_times_out(server):
+    from ferrocorn.dirty import DirtyClient, DirtyTimeoutError
+
+    s = start(server, "sync", "--dirty-workers", "1", "--dirty-timeout", "3")
+    before = dirty_pids(s)
+    # The caller gives up first (its own 1 s timeout) and goes away.
+    with pytest.raises(DirtyTimeoutError):
+        DirtyClient(dirty_socket(s), timeout=1).execute(APP, "sleep", 600)
+    # The stuck thread would hold the only dirty thread for ten minutes:
+    # dirty_timeout still applies, and the worker is replaced.
+    wait_dirty(s, n=1, exclude=before, timeout=15)
+    assert execute(s, "incr")["result"]["n"] == 1
+    assert "whose caller left, after 3s" in s.log()
+
+
+def test_a_caller_that_stops_reading_is_dropped_not_the_worker(server):
+    from ferrocorn.dirty import protocol
+
+    s = start(server, "sync", "--dirty-workers", "1", "--dirty-timeout", "2")
+    before = dirty_pids(s)
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.connect(dirty_socket(s))
+    # 32 MiB asked for, none of it read.
+    c.sendall(protocol.call_frame(1, APP, "big", (32 << 20,), {}))
+    wait_for(lambda: "Dirty client stopped reading its answer for 2s: dropped" in s.log() or None, timeout=15)
+    c.close()
+    assert execute(s, "incr")["result"]["n"] == 1
+    assert dirty_pids(s) == before

@@ -28,6 +28,9 @@ pub enum LaneState {
         call: u64,
         app: String,
         started: Instant,
+        /// When the worker last sent something for it: a call left behind
+        /// that hangs is timed out like any other.
+        last: Instant,
     },
     /// The worker's thread is stuck or gone: nothing is sent to it again.
     Dead,
@@ -348,7 +351,10 @@ impl Arbiter {
                 self.send_to_caller(caller, &raw);
                 true
             }
-            LaneState::Draining { call, .. } if *call == h.id => true,
+            LaneState::Draining { call, last, .. } if *call == h.id => {
+                *last = Instant::now();
+                true
+            }
             _ => {
                 self.misbehaved(pid, index, &format!("it answered call {} out of turn", h.id));
                 false
@@ -357,8 +363,16 @@ impl Arbiter {
     }
 
     fn lane_body(&mut self, pid: i32, index: usize, bytes: &[u8]) {
-        let caller = match self.workers.get(&pid).and_then(|w| w.lanes.get(index)).map(|l| &l.state) {
-            Some(LaneState::Busy(call)) => call.caller,
+        let caller = match self.workers.get_mut(&pid).and_then(|w| w.lanes.get_mut(index)).map(|l| &mut l.state) {
+            Some(LaneState::Busy(call)) => {
+                // A large answer still coming is the worker at work.
+                call.last = Instant::now();
+                call.caller
+            }
+            Some(LaneState::Draining { last, .. }) => {
+                *last = Instant::now();
+                return;
+            }
             _ => return,
         };
         self.send_to_caller(caller, bytes);
@@ -467,7 +481,7 @@ impl Arbiter {
         let LaneState::Busy(call) = std::mem::replace(&mut lane.state, LaneState::Idle) else {
             return;
         };
-        lane.state = LaneState::Draining { call: call.seq, app: call.app, started: call.started };
+        lane.state = LaneState::Draining { call: call.seq, app: call.app, started: call.started, last: Instant::now() };
         lane.out.push(&frame::frame(Kind::Cancel, call.seq, &[]));
         if lane.out.flush(lane.fd()).is_err() {
             self.lane_closed(pid, index, "its socket failed");
@@ -485,6 +499,7 @@ impl Arbiter {
             .flat_map(|w| w.lanes.iter())
             .filter_map(|l| match &l.state {
                 LaneState::Busy(call) => Some(call.last + timeout),
+                LaneState::Draining { last, .. } => Some(*last + timeout),
                 _ => None,
             })
             .min()
@@ -504,14 +519,40 @@ impl Arbiter {
             .flat_map(|(pid, w)| {
                 w.lanes.iter().enumerate().filter_map(move |(i, l)| match &l.state {
                     LaneState::Busy(call) if now.duration_since(call.last) >= timeout => Some((*pid, i)),
+                    LaneState::Draining { last, .. } if now.duration_since(*last) >= timeout => Some((*pid, i)),
                     _ => None,
                 })
             })
             .collect();
         for (pid, i) in expired {
             let Some(lane) = self.workers.get_mut(&pid).and_then(|w| w.lanes.get_mut(i)) else { continue };
-            let LaneState::Busy(call) = std::mem::replace(&mut lane.state, LaneState::Dead) else { continue };
+            if let LaneState::Busy(call) = &lane.state {
+                let caller = call.caller;
+                if self.callers.get(caller).is_some_and(|c| c.out.pending() > CALLER_HIGH_WATER) {
+                    // The worker waits on a caller that stopped reading its
+                    // answer: the caller goes (the worker is told to stop),
+                    // not the worker.
+                    crate::log::warning!("Dirty client stopped reading its answer for {}s: dropped", timeout.as_secs());
+                    self.drop_caller(caller);
+                    continue;
+                }
+            }
+            let Some(lane) = self.workers.get_mut(&pid).and_then(|w| w.lanes.get_mut(i)) else { continue };
             let secs = timeout.as_secs();
+            let call = match std::mem::replace(&mut lane.state, LaneState::Dead) {
+                LaneState::Busy(call) => call,
+                LaneState::Draining { app, started, .. } => {
+                    // Its caller is gone; the thread is still stuck in it.
+                    crate::log::warning!("Execution timeout for a call of {app} whose caller left, after {secs}s");
+                    self.account(pid, &app, started, true, true);
+                    self.abort_worker(pid);
+                    continue;
+                }
+                other => {
+                    lane.state = other;
+                    continue;
+                }
+            };
             crate::log::warning!("Execution timeout for {}.{} after {secs}s", call.app, call.action);
             self.account(pid, &call.app, call.started, true, true);
             let err = answers::timed_out(&call.app, &call.action, secs);
