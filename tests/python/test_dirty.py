@@ -230,7 +230,7 @@ def test_a_flood_larger_than_the_pool_queues_and_http_is_still_served(server):
     began = time.monotonic()
     status, _, body = s.request("GET", "/ping", timeout=5)
     assert (status, body) == (200, b"pong")
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 2.0
     for t in threads:
         t.join(60)
     assert len(answers) == 80
@@ -546,7 +546,7 @@ def test_a_waiting_call_does_not_block_a_single_event_loop_worker(server, kind):
     for t in threads:
         t.join(20)
     assert [a["result"] for a in answers] == ["slept 1.5"] * 2
-    assert time.monotonic() - began < 2.8
+    assert time.monotonic() - began < 2.9
 
 
 def test_hup_turns_the_dirty_arbiter_on_and_off(server, tmp_path):
