@@ -4,6 +4,7 @@
 
 pub mod arbiter;
 pub mod bridge;
+pub mod dirty;
 pub mod hooks;
 pub mod http;
 pub mod http2;
@@ -94,6 +95,10 @@ fn run(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     match arbiter.run(py) {
         arbiter::Outcome::Exit(status) => Ok(status),
         arbiter::Outcome::Worker(ctx) => workers::run(py, *ctx),
+        arbiter::Outcome::Dirty(ctx) => match dirty::arbiter::run(py, *ctx) {
+            dirty::arbiter::Outcome::Exit(status) => Ok(status),
+            dirty::arbiter::Outcome::Worker(ctx) => dirty::worker::run(py, *ctx),
+        },
     }
 }
 
@@ -132,5 +137,6 @@ fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     log::python::register(m)?;
     m.add_class::<hooks::objects::LiveWorker>()?;
     testing::register(m)?;
+    dirty::register(m)?;
     Ok(())
 }

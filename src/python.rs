@@ -47,6 +47,16 @@ pub fn unset_env(py: Python<'_>, name: &str) {
     }
 }
 
+/// Sets a variable in `os.environ` (and so in the process environment),
+/// for Python code here and every child.
+pub fn set_env(py: Python<'_>, name: &str, value: &str) {
+    let set = py.import("os").and_then(|os| os.getattr("environ")).and_then(|env| env.set_item(name, value));
+    if let Err(e) = set {
+        crate::log::debug!("cannot set {name} in os.environ: {e}");
+        std::env::set_var(name, value);
+    }
+}
+
 /// The traceback Python would print for `err`.
 pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     let formatted = (|| -> PyResult<String> {

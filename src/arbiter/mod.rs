@@ -3,6 +3,7 @@
 //! runs request code and holds no threads, so forking is always safe.
 
 mod control;
+mod dirty;
 mod memory;
 mod metrics;
 mod netio;
@@ -34,12 +35,16 @@ pub enum Outcome {
     Exit(i32),
     /// This process is a freshly forked worker.
     Worker(Box<WorkerCtx>),
+    /// This process is the freshly forked dirty arbiter.
+    Dirty(Box<crate::dirty::arbiter::ArbiterCtx>),
 }
 
 /// Why the loop stopped turning; `?` carries it up the master's stack.
 enum Interrupt {
     /// We are the child of a fork: unwind the master's frames.
     Worker(Box<WorkerCtx>),
+    /// The same, in the dirty arbiter.
+    Dirty(Box<crate::dirty::arbiter::ArbiterCtx>),
     Stop {
         graceful: bool,
     },
@@ -126,6 +131,8 @@ pub struct Arbiter {
     reload_pending: Option<Instant>,
     /// The listeners' TLS (`--certfile`), read at start and on HUP.
     tls: Option<crate::net::tls::TlsAcceptor>,
+    /// The dirty arbiter, its socket and board.
+    dirty: dirty::DirtySide,
     /// TERM, INT or QUIT came: `/readyz` says so while workers finish.
     stopping: bool,
 }
@@ -164,6 +171,7 @@ impl Arbiter {
             memory: memory::MemoryGuard::default(),
             reload_pending: None,
             tls: None,
+            dirty: dirty::DirtySide::default(),
             stopping: false,
             reexec_pid: 0,
             master_pid: 0,
@@ -195,6 +203,7 @@ impl Arbiter {
         match self.main(py) {
             Ok(never) => match never {},
             Err(Interrupt::Worker(ctx)) => Outcome::Worker(ctx),
+            Err(Interrupt::Dirty(ctx)) => Outcome::Dirty(ctx),
             Err(Interrupt::Stop { graceful }) => {
                 self.stop(py, graceful);
                 Outcome::Exit(self.halt(py, None, 0))
@@ -231,6 +240,7 @@ impl Arbiter {
             self.murder_workers();
             self.guard_memory(py)?;
             self.manage_workers(py)?;
+            self.manage_dirty(py)?;
             self.report_service_status();
         }
     }
@@ -280,6 +290,7 @@ impl Arbiter {
         if let Some(note) = WorkerKind::alias_note(&self.settings.worker_class) {
             crate::log::info!("{note}");
         }
+        self.start_dirty(py)?;
         self.hooks.when_ready(py, &server_state!(self))?;
         Ok(())
     }
@@ -349,6 +360,7 @@ impl Arbiter {
                     crate::log::error!("reopening log files failed: {e}");
                 }
                 self.kill_workers(libc::SIGUSR1);
+                self.signal_dirty(libc::SIGUSR1);
                 Ok(())
             }
             libc::SIGUSR2 => self.reexec(py),
@@ -478,6 +490,9 @@ impl Arbiter {
                 w.stop_asked = Some(stats::StopAsked::Reload);
             }
         }
+        // Before the new generation forks: it finds the dirty socket (or
+        // none) in the environment.
+        self.reload_dirty(py)?;
         self.manage_workers(py)?;
         self.kill_retiring_once();
         Ok(())
@@ -653,6 +668,10 @@ impl Arbiter {
             if pid <= 0 {
                 return Ok(());
             }
+            if pid == self.dirty.pid {
+                self.dirty_exited(pid, status);
+                continue;
+            }
             if pid == self.reexec_pid {
                 self.reexec_pid = 0;
                 crate::log::info!("The new master (pid:{pid}) exited; a re-exec may be asked again");
@@ -730,6 +749,8 @@ impl Arbiter {
         }
         self.kill_workers(libc::SIGKILL);
         let _ = self.reap_workers(py);
+        self.stop_dirty(py, graceful && !quick);
+        self.dirty.close();
         self.services.close();
     }
 

@@ -43,6 +43,8 @@ pub struct Snapshot<'a> {
     pub stats: &'a MasterStats,
     pub listeners: &'a [Listener],
     pub settings: &'a Settings,
+    /// The dirty arbiter and its workers, while one runs.
+    pub dirty: Option<super::dirty::DirtyView>,
 }
 
 impl Snapshot<'_> {
@@ -117,6 +119,7 @@ impl Arbiter {
             stats: &self.stats,
             listeners: &self.listeners,
             settings: &self.settings,
+            dirty: self.dirty.view(),
         }
     }
 

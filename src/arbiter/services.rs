@@ -270,7 +270,7 @@ impl Arbiter {
                 let data = match what {
                     Show::All => answer::show_all(&s),
                     Show::Workers => answer::show_workers(&s),
-                    Show::Dirty => answer::show_dirty(),
+                    Show::Dirty => answer::show_dirty(s.dirty.as_ref()),
                     Show::Config => answer::show_config(&s, &self.kind.to_string(), &self.proc_name()),
                     Show::Stats => answer::show_stats(&s),
                     Show::Listeners => answer::show_listeners(&s),
@@ -294,7 +294,16 @@ impl Arbiter {
                 Some(pid) => (json!({"success": true, "killed": pid}), Some(Act::Kill(pid))),
                 None => (json!({"success": false, "error": format!("Worker {pid} not found")}), None),
             },
-            Command::DirtyAdd(_) | Command::DirtyRemove(_) => (answer::dirty_not_running(), None),
+            Command::DirtyAdd(n) | Command::DirtyRemove(n) => {
+                if self.dirty.pid == 0 {
+                    return (answer::dirty_not_running(), None);
+                }
+                let add = matches!(cmd, Command::DirtyAdd(_));
+                match self.dirty.manage(add, *n) {
+                    Ok(v) => (answer::tlv_json(&v), None),
+                    Err(e) => (json!({"success": false, "error": e}), None),
+                }
+            }
             Command::Reload => (json!({"status": "reloading"}), Some(Act::Signal(libc::SIGHUP))),
             Command::Reopen => (json!({"status": "reopening"}), Some(Act::Signal(libc::SIGUSR1))),
             Command::Shutdown(mode) => {

@@ -39,20 +39,35 @@ extern "C" fn on_signal(sig: libc::c_int) {
 pub struct SignalQueue {
     read_fd: RawFd,
     write_fd: RawFd,
+    /// The signals this process queues (the master's, or a dirty
+    /// process's own set).
+    handled: &'static [libc::c_int],
 }
 
 impl SignalQueue {
+    /// The master's signals.
     pub fn install() -> io::Result<SignalQueue> {
+        Self::install_for(HANDLED)
+    }
+
+    /// Queues `handled` in this process (one queue per process: a forked
+    /// child first lets go of its parent's with [`SignalQueue::fork`]).
+    pub fn install_for(handled: &'static [libc::c_int]) -> io::Result<SignalQueue> {
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills `fds`.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());
         }
         PIPE_WRITE.store(fds[1], Ordering::Relaxed);
-        for &sig in HANDLED {
+        for &sig in handled {
             set_handler(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t)?;
         }
-        Ok(SignalQueue { read_fd: fds[0], write_fd: fds[1] })
+        Ok(SignalQueue { read_fd: fds[0], write_fd: fds[1], handled })
+    }
+
+    /// The read end, for a loop that polls it with other fds.
+    pub fn fd(&self) -> RawFd {
+        self.read_fd
     }
 
     /// Waits up to `timeout` for signals and returns those that arrived, in
@@ -121,7 +136,7 @@ impl SignalQueue {
     /// re-executed master) installs its own; until then USR1, which the
     /// master passes on to its workers, must not end a booting worker.
     fn reset_in_child(&self) {
-        for &sig in HANDLED {
+        for &sig in self.handled {
             let disposition = if sig == libc::SIGUSR1 { libc::SIG_IGN } else { libc::SIG_DFL };
             let _ = set_handler(sig, disposition);
         }

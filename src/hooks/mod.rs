@@ -57,7 +57,7 @@ pub struct Master {
     server: Option<Py<PyAny>>,
 }
 
-fn log_failure(py: Python<'_>, hook: &str, err: &PyErr) {
+pub(crate) fn log_failure(py: Python<'_>, hook: &str, err: &PyErr) {
     let tb = crate::python::format_exception(py, err);
     crate::log::exception!("Exception in {hook} hook\n{tb}");
 }
@@ -78,7 +78,7 @@ fn exit_status(py: Python<'_>, err: &PyErr) -> Option<i32> {
 }
 
 /// Calls one master-side hook; exceptions are logged, SystemExit returned.
-fn call_master<'py>(
+pub(crate) fn call_master<'py>(
     py: Python<'py>,
     name: &'static str,
     hook: &PyCallable,

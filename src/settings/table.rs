@@ -322,7 +322,14 @@ fn metrics_address(py: Python<'_>, i: &Input) -> Validated<Option<String>> {
     }
 }
 
-const DIRTY: &str = "dirty arbiters";
+
+/// `dirty_apps`: a list of `module:Class` or `module:Class:N` (Gunicorn
+/// fails on a bad entry when its master builds the dirty arbiter).
+fn dirty_apps(i: &Input) -> Validated<Vec<String>> {
+    let list = v::string_list(i)?;
+    crate::dirty::spec::AppSpec::parse_all(&list).map_err(|e| e.to_string())?;
+    Ok(list)
+}
 
 settings_table! {
 gunicorn: {
@@ -997,55 +1004,55 @@ gunicorn: {
     dirty_apps: Vec<String> = {
         section: "Dirty Arbiters", cli: ["--dirty-app"], meta: Some("STRING"), action: Action::Append,
         default: Input::List(vec![]), doc_default: "[]",
-        validate: |_, i| v::string_list(i), support: Support::NotYet(DIRTY),
+        validate: |_, i| dirty_apps(i), support: Support::Yes,
         help: "Dirty applications to load in the dirty worker pool.",
     },
-    dirty_workers: i64 = {
+    dirty_workers: usize = {
         section: "Dirty Arbiters", cli: ["--dirty-workers"], meta: Some("INT"), action: Action::Int,
         default: Input::Int(0), doc_default: "0",
-        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(DIRTY),
+        validate: |py, i| v::count(py, i), support: Support::Yes,
         help: "The number of dirty worker processes.",
     },
-    dirty_timeout: i64 = {
+    dirty_timeout: std::time::Duration = {
         section: "Dirty Arbiters", cli: ["--dirty-timeout"], meta: Some("INT"), action: Action::Int,
         default: Input::Int(300), doc_default: "300",
-        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(DIRTY),
+        validate: |py, i| v::seconds(py, i), support: Support::Yes,
         help: "Timeout for dirty task execution in seconds.",
     },
-    dirty_threads: i64 = {
+    dirty_threads: usize = {
         section: "Dirty Arbiters", cli: ["--dirty-threads"], meta: Some("INT"), action: Action::Int,
         default: Input::Int(1), doc_default: "1",
-        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(DIRTY),
+        validate: |py, i| v::count(py, i), support: Support::Yes,
         help: "The number of threads per dirty worker.",
     },
-    dirty_graceful_timeout: i64 = {
+    dirty_graceful_timeout: std::time::Duration = {
         section: "Dirty Arbiters", cli: ["--dirty-graceful-timeout"], meta: Some("INT"), action: Action::Int,
         default: Input::Int(30), doc_default: "30",
-        validate: |py, i| v::pos_int(py, i), support: Support::NotYet(DIRTY),
+        validate: |py, i| v::seconds(py, i), support: Support::Yes,
         help: "Timeout for graceful dirty worker shutdown in seconds.",
     },
     on_dirty_starting: PyCallable = {
         section: "Dirty Arbiter Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable on_dirty_starting(1 args)>",
-        validate: hook(1), support: Support::NotYet(DIRTY),
+        validate: hook(1), support: Support::Yes,
         help: "Called just before the dirty arbiter process is initialized.",
     },
     dirty_post_fork: PyCallable = {
         section: "Dirty Arbiter Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable dirty_post_fork(2 args)>",
-        validate: hook(2), support: Support::NotYet(DIRTY),
+        validate: hook(2), support: Support::Yes,
         help: "Called just after a dirty worker has been forked.",
     },
     dirty_worker_init: PyCallable = {
         section: "Dirty Arbiter Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable dirty_worker_init(1 args)>",
-        validate: hook(1), support: Support::NotYet(DIRTY),
+        validate: hook(1), support: Support::Yes,
         help: "Called just after a dirty worker has initialized all applications.",
     },
     dirty_worker_exit: PyCallable = {
         section: "Dirty Arbiter Hooks", cli: [], meta: None, action: Action::Store,
         default: Input::None, doc_default: "<callable dirty_worker_exit(2 args)>",
-        validate: hook(2), support: Support::NotYet(DIRTY),
+        validate: hook(2), support: Support::Yes,
         help: "Called when a dirty worker has exited.",
     },
     control_socket: String = {

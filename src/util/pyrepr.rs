@@ -42,6 +42,35 @@ where
     out.push(quote);
 }
 
+/// `repr(b)` of a `bytes` value (`b'GD'`, `b'\\x00'`), as Gunicorn's
+/// messages show raw protocol bytes.
+pub fn bytes_repr(b: &[u8]) -> String {
+    let single = b.contains(&b'\'');
+    let double = b.contains(&b'"');
+    let quote = if single && !double { b'"' } else { b'\'' };
+    let mut out = String::with_capacity(b.len() + 3);
+    out.push('b');
+    out.push(char::from(quote));
+    for &c in b {
+        match c {
+            b'\\' => out.push_str("\\\\"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(char::from(c));
+            }
+            0x20..=0x7e => out.push(char::from(c)),
+            c => {
+                let _ = write!(out, "\\x{c:02x}");
+            }
+        }
+    }
+    out.push(char::from(quote));
+    out
+}
+
 fn push_escape(c: char, out: &mut String) {
     let cp = u32::from(c);
     // Writing to a String cannot fail.
@@ -57,6 +86,14 @@ fn push_escape(c: char, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_like_python() {
+        assert_eq!(bytes_repr(b"GD"), "b'GD'");
+        assert_eq!(bytes_repr(b"a'b"), "b\"a'b\"");
+        assert_eq!(bytes_repr(b"'\""), "b'\\'\"'");
+        assert_eq!(bytes_repr(b"\x00\xff\n\\"), "b'\\x00\\xff\\n\\\\'");
+    }
 
     fn r(s: &str) -> String {
         let mut out = String::new();

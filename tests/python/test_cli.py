@@ -66,15 +66,6 @@ def test_unknown_worker_class_lists_the_valid_ones(tmp_path):
 NOT_YET = {
     "protocol": "'uwsgi'",
     "uwsgi_allow_ips": "'10.0.0.1'",
-    "dirty_apps": "['x:y']",
-    "dirty_workers": "2",
-    "dirty_timeout": "5",
-    "dirty_threads": "2",
-    "dirty_graceful_timeout": "5",
-    "on_dirty_starting": "lambda arbiter: None",
-    "dirty_post_fork": "lambda arbiter, worker: None",
-    "dirty_worker_init": "lambda worker: None",
-    "dirty_worker_exit": "lambda arbiter, worker: None",
 }
 
 
@@ -97,7 +88,6 @@ def test_every_refused_setting_names_itself(tmp_path):
         assert line.startswith("ferrocorn does not support %s (" % name) or "Error: ferrocorn" in line
         assert line.rstrip().split(" yet: it comes with ")[1]
     assert "ferrocorn does not support protocol (--protocol) yet: it comes with the uwsgi protocol" in r.stderr
-    assert "dirty_post_fork (config file)" in r.stderr
     # one at a time from the command line, too
     r = run_ferrocorn(["--protocol", "uwsgi", "basic:hello"], tmp_path)
     assert r.returncode == 1 and "ferrocorn does not support protocol (--protocol) yet" in r.stderr

@@ -133,13 +133,43 @@ def all_(data: dict[str, Any]) -> str:
     dirty = data.get("dirty_arbiter")
     lines.append("DIRTY ARBITER")
     lines.append("  PID: %s" % dirty.get("pid", "?") if dirty else "  (not running)")
+    if dirty:
+        lines += ["", "DIRTY WORKERS (%s)" % data.get("dirty_worker_count", 0)]
+        lines += dirty_worker_rows(data.get("dirty_workers", []))
     return "\n".join(lines)
+
+
+def dirty_worker_rows(workers: list[dict[str, Any]]) -> list[str]:
+    """One line per dirty worker (its apps comma-separated)."""
+    if not workers:
+        return ["  (none)"]
+    rows = ["  %-10s %-6s %-10s %s" % ("PID", "AGE", "LAST_BEAT", "APPS"), "  " + "-" * 50]
+    for w in workers:
+        rows.append(
+            "  %-10s %-6s %-10s %s"
+            % (w.get("pid", "?"), w.get("age", "?"), beat(w.get("last_heartbeat")), ", ".join(w.get("apps") or []))
+        )
+    return rows
 
 
 def dirty(data: dict[str, Any]) -> str:
     if not data.get("enabled"):
         return "Dirty arbiter not running"
-    return json.dumps(data, indent=2)
+    lines = ["Dirty arbiter PID: %s" % data.get("pid"), "", "DIRTY WORKERS"]
+    lines += dirty_worker_rows(data.get("workers", []))
+    lines += ["", "DIRTY APPS"]
+    for a in data.get("apps", []):
+        limit = a.get("worker_count")
+        lines.append(
+            "  %s  workers %s/%s  pids %s"
+            % (
+                a.get("import_path"),
+                a.get("current_workers", 0),
+                "all" if limit is None else limit,
+                ", ".join(str(p) for p in a.get("worker_pids", [])) or "-",
+            )
+        )
+    return "\n".join(lines)
 
 
 FORMATS = {

@@ -16,7 +16,10 @@ CLEAR = "\x1b[H\x1b[2J"
 
 
 def snapshot(client: ControlClient) -> dict[str, Any]:
-    return {"stats": client.send("show stats"), "workers": client.send("show workers").get("workers", [])}
+    snap = {"stats": client.send("show stats"), "workers": client.send("show workers").get("workers", [])}
+    if snap["stats"].get("dirty_arbiter_pid"):
+        snap["dirty"] = client.send("show dirty")
+    return snap
 
 
 def state(w: dict[str, Any]) -> str:
@@ -63,6 +66,23 @@ def render(snap: dict[str, Any], rate: float | None = None) -> str:
                 state(w),
             )
         )
+    dirty = snap.get("dirty")
+    if dirty and dirty.get("enabled"):
+        lines += ["", "dirty arbiter %s  queued %s" % (dirty.get("pid", "?"), dirty.get("queued", 0))]
+        lines.append("%-8s %-6s %-9s %-9s %-10s %s" % ("PID", "AGE", "CALLS", "INFLIGHT", "LAST_BEAT", "APPS"))
+        for w in dirty.get("workers", []):
+            hb = w.get("last_heartbeat")
+            lines.append(
+                "%-8s %-6s %-9s %-9s %-10s %s"
+                % (
+                    w.get("pid", "?"),
+                    w.get("age", "?"),
+                    w.get("calls", "-"),
+                    w.get("in_flight", "-"),
+                    "-" if hb is None else "%.1fs" % hb,
+                    ",".join(w.get("apps", [])),
+                )
+            )
     return "\n".join(lines)
 
 

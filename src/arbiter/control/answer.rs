@@ -3,6 +3,7 @@
 //! ferrocorn adds keys of its own (requests, in-flight, RSS...), which
 //! Gunicorn's client ignores and `ferrocornc` shows.
 
+use super::super::dirty::DirtyView;
 use super::super::observe::{Snapshot, WorkerView};
 use super::super::stats::{Cause, STATUS_CLASSES};
 use super::command::HELP;
@@ -48,15 +49,79 @@ pub fn show_all(s: &Snapshot<'_>) -> Value {
         "arbiter": {"pid": s.pid, "type": "arbiter", "role": "master"},
         "web_workers": web,
         "web_worker_count": s.workers.len(),
-        "dirty_arbiter": null,
-        "dirty_workers": [],
-        "dirty_worker_count": 0,
+        "dirty_arbiter": s.dirty.as_ref().map(|d| json!({"pid": d.pid, "type": "dirty_arbiter", "role": "dirty master"})),
+        "dirty_workers": dirty_workers(s.dirty.as_ref()),
+        "dirty_worker_count": s.dirty.as_ref().map_or(0, |d| d.workers.len()),
     })
 }
 
-/// ferrocorn has no dirty arbiter; Gunicorn answers this when it runs none.
-pub fn show_dirty() -> Value {
-    json!({"enabled": false, "pid": null, "workers": [], "apps": []})
+/// Gunicorn's dirty worker entries (its status answer's), then ferrocorn's.
+fn dirty_workers(d: Option<&DirtyView>) -> Vec<Value> {
+    let Some(d) = d else { return Vec::new() };
+    d.workers
+        .iter()
+        .map(|w| {
+            json!({
+                "pid": w.pid,
+                "age": w.age,
+                "apps": w.apps,
+                "booted": w.booted,
+                "last_heartbeat": secs2(w.silent),
+                // ferrocorn's own
+                "calls": w.calls,
+                "in_flight": w.in_flight,
+                "retiring": w.retiring,
+            })
+        })
+        .collect()
+}
+
+/// Gunicorn's `show dirty`: `enabled: false` while no dirty arbiter runs.
+pub fn show_dirty(d: Option<&DirtyView>) -> Value {
+    let Some(view) = d else { return json!({"enabled": false, "pid": null, "workers": [], "apps": []}) };
+    let apps: Vec<Value> = view
+        .apps
+        .iter()
+        .map(|a| {
+            json!({
+                "import_path": a.path,
+                "worker_count": a.worker_count,
+                "current_workers": a.worker_pids.len(),
+                "worker_pids": a.worker_pids,
+                // ferrocorn's own
+                "calls": a.calls,
+                "errors": a.errors,
+                "timeouts": a.timeouts,
+                "in_flight": a.in_flight,
+            })
+        })
+        .collect();
+    json!({
+        "enabled": true,
+        "pid": view.pid,
+        "workers": dirty_workers(d),
+        "apps": apps,
+        // ferrocorn's own
+        "target_workers": view.target,
+        "queued": view.queued,
+        "clients": view.clients,
+        "arbiter_restarts": view.arbiter_restarts,
+    })
+}
+
+/// What the dirty arbiter answered a MANAGE message (`dirty add/remove`).
+pub fn tlv_json(v: &crate::dirty::wire::tlv::Value) -> Value {
+    use crate::dirty::wire::tlv::Value as T;
+    match v {
+        T::None => Value::Null,
+        T::Bool(b) => (*b).into(),
+        T::Int(n) => (*n).into(),
+        T::Float(x) => (*x).into(),
+        T::Bytes(b) => String::from_utf8_lossy(b).into_owned().into(),
+        T::Str(s) => s.clone().into(),
+        T::List(items) => Value::Array(items.iter().map(tlv_json).collect()),
+        T::Dict(pairs) => Value::Object(pairs.iter().map(|(k, v)| (k.clone(), tlv_json(v))).collect()),
+    }
 }
 
 pub fn dirty_not_running() -> Value {
@@ -110,7 +175,7 @@ pub fn show_stats(s: &Snapshot<'_>) -> Value {
         "workers_spawned": s.stats.spawned,
         "workers_killed": super::super::stats::workers_killed(),
         "reloads": s.stats.reloads,
-        "dirty_arbiter_pid": null,
+        "dirty_arbiter_pid": s.dirty.as_ref().map(|d| d.pid),
         // ferrocorn's own
         "requests": s.requests.count(),
         "requests_by_status": by_status,

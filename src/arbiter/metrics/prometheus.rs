@@ -3,6 +3,7 @@
 //! workers already gone plus what live workers have in their slots, so they
 //! never go backwards when a worker is replaced.
 
+use super::super::dirty::DirtyView;
 use super::super::observe::{Snapshot, WorkerView};
 use super::super::stats::{Cause, MasterStats, RequestCounts, BUCKET_BOUNDS_US, STATUS_CLASSES};
 use std::fmt::Write;
@@ -19,11 +20,20 @@ pub struct Page<'a> {
     pub target: usize,
     /// Each listener's accept queue, where the kernel reports one.
     pub backlog: Vec<(String, i64)>,
+    /// The dirty arbiter's pool and calls, while one runs.
+    pub dirty: Option<&'a DirtyView>,
 }
 
 pub fn render(s: &Snapshot<'_>) -> String {
     let backlog = s.listeners.iter().map(|l| (l.to_string(), l.backlog())).filter(|(_, n)| *n >= 0).collect();
-    render_page(&Page { requests: &s.requests, stats: s.stats, workers: &s.workers, target: s.target, backlog })
+    render_page(&Page {
+        requests: &s.requests,
+        stats: s.stats,
+        workers: &s.workers,
+        target: s.target,
+        backlog,
+        dirty: s.dirty.as_ref(),
+    })
 }
 
 pub fn render_page(p: &Page<'_>) -> String {
@@ -101,6 +111,10 @@ pub fn render_page(p: &Page<'_>) -> String {
         }
     }
 
+    if let Some(d) = p.dirty {
+        render_dirty(o, d);
+    }
+
     header(
         o,
         "ferrocorn_master_start_time_seconds",
@@ -110,6 +124,72 @@ pub fn render_page(p: &Page<'_>) -> String {
     let started = p.stats.started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let _ = writeln!(o, "ferrocorn_master_start_time_seconds {}", started.as_secs());
     out
+}
+
+/// Dirty calls per app (counted by the dirty arbiter when each ends), and
+/// the dirty pool.
+fn render_dirty(o: &mut String, d: &DirtyView) {
+    header(o, "ferrocorn_dirty_calls_total", "counter", "Dirty app calls finished, whatever their outcome, by app.");
+    for a in &d.apps {
+        let _ = writeln!(o, "ferrocorn_dirty_calls_total{{app=\"{}\"}} {}", escape(&a.path), a.calls);
+    }
+    header(
+        o,
+        "ferrocorn_dirty_call_errors_total",
+        "counter",
+        "Dirty app calls that ended in an error (timeouts included).",
+    );
+    for a in &d.apps {
+        let _ = writeln!(o, "ferrocorn_dirty_call_errors_total{{app=\"{}\"}} {}", escape(&a.path), a.errors);
+    }
+    header(o, "ferrocorn_dirty_call_timeouts_total", "counter", "Dirty app calls past dirty_timeout.");
+    for a in &d.apps {
+        let _ = writeln!(o, "ferrocorn_dirty_call_timeouts_total{{app=\"{}\"}} {}", escape(&a.path), a.timeouts);
+    }
+    header(o, "ferrocorn_dirty_calls_in_flight", "gauge", "Dirty app calls running now, by app.");
+    for a in &d.apps {
+        let _ = writeln!(o, "ferrocorn_dirty_calls_in_flight{{app=\"{}\"}} {}", escape(&a.path), a.in_flight);
+    }
+    header(
+        o,
+        "ferrocorn_dirty_call_duration_seconds",
+        "histogram",
+        "Dirty call duration in the dirty arbiter, from the request read to its answer's end.",
+    );
+    for a in &d.apps {
+        let app = escape(&a.path);
+        let (buckets, sum_us) = &a.latency;
+        let mut cumulative = 0u64;
+        for (i, bound) in BUCKET_BOUNDS_US.iter().enumerate() {
+            cumulative = cumulative.wrapping_add(buckets[i]);
+            let le = seconds(*bound);
+            let _ =
+                writeln!(o, "ferrocorn_dirty_call_duration_seconds_bucket{{app=\"{app}\",le=\"{le}\"}} {cumulative}");
+        }
+        let count: u64 = buckets.iter().sum();
+        let _ = writeln!(o, "ferrocorn_dirty_call_duration_seconds_bucket{{app=\"{app}\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(o, "ferrocorn_dirty_call_duration_seconds_sum{{app=\"{app}\"}} {}", seconds(*sum_us));
+        let _ = writeln!(o, "ferrocorn_dirty_call_duration_seconds_count{{app=\"{app}\"}} {count}");
+    }
+    header(o, "ferrocorn_dirty_calls_queued", "gauge", "Dirty calls waiting for a free dirty worker thread.");
+    let _ = writeln!(o, "ferrocorn_dirty_calls_queued {}", d.queued);
+    header(o, "ferrocorn_dirty_workers", "gauge", "Dirty workers running.");
+    let _ = writeln!(o, "ferrocorn_dirty_workers {}", d.workers.iter().filter(|w| !w.retiring).count());
+    header(o, "ferrocorn_dirty_workers_target", "gauge", "The dirty pool size kept (dirty_workers, TTIN/TTOU).");
+    let _ = writeln!(o, "ferrocorn_dirty_workers_target {}", d.target);
+    header(
+        o,
+        "ferrocorn_dirty_worker_restarts_total",
+        "counter",
+        "Dirty workers that exited and were replaced, by cause.",
+    );
+    for (cause, n) in &d.restarts {
+        let _ = writeln!(o, "ferrocorn_dirty_worker_restarts_total{{cause=\"{cause}\"}} {n}");
+    }
+    header(o, "ferrocorn_dirty_worker_spawns_total", "counter", "Dirty workers forked since the master started.");
+    let _ = writeln!(o, "ferrocorn_dirty_worker_spawns_total {}", d.spawned);
+    header(o, "ferrocorn_dirty_arbiter_restarts_total", "counter", "Dirty arbiters that died and were replaced.");
+    let _ = writeln!(o, "ferrocorn_dirty_arbiter_restarts_total {}", d.arbiter_restarts);
 }
 
 fn header(o: &mut String, name: &str, kind: &str, help: &str) {
@@ -197,6 +277,7 @@ mod tests {
             workers: &workers,
             target: 1,
             backlog: vec![("http://127.0.0.1:8000".into(), 3), ("unix:/tmp/a\"b".into(), 0)],
+            dirty: None,
         });
         assert_eq!(value(&page, "ferrocorn_requests_total{code=\"2xx\"}"), "3");
         assert_eq!(value(&page, "ferrocorn_requests_total{code=\"5xx\"}"), "1");
@@ -226,7 +307,14 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let requests = RequestCounts::default();
         let stats = MasterStats::new();
-        let page = render_page(&Page { requests: &requests, stats: &stats, workers: &[], target: 0, backlog: vec![] });
+        let page = render_page(&Page {
+            requests: &requests,
+            stats: &stats,
+            workers: &[],
+            target: 0,
+            backlog: vec![],
+            dirty: None,
+        });
         let mut families = std::collections::BTreeSet::new();
         for line in page.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
