@@ -322,7 +322,6 @@ fn metrics_address(py: Python<'_>, i: &Input) -> Validated<Option<String>> {
     }
 }
 
-
 /// `dirty_apps`: a list of `module:Class` or `module:Class:N` (Gunicorn
 /// fails on a bad entry when its master builds the dirty arbiter).
 fn dirty_apps(i: &Input) -> Validated<Vec<String>> {
