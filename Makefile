@@ -23,10 +23,11 @@ py-test:
 # `make test`, as root), as command:Debian-package: systemd's own tools for
 # the socket-activation and unit-file tests, wrk for the soak test and the
 # benchmarks, curl and openssl for the TLS tests, HAProxy, nginx and
-# iproute2 for the deployment files and the many-hosts test. Without root it
+# iproute2 for the deployment files and the many-hosts test; nghttp2-client
+# (h2load, nghttp) for the HTTP/2 tests and benchmarks. Without root it
 # only says what is missing; `make test` itself needs no root.
 CI_TOOLS = systemd-socket-activate:systemd systemd-analyze:systemd wrk:wrk curl:curl openssl:openssl \
-	haproxy:haproxy nginx:nginx ip:iproute2
+	haproxy:haproxy nginx:nginx ip:iproute2 h2load:nghttp2-client nghttp:nghttp2-client
 ci-deps:
 	@missing=""; packages=""; for t in $(CI_TOOLS); do cmd=$${t%%:*}; pkg=$${t#*:}; \
 		command -v $$cmd >/dev/null 2>&1 || { missing="$$missing $$cmd"; packages="$$packages $$pkg"; }; done; \

@@ -129,8 +129,8 @@ class ContextRecorder:
 
     def set_alpn_protocols(self, protocols: list[str]) -> None:
         protocols = [str(p) for p in protocols]
-        # A client that negotiated h2 would then speak HTTP/2 to the
-        # HTTP/1 engine: refused until ferrocorn serves it.
+        # h2 only when --http-protocols serves HTTP/2: a client that
+        # negotiated it would otherwise speak HTTP/2 to the HTTP/1 engine.
         served = self._record["_alpn_served"]
         unserved = [p for p in protocols if p not in served]
         if unserved:

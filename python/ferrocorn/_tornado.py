@@ -349,13 +349,11 @@ class TornadoASGI:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """A Tornado application has no lifespan of its own: startup and
         shutdown complete at once."""
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        kind = ""
+        while kind != "lifespan.shutdown":
+            kind = (await receive())["type"]
+            if kind in ("lifespan.startup", "lifespan.shutdown"):
+                await send({"type": kind + ".complete"})
 
 
 class ASGIWebSocketProtocol(websocket.WebSocketProtocol):

@@ -32,7 +32,7 @@ import sys
 import time
 
 import pytest
-from helpers import HERE, children, pid_alive, read_pid, server_env, wait_for
+from helpers import HERE, children, pid_alive, read_all, read_pid, server_env, wait_for
 from loadgen import LoadGen
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(HERE)), "docs", "deployment")
@@ -237,12 +237,7 @@ class Balancer:
                 s.settimeout(5)
                 s.connect(self.stats)
                 s.sendall(b"show stat\n")
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = read_all(s)
         except OSError:
             return []
         rows = csv.DictReader(io.StringIO(data.decode().lstrip("# ")))

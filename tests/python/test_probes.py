@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from helpers import metrics_args, wait_for, wait_metrics
+from helpers import metrics_args, read_all, wait_for, wait_metrics
 
 
 def probe(port, path, method="GET", timeout=5):
@@ -21,12 +21,7 @@ def probe(port, path, method="GET", timeout=5):
         return None
     with s:
         s.sendall(("%s %s HTTP/1.1\r\nHost: probe\r\n\r\n" % (method, path)).encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_all(s)
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines[1:])

@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from helpers import APPS, run_ferrocorn, wait_for
+from helpers import APPS, read_all, run_ferrocorn, wait_for
 
 KINDS = {
     "sync": (("-k", "sync"), "tls_app:app"),
@@ -293,12 +293,7 @@ def test_plain_http_on_the_tls_port(server, tls_files):
     s = start(server, tls_files, "gthread")
     c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
     c.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n")
-    answer = b""
-    while True:
-        chunk = c.recv(4096)
-        if not chunk:
-            break
-        answer += chunk
+    answer = read_all(c)
     c.close()
     # A TLS alert (content type 21), never an HTTP answer or the app.
     assert answer[:1] == b"\x15", answer

@@ -45,13 +45,12 @@ def _class_of(import_path: str) -> type:
             "Invalid import path format: %s. Expected 'module.path:ClassName'" % import_path, app_path=import_path
         )
     try:
-        module = importlib.import_module(module_name)
+        found = importlib.import_module(module_name).__dict__
     except ImportError as e:
         raise DirtyAppNotFoundError(import_path) from e
-    try:
-        cls = getattr(module, class_name)
-    except AttributeError:
-        raise DirtyAppNotFoundError(import_path) from None
+    if class_name not in found:
+        raise DirtyAppNotFoundError(import_path)
+    cls = found[class_name]
     if not isinstance(cls, type):
         raise DirtyAppError("%s is not a class" % import_path, app_path=import_path)
     return cls

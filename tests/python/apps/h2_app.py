@@ -65,13 +65,11 @@ def _endless():
 
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        kind = ""
+        while kind != "lifespan.shutdown":
+            kind = (await receive())["type"]
+            await send({"type": kind + ".complete"})
+        return
     path, query = scope["path"], scope["query_string"].decode()
 
     async def respond(body, status=200):

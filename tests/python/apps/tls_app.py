@@ -43,23 +43,21 @@ def app(environ, start_response):
 
 
 async def _body(receive):
-    data = b""
-    while True:
+    parts, more = [], True
+    while more:
         message = await receive()
-        data += message.get("body", b"")
-        if not message.get("more_body"):
-            return data
+        parts.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(parts)
 
 
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        kind = ""
+        while kind != "lifespan.shutdown":
+            kind = (await receive())["type"]
+            await send({"type": kind + ".complete"})
+        return
     if scope["type"] == "websocket":
         await receive()
         await send({"type": "websocket.accept"})
