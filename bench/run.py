@@ -376,6 +376,67 @@ SCENARIOS.update(
 )
 
 
+# TLS on HTTP/1.1 (wrk's https, OpenSSL on the client side): ferrocorn's
+# rustls against Granian's rustls and Gunicorn's Python ssl, with the same
+# ECDSA P-256 certificate.
+def tls_servers(extra=""):
+    return [
+        (
+            "ferrocorn -k gthread --threads 4",
+            "{bin}/ferrocorn -k gthread --threads 4 -w 1 %s--certfile {cert} --keyfile {key} "
+            "-b 127.0.0.1:{port} apps:hello" % extra,
+            False,
+        ),
+        (
+            "granian --interface wsgi --blocking-threads 1",
+            "{bin}/granian --interface wsgi --workers 1 --blocking-threads 1 --ssl-certificate {cert} "
+            "--ssl-keyfile {key} --host 127.0.0.1 --port {port} apps:hello",
+            True,
+        ),
+        (
+            "gunicorn -k gthread --threads 4",
+            "{bin}/gunicorn -k gthread --threads 4 -w 1 --no-control-socket %s--certfile {cert} --keyfile {key} "
+            "-b 127.0.0.1:{port} apps:hello" % extra,
+            False,
+        ),
+    ]
+
+
+SCENARIOS.update(
+    {
+        "tls-hello": {
+            "what": "Hello-world WSGI over HTTPS (TLS 1.3, ECDSA P-256), keep-alive, 1 worker, wrk -t1 -c64",
+            "threads": 1,
+            "connections": 64,
+            "scheme": "https",
+            "servers": tls_servers(),
+        },
+        "tls-new-conn": {
+            "what": "New TLS connections: one request per connection (Connection: close), 1 worker, wrk -t1 -c64",
+            "threads": 1,
+            "connections": 64,
+            "scheme": "https",
+            "header": "Connection: close",
+            "servers": tls_servers(),
+        },
+    }
+)
+
+# Idle TLS connections: the worker's memory per connection.
+TLS_IDLE_SERVERS = [
+    (
+        "ferrocorn -k gthread --threads 4",
+        "{bin}/ferrocorn -k gthread --threads 4 -w 1 --worker-connections 10100 --keep-alive 300 "
+        "--certfile {cert} --keyfile {key} -b 127.0.0.1:{port} apps:hello",
+    ),
+    (
+        "gunicorn -k gthread --threads 4",
+        "{bin}/gunicorn -k gthread --threads 4 -w 1 --worker-connections 10100 --keep-alive 300 "
+        "--no-control-socket --certfile {cert} --keyfile {key} -b 127.0.0.1:{port} apps:hello",
+    ),
+]
+
+
 def tls_pair():
     """A self-signed certificate and PKCS#8 key for the TLS scenarios."""
     d = os.path.join(HERE, "results", "tls")
@@ -534,6 +595,8 @@ def run_one(template, sc, duration):
             subprocess.run(wrk + ["2"], capture_output=True)
         else:
             wrk = ["wrk", "-t%d" % sc["threads"], "-c%d" % sc["connections"], "--latency"]
+            if sc.get("header"):
+                wrk += ["-H", sc["header"]]
             if sc.get("script"):
                 wrk += ["-s", os.path.join(HERE, sc["script"])]
             subprocess.run(wrk + ["-d2s", url], capture_output=True)
@@ -690,6 +753,54 @@ def idle_run(template, count):
             proc.wait()
 
 
+def tls_idle_run(template, count):
+    """Opens `count` TLS connections that each made one request and stay
+    idle; reports the worker's RSS growth per connection."""
+    import ssl
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 1000)), hard))
+    port = free_port()
+    cert, key = tls_pair()
+    proc = subprocess.Popen(
+        template.format(port=port, bin=BIN, cert=cert, key=key).split(),
+        cwd=HERE,
+        env=dict(os.environ, PYTHONPATH=HERE),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    socks = []
+    try:
+        wait_listening(port, proc)
+        worker = worker_pid(proc.pid)
+        before = rss_kb(worker)
+        for _ in range(count):
+            c = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30))
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.recv(65536)
+            socks.append(c)
+        time.sleep(1)
+        after = rss_kb(worker)
+        return {
+            "connections": len(socks),
+            "rss_before_kb": before,
+            "rss_after_kb": after,
+            "per_conn_bytes": (after - before) * 1024.0 / max(len(socks), 1),
+        }
+    finally:
+        for c in socks:
+            c.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
@@ -697,7 +808,7 @@ def fmt(v, spec):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--setup", action="store_true", help="create bench/.venv with the peers and this checkout")
-    ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS) + ["idle"])
+    ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS) + ["idle", "tls-idle"])
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument(
@@ -720,7 +831,7 @@ def main():
     info = machine()
     report = {"machine": info, "scenarios": {}}
     lines = ["Machine: %(cpu)s, %(cores)s cores, Linux %(kernel)s, Python %(python)s, %(wrk)s; %(date)s" % info, ""]
-    for name in a.scenario or list(SCENARIOS) + ["idle"]:
+    for name in a.scenario or list(SCENARIOS) + ["idle", "tls-idle"]:
         if name == "idle":
             if a.idle <= 0:
                 continue
@@ -759,6 +870,33 @@ def main():
                     )
                 )
             lines += ["", "Commands:", ""] + ["    " + r["command"] for r in report["scenarios"]["idle"]] + [""]
+            continue
+        if name == "tls-idle":
+            lines += [
+                "### tls-idle",
+                "",
+                "%d idle keep-alive TLS connections on one worker (each made one request)." % a.idle,
+                "",
+                "| server | connections held | RSS before | RSS after | RSS per idle connection |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            report["scenarios"]["tls-idle"] = []
+            for label, template in TLS_IDLE_SERVERS:
+                r = tls_idle_run(template, a.idle)
+                r.update(label=label)
+                report["scenarios"]["tls-idle"].append(r)
+                print("%-40s %6d conns  %.0f B/conn" % (label, r["connections"], r["per_conn_bytes"]), file=sys.stderr)
+                lines.append(
+                    "| %s | %d | %.1f MiB | %.1f MiB | %.1f KiB |"
+                    % (
+                        label,
+                        r["connections"],
+                        r["rss_before_kb"] / 1024.0,
+                        r["rss_after_kb"] / 1024.0,
+                        r["per_conn_bytes"] / 1024.0,
+                    )
+                )
+            lines.append("")
             continue
         sc = SCENARIOS[name]
         results = []
