@@ -559,6 +559,23 @@ def parse_wrk(out):
     }
 
 
+def stop_server(proc):
+    """TERM the server under test and wait for it (KILL after 30 s)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def allow_descriptors(n):
+    """Raises this process's descriptor limit to `n` (as far as the hard
+    limit allows), for the idle-connection scenarios."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n)), hard))
+
+
 def run_one(template, sc, duration):
     port = free_port()
     cert, key = tls_pair() if "{cert}" in template else ("", "")
@@ -623,12 +640,7 @@ def run_one(template, sc, duration):
         )
         return result
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -691,8 +703,7 @@ def idle_run(template, count):
     latency of fresh requests meanwhile."""
     import selectors
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 1000)), hard))
+    allow_descriptors(count + 1000)
     port = free_port()
     env = dict(os.environ, PYTHONPATH=HERE)
     proc = subprocess.Popen(
@@ -745,12 +756,7 @@ def idle_run(template, count):
     finally:
         for c in socks:
             c.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def tls_idle_run(template, count):
@@ -758,8 +764,7 @@ def tls_idle_run(template, count):
     idle; reports the worker's RSS growth per connection."""
     import ssl
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count + 1000)), hard))
+    allow_descriptors(count + 1000)
     port = free_port()
     cert, key = tls_pair()
     proc = subprocess.Popen(
@@ -793,12 +798,7 @@ def tls_idle_run(template, count):
     finally:
         for c in socks:
             c.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def fmt(v, spec):
