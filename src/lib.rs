@@ -18,6 +18,7 @@ pub mod settings;
 pub mod stable_abi;
 pub mod testing;
 pub mod util;
+pub mod uwsgi;
 pub mod workers;
 pub mod ws;
 

@@ -58,6 +58,11 @@ fn gunicorn_class(e: &HttpError) -> &'static str {
         NoMoreData => "NoMoreData",
         ConfigurationProblem(_) => "ConfigurationProblem",
         InvalidH2cPreface(_) => "InvalidH2CPreface",
+        Uwsgi { error, .. } => match error {
+            crate::uwsgi::UwsgiError::InvalidHeader(_) => "InvalidUWSGIHeader",
+            crate::uwsgi::UwsgiError::UnsupportedModifier(_) => "UnsupportedModifier",
+            crate::uwsgi::UwsgiError::Forbidden(_) => "ForbiddenUWSGIRequest",
+        },
     }
 }
 

@@ -16,10 +16,11 @@
 use super::body::{BodyDecoder, Decoded};
 use super::buffer::ReadBuf;
 use super::error::HttpError;
-use super::policy::HttpPolicy;
+use super::policy::{HttpPolicy, UwsgiPolicy};
 use super::request::{BodyFraming, HeadParser, Parsed, RequestHead};
 use crate::http2::preface::{sniff, H2Offer, Sniff, PREFACE};
 use crate::net::proxy_protocol::{parse_proxy_header, ProxyInfo, ProxyMode};
+use crate::uwsgi::UwsgiError;
 use std::net::IpAddr;
 
 /// Gunicorn drains at most this much of a body the application left unread
@@ -278,6 +279,9 @@ impl ServerConn {
     }
 
     fn next_head(&mut self, policy: &HttpPolicy, peer: Option<IpAddr>) -> Event {
+        if let Some(uwsgi) = &policy.uwsgi {
+            return self.next_packet(policy, uwsgi, peer);
+        }
         loop {
             if self.buf.is_empty() {
                 return if self.eof { self.close() } else { Event::NeedData };
@@ -339,16 +343,9 @@ impl ServerConn {
             }
             return match self.parser.parse(self.buf.unread(), policy, peer) {
                 Ok(Parsed::Complete(head, n)) => {
-                    self.buf.consume(n);
                     self.parser = HeadParser::new();
                     self.parsed_len = None;
-                    self.requests += 1;
-                    self.wants_continue = head.expect_continue;
-                    let decoder = BodyDecoder::new(&head.body, policy);
-                    self.read = ReadState::Body(Box::new(decoder));
-                    self.write = WriteState::Awaiting;
-                    let proxy = if self.requests == 1 { self.proxy.clone() } else { None };
-                    Event::Request(Box::new(Request { head, proxy }))
+                    self.start_request(head, n, policy)
                 }
                 Ok(Parsed::Partial) => {
                     self.parsed_len = Some(unread);
@@ -356,6 +353,40 @@ impl ServerConn {
                 }
                 Err(e) => self.reject(e),
             };
+        }
+    }
+
+    /// A head came (`n` bytes of the buffer): its body is read next.
+    fn start_request(&mut self, head: RequestHead, n: usize, policy: &HttpPolicy) -> Event {
+        self.buf.consume(n);
+        self.requests += 1;
+        self.wants_continue = head.expect_continue;
+        let decoder = BodyDecoder::new(&head.body, policy);
+        self.read = ReadState::Body(Box::new(decoder));
+        self.write = WriteState::Awaiting;
+        let proxy = if self.requests == 1 { self.proxy.clone() } else { None };
+        Event::Request(Box::new(Request { head, proxy }))
+    }
+
+    /// The next uwsgi packet. Gunicorn looks at the peer's address before
+    /// it reads anything, and a packet cut short by the peer's end is a
+    /// refused header (its end between packets is a plain close).
+    fn next_packet(&mut self, policy: &HttpPolicy, uwsgi: &UwsgiPolicy, peer: Option<IpAddr>) -> Event {
+        let refused = |error| HttpError::Uwsgi { error, answered: uwsgi.answer_errors };
+        if let Err(e) = crate::uwsgi::check_peer(&uwsgi.allow, peer) {
+            return self.reject(refused(e));
+        }
+        if self.buf.is_empty() {
+            return if self.eof { self.close() } else { Event::NeedData };
+        }
+        match crate::uwsgi::parse_packet(self.buf.unread(), policy.is_ssl) {
+            Ok(Parsed::Complete(head, n)) => self.start_request(head, n, policy),
+            Ok(Parsed::Partial) if self.eof => {
+                let what = if self.buf.unread().len() < 4 { "incomplete header" } else { "incomplete vars block" };
+                self.reject(refused(UwsgiError::InvalidHeader(what)))
+            }
+            Ok(Parsed::Partial) => Event::NeedData,
+            Err(e) => self.reject(refused(e)),
         }
     }
 

@@ -49,6 +49,13 @@ pub enum HttpError {
     NoMoreData,
     /// e.g. the path is not under SCRIPT_NAME: 500.
     ConfigurationProblem(String),
+    /// A uwsgi packet refused; `answered`: with Gunicorn's 500 page (not a
+    /// client error in its WSGI workers' eyes), else by closing (its asgi
+    /// worker).
+    Uwsgi {
+        error: crate::uwsgi::UwsgiError,
+        answered: bool,
+    },
 }
 
 /// What `util.write_error` puts on the wire for a refused request.
@@ -100,6 +107,7 @@ impl fmt::Display for HttpError {
             InvalidChunkExtension(s) => write!(f, "Invalid chunk extension: {s}"),
             NoMoreData => f.write_str("No more data after: None"),
             ConfigurationProblem(s) => write!(f, "Configuration problem: {s}"),
+            Uwsgi { error, .. } => error.fmt(f),
         }
     }
 }
@@ -114,7 +122,7 @@ impl HttpError {
         const BAD: &str = "Bad Request";
         let exc = self.to_string();
         let (status, reason, message) = match self {
-            NoMoreData => return None,
+            NoMoreData | Uwsgi { answered: false, .. } => return None,
             InvalidRequestLine(_) => (400, BAD, format!("Invalid Request Line '{exc}'")),
             InvalidRequestMethod(_) => (400, BAD, format!("Invalid Method '{exc}'")),
             InvalidHttpVersion(_) | UnsupportedHttpVersion { .. } => {
@@ -135,14 +143,14 @@ impl HttpError {
             InvalidChunkSize(_) | ChunkMissingTerminator(_) | InvalidChunkExtension(_) => (400, BAD, exc),
             // Missing from handle_error's list of client errors, so it is
             // answered like an application crash.
-            InvalidProxyHeader(_) => (500, "Internal Server Error", String::new()),
+            InvalidProxyHeader(_) | Uwsgi { answered: true, .. } => (500, "Internal Server Error", String::new()),
         };
         Some(ErrorResponse { status, reason, message })
     }
 
     /// Whether Gunicorn leaves the connection without writing anything.
     pub fn is_silent(&self) -> bool {
-        matches!(self, HttpError::NoMoreData)
+        matches!(self, HttpError::NoMoreData | HttpError::Uwsgi { answered: false, .. })
     }
 }
 

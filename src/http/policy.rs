@@ -117,6 +117,18 @@ pub struct HttpPolicy {
     pub proxy_allow: AllowList,
     /// Whether the listener is TLS (`cfg.is_ssl`): the initial URL scheme.
     pub is_ssl: bool,
+    /// `--protocol uwsgi`: requests are uwsgi packets from these peers.
+    pub uwsgi: Option<UwsgiPolicy>,
+}
+
+/// How a worker takes uwsgi packets.
+#[derive(Clone, Debug)]
+pub struct UwsgiPolicy {
+    /// `--uwsgi-allow-from`.
+    pub allow: AllowList,
+    /// A refused packet gets Gunicorn's 500 page (its WSGI workers), or the
+    /// connection just closes (its asgi worker).
+    pub answer_errors: bool,
 }
 
 impl Default for HttpPolicy {
@@ -141,6 +153,7 @@ impl Default for HttpPolicy {
             proxy_protocol: ProxyMode::Off,
             proxy_allow: AllowList::localhost(),
             is_ssl: false,
+            uwsgi: None,
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct RequestHead {
     pub body: BodyFraming,
     /// A compress/deflate/gzip transfer-coding was declared.
     pub must_close: bool,
+    /// Set when the request came as a uwsgi packet (`crate::uwsgi`).
+    pub uwsgi: Option<Box<crate::uwsgi::UwsgiFacts>>,
 }
 
 impl RequestHead {
@@ -290,6 +292,7 @@ impl HeadParser {
                 expect_continue: state.expect_continue,
                 body,
                 must_close,
+                uwsgi: None,
             },
             consumed,
         ))

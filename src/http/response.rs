@@ -64,6 +64,9 @@ pub struct RequestInfo {
     pub should_close: bool,
     /// The response goes on an HTTP/2 stream, which delimits the body.
     pub http2: bool,
+    /// The answer to a uwsgi packet: never chunked (the front end would
+    /// pass the chunk markers on as body).
+    pub uwsgi: bool,
 }
 
 /// `util.hop_headers`.
@@ -235,7 +238,8 @@ impl ResponseState {
         }
         // HTTP/2 delimits the body by the stream's end (chunked coding is
         // forbidden there, RFC 9113 8.2.2).
-        state.chunked = state.response_length.is_none() && req.version > (1, 0) && !req.http2 && !omits_body;
+        state.chunked =
+            state.response_length.is_none() && req.version > (1, 0) && !req.http2 && !req.uwsgi && !omits_body;
         Ok(state)
     }
 
@@ -434,10 +438,11 @@ mod tests {
     use super::*;
 
     const GET11: RequestInfo =
-        RequestInfo { method_is_head: false, version: (1, 1), should_close: false, http2: false };
-    const GET10: RequestInfo = RequestInfo { method_is_head: false, version: (1, 0), should_close: true, http2: false };
+        RequestInfo { method_is_head: false, version: (1, 1), should_close: false, http2: false, uwsgi: false };
+    const GET10: RequestInfo =
+        RequestInfo { method_is_head: false, version: (1, 0), should_close: true, http2: false, uwsgi: false };
     const HEAD11: RequestInfo =
-        RequestInfo { method_is_head: true, version: (1, 1), should_close: false, http2: false };
+        RequestInfo { method_is_head: true, version: (1, 1), should_close: false, http2: false, uwsgi: false };
 
     fn start(req: &RequestInfo, status: &str, headers: &[(&str, &str)]) -> ResponseState {
         try_start(req, status, headers).unwrap()
@@ -595,7 +600,8 @@ mod tests {
 
     #[test]
     fn http2_bodies_are_not_chunked_and_fields_get_server_and_date() {
-        let req = RequestInfo { method_is_head: false, version: (2, 0), should_close: false, http2: true };
+        let req =
+            RequestInfo { method_is_head: false, version: (2, 0), should_close: false, http2: true, uwsgi: false };
         let r = ResponseState::start(&req, b"200 OK", &[(b"X-A", b"1"), (b"Connection", b"close")]).unwrap();
         assert!(!r.is_chunked());
         let fields = r.fields(b"ferrocorn", b"today");
@@ -614,7 +620,8 @@ mod tests {
 
     #[test]
     fn odd_versions_in_status_line() {
-        let req = RequestInfo { method_is_head: false, version: (2, 0), should_close: false, http2: false };
+        let req =
+            RequestInfo { method_is_head: false, version: (2, 0), should_close: false, http2: false, uwsgi: false };
         let mut r = start(&req, "200 OK", &[]);
         assert!(head_text(&mut r).starts_with("HTTP/2.0 200 OK\r\n"));
     }

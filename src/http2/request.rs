@@ -121,6 +121,7 @@ pub fn request_head(
         expect_continue: state.expect_continue,
         body,
         must_close: false,
+        uwsgi: None,
     })
 }
 

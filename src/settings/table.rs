@@ -241,6 +241,16 @@ fn lowered_choice(allowed: &'static [&'static str], what: &'static str) -> impl 
     }
 }
 
+/// Gunicorn takes any string and serves HTTP for all but `uwsgi`; a typo
+/// here stops the start instead.
+fn protocol(_: Python<'_>, i: &Input) -> Validated<String> {
+    let p = v::string(i)?;
+    match p.as_str() {
+        "http" | "uwsgi" => Ok(p),
+        _ => Err(format!("Invalid protocol: {p} (valid: http, uwsgi)")),
+    }
+}
+
 fn http_protocols(_: Python<'_>, i: &Input) -> Validated<String> {
     let s = match i {
         Input::None => return Ok("h1".into()),
@@ -819,13 +829,13 @@ gunicorn: {
     protocol: String = {
         section: "Server Mechanics", cli: ["--protocol"], meta: Some("STRING"), action: Action::Store,
         default: str_in("http"), doc_default: "http",
-        validate: |_, i| v::string(i), support: Support::NotYet("the uwsgi protocol"),
+        validate: protocol, support: Support::Yes,
         help: "The protocol for incoming connections (http or uwsgi).",
     },
     uwsgi_allow_ips: AddrList = {
         section: "Server Mechanics", cli: ["--uwsgi-allow-from"], meta: None, action: Action::Store,
         default: str_in("127.0.0.1,::1"), doc_default: "127.0.0.1,::1",
-        validate: |_, i| v::addr_list(i), support: Support::NotYet("the uwsgi protocol"),
+        validate: |_, i| v::addr_list(i), support: Support::Yes,
         help: "IPs allowed to send uWSGI protocol requests (comma separated).",
     },
     keyfile: Option<String> = {

@@ -159,5 +159,7 @@ pub fn http_policy(s: &Settings, tls: bool) -> HttpPolicy {
         proxy_protocol: s.proxy_protocol,
         proxy_allow: s.proxy_allow_ips.allow.clone(),
         is_ssl: tls,
+        uwsgi: (s.protocol == "uwsgi")
+            .then(|| crate::http::policy::UwsgiPolicy { allow: s.uwsgi_allow_ips.allow.clone(), answer_errors: true }),
     }
 }

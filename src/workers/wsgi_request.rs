@@ -103,6 +103,7 @@ impl Runner {
             version: head.version,
             should_close: head.should_close(),
             http2: sink.takes_fields(),
+            uwsgi: head.uwsgi.is_some(),
         };
         let response = Bound::new(py, WsgiResponse::new(info, ex.must_close, sink, ex.date))?;
         let early_hints = response.getattr(pyo3::intern!(py, "early_hints"))?;

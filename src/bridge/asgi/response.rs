@@ -41,6 +41,10 @@ pub struct RequestFacts {
     pub version: (u8, u8),
     /// The response goes on an HTTP/2 stream: fields, no chunked framing.
     pub http2: bool,
+    /// The answer to a uwsgi packet: no chunked framing, and no
+    /// Transfer-Encoding from the app (the front end frames the body for
+    /// its client; markers would reach it as body).
+    pub uwsgi: bool,
 }
 
 /// One body message's bytes on the wire, around `take` bytes of its data.
@@ -166,9 +170,9 @@ impl AsgiResponse {
         for (name, value) in headers {
             // A no-body response never carries Transfer-Encoding, and 1xx/204
             // no Content-Length either (RFC 9110 §6.4.2).
-            if omits_body
-                && (name.eq_ignore_ascii_case(b"transfer-encoding")
-                    || (forbids_length && name.eq_ignore_ascii_case(b"content-length")))
+            let is_te = name.eq_ignore_ascii_case(b"transfer-encoding");
+            if ((omits_body || req.uwsgi) && is_te)
+                || (omits_body && forbids_length && name.eq_ignore_ascii_case(b"content-length"))
             {
                 continue;
             }
@@ -181,7 +185,7 @@ impl AsgiResponse {
             }
         }
         let length = if omits_body && forbids_length { None } else { has_length };
-        self.chunked = !omits_body && (has_te || (length.is_none() && req.version >= (1, 1)));
+        self.chunked = !omits_body && !req.uwsgi && (has_te || (length.is_none() && req.version >= (1, 1)));
         if self.chunked && !has_te {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
@@ -389,7 +393,7 @@ pub fn error_response(status: u16, message: &str, extra: &[(&str, &str)]) -> Vec
 mod tests {
     use super::*;
 
-    const GET11: RequestFacts = RequestFacts { is_head: false, version: (1, 1), http2: false };
+    const GET11: RequestFacts = RequestFacts { is_head: false, version: (1, 1), http2: false, uwsgi: false };
 
     fn opts(close: bool) -> StartOptions<'static> {
         StartOptions { close, server: b"ferrocorn", date: b"D", keep_headers: false }
@@ -432,9 +436,14 @@ mod tests {
 
     #[test]
     fn http10_is_close_delimited_and_head_has_no_body() {
-        let (_, out) = run(RequestFacts { is_head: false, version: (1, 0), http2: false }, 200, &[], &[(b"x", false)]);
+        let (_, out) = run(
+            RequestFacts { is_head: false, version: (1, 0), http2: false, uwsgi: false },
+            200,
+            &[],
+            &[(b"x", false)],
+        );
         assert!(out.starts_with(b"HTTP/1.0 200 OK\r\n") && out.ends_with(b"\r\n\r\nx"));
-        let head = RequestFacts { is_head: true, version: (1, 1), http2: false };
+        let head = RequestFacts { is_head: true, version: (1, 1), http2: false, uwsgi: false };
         let (_, out) = run(head, 200, &[(b"content-length", b"5")], &[(b"hello", false)]);
         assert!(out.ends_with(b"content-length: 5\r\nServer: ferrocorn\r\nDate: D\r\n\r\n"));
         let (_, out) =

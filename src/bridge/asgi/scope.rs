@@ -169,10 +169,17 @@ impl ScopeBase {
         // raw_path is the target's path as sent (urlsplit's, as Gunicorn
         // takes it); path its percent-decoded UTF-8 text (invalid bytes
         // replaced).
-        let raw = head.path.as_str();
-        let decoded = crate::http::text::unquote_to_bytes(raw.as_bytes());
-        scope.set_item(k.path.bind(py), PyString::new(py, &String::from_utf8_lossy(&decoded)))?;
-        scope.set_item(k.raw_path.bind(py), PyBytes::new(py, raw.as_bytes()))?;
+        // A uwsgi packet's PATH_INFO is already decoded by the front end,
+        // and REQUEST_URI is the target as sent (Gunicorn's reading).
+        if let Some(uwsgi) = &head.uwsgi {
+            scope.set_item(k.path.bind(py), PyString::new(py, &head.path))?;
+            scope.set_item(k.raw_path.bind(py), PyBytes::new(py, &uwsgi.raw_path))?;
+        } else {
+            let raw = head.path.as_str();
+            let decoded = crate::http::text::unquote_to_bytes(raw.as_bytes());
+            scope.set_item(k.path.bind(py), PyString::new(py, &String::from_utf8_lossy(&decoded)))?;
+            scope.set_item(k.raw_path.bind(py), PyBytes::new(py, raw.as_bytes()))?;
+        }
         scope.set_item(k.query_string.bind(py), PyBytes::new(py, head.query.as_bytes()))?;
         scope.set_item(k.root_path.bind(py), self.root_path.bind(py))?;
         let headers = PyList::empty(py);

@@ -306,7 +306,8 @@ impl AsgiServer {
                 if st.response.started {
                     return Err(runtime_error("Response already started"));
                 }
-                let facts = RequestFacts { is_head: st.head.method == "HEAD", version: (2, 0), http2: true };
+                let facts =
+                    RequestFacts { is_head: st.head.method == "HEAD", version: (2, 0), http2: true, uwsgi: false };
                 let opts =
                     StartOptions { close: false, server: crate::SERVER_HEADER.as_bytes(), date: &date, keep_headers };
                 st.response.start(facts, status, &messages::header_slices(&headers), &opts).map_err(start_error)?;

@@ -345,7 +345,12 @@ impl AsgiServer {
         if st.response.started {
             return Err(runtime_error("Response already started"));
         }
-        let facts = RequestFacts { is_head: st.head.method == "HEAD", version: st.head.version, http2: false };
+        let facts = RequestFacts {
+            is_head: st.head.method == "HEAD",
+            version: st.head.version,
+            http2: false,
+            uwsgi: st.head.uwsgi.is_some(),
+        };
         let close = close || st.head.should_close();
         let opts = StartOptions { close, server: crate::SERVER_HEADER.as_bytes(), date: &date, keep_headers };
         st.response.start(facts, status, headers, &opts).map_err(start_error)?;

@@ -29,8 +29,12 @@ use super::WorkerCtx;
 use crate::http::policy::HttpPolicy;
 use pyo3::prelude::*;
 
-pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy, wakeup: Wakeup) -> PyResult<()> {
+pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, mut policy: HttpPolicy, wakeup: Wakeup) -> PyResult<()> {
     let s = &ctx.settings;
+    // Gunicorn's asgi worker closes on a packet it refuses, with no page.
+    if let Some(uwsgi) = policy.uwsgi.as_mut() {
+        uwsgi.answer_errors = false;
+    }
     if s.threads > 1 {
         crate::log::warning!("ASGI worker does not use threads configuration. Use worker_connections instead.");
     }

@@ -288,7 +288,12 @@ impl AsgiServer {
             return Err(self.errors.websocket_gone(py));
         }
         ws.stage = Stage::Denied;
-        let facts = RequestFacts { is_head: st.head.method == "HEAD", version: st.head.version, http2: false };
+        let facts = RequestFacts {
+            is_head: st.head.method == "HEAD",
+            version: st.head.version,
+            http2: false,
+            uwsgi: st.head.uwsgi.is_some(),
+        };
         match http {
             HttpSend::Start { status, headers, .. } => {
                 if st.response.started {

@@ -494,6 +494,13 @@ impl Conn {
 pub fn log_refused(peer: Peer, e: &HttpError) {
     match e {
         HttpError::NoMoreData => crate::log::debug!("Ignored premature client disconnection. No more data after: b''"),
+        // Gunicorn's WSGI workers take a refused packet for a crash (an
+        // error with the exception's class and text); its asgi worker for
+        // a debug line.
+        HttpError::Uwsgi { error, answered: true } => {
+            crate::log::error!("Error handling request (no URI read)\n{}: {error}", error.class_name())
+        }
+        HttpError::Uwsgi { error, answered: false } => crate::log::debug!("uWSGI parse error: {error}"),
         e => crate::log::warning!("Invalid request from ip={}: {e}", peer_ip(peer)),
     }
 }
