@@ -116,6 +116,8 @@ fn extensions_stay_apart() {
         [
             "metrics_bind",
             "max_worker_memory",
+            "preload_freeze",
+            "request_timeout",
             "access_log_json",
             "access_log_json_headers",
             "error_log_json",

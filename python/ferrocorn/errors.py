@@ -27,3 +27,16 @@ class WebSocketDisconnected(ClientDisconnected, RuntimeError):
     """Raised by a WebSocket ``send()`` once the connection is closed. It is
     also a RuntimeError, as Gunicorn's is, so ``except RuntimeError`` in
     existing code still matches."""
+
+
+class RequestTimeout(BaseException):
+    """Raised into a handler that ran past ``--request-timeout``: in a WSGI
+    worker's thread (sync, gthread) or request greenlet (gevent, eventlet). An ASGI
+    handler is cancelled instead (``asyncio.CancelledError``).
+
+    It derives from BaseException, as ``asyncio.CancelledError`` does, so a
+    framework's ``except Exception`` that turns errors into 500 pages lets it
+    through and the client gets 504 Gateway Timeout. An application may
+    still catch it to clean up, and return a response of its own: that
+    response is sent.
+    """

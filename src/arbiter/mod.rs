@@ -14,6 +14,7 @@ pub mod reexec;
 mod services;
 pub mod signals;
 pub mod stats;
+mod stuck;
 pub mod systemd;
 
 use crate::net::listen::bind_all;
@@ -239,6 +240,7 @@ impl Arbiter {
             self.serve_services(py, &polled)?;
             self.murder_workers();
             self.guard_memory(py)?;
+            self.replace_stuck(py)?;
             self.manage_workers(py)?;
             self.manage_dirty(py)?;
             self.report_service_status();

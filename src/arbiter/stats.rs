@@ -16,6 +16,8 @@ pub enum StopAsked {
     Shrink,
     /// `worker kill PID` on the control socket.
     Kill,
+    /// A handler outlived `--request-timeout` and its grace period.
+    RequestTimeout,
 }
 
 /// Why a worker was restarted, as metrics and `show stats` count it.
@@ -32,11 +34,20 @@ pub enum Cause {
     /// Stopped cleanly on request from outside the master's own decisions:
     /// `worker kill`, or a TERM/INT/QUIT sent to the worker directly.
     Terminated,
+    /// A handler could not be interrupted by `--request-timeout`.
+    RequestTimeout,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 6] =
-        [Cause::Crash, Cause::Timeout, Cause::MaxRequests, Cause::MaxMemory, Cause::Reload, Cause::Terminated];
+    pub const ALL: [Cause; 7] = [
+        Cause::Crash,
+        Cause::Timeout,
+        Cause::MaxRequests,
+        Cause::MaxMemory,
+        Cause::Reload,
+        Cause::Terminated,
+        Cause::RequestTimeout,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -46,6 +57,7 @@ impl Cause {
             Cause::MaxMemory => "max_memory",
             Cause::Reload => "reload",
             Cause::Terminated => "terminated",
+            Cause::RequestTimeout => "request_timeout",
         }
     }
 }
@@ -83,6 +95,7 @@ pub fn classify(
         Some(StopAsked::MaxMemory) => return Some(Cause::MaxMemory),
         Some(StopAsked::Reload) => return Some(Cause::Reload),
         Some(StopAsked::Kill) => return Some(Cause::Terminated),
+        Some(StopAsked::RequestTimeout) => return Some(Cause::RequestTimeout),
         Some(StopAsked::Shrink) => return None,
         None => {}
     }
@@ -186,6 +199,7 @@ mod tests {
         );
         assert_eq!(classify(Some(StopAsked::Shrink), false, none, ok, true), None);
         assert_eq!(classify(Some(StopAsked::Kill), false, none, ok, true), Some(Cause::Terminated));
+        assert_eq!(classify(Some(StopAsked::RequestTimeout), false, none, ok, true), Some(Cause::RequestTimeout));
         assert_eq!(classify(None, false, none, ok, true), Some(Cause::Terminated));
         assert_eq!(classify(None, false, none, Ended::Signaled(libc::SIGTERM), true), Some(Cause::Terminated));
         assert_eq!(classify(None, false, none, ok, false), None);

@@ -35,6 +35,8 @@ pub struct RequestCounts {
     /// Per bucket, not cumulative (the renderer accumulates).
     pub buckets: [u64; BUCKETS],
     pub sum_us: u64,
+    /// Requests interrupted by `--request-timeout`.
+    pub timeouts: u64,
 }
 
 impl RequestCounts {
@@ -46,6 +48,7 @@ impl RequestCounts {
             *a = a.wrapping_add(b);
         }
         self.sum_us = self.sum_us.wrapping_add(other.sum_us);
+        self.timeouts = self.timeouts.wrapping_add(other.timeouts);
     }
 
     /// Requests recorded (the histogram's count).

@@ -31,6 +31,11 @@ pub struct Slot {
     status: [AtomicU64; STATUS_CLASSES.len()],
     buckets: [AtomicU64; BUCKETS],
     sum_us: AtomicU64,
+    /// Requests interrupted by `--request-timeout`.
+    request_timeouts: AtomicU64,
+    /// 1 once a handler outlived `--request-timeout` and its grace: the
+    /// master replaces the worker gracefully.
+    replace_asked: AtomicU32,
 }
 
 const _: () = assert!(std::mem::size_of::<Slot>() % 64 == 0);
@@ -68,7 +73,21 @@ impl Slot {
             *out = a.load(Ordering::Acquire);
         }
         c.sum_us = self.sum_us.load(Ordering::Relaxed);
+        c.timeouts = self.request_timeouts.load(Ordering::Relaxed);
         c
+    }
+
+    pub fn count_request_timeout(&self) {
+        self.request_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A handler cannot be interrupted: the worker asks to be replaced.
+    pub fn ask_replacement(&self) {
+        self.replace_asked.store(1, Ordering::Relaxed);
+    }
+
+    pub fn replacement_asked(&self) -> bool {
+        self.replace_asked.load(Ordering::Relaxed) != 0
     }
 
     pub fn mark_booted(&self) {
@@ -99,6 +118,8 @@ impl Slot {
             a.store(0, Ordering::Relaxed);
         }
         self.sum_us.store(0, Ordering::Relaxed);
+        self.request_timeouts.store(0, Ordering::Relaxed);
+        self.replace_asked.store(0, Ordering::Relaxed);
     }
 }
 

@@ -247,10 +247,17 @@ fn check_combinations(py: Python<'_>, settings: &Settings) -> Result<(), Exit> {
         }
     }
     let kind = crate::workers::WorkerKind::resolve(&settings.worker_class, settings.threads).map_err(Exit::error)?;
+    if let Some(refused) = crate::workers::timeout::refused(kind).filter(|_| !settings.request_timeout.is_zero()) {
+        return Err(Exit::error(refused));
+    }
+    if let Some(warning) = crate::workers::timeout::warning(settings, kind) {
+        eprintln!("{warning}");
+    }
     // Gunicorn's Config.validate warns on stderr and goes on.
     if let Some(warning) = crate::http2::check_settings(settings, kind).map_err(Exit::error)? {
         eprintln!("{warning}");
     }
+    crate::uwsgi::check_settings(settings, kind).map_err(Exit::error)?;
     crate::log::AccessFormat::configured(
         &settings.access_log_format,
         settings.access_log_json,

@@ -1096,6 +1096,18 @@ ferrocorn: {
         validate: |py, i| v::amount(py, i),
         help: "Recycle a worker gracefully once its resident memory (RSS) passes this many MiB (0: never).",
     },
+    preload_freeze: bool = {
+        section: "ferrocorn extensions", cli: ["--no-preload-freeze"], meta: None, action: Action::StoreFalse,
+        default: Input::Bool(true), doc_default: "True",
+        validate: |_, i| v::boolean(i),
+        help: "With --preload, do not gc.freeze() the preloaded heap before forking (freezing keeps the workers' garbage collector off the pages they share).",
+    },
+    request_timeout: std::time::Duration = {
+        section: "ferrocorn extensions", cli: ["--request-timeout"], meta: Some("INT"), action: Action::Int,
+        default: Input::Int(0), doc_default: "0",
+        validate: |py, i| v::seconds(py, i),
+        help: "Seconds a request may run before its handler is interrupted (504 if no response started, else the connection closes) while the worker goes on serving; a handler still running a grace period later gets its worker replaced gracefully. 0: no limit. Not the worker heartbeat --timeout. sync, gthread, gevent, eventlet and asgi workers (refused at start-up with the others). See docs/request-timeout.md.",
+    },
     access_log_json: bool = {
         section: "ferrocorn extensions", cli: ["--access-log-json"], meta: None, action: Action::StoreTrue,
         default: Input::Bool(false), doc_default: "False",

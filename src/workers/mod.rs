@@ -10,6 +10,7 @@ pub mod gthread;
 pub mod kind;
 pub mod python_class;
 pub mod sync;
+pub mod timeout;
 pub mod tornado;
 pub mod wsgi_request;
 
@@ -55,6 +56,7 @@ pub fn run(py: Python<'_>, mut ctx: WorkerCtx) -> PyResult<i32> {
     crate::util::proctitle::set(&format!("ferrocorn: worker [{}]", ctx.proc_name));
     crate::log::info!("Booting worker with pid: {pid}");
     let status = boot_and_serve(py, &mut ctx);
+    timeout::stop();
     crate::log::info!("Worker exiting (pid: {pid})");
     crate::hooks::worker_exit(py);
     status
@@ -94,6 +96,7 @@ fn boot_and_serve(py: Python<'_>, ctx: &mut WorkerCtx) -> PyResult<i32> {
         }
     }
     let wakeup = core::signals::install(py)?;
+    timeout::start(py, ctx.kind, &ctx.settings, &ctx.slot)?;
     let watcher = crate::reload::Watcher::new(py, &ctx.settings, ctx.slot.clone())?;
     let app = match ctx.app.take() {
         Some(app) => app,

@@ -118,7 +118,14 @@ impl Runner {
             Err(EnvironError::Py(e)) => return Err(e),
         };
         let outcome = match pre_request {
-            Ok(()) => call::run(py, self.app.bind(py), &environ, &response, &input),
+            Ok(()) => {
+                let armed = super::timeout::arm(py, head);
+                let outcome = call::run(py, self.app.bind(py), &environ, &response, &input);
+                if let Some(armed) = armed {
+                    super::timeout::disarm(py, armed);
+                }
+                outcome
+            }
             Err(err) => Err(Failure::App { err, headers_sent: false }),
         };
         let mut answered: Option<ErrorResponse> = None;
@@ -140,6 +147,14 @@ impl Runner {
             }
             Err(Failure::ClientGone) => {
                 crate::log::debug!("Ignoring EPIPE");
+                true
+            }
+            Err(Failure::App { err, headers_sent }) if super::timeout::is_timeout(py, &err) => {
+                // Where the handler was is logged already, once.
+                if !headers_sent {
+                    answered = Some(gateway_timeout());
+                    send_error_page(py, &response, answered.as_ref());
+                }
                 true
             }
             Err(Failure::App { err, headers_sent }) => {
@@ -171,6 +186,12 @@ impl Runner {
         }
         Ok(Some(Served { input, response, broken }))
     }
+}
+
+/// A handler interrupted by `--request-timeout` before it started a
+/// response.
+pub fn gateway_timeout() -> ErrorResponse {
+    ErrorResponse { status: 504, reason: "Gateway Timeout", message: String::new() }
 }
 
 pub fn internal_error() -> ErrorResponse {

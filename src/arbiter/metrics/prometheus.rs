@@ -69,6 +69,14 @@ pub fn render_page(p: &Page<'_>) -> String {
     let _ = writeln!(o, "ferrocorn_request_duration_seconds_sum {}", seconds(p.requests.sum_us));
     let _ = writeln!(o, "ferrocorn_request_duration_seconds_count {count}");
 
+    header(
+        o,
+        "ferrocorn_request_timeouts_total",
+        "counter",
+        "Requests whose handler was interrupted by --request-timeout.",
+    );
+    let _ = writeln!(o, "ferrocorn_request_timeouts_total {}", p.requests.timeouts);
+
     header(o, "ferrocorn_requests_in_flight", "gauge", "Requests the workers are running now.");
     let in_flight: u64 = p.workers.iter().map(|w| w.in_flight).sum();
     let _ = writeln!(o, "ferrocorn_requests_in_flight {in_flight}");

@@ -442,7 +442,7 @@ impl AsgiServer {
         end: &CallEnd,
         starts: &mut Vec<TaskStart>,
     ) -> Option<CycleState> {
-        let st = self.cycles.remove(key)?;
+        let st = self.cycles.remove(py, key)?;
         self.scoreboard.in_flight.fetch_sub(1, Ordering::Relaxed);
         let Some(mut client) = self.take_client(st.conn) else { return Some(st) };
         client.attached.retain(|k| *k != key);
@@ -476,7 +476,9 @@ impl AsgiServer {
             } else {
                 // Gunicorn's answer when the app fails (or returns) before
                 // it starts a response.
-                client.conn.out.push(&crate::bridge::asgi::response::error_response(500, "Internal Server Error", &[]));
+                let (status, reason) =
+                    if st.timed_out { (504, "Gateway Timeout") } else { (500, "Internal Server Error") };
+                client.conn.out.push(&crate::bridge::asgi::response::error_response(status, reason, &[]));
                 client.conn.http.end();
             }
         } else if !st.response.complete {
@@ -645,6 +647,7 @@ impl AsgiServer {
             self.receive_timed_out(py, key, starts);
         }
         self.cycles.cancel_due(py, now);
+        self.cycles.time_out_due(py, now, &self.scoreboard);
     }
 
     /// The connection of `key` is gone: waiting calls learn it, and the

@@ -66,6 +66,12 @@ pub(super) struct CycleState {
     pub(super) h2_trailers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     /// HTTP/2: the stream's end was queued.
     pub(super) h2_ended: bool,
+    /// `--request-timeout`'s deadline (HTTP calls only), until it passes.
+    timeout_at: Option<Instant>,
+    /// The watchdog's copy, for a loop that never gets to the deadline.
+    timeout_armed: Option<crate::workers::timeout::Armed>,
+    /// The task was cancelled for running past `--request-timeout`.
+    pub(super) timed_out: bool,
 }
 
 /// What a new application call starts with.
@@ -104,6 +110,9 @@ impl CycleState {
             h2: None,
             h2_trailers: None,
             h2_ended: false,
+            timeout_at: None,
+            timeout_armed: None,
+            timed_out: false,
         }
     }
 
@@ -182,7 +191,14 @@ pub(super) struct Cycles {
 }
 
 impl Cycles {
-    pub(super) fn insert(&mut self, st: CycleState) -> CycleKey {
+    pub(super) fn insert(&mut self, mut st: CycleState) -> CycleKey {
+        // A WebSocket lives as long as its client wants: no deadline.
+        if st.ws.is_none() {
+            if let Some(limit) = crate::workers::timeout::limit() {
+                st.timeout_at = Some(st.started + limit);
+                st.timeout_armed = crate::workers::timeout::arm_task(&st.head);
+            }
+        }
         self.calls.insert(st)
     }
 
@@ -194,8 +210,32 @@ impl Cycles {
         self.calls.get_mut(key)
     }
 
-    pub(super) fn remove(&mut self, key: CycleKey) -> Option<CycleState> {
-        self.calls.remove(key)
+    pub(super) fn remove(&mut self, py: Python<'_>, key: CycleKey) -> Option<CycleState> {
+        let mut st = self.calls.remove(key)?;
+        if let Some(armed) = st.timeout_armed.take() {
+            crate::workers::timeout::disarm(py, armed);
+        }
+        Some(st)
+    }
+
+    /// Cancels the calls past `--request-timeout`, logging where each was.
+    pub(super) fn time_out_due(&mut self, py: Python<'_>, now: Instant, slot: &crate::scoreboard::SlotHandle) {
+        let Some(limit) = crate::workers::timeout::limit() else { return };
+        for (_, st) in self.calls.iter_mut() {
+            if st.timeout_at.is_none_or(|d| d > now) {
+                continue;
+            }
+            st.timeout_at = None;
+            let Some(task) = st.task.as_ref().filter(|t| !is_done(py, t)) else { continue };
+            let stack = crate::workers::timeout::task_stack(py, task.bind(py));
+            crate::workers::timeout::log_timeout(&crate::workers::timeout::describe(&st.head), limit, &stack);
+            crate::workers::timeout::count(slot);
+            if let Some(armed) = &st.timeout_armed {
+                crate::workers::timeout::task_fired(armed);
+            }
+            st.timed_out = true;
+            st.cancel(py);
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -422,6 +462,14 @@ impl AppCall {
         }
     }
 
+    /// The app's coroutine, for `--request-timeout`'s log of where the
+    /// app waits (the task's own coroutine is this object, which has no
+    /// frame).
+    #[getter]
+    fn app_coroutine(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.coro.as_ref().map(|c| c.clone_ref(py))
+    }
+
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
         if let Some(coro) = self.coro.take() {
             coro.bind(py).call_method0(pyo3::intern!(py, "close"))?;
@@ -485,6 +533,7 @@ fn schedule_h2_flush(py: Python<'_>, server: &Bound<'_, AsgiServer>) {
 fn log_end(py: Python<'_>, server: &Bound<'_, AsgiServer>, st: &CycleState, end: &CallEnd) {
     let is_ws = st.ws.is_some();
     match end {
+        CallEnd::Cancelled if st.timed_out => {}
         CallEnd::Cancelled => crate::log::debug!("Request cancelled (client disconnected)"),
         CallEnd::Exiting | CallEnd::Returned => {}
         CallEnd::Raised(err) => {
@@ -506,7 +555,11 @@ impl AsgiServer {
     fn log_request(&self, py: Python<'_>, st: &CycleState) {
         // Gunicorn logs 500 for a request that got no response (an app
         // that failed, returned without one, or was cancelled).
-        let status = if st.response.started { st.response.status } else { 500 };
+        let status = match (st.response.started, st.timed_out) {
+            (true, _) => st.response.status,
+            (false, true) => 504,
+            (false, false) => 500,
+        };
         let done = crate::workers::core::access::AsgiFinished {
             head: &st.head,
             peer: st.peer,

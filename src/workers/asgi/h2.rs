@@ -413,8 +413,10 @@ impl AsgiServer {
         let parts = if !st.response.started {
             if st.disconnected || matches!(end, CallEnd::Exiting) {
                 vec![Out::Reset]
+            } else if st.timed_out {
+                error_stream(504, b"Gateway Timeout")
             } else {
-                internal_error()
+                error_stream(500, b"Internal Server Error")
             }
         } else if st.response.complete && st.h2_trailers.is_some() {
             // Trailers were announced and never sent: the stream still ends.
@@ -429,15 +431,14 @@ impl AsgiServer {
     }
 }
 
-/// Gunicorn's 500 answer for an app that failed before its response, as a
-/// stream's head and body.
-fn internal_error() -> Vec<Out> {
-    let body: &'static [u8] = b"Internal Server Error";
+/// Gunicorn's 500 answer for an app that failed before its response (504
+/// for one past `--request-timeout`), as a stream's head and body.
+fn error_stream(status: u16, body: &'static [u8]) -> Vec<Out> {
     let fields = vec![
         (b"content-type".to_vec(), b"text/plain".to_vec()),
         (b"content-length".to_vec(), body.len().to_string().into_bytes()),
     ];
-    vec![Out::Head(Head { status: 500, fields }), Out::Data(Bytes::from_static(body)), Out::End(None)]
+    vec![Out::Head(Head { status, fields }), Out::Data(Bytes::from_static(body)), Out::End(None)]
 }
 
 /// The body bytes at hand as an `http.request` message (None: nothing yet).

@@ -58,9 +58,14 @@ impl BodySource for ConnBody {
             match stream.recv_into(http.buffer(), size) {
                 Ok(got) if got.n == 0 => http.received_eof(),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    py.detach(|| sock::wait_input(stream, None)).map_err(BodyError::Io)?;
-                }
+                // A signal meant for another thread (TERM, USR1) may end the
+                // wait early: the wait goes on.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match py.detach(|| sock::wait_input(stream, None)) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    waited => {
+                        waited.map_err(BodyError::Io)?;
+                    }
+                },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(BodyError::Io(e)),
             }
