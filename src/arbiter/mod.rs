@@ -4,6 +4,7 @@
 
 mod control;
 mod dirty;
+mod freeze;
 mod memory;
 mod metrics;
 mod netio;
@@ -598,6 +599,7 @@ impl Arbiter {
             }
         };
         let hook_worker = self.hooks.pre_fork(py, &server_state!(self), self.worker_age, max_requests)?;
+        freeze::before_fork(py, &self.settings);
         match self.signals.fork(py) {
             Ok(Forked::Parent(pid)) => {
                 self.board.slot(slot).pid.store(pid, std::sync::atomic::Ordering::Relaxed);

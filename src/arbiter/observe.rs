@@ -29,6 +29,8 @@ pub struct WorkerView {
     pub in_flight: u64,
     /// Resident memory, when /proc tells.
     pub rss: Option<u64>,
+    /// Its PSS and USS, when /proc tells.
+    pub sharing: Option<super::memory::Sharing>,
 }
 
 /// The master's state for a metrics scrape or a control command.
@@ -107,6 +109,7 @@ impl Arbiter {
                     requests: slot.requests.load(std::sync::atomic::Ordering::Relaxed),
                     in_flight: slot.in_flight.load(std::sync::atomic::Ordering::Relaxed),
                     rss: super::memory::rss_bytes(*pid).ok(),
+                    sharing: super::memory::sharing(*pid).ok(),
                 }
             })
             .collect();

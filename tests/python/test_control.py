@@ -98,7 +98,17 @@ def test_show_verbs(server):
         assert w["rss"] > 1 << 20 and w["in_flight"] == 0
     assert sum(w["requests"] for w in data["workers"]) == 3
     human = ctl(path, "show", "workers").stdout
-    assert human.splitlines()[0].split() == ["PID", "AGE", "BOOTED", "REQUESTS", "INFLIGHT", "RSS", "LAST_BEAT"]
+    assert human.splitlines()[0].split() == [
+        "PID",
+        "AGE",
+        "BOOTED",
+        "REQUESTS",
+        "INFLIGHT",
+        "RSS",
+        "PSS",
+        "USS",
+        "LAST_BEAT",
+    ]
     assert "Total: 2 workers" in human
 
     stats = ctl_json(path, "show", "stats")

@@ -35,12 +35,13 @@ def workers(data: dict[str, Any]) -> str:
     if not rows:
         return "No workers running"
     lines = [
-        "%-10s %-6s %-8s %-9s %-9s %-9s %s" % ("PID", "AGE", "BOOTED", "REQUESTS", "INFLIGHT", "RSS", "LAST_BEAT"),
-        "-" * 70,
+        "%-10s %-6s %-8s %-9s %-9s %-9s %-9s %-9s %s"
+        % ("PID", "AGE", "BOOTED", "REQUESTS", "INFLIGHT", "RSS", "PSS", "USS", "LAST_BEAT"),
+        "-" * 90,
     ]
     for w in rows:
         lines.append(
-            "%-10s %-6s %-8s %-9s %-9s %-9s %s"
+            "%-10s %-6s %-8s %-9s %-9s %-9s %-9s %-9s %s"
             % (
                 w.get("pid", "?"),
                 w.get("age", "?"),
@@ -48,6 +49,8 @@ def workers(data: dict[str, Any]) -> str:
                 w.get("requests", "-"),
                 w.get("in_flight", "-"),
                 mib(w.get("rss")),
+                mib(w.get("pss")),
+                mib(w.get("uss")),
                 beat(w.get("last_heartbeat")),
             )
         )

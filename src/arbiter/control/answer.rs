@@ -27,6 +27,8 @@ fn worker(w: &WorkerView) -> Value {
         "requests": w.requests,
         "in_flight": w.in_flight,
         "rss": w.rss,
+        "pss": w.sharing.map(|m| m.pss),
+        "uss": w.sharing.map(|m| m.uss),
         "uptime": secs2(w.uptime),
         "retiring": w.retiring,
     })
@@ -155,6 +157,7 @@ pub fn show_config(s: &Snapshot<'_>, worker_class: &str, proc_name: &str) -> Val
         "control_socket_disable": c.control_socket_disable,
         "metrics_bind": c.metrics_bind,
         "max_worker_memory": c.max_worker_memory,
+        "preload_freeze": c.preload_freeze,
     })
 }
 

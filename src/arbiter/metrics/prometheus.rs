@@ -107,6 +107,23 @@ pub fn render_page(p: &Page<'_>) -> String {
             let _ = writeln!(o, "ferrocorn_worker_rss_bytes{{pid=\"{}\"}} {rss}", w.pid);
         }
     }
+    header(
+        o,
+        "ferrocorn_worker_pss_bytes",
+        "gauge",
+        "Proportional set size of each worker: its resident pages, each shared one divided among the processes mapping it.",
+    );
+    for w in p.workers {
+        if let Some(m) = w.sharing {
+            let _ = writeln!(o, "ferrocorn_worker_pss_bytes{{pid=\"{}\"}} {}", w.pid, m.pss);
+        }
+    }
+    header(o, "ferrocorn_worker_uss_bytes", "gauge", "Unique set size of each worker: the memory only it maps.");
+    for w in p.workers {
+        if let Some(m) = w.sharing {
+            let _ = writeln!(o, "ferrocorn_worker_uss_bytes{{pid=\"{}\"}} {}", w.pid, m.uss);
+        }
+    }
     header(o, "ferrocorn_worker_heartbeat_age_seconds", "gauge", "Time since each worker's last heartbeat.");
     for w in p.workers {
         let _ = writeln!(o, "ferrocorn_worker_heartbeat_age_seconds{{pid=\"{}\"}} {}", w.pid, w.silent.as_secs_f64());
@@ -248,6 +265,7 @@ mod tests {
             requests: 0,
             in_flight,
             rss,
+            sharing: rss.map(|r| crate::arbiter::memory::Sharing { pss: r / 2, uss: r / 4 }),
         }
     }
 
@@ -306,6 +324,9 @@ mod tests {
         assert_eq!(value(&page, "ferrocorn_worker_spawns_total"), "5");
         assert_eq!(value(&page, "ferrocorn_worker_rss_bytes{pid=\"10\"}"), (50u64 << 20).to_string());
         assert!(!page.contains("ferrocorn_worker_rss_bytes{pid=\"11\"}"));
+        assert_eq!(value(&page, "ferrocorn_worker_pss_bytes{pid=\"10\"}"), (25u64 << 20).to_string());
+        assert_eq!(value(&page, "ferrocorn_worker_uss_bytes{pid=\"10\"}"), (50u64 << 18).to_string());
+        assert!(!page.contains("ferrocorn_worker_pss_bytes{pid=\"11\"}"));
         assert_eq!(value(&page, "ferrocorn_worker_heartbeat_age_seconds{pid=\"11\"}"), "0.25");
         assert_eq!(value(&page, "ferrocorn_listen_backlog{listener=\"http://127.0.0.1:8000\"}"), "3");
         assert_eq!(value(&page, "ferrocorn_listen_backlog{listener=\"unix:/tmp/a\\\"b\"}"), "0");
