@@ -39,6 +39,8 @@ PEERS = [
     "packaging",
     "tornado",
     "aiohttp",
+    "flask",
+    "django",
 ]
 
 
@@ -422,6 +424,160 @@ SCENARIOS.update(
     }
 )
 
+
+def fronted(kind, extra=""):
+    """The servers behind nginx: ferrocorn and Gunicorn over uwsgi
+    (uwsgi_pass), and ferrocorn over HTTP (proxy_pass, kept-alive upstream
+    connections), all with the same app. A template with `--protocol
+    uwsgi` gets uwsgi_pass."""
+    app = "apps:asgi_hello" if kind == "asgi" else "apps:hello"
+    args = "-k %s %s-w 1" % (kind, extra)
+    return [
+        (
+            "nginx uwsgi -> ferrocorn %s" % args,
+            "{bin}/ferrocorn %s --protocol uwsgi -b 127.0.0.1:{port} %s" % (args, app),
+            False,
+        ),
+        (
+            "nginx http -> ferrocorn %s" % args,
+            "{bin}/ferrocorn %s -b 127.0.0.1:{port} %s" % (args, app),
+            False,
+        ),
+        (
+            "nginx uwsgi -> gunicorn %s" % args,
+            "{bin}/gunicorn %s --no-control-socket --protocol uwsgi -b 127.0.0.1:{port} %s" % (args, app),
+            True,
+        ),
+    ]
+
+
+SCENARIOS.update(
+    {
+        "uwsgi-gthread": {
+            "what": "Hello-world WSGI behind nginx (1 nginx worker), 1 server worker, wrk -t1 -c64 to nginx",
+            "threads": 1,
+            "connections": 64,
+            "front": "nginx",
+            "servers": fronted("gthread", "--threads 4 "),
+        },
+        "uwsgi-asgi": {
+            "what": "Hello-world ASGI behind nginx (1 nginx worker), 1 server worker, wrk -t1 -c64 to nginx",
+            "threads": 1,
+            "connections": 64,
+            "front": "nginx",
+            "servers": fronted("asgi"),
+        },
+    }
+)
+
+
+def real_wsgi(app, workers):
+    """The WSGI servers for a real-framework app at `workers` workers: each
+    peer's fastest set-up for it on this machine."""
+    w = "-w %d" % workers
+    return [
+        (
+            "ferrocorn -k gthread --threads 1 %s" % w,
+            "{bin}/ferrocorn -k gthread --threads 1 %s -b 127.0.0.1:{port} real_apps:%s" % (w, app),
+            False,
+        ),
+        (
+            "ferrocorn -k gthread --threads 4 %s" % w,
+            "{bin}/ferrocorn -k gthread --threads 4 %s -b 127.0.0.1:{port} real_apps:%s" % (w, app),
+            False,
+        ),
+        (
+            "granian --interface wsgi --blocking-threads 1 --workers %d" % workers,
+            "{bin}/granian --interface wsgi --workers %d --blocking-threads 1 --host 127.0.0.1 --port {port} "
+            "real_apps:%s" % (workers, app),
+            True,
+        ),
+        (
+            "gunicorn -k gthread --threads 4 %s" % w,
+            "{bin}/gunicorn -k gthread --threads 4 %s --no-control-socket -b 127.0.0.1:{port} real_apps:%s" % (w, app),
+            False,
+        ),
+    ]
+
+
+def real_asgi(app, workers):
+    w = "-w %d" % workers
+    return [
+        ("ferrocorn -k asgi %s" % w, "{bin}/ferrocorn -k asgi %s -b 127.0.0.1:{port} real_apps:%s" % (w, app), False),
+        (
+            "granian --interface asgi --workers %d" % workers,
+            "{bin}/granian --interface asgi --workers %d --host 127.0.0.1 --port {port} real_apps:%s" % (workers, app),
+            True,
+        ),
+        (
+            "uvicorn --workers %d" % workers,
+            "{bin}/uvicorn --workers %d --log-level warning --no-access-log --host 127.0.0.1 --port {port} "
+            "real_apps:%s" % (workers, app),
+            False,
+        ),
+        (
+            "gunicorn -k asgi %s" % w,
+            "{bin}/gunicorn -k asgi %s --no-control-socket -b 127.0.0.1:{port} real_apps:%s" % (w, app),
+            False,
+        ),
+    ]
+
+
+# Real applications (issue 15): the same JSON endpoint in each framework, at
+# one worker and at one per core.
+for _w in (1, os.cpu_count() or 1):
+    for _name, _what, _servers, _path in (
+        ("flask", "Flask JSON endpoint", real_wsgi("flask_app", _w), "/users/42"),
+        ("django", "Django JSON endpoint (CommonMiddleware, no database)", real_wsgi("django_wsgi", _w), "/users/42"),
+        ("django-sqlite", "Django, one SQLite query per request", real_wsgi("django_wsgi", _w), "/db/users/42"),
+        ("django-asgi", "Django ASGI JSON endpoint (a sync view)", real_asgi("django_asgi", _w), "/users/42"),
+        ("fastapi", "FastAPI JSON endpoint (a path parameter)", real_asgi("fastapi_app", _w), "/users/42"),
+    ):
+        SCENARIOS["%s-w%d" % (_name, _w)] = {
+            "what": "%s, %d worker%s, keep-alive, wrk -t1 -c64" % (_what, _w, "s" if _w > 1 else ""),
+            "threads": 1,
+            "connections": 64,
+            "path": _path,
+            "servers": _servers,
+        }
+
+NGINX_CONF = """
+worker_processes 1;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path body; proxy_temp_path proxy; fastcgi_temp_path fastcgi;
+    uwsgi_temp_path uwsgi; scgi_temp_path scgi;
+    upstream app { server 127.0.0.1:%(upstream)d; keepalive 64; }
+    server {
+        listen 127.0.0.1:%(port)d;
+        location / { %(pass)s }
+    }
+}
+"""
+UWSGI_PASS = "include /etc/nginx/uwsgi_params; uwsgi_pass app;"
+HTTP_PASS = (
+    'proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_pass http://app;'
+)
+
+
+def start_nginx(upstream, uwsgi, directory):
+    """nginx on a port of its own in front of `upstream`; returns (proc, port)."""
+    if not shutil.which("nginx"):
+        sys.exit("nginx is needed for the uwsgi scenarios: apt-get install nginx")
+    port = free_port()
+    os.makedirs(os.path.join(directory, "logs"), exist_ok=True)
+    conf = os.path.join(directory, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF % {"upstream": upstream, "port": port, "pass": UWSGI_PASS if uwsgi else HTTP_PASS})
+    settings = "daemon off; pid %s/nginx.pid; error_log %s/error.log;" % (directory, directory)
+    proc = subprocess.Popen(
+        ["nginx", "-p", directory, "-c", conf, "-g", settings], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_listening(port, proc)
+    return proc, port
+
+
 # Idle TLS connections: the worker's memory per connection.
 TLS_IDLE_SERVERS = [
     (
@@ -584,9 +740,13 @@ def run_one(template, sc, duration):
     cmd = template.format(port=port, bin=BIN, cert=cert, key=key, tmp=tmp)
     env = dict(os.environ, PYTHONPATH=HERE)
     proc = subprocess.Popen(cmd.split(), cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    front = None
     try:
         wait_listening(port, proc)
-        url = "%s://127.0.0.1:%d/" % (sc.get("scheme", "http"), port)
+        target = port
+        if sc.get("front") == "nginx":
+            front, target = start_nginx(port, "--protocol uwsgi" in template, tmp)
+        url = "%s://127.0.0.1:%d%s" % (sc.get("scheme", "http"), target, sc.get("path", "/"))
         if sc.get("load") == "h2":
             # h2load by request count (its duration mode aborts when a
             # server stalls connections): the warm-up's rate sizes the
@@ -621,6 +781,7 @@ def run_one(template, sc, duration):
         # measured run: a load tool near 100% means the server is not the limit.
         hz = os.sysconf("SC_CLK_TCK")
         server_before = process_tree_ticks(proc.pid)
+        front_before = process_tree_ticks(front.pid) if front else 0
         wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.time()
         if sc.get("load") == "h2":
@@ -635,11 +796,15 @@ def run_one(template, sc, duration):
         wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         result = parse_h2load(out) if sc.get("load") == "h2" else parse_wrk(out)
         result["server_cpu"] = 100.0 * (process_tree_ticks(proc.pid) - server_before) / hz / elapsed
+        if front:
+            result["front_cpu"] = 100.0 * (process_tree_ticks(front.pid) - front_before) / hz / elapsed
         result["wrk_cpu"] = (
             100.0 * ((wrk_after.ru_utime - wrk_before.ru_utime) + (wrk_after.ru_stime - wrk_before.ru_stime)) / elapsed
         )
         return result
     finally:
+        if front:
+            stop_server(front)
         stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -936,6 +1101,8 @@ def main():
                     "%.2fx" % (eff / base_eff) if base_eff else "-",
                 )
             )
+        if sc.get("front"):
+            lines += [""] + ["nginx CPU with %s: %.0f%%" % (r["label"], r["front_cpu"]) for r in results]
         if sc.get("ideal"):
             lines += [""] + [
                 "%s: %.1f%% of the ideal %d req/s" % (r["label"], 100.0 * r["rps"] / sc["ideal"], sc["ideal"])
