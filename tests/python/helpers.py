@@ -288,6 +288,15 @@ def pid_alive(pid):
         return False
 
 
+def rss_kib(pid):
+    """A process's resident memory (VmRSS), in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
 def read_pid(path):
     """The pid a pid file names, 0 while it is missing or being written."""
     try:

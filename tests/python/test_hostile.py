@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from helpers import wait_for
+from helpers import rss_kib, wait_for
 
 WSGI = "hostile_app:wsgi"
 ASGI = "hostile_app:asgi"
@@ -19,14 +19,6 @@ ASGI = "hostile_app:asgi"
 
 def app_for(kind):
     return ASGI if kind == "asgi" else WSGI
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 def cpu_seconds(pid):

@@ -19,7 +19,7 @@ import threading
 import time
 
 import pytest
-from helpers import children, run_ferrocorn, wait_for
+from helpers import children, rss_kib, run_ferrocorn, wait_for
 
 pytest.importorskip("h2")
 import h2.config
@@ -152,11 +152,6 @@ def curl(*args, timeout=30):
     r = subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=timeout)
     assert r.returncode == 0, r.stderr
     return r.stdout
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
 # ---- negotiation

@@ -9,16 +9,11 @@ import shutil
 import subprocess
 
 import pytest
-from helpers import wait_for
+from helpers import rss_kib, wait_for
 
 WRK = shutil.which("wrk")
 TOTAL = 1_000_000
 THREADS = 2
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
 def open_fds(pid):

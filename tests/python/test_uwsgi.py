@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from helpers import CONFORMANCE, free_port, read_all, run_ferrocorn, wait_for
+from helpers import CONFORMANCE, free_port, read_all, rss_kib, run_ferrocorn, wait_for
 
 sys.path.insert(0, CONFORMANCE)
 from uwsgi_cases import nginx as nginx_vars
@@ -383,14 +383,6 @@ def test_half_a_packet_meets_the_head_timeout(server, kind):
         t0 = time.monotonic()
         assert c.recv(65536) == b""
         assert 0.5 < time.monotonic() - t0 < 5
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 @pytest.mark.parametrize("kind", ["gthread", "asgi"])
