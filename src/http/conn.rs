@@ -382,7 +382,11 @@ impl ServerConn {
         match crate::uwsgi::parse_packet(self.buf.unread(), policy.is_ssl) {
             Ok(Parsed::Complete(head, n)) => self.start_request(head, n, policy),
             Ok(Parsed::Partial) if self.eof => {
-                let what = if self.buf.unread().len() < 4 { "incomplete header" } else { "incomplete vars block" };
+                let what = if self.buf.unread().len() < crate::uwsgi::HEADER_LEN {
+                    "incomplete header"
+                } else {
+                    "incomplete vars block"
+                };
                 self.reject(refused(UwsgiError::InvalidHeader(what)))
             }
             Ok(Parsed::Partial) => Event::NeedData,

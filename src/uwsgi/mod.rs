@@ -26,7 +26,8 @@ use crate::http::text::{latin1_to_string, py_int, py_repr};
 /// Vars per packet at most (Gunicorn's bound; a 64 KiB block could
 /// otherwise hold 16,000 empty ones).
 pub const MAX_VARS: usize = 1000;
-const HEADER_LEN: usize = 4;
+/// The packet header: modifier1, the vars block size (16 bits), modifier2.
+pub const HEADER_LEN: usize = 4;
 
 /// A packet Gunicorn refuses, named after its exception.
 #[derive(Clone, Debug, PartialEq, Eq)]
