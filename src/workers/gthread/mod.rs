@@ -10,7 +10,20 @@
 //!   substitute thread (Rust only, never runs Python) turns the engine in
 //!   its place and wakes the other `threads - 1` Python threads, which take
 //!   the requests waiting in the queue;
-//! - when the main thread is back, it takes the engine again.
+//! - when the main thread is back, it takes the engine again, and the other
+//!   threads go back to rest after the request they are running, unless
+//!   the app waits (then they keep helping).
+//!
+//! "The app waits" is measured, not guessed: the main thread's wall time in
+//! requests less its CPU time (a database round trip, a sleep, a slow
+//! upload), over batches it ran alone. An app that keeps the processor busy
+//! is thus served by one thread at a time whatever `--threads` says: more
+//! threads could not run Python at once, and each would take the GIL from
+//! the others at every release (SQLite's queries, for one, release it
+//! without waiting). While the others help, the main thread's own time
+//! includes waiting for the GIL, so it cannot tell; every [`PROBE_EVERY`]
+//! the others stand aside for a few requests and the main thread measures
+//! again. docs/architecture.md has the numbers.
 
 mod engine;
 mod exec;
@@ -107,8 +120,15 @@ pub struct Shared {
     finished: AtomicBool,
     substitute: OnceLock<std::thread::Thread>,
     substitute_parked: AtomicBool,
-    /// EWMA of the main thread's time per request, in microseconds.
-    inline_cost_us: AtomicU64,
+    /// EWMAs of the main thread's time per request, and of the part of it
+    /// spent waiting (not on the processor), in microseconds.
+    inline_wall_us: AtomicU64,
+    inline_wait_us: AtomicU64,
+    /// The other threads stand aside (unless the main one is stuck) so the
+    /// main thread can measure the app alone.
+    probing: AtomicBool,
+    /// Requests the other threads have started.
+    helped: AtomicU64,
     /// HTTP/2, when the settings serve it.
     h2: Option<H2Serving>,
     /// HTTP/2 connections (by epoll token) with stream work for the engine.
@@ -138,6 +158,17 @@ impl Shared {
         }
     }
 
+    /// The main thread cannot keep up alone: it is stuck in a request (the
+    /// substitute has the engine), or the app waits.
+    fn needs_help(&self) -> bool {
+        self.substituting.load(Ordering::SeqCst) || (self.app_waits() && !self.probing.load(Ordering::SeqCst))
+    }
+
+    fn app_waits(&self) -> bool {
+        let wait = self.inline_wait_us.load(Ordering::Relaxed);
+        wait > APP_WAITS.as_micros() as u64 && wait * 4 > self.inline_wall_us.load(Ordering::Relaxed)
+    }
+
     fn wake_engine(&self) {
         if !self.wake_pending.swap(true, Ordering::SeqCst) {
             self.wake.wake();
@@ -165,10 +196,21 @@ impl Shared {
 /// Longer than a typical scheduler time slice, so a main thread that was
 /// merely preempted during a fast request is not taken for stuck.
 const HANDOFF: Duration = Duration::from_millis(4);
-/// Above this average (EWMA) time per request, the app counts as slow: the
-/// main thread then runs one request per turn and wakes the other threads
-/// for the rest at once, instead of letting them wait out the HANDOFF.
+/// Above this average (EWMA) waiting time per request, and a quarter of the
+/// time per request, the app counts as waiting: the main thread then wakes
+/// the other threads for the requests it queues, instead of letting them
+/// wait out the HANDOFF. Each request another thread takes while the main
+/// one waits costs two GIL hand-offs (some 10 to 20 µs each), and the
+/// threads slow each other down: below this, overlapping the waits would
+/// not pay for them.
+const APP_WAITS: Duration = Duration::from_micros(50);
+/// Above this average time per request, the main thread runs one request
+/// per turn while the others help (see `main_loop`).
 const SLOW_APP: Duration = Duration::from_micros(500);
+/// How often the main thread measures an app it is being helped with again
+/// (see the module's comment).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const PROBE_REQUESTS: usize = 4;
 
 pub fn serve(
     py: Python<'_>,
@@ -210,7 +252,10 @@ pub fn serve(
         finished: AtomicBool::new(false),
         substitute: OnceLock::new(),
         substitute_parked: AtomicBool::new(false),
-        inline_cost_us: AtomicU64::new(0),
+        inline_wall_us: AtomicU64::new(0),
+        inline_wait_us: AtomicU64::new(0),
+        probing: AtomicBool::new(false),
+        helped: AtomicU64::new(0),
         h2: H2Serving::from_settings(&settings, ctx.tls.is_some()),
         h2_work: Mutex::new(Vec::new()),
         settings,
@@ -282,6 +327,7 @@ pub fn serve(
 /// hand-off between threads at all.
 fn main_loop(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState) -> PyResult<()> {
     let mut jobs = Vec::new();
+    let mut last_probe = Instant::now();
     loop {
         let turn = py.detach(|| {
             let mut guard = shared.lock_engine();
@@ -299,15 +345,29 @@ fn main_loop(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState) -> PyR
         if matches!(turn, engine::Turn::Finished) || shared.finished.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let slow = shared.inline_cost_us.load(Ordering::Relaxed) > SLOW_APP.as_micros() as u64;
-        if slow {
+        if shared.app_waits() && !shared.probing.load(Ordering::SeqCst) && last_probe.elapsed() >= PROBE_EVERY {
+            shared.probing.store(true, Ordering::SeqCst);
+            last_probe = Instant::now();
+        }
+        let helped = shared.needs_help();
+        if helped {
             shared.queue.push_all(jobs.drain(..));
         } else {
             shared.queue.push_quiet(jobs.drain(..));
         }
         // Only what is queued now: requests that arrive meanwhile wait for
         // the next turn of the engine, which the main thread takes back.
-        let limit = if slow { 1 } else { shared.queue.len() };
+        // Long requests the others help with: one at a time, so the main
+        // thread is back at the engine between them. A probe measures a
+        // few requests, which the main thread runs alone.
+        let slow = shared.inline_wall_us.load(Ordering::Relaxed) > SLOW_APP.as_micros() as u64;
+        let limit = if helped && slow {
+            1
+        } else if shared.probing.load(Ordering::SeqCst) {
+            shared.queue.len().min(PROBE_REQUESTS)
+        } else {
+            shared.queue.len()
+        };
         run_inline(py, shared, ts, limit)?;
         if shared.finished.load(Ordering::SeqCst) || signals::fast_exit() {
             return Ok(());
@@ -324,20 +384,53 @@ fn run_inline(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState, limit
             t.unpark();
         }
     }
-    shared.busy.fetch_add(1, Ordering::SeqCst);
-    let mut done = 0;
-    while done < limit {
-        let Some(job) = shared.queue.take() else { break };
+    // Only a batch the main thread ran alone tells how much the app waits.
+    let alone = shared.busy.fetch_add(1, Ordering::SeqCst) == 0;
+    let helped_before = shared.helped.load(Ordering::SeqCst);
+    // Timed per batch, not per request: reading the thread's usage is a
+    // system call.
+    let started = Instant::now();
+    let usage_started = ThreadUsage::now();
+    let mut done = 0u64;
+    while done < limit as u64 {
+        let Some(job) = shared.queue.take(false) else { break };
         done += 1;
         shared.inline_seq.fetch_add(1, Ordering::SeqCst);
-        let started = Instant::now();
         exec::run_job(py, shared, ts, job);
-        let cost = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
-        let avg = shared.inline_cost_us.load(Ordering::Relaxed);
-        shared.inline_cost_us.store(avg - avg / 8 + cost / 8, Ordering::Relaxed);
         if signals::fast_exit() {
             break;
         }
+    }
+    let helped_during = shared.helped.load(Ordering::SeqCst) != helped_before;
+    let probing = shared.probing.load(Ordering::SeqCst);
+    if alone && helped_during && probing {
+        // The others were woken because the main thread got stuck while
+        // they stood aside: the app does wait, and help goes on.
+        shared.probing.store(false, Ordering::SeqCst);
+    } else if let (Some(usage_started), Some(usage_ended), true, false) =
+        (usage_started, ThreadUsage::now(), done > 0 && alone, helped_during)
+    {
+        let wall = started.elapsed();
+        // Off the processor because another process had it (the thread was
+        // preempted, not blocked) is not waiting: no other thread could
+        // have run Python meanwhile. Only a thread that blocked (about once
+        // a request at least) counts as waiting.
+        let blocked = usage_ended.voluntary.saturating_sub(usage_started.voluntary) * 2 >= done;
+        let waited = if blocked {
+            wall.saturating_sub(usage_ended.cpu.saturating_sub(usage_started.cpu))
+        } else {
+            Duration::ZERO
+        };
+        let per_request = |d: Duration| (d.as_micros() / u128::from(done)).min(u128::from(u32::MAX)) as u64;
+        // A probe's measure stands on its own: the average was taken before
+        // help began and would take many batches to come down.
+        let update = |ewma: &AtomicU64, sample: u64| {
+            let avg = ewma.load(Ordering::Relaxed);
+            ewma.store(if probing { sample } else { avg - avg / 8 + sample / 8 }, Ordering::Relaxed);
+        };
+        update(&shared.inline_wall_us, per_request(wall));
+        update(&shared.inline_wait_us, per_request(waited));
+        shared.probing.store(false, Ordering::SeqCst);
     }
     shared.busy.fetch_sub(1, Ordering::SeqCst);
     shared.main_inline.store(false, Ordering::SeqCst);
@@ -392,6 +485,32 @@ fn substitute(shared: &Shared) {
     }
 }
 
+/// The calling thread's processor time (user and system) and how many
+/// times it blocked (gave up the processor to wait).
+struct ThreadUsage {
+    cpu: Duration,
+    voluntary: u64,
+}
+
+impl ThreadUsage {
+    fn now() -> Option<ThreadUsage> {
+        // SAFETY: getrusage fills the rusage we own; all-zero is a valid
+        // value of this plain C struct.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; RUSAGE_THREAD is the calling thread (Linux).
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+            return None;
+        }
+        let time = |tv: libc::timeval| -> Option<Duration> {
+            Some(
+                Duration::from_secs(u64::try_from(tv.tv_sec).ok()?)
+                    + Duration::from_micros(u64::try_from(tv.tv_usec).ok()?),
+            )
+        };
+        Some(ThreadUsage { cpu: time(ru.ru_utime)? + time(ru.ru_stime)?, voluntary: u64::try_from(ru.ru_nvcsw).ok()? })
+    }
+}
+
 fn exit_status(py: Python<'_>, e: &PyErr) -> i32 {
     e.value(py).getattr("code").ok().and_then(|c| c.extract::<i32>().ok()).unwrap_or(1)
 }
@@ -408,13 +527,20 @@ fn follower(py: Python<'_>, shared: &Shared) {
     };
     loop {
         // Requests are taken only with the GIL held, and the GIL is kept
-        // while more are waiting: no hand-off between back-to-back requests.
-        while let Some(job) = shared.queue.take() {
+        // while more are waiting and help is needed: no hand-off between
+        // back-to-back requests. A thread woken for help that is no longer
+        // needed (the main thread is back, or measuring) takes nothing: it
+        // would spoil the measure. Once the worker stops, what is left is
+        // run whatever.
+        while shared.needs_help() || shared.queue.is_closed() {
+            let Some(job) = shared.queue.take(true) else { break };
+            shared.helped.fetch_add(1, Ordering::SeqCst);
             shared.busy.fetch_add(1, Ordering::SeqCst);
             exec::run_job(py, shared, &mut ts, job);
             shared.busy.fetch_sub(1, Ordering::SeqCst);
         }
-        if !py.detach(|| shared.queue.wait()) {
+        let more = py.detach(|| if shared.needs_help() { shared.queue.wait() } else { shared.queue.rest() });
+        if !more {
             return;
         }
     }

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import threading
 import time
 
 
@@ -180,6 +181,32 @@ def sleepy(environ, start_response):
     seconds = float(environ.get("QUERY_STRING") or "1")
     time.sleep(seconds)
     body = b"slept %s\n" % str(seconds).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+_in_flight = [0, 0]  # now, most at once
+_in_flight_lock = threading.Lock()
+
+
+def thread_probe(environ, start_response):
+    """`?cpu=US` keeps the processor busy that long, `?sleep=US` waits that
+    long; answers the thread that ran it and the most requests the worker
+    has had in the app at once."""
+    query = dict(part.split("=", 1) for part in environ.get("QUERY_STRING", "").split("&") if "=" in part)
+    with _in_flight_lock:
+        _in_flight[0] += 1
+        _in_flight[1] = max(_in_flight)
+    try:
+        end = time.perf_counter() + int(query.get("cpu", "0")) / 1e6
+        while time.perf_counter() < end:
+            pass
+        if "sleep" in query:
+            time.sleep(int(query["sleep"]) / 1e6)
+    finally:
+        with _in_flight_lock:
+            _in_flight[0] -= 1
+    body = json.dumps({"thread": threading.get_ident(), "most": _in_flight[1]}).encode()
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
 
