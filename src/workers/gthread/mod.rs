@@ -21,9 +21,10 @@
 //! threads could not run Python at once, and each would take the GIL from
 //! the others at every release (SQLite's queries, for one, release it
 //! without waiting). While the others help, the main thread's own time
-//! includes waiting for the GIL, so it cannot tell; every [`PROBE_EVERY`]
-//! the others stand aside for a few requests and the main thread measures
-//! again. docs/architecture.md has the numbers.
+//! includes waiting for the GIL, so it cannot tell; now and then (after
+//! [`PROBE_FIRST`], twice as long after each probe that finds the app still
+//! waiting) the others stand aside for a few requests and the main thread
+//! measures again. docs/architecture.md has the numbers.
 
 mod engine;
 mod exec;
@@ -129,6 +130,8 @@ pub struct Shared {
     probing: AtomicBool,
     /// Requests the other threads have started.
     helped: AtomicU64,
+    /// Milliseconds from one probe to the next.
+    probe_every_ms: AtomicU64,
     /// HTTP/2, when the settings serve it.
     h2: Option<H2Serving>,
     /// HTTP/2 connections (by epoll token) with stream work for the engine.
@@ -162,6 +165,13 @@ impl Shared {
     /// substitute has the engine), or the app waits.
     fn needs_help(&self) -> bool {
         self.substituting.load(Ordering::SeqCst) || (self.app_waits() && !self.probing.load(Ordering::SeqCst))
+    }
+
+    /// A probe found the app still waiting: the next one comes twice as
+    /// late.
+    fn probe_again_later(&self) {
+        let every = self.probe_every_ms.load(Ordering::Relaxed);
+        self.probe_every_ms.store((every * 2).min(PROBE_MAX.as_millis() as u64), Ordering::Relaxed);
     }
 
     fn app_waits(&self) -> bool {
@@ -207,9 +217,12 @@ const APP_WAITS: Duration = Duration::from_micros(50);
 /// Above this average time per request, the main thread runs one request
 /// per turn while the others help (see `main_loop`).
 const SLOW_APP: Duration = Duration::from_micros(500);
-/// How often the main thread measures an app it is being helped with again
-/// (see the module's comment).
-const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How soon the main thread measures an app it is being helped with again,
+/// and how long it goes at most without (see the module's comment). Each
+/// probe costs the app that waits some throughput: the other threads stand
+/// aside, and come back one by one once the main thread is stuck.
+const PROBE_FIRST: Duration = Duration::from_secs(1);
+const PROBE_MAX: Duration = Duration::from_secs(16);
 const PROBE_REQUESTS: usize = 4;
 
 pub fn serve(
@@ -256,6 +269,7 @@ pub fn serve(
         inline_wait_us: AtomicU64::new(0),
         probing: AtomicBool::new(false),
         helped: AtomicU64::new(0),
+        probe_every_ms: AtomicU64::new(PROBE_FIRST.as_millis() as u64),
         h2: H2Serving::from_settings(&settings, ctx.tls.is_some()),
         h2_work: Mutex::new(Vec::new()),
         settings,
@@ -345,7 +359,8 @@ fn main_loop(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState) -> PyR
         if matches!(turn, engine::Turn::Finished) || shared.finished.load(Ordering::SeqCst) {
             return Ok(());
         }
-        if shared.app_waits() && !shared.probing.load(Ordering::SeqCst) && last_probe.elapsed() >= PROBE_EVERY {
+        let probe_every = Duration::from_millis(shared.probe_every_ms.load(Ordering::Relaxed));
+        if shared.app_waits() && !shared.probing.load(Ordering::SeqCst) && last_probe.elapsed() >= probe_every {
             shared.probing.store(true, Ordering::SeqCst);
             last_probe = Instant::now();
         }
@@ -403,10 +418,11 @@ fn run_inline(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState, limit
     }
     let helped_during = shared.helped.load(Ordering::SeqCst) != helped_before;
     let probing = shared.probing.load(Ordering::SeqCst);
-    if alone && helped_during && probing {
+    if helped_during && probing {
         // The others were woken because the main thread got stuck while
         // they stood aside: the app does wait, and help goes on.
         shared.probing.store(false, Ordering::SeqCst);
+        shared.probe_again_later();
     } else if let (Some(usage_started), Some(usage_ended), true, false) =
         (usage_started, ThreadUsage::now(), done > 0 && alone, helped_during)
     {
@@ -430,7 +446,14 @@ fn run_inline(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState, limit
         };
         update(&shared.inline_wall_us, per_request(wall));
         update(&shared.inline_wait_us, per_request(waited));
-        shared.probing.store(false, Ordering::SeqCst);
+        if probing {
+            shared.probing.store(false, Ordering::SeqCst);
+            if shared.app_waits() {
+                shared.probe_again_later();
+            } else {
+                shared.probe_every_ms.store(PROBE_FIRST.as_millis() as u64, Ordering::Relaxed);
+            }
+        }
     }
     shared.busy.fetch_sub(1, Ordering::SeqCst);
     shared.main_inline.store(false, Ordering::SeqCst);
