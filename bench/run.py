@@ -541,6 +541,30 @@ for _w in (1, os.cpu_count() or 1):
             "servers": _servers,
         }
 
+# The sync worker on a real app (issue 15): a connection per request, as
+# Gunicorn's sync worker answers, so loopback connection set-up by the load
+# tool caps both servers' throughput; the per CPU-second column is the one
+# that compares them.
+SCENARIOS["django-sync"] = {
+    "what": "Django JSON endpoint (CommonMiddleware, no database), 1 worker, sync worker (Connection: close), "
+    "wrk -t1 -c64",
+    "threads": 1,
+    "connections": 64,
+    "path": "/users/42",
+    "servers": [
+        (
+            "ferrocorn -k sync -w 1",
+            "{bin}/ferrocorn -k sync -w 1 -b 127.0.0.1:{port} real_apps:django_wsgi",
+            False,
+        ),
+        (
+            "gunicorn -k sync -w 1",
+            "{bin}/gunicorn -k sync -w 1 --no-control-socket -b 127.0.0.1:{port} real_apps:django_wsgi",
+            True,
+        ),
+    ],
+}
+
 NGINX_CONF = """
 worker_processes 1;
 events { worker_connections 4096; }

@@ -403,9 +403,9 @@ fn run_inline(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState, limit
     let alone = shared.busy.fetch_add(1, Ordering::SeqCst) == 0;
     let helped_before = shared.helped.load(Ordering::SeqCst);
     // Timed per batch, not per request: reading the thread's usage is a
-    // system call.
+    // system call (and not at all with no other thread to help).
     let started = Instant::now();
-    let usage_started = ThreadUsage::now();
+    let usage_started = if shared.settings.threads > 1 { ThreadUsage::now() } else { None };
     let mut done = 0u64;
     while done < limit as u64 {
         let Some(job) = shared.queue.take(false) else { break };
@@ -423,36 +423,9 @@ fn run_inline(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState, limit
         // they stood aside: the app does wait, and help goes on.
         shared.probing.store(false, Ordering::SeqCst);
         shared.probe_again_later();
-    } else if let (Some(usage_started), Some(usage_ended), true, false) =
-        (usage_started, ThreadUsage::now(), done > 0 && alone, helped_during)
-    {
-        let wall = started.elapsed();
-        // Off the processor because another process had it (the thread was
-        // preempted, not blocked) is not waiting: no other thread could
-        // have run Python meanwhile. Only a thread that blocked (about once
-        // a request at least) counts as waiting.
-        let blocked = usage_ended.voluntary.saturating_sub(usage_started.voluntary) * 2 >= done;
-        let waited = if blocked {
-            wall.saturating_sub(usage_ended.cpu.saturating_sub(usage_started.cpu))
-        } else {
-            Duration::ZERO
-        };
-        let per_request = |d: Duration| (d.as_micros() / u128::from(done)).min(u128::from(u32::MAX)) as u64;
-        // A probe's measure stands on its own: the average was taken before
-        // help began and would take many batches to come down.
-        let update = |ewma: &AtomicU64, sample: u64| {
-            let avg = ewma.load(Ordering::Relaxed);
-            ewma.store(if probing { sample } else { avg - avg / 8 + sample / 8 }, Ordering::Relaxed);
-        };
-        update(&shared.inline_wall_us, per_request(wall));
-        update(&shared.inline_wait_us, per_request(waited));
-        if probing {
-            shared.probing.store(false, Ordering::SeqCst);
-            if shared.app_waits() {
-                shared.probe_again_later();
-            } else {
-                shared.probe_every_ms.store(PROBE_FIRST.as_millis() as u64, Ordering::Relaxed);
-            }
+    } else if alone && !helped_during && done > 0 {
+        if let Some((before, after)) = usage_started.and_then(|before| Some((before, ThreadUsage::now()?))) {
+            record_batch(shared, probing, done, started.elapsed(), &before, &after);
         }
     }
     shared.busy.fetch_sub(1, Ordering::SeqCst);
@@ -463,6 +436,34 @@ fn run_inline(py: Python<'_>, shared: &Shared, ts: &mut exec::ThreadState, limit
     }
     // Handlers for signals that came while the app ran (TERM sets the stop).
     py.check_signals()
+}
+
+/// What a batch of `done` requests the main thread ran alone says of the
+/// app: how long they took and how much of it the thread waited.
+fn record_batch(shared: &Shared, probing: bool, done: u64, wall: Duration, before: &ThreadUsage, after: &ThreadUsage) {
+    // Off the processor because another process had it (the thread was
+    // preempted, not blocked) is not waiting: no other thread could have
+    // run Python meanwhile. Only a thread that blocked (about once a
+    // request at least) counts as waiting.
+    let blocked = after.voluntary.saturating_sub(before.voluntary) * 2 >= done;
+    let waited = if blocked { wall.saturating_sub(after.cpu.saturating_sub(before.cpu)) } else { Duration::ZERO };
+    let per_request = |d: Duration| (d.as_micros() / u128::from(done)).min(u128::from(u32::MAX)) as u64;
+    // A probe's measure stands on its own: the average was taken before
+    // help began and would take many batches to come down.
+    let update = |ewma: &AtomicU64, sample: u64| {
+        let avg = ewma.load(Ordering::Relaxed);
+        ewma.store(if probing { sample } else { avg - avg / 8 + sample / 8 }, Ordering::Relaxed);
+    };
+    update(&shared.inline_wall_us, per_request(wall));
+    update(&shared.inline_wait_us, per_request(waited));
+    if probing {
+        shared.probing.store(false, Ordering::SeqCst);
+        if shared.app_waits() {
+            shared.probe_again_later();
+        } else {
+            shared.probe_every_ms.store(PROBE_FIRST.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Turns the engine while the main thread is stuck in a slow request.
