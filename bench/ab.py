@@ -27,24 +27,10 @@ import subprocess
 import sys
 import time
 
+from run import process_tree_ticks
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def tree_ticks(root):
-    """User and system clock ticks of `root` and its children."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(entry) == root or int(fields[1]) == root:
-            total += int(fields[11]) + int(fields[12])
-    return total
 
 
 def parse_spec(spec):
@@ -87,11 +73,11 @@ def one_run(url, words, env, args):
         wait_up(url, proc, 60)
         wrk = ["wrk", "-t1", "-c%d" % args.connections]
         subprocess.run(wrk + ["-d%ds" % args.warmup, url], capture_output=True, check=False)
-        before, started = tree_ticks(proc.pid), time.time()
+        before, started = process_tree_ticks(proc.pid), time.time()
         out = subprocess.run(
             wrk + ["-d%ds" % args.duration, "--latency", url], capture_output=True, text=True, check=False
         ).stdout
-        cpu = (tree_ticks(proc.pid) - before) / TICK / (time.time() - started)
+        cpu = (process_tree_ticks(proc.pid) - before) / TICK / (time.time() - started)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
