@@ -4,13 +4,13 @@
 //! requests are waiting, so a burst of fast requests runs back to back on
 //! one thread with no hand-off between them. While the app is waiting on
 //! something (a request held the main thread past the hand-off time, or
-//! requests take long on average), a thread that takes a request while
-//! others wait wakes one more, which blocks on the GIL: when the app
-//! releases the GIL to wait, that thread runs the next request, so up to
-//! `--threads` requests are in progress at once. Otherwise the other threads
-//! rest: one standing by for the GIL would only take it from the thread
-//! running the app at every release, and give nothing back on an app that
-//! keeps the processor busy.
+//! the main thread measured the app waiting), a thread that takes a
+//! request while others wait wakes one more, which blocks on the GIL: when
+//! the app releases the GIL to wait, that thread runs the next request, so
+//! up to `--threads` requests are in progress at once. Otherwise the other
+//! threads rest: one standing by for the GIL would only take it from the
+//! thread running the app at every release, and give nothing back on an
+//! app that keeps the processor busy.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
