@@ -18,7 +18,10 @@ hook (what a Gunicorn user can do by hand, to tell the freeze apart from
 the rest of the server); ferrocorn with --no-preload-freeze; ferrocorn as
 it starts by default (the heap frozen before fork); with
 --immortal-experiment, ferrocorn with the heap made immortal by a hook
-(CPython 3.12/3.13), to measure what reference counting costs.
+(CPython 3.12/3.13), to measure what reference counting costs; with
+--memory-merge, ferrocorn with --memory-merge (the kernel's same-page
+merging, KSM): the script turns the host's KSM scanner on for that row
+(root only) with a fast scan rate, and puts both back after.
 """
 
 import argparse
@@ -213,6 +216,25 @@ def tree_memory(master_pid):
     }
 
 
+KSM = "/sys/kernel/mm/ksm/"
+
+
+class KsmOn:
+    """The host's KSM scanner on, scanning fast, for one measurement."""
+
+    def __enter__(self):
+        self.saved = {k: open(KSM + k).read().strip() for k in ("run", "pages_to_scan")}
+        for key, value in (("pages_to_scan", "5000"), ("run", "1")):
+            with open(KSM + key, "w") as f:
+                f.write(value)
+        return self
+
+    def __exit__(self, *exc):
+        for key in ("run", "pages_to_scan"):
+            with open(KSM + key, "w") as f:
+                f.write(self.saved[key])
+
+
 def measure(name, argv, env, args, port):
     proc = subprocess.Popen(argv, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -269,6 +291,11 @@ def main():
         action="store_true",
         help="add a row: ferrocorn with the heap made immortal by a hook (CPython 3.12/3.13 only)",
     )
+    ap.add_argument(
+        "--memory-merge",
+        action="store_true",
+        help="add a row: ferrocorn --memory-merge, with the host's KSM scanner on meanwhile (root)",
+    )
     ap.add_argument("--only", action="append", help="run only the rows whose name contains this (repeatable)")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
@@ -299,13 +326,22 @@ def main():
                 [args.python, "-m", "ferrocorn", "-c", immortal.name] + common,
             )
         )
+    if args.memory_merge:
+        servers.append(
+            ("ferrocorn --preload --memory-merge (KSM on)", [args.python, "-m", "ferrocorn", "--memory-merge"] + common)
+        )
     rows = []
     try:
         for name, argv in servers:
             if args.only and not any(o in name for o in args.only):
                 continue
             port = free_port()
-            row = measure(name, argv + ["-b", "127.0.0.1:%d" % port, "preload_app:app"], env, args, port)
+            argv = argv + ["-b", "127.0.0.1:%d" % port, "preload_app:app"]
+            if "--memory-merge" in argv:
+                with KsmOn():
+                    row = measure(name, argv, env, args, port)
+            else:
+                row = measure(name, argv, env, args, port)
             rows.append(row)
             print("measured %s in %.1f s" % (name, row["seconds"]), file=sys.stderr)
     finally:

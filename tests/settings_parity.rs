@@ -117,6 +117,7 @@ fn extensions_stay_apart() {
             "metrics_bind",
             "max_worker_memory",
             "preload_freeze",
+            "memory_merge",
             "request_timeout",
             "access_log_json",
             "access_log_json_headers",

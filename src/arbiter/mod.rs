@@ -6,6 +6,7 @@ mod control;
 mod dirty;
 mod freeze;
 mod memory;
+mod merge;
 mod metrics;
 mod netio;
 pub mod notify;
@@ -260,6 +261,9 @@ impl Arbiter {
             let path = if self.master_pid != 0 { format!("{path}.2") } else { path.clone() };
             let pf = Pidfile::create(&path, self.pid).map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
             self.pidfile = Some(pf);
+        }
+        if self.settings.memory_merge {
+            merge::enable().map_err(|reason| Interrupt::Halt { reason, status: 1 })?;
         }
         if self.settings.preload_app {
             self.app = Some(self.preload(py)?);

@@ -1102,6 +1102,12 @@ ferrocorn: {
         validate: |_, i| v::boolean(i),
         help: "With --preload, do not gc.freeze() the preloaded heap before forking (freezing keeps the workers' garbage collector off the pages they share).",
     },
+    memory_merge: bool = {
+        section: "ferrocorn extensions", cli: ["--memory-merge"], meta: None, action: Action::StoreTrue,
+        default: Input::Bool(false), doc_default: "False",
+        validate: |_, i| v::boolean(i),
+        help: "Let the kernel merge identical memory pages of the master and its workers (KSM; Linux 6.4+, and the host's /sys/kernel/mm/ksm/run must be 1): with --preload, the pages a worker copies when it uses preloaded objects merge back once their reference counts are restored. Read at start. See docs/operations.md.",
+    },
     request_timeout: std::time::Duration = {
         section: "ferrocorn extensions", cli: ["--request-timeout"], meta: Some("INT"), action: Action::Int,
         default: Input::Int(0), doc_default: "0",

@@ -114,3 +114,75 @@ def test_pss_and_uss_per_worker_on_the_control_socket_and_metrics(server):
         uss = page['ferrocorn_worker_uss_bytes{pid="%d"}' % pid]
         rss = page['ferrocorn_worker_rss_bytes{pid="%d"}' % pid]
         assert 0 < uss <= pss < 0.7 * rss, (pid, uss, pss, rss)
+
+
+def ksm_stat(pid):
+    """/proc/PID/ksm_stat as a dict ("ksm_merge_any: yes" and "ksm_rmap_items 0" lines)."""
+    with open("/proc/%d/ksm_stat" % pid) as f:
+        return {line.split()[0].rstrip(":"): line.split()[-1] for line in f if line.strip()}
+
+
+KSM = "/sys/kernel/mm/ksm/"
+
+
+def test_memory_merge_marks_the_master_and_every_worker(server):
+    if not os.path.exists("/proc/self/ksm_stat") or "ksm_merge_any" not in ksm_stat(os.getpid()):
+        pytest.skip("this kernel has no per-process KSM (Linux 6.4+ with CONFIG_KSM)")
+    s = server("--preload", "--memory-merge", "-w", "2", "preload_heavy:app")
+    workers = s.wait_workers(2)
+    for pid in [s.pid] + list(workers):
+        assert ksm_stat(pid)["ksm_merge_any"] == "yes", pid
+    with open(KSM + "run") as f:
+        running = f.read().strip() == "1"
+    said = "Memory merging (KSM) on" if running else "the kernel's page merging is off on this host"
+    assert said in s.log()
+    plain = server("--preload", "preload_heavy:app")
+    (worker,) = plain.wait_workers(1)
+    assert ksm_stat(worker)["ksm_merge_any"] == "no"
+
+
+def worker_uss(pid):
+    fields = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if rest.strip().endswith("kB"):
+                fields[key] = int(rest.split()[0]) * 1024
+    return fields["Private_Clean"] + fields["Private_Dirty"]
+
+
+@pytest.fixture
+def ksm_scanning():
+    """The host's KSM scanner on and fast for the test, put back after
+    (it is one switch for the whole machine: root only)."""
+    if os.geteuid() != 0 or not os.access(KSM + "run", os.W_OK):
+        pytest.skip("turning the host's KSM scanner on needs root")
+    saved = {}
+    for key, value in (("pages_to_scan", "5000"), ("run", "1")):
+        with open(KSM + key) as f:
+            saved[key] = f.read().strip()
+        with open(KSM + key, "w") as f:
+            f.write(value)
+    yield
+    for key in ("run", "pages_to_scan"):
+        with open(KSM + key, "w") as f:
+            f.write(saved[key])
+
+
+def test_memory_merge_gives_back_the_pages_reference_counting_copied(server, ksm_scanning):
+    """A worker that read every preloaded record has written every record's
+    reference count, so it holds its own copy of most of the heap; the
+    counts are back once the request is over, and with --memory-merge the
+    kernel merges those copies back into the master's pages. Side by side,
+    the same app without it keeps its copy."""
+    merged = server("--preload", "--memory-merge", "preload_heavy:app")
+    plain = server("--preload", "preload_heavy:app")
+    pids = {}
+    for name, s in (("merged", merged), ("plain", plain)):
+        status, _, body = s.request(path="/touch", headers={"Connection": "close"})
+        assert status == 200
+        pids[name] = int(body)
+    copied = worker_uss(pids["plain"])
+    assert copied > 20 * MIB, copied
+    wait_for(lambda: worker_uss(pids["merged"]) < copied / 4, timeout=60, what="the merged worker's pages")
+    assert worker_uss(pids["plain"]) > 20 * MIB

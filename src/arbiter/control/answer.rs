@@ -158,6 +158,7 @@ pub fn show_config(s: &Snapshot<'_>, worker_class: &str, proc_name: &str) -> Val
         "metrics_bind": c.metrics_bind,
         "max_worker_memory": c.max_worker_memory,
         "preload_freeze": c.preload_freeze,
+        "memory_merge": c.memory_merge,
     })
 }
 

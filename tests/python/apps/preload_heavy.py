@@ -4,6 +4,8 @@ for the --preload memory tests (tests/python/test_preload_memory.py).
 - /gc       JSON: this process's gc.get_freeze_count(), gc.get_threshold()
             and pid
 - /collect  runs a full gc.collect() in the worker, answers the pid
+- /touch    reads every record (so their reference counts are written,
+            and restored), answers the pid
 - anything  else looks up a few records and answers the pid
 """
 
@@ -28,6 +30,10 @@ def app(environ, start_response):
         ).encode()
     elif path == "/collect":
         gc.collect()
+        body = str(os.getpid()).encode()
+    elif path == "/touch":
+        for record in TABLE.values():
+            record["tags"][0], record["vals"][0], record["name"]
         body = str(os.getpid()).encode()
     else:
         for i in range(0, N, N // 10):
