@@ -223,8 +223,10 @@ class KsmOn:
     """The host's KSM scanner on, scanning fast, for one measurement."""
 
     def __enter__(self):
-        self.saved = {k: open(KSM + k).read().strip() for k in ("run", "pages_to_scan")}
+        self.saved = {}
         for key, value in (("pages_to_scan", "5000"), ("run", "1")):
+            with open(KSM + key) as f:
+                self.saved[key] = f.read().strip()
             with open(KSM + key, "w") as f:
                 f.write(value)
         return self

@@ -120,24 +120,13 @@ impl<J> Queue<J> {
             if s.closed {
                 return false;
             }
-            s.sleeping += 1;
-            s = match self.cond.wait(s) {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            s.sleeping -= 1;
-            s.waking = false;
+            s = self.sleep(s);
         }
     }
 
-    /// Sleeps (call it without the GIL) until woken for work, whether or not
-    /// requests are waiting now (the thread running them needs no help);
-    /// false once the queue is closed and empty.
-    pub fn rest(&self) -> bool {
-        let mut s = self.lock();
-        if s.closed {
-            return !s.jobs.is_empty();
-        }
+    /// One sleep on the condition variable, counted as a sleeping thread
+    /// that `wake_one` may wake.
+    fn sleep<'a>(&self, mut s: MutexGuard<'a, State<J>>) -> MutexGuard<'a, State<J>> {
         s.sleeping += 1;
         s = match self.cond.wait(s) {
             Ok(g) => g,
@@ -145,6 +134,18 @@ impl<J> Queue<J> {
         };
         s.sleeping -= 1;
         s.waking = false;
+        s
+    }
+
+    /// Sleeps (call it without the GIL) until woken for work, whether or not
+    /// requests are waiting now (the thread running them needs no help);
+    /// false once the queue is closed and empty.
+    pub fn rest(&self) -> bool {
+        let s = self.lock();
+        if s.closed {
+            return !s.jobs.is_empty();
+        }
+        let s = self.sleep(s);
         !(s.closed && s.jobs.is_empty())
     }
 
