@@ -215,10 +215,15 @@ def test_top(server):
     lines = r.stdout.splitlines()
     assert lines[0].startswith("ferrocorn master %d  up " % s.pid)
     assert "workers 2/2" in lines[0] and "requests 1" in lines[0]
-    assert lines[3].split() == ["PID", "AGE", "REQUESTS", "INFLIGHT", "RSS", "LAST_BEAT", "STATE"]
+    assert lines[3].split() == ["PID", "AGE", "REQUESTS", "INFLIGHT", "RSS", "PSS", "USS", "LAST_BEAT", "STATE"]
     rows = {int(line.split()[0]): line.split() for line in lines[4:]}
     assert sorted(rows) == workers
-    assert all(row[-1] == "serving" and row[4].endswith("M") for row in rows.values())
+    # RSS, PSS and USS in MiB; a worker's unique pages are fewer than its
+    # proportional share, which is at most its resident set.
+    for row in rows.values():
+        assert row[-1] == "serving", row
+        rss, pss, uss = (float(v.rstrip("M")) for v in row[4:7])
+        assert 0 < uss <= pss <= rss, row
     snap = ctl_json(path, "top", "--once")
     assert snap["stats"]["pid"] == s.pid
     assert sorted(w["pid"] for w in snap["workers"]) == workers

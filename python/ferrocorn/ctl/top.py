@@ -1,5 +1,6 @@
 """``ferrocornc top``: the workers of a running master, refreshed every
-second: pid, age, requests, in-flight, RSS and last heartbeat, with the
+second: pid, age, requests, in-flight, memory (RSS, and PSS and USS where
+the master can read them) and last heartbeat, with the
 master's totals and the request rate over the last interval."""
 
 from __future__ import annotations
@@ -49,19 +50,22 @@ def render(snap: dict[str, Any], rate: float | None = None) -> str:
     restarts = ", ".join("%s %s" % (k, v) for k, v in (stats.get("restarts") or {}).items() if v)
     lines = [head, "restarts: %s" % (restarts or "none"), ""]
     lines.append(
-        "%-8s %-10s %-9s %-9s %-9s %-10s %s" % ("PID", "AGE", "REQUESTS", "INFLIGHT", "RSS", "LAST_BEAT", "STATE")
+        "%-8s %-10s %-9s %-9s %-9s %-9s %-9s %-10s %s"
+        % ("PID", "AGE", "REQUESTS", "INFLIGHT", "RSS", "PSS", "USS", "LAST_BEAT", "STATE")
     )
     for w in workers:
         uptime = w.get("uptime")
         hb = w.get("last_heartbeat")
         lines.append(
-            "%-8s %-10s %-9s %-9s %-9s %-10s %s"
+            "%-8s %-10s %-9s %-9s %-9s %-9s %-9s %-10s %s"
             % (
                 w.get("pid", "?"),
                 duration(uptime) if uptime is not None else "#%s" % w.get("age", "?"),
                 w.get("requests", "-"),
                 w.get("in_flight", "-"),
                 mib(w.get("rss")),
+                mib(w.get("pss")),
+                mib(w.get("uss")),
                 "-" if hb is None else "%.1fs" % hb,
                 state(w),
             )
