@@ -31,6 +31,28 @@ pub(super) fn before_fork(py: Python<'_>, settings: &crate::settings::Settings) 
     }
 }
 
+/// The dirty arbiter is forked before the first worker (and before
+/// `when_ready`), so it inherits the preloaded heap unfrozen; it freezes
+/// what it inherited first thing. No collection first: that would examine
+/// (and so copy) every inherited object; `gc.freeze()` itself only relinks
+/// the generations' list heads. The dirty workers it forks inherit the
+/// frozen heap in turn.
+pub(crate) fn in_dirty_arbiter(py: Python<'_>, settings: &crate::settings::Settings) {
+    if !settings.preload_app || !settings.preload_freeze {
+        return;
+    }
+    let frozen = py.import("gc").and_then(|gc| {
+        gc.call_method0("freeze")?;
+        gc.call_method0("get_freeze_count")?.extract::<usize>()
+    });
+    match frozen {
+        Ok(n) => crate::log::debug!("Dirty arbiter froze the preloaded heap it inherited: {n} objects"),
+        Err(err) => {
+            crate::log::warning!("gc.freeze() in the dirty arbiter failed: {}", crate::python::exception_text(py, &err))
+        }
+    }
+}
+
 fn freeze(py: Python<'_>) -> PyResult<()> {
     let gc = py.import("gc")?;
     let freed = gc.call_method0("collect")?.extract::<usize>()?;

@@ -4,7 +4,7 @@
 
 mod control;
 mod dirty;
-mod freeze;
+pub(crate) mod freeze;
 mod memory;
 mod merge;
 mod metrics;

@@ -316,6 +316,20 @@ def test_a_killed_dirty_arbiter_is_replaced(server):
     assert new["arbiter_restarts"] == 1
 
 
+@pytest.mark.parametrize("freeze", [True, False], ids=["freeze", "no-preload-freeze"])
+def test_dirty_workers_inherit_the_preloaded_heap_frozen(server, freeze):
+    """The dirty arbiter is forked before the master's first worker (where
+    the master freezes its heap), so it freezes what it inherited itself:
+    a dirty worker's collections then leave the preloaded pages alone."""
+    s = start(server, "sync", "--dirty-workers", "1", "--preload", *(() if freeze else ("--no-preload-freeze",)))
+    frozen = execute(s, "frozen")["result"]
+    if freeze:
+        # The interpreter's and the preloaded app's objects: thousands.
+        assert frozen > 1000, frozen
+    else:
+        assert frozen == 0
+
+
 def test_hup_replaces_the_dirty_workers_and_calls_go_on(server):
     s = start(server, "gthread", "--dirty-workers", "2")
     before = dirty_pids(s)

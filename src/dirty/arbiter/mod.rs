@@ -165,6 +165,7 @@ pub fn run(py: Python<'_>, ctx: ArbiterCtx) -> Outcome {
     // dies, whatever this process is doing then.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
     crate::log::info!("Dirty arbiter starting (pid: {pid})");
+    crate::arbiter::freeze::in_dirty_arbiter(py, &ctx.settings);
     let mut arbiter = match Arbiter::new(py, ctx, pid) {
         Ok(a) => a,
         Err(e) => {

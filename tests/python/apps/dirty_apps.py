@@ -3,6 +3,7 @@ slow, crashing and streaming actions, and a class that limits how many
 dirty workers load it."""
 
 import asyncio
+import gc
 import os
 import time
 
@@ -20,6 +21,9 @@ class Counter(DirtyApp):
 
     def pid(self):
         return os.getpid()
+
+    def frozen(self):
+        return gc.get_freeze_count()
 
     def echo(self, *args, **kwargs):
         return {"args": list(args), "kwargs": kwargs}
