@@ -72,6 +72,7 @@ class Client:
         self.ended = set()
         self.resets = {}
         self.trailers = {}
+        self.informational = {}
         self.goaway = None
         self.closed = False
 
@@ -119,6 +120,8 @@ class Client:
     def on_event(self, ev):
         if isinstance(ev, h2.events.ResponseReceived):
             self.responses[ev.stream_id]["headers"] = dict(ev.headers)
+        elif isinstance(ev, h2.events.InformationalResponseReceived):
+            self.informational.setdefault(ev.stream_id, []).append(dict(ev.headers)[b":status"])
         elif isinstance(ev, h2.events.DataReceived):
             self.responses[ev.stream_id]["body"] += ev.data
             if self.auto_ack and ev.flow_controlled_length:
@@ -255,6 +258,29 @@ def test_large_upload_and_download_with_flow_control(server, kind):
     # curl and nghttp2 agree.
     got = curl("--http2-prior-knowledge", "http://127.0.0.1:%d/big?n=40" % s.port)
     assert len(got) == 40 * 65536
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_expect_100_continue_is_answered_when_the_app_waits_for_the_body(server, kind):
+    """As on HTTP/1 (and as Gunicorn 27 does on HTTP/2): a client that sent
+    `expect: 100-continue` and holds its body back gets an interim 100 once
+    the app asks for the body, then the final response."""
+    s = start(server, kind, *H2C)
+    c = Client(s.port)
+    sid = c.request("/upload", method="POST", headers=[("expect", "100-continue")], end=False)
+    deadline = time.monotonic() + 10
+    while sid not in c.informational:
+        assert time.monotonic() < deadline, "no 100 Continue"
+        c.pump()
+    assert c.informational[sid] == [b"100"] and c.responses[sid]["headers"] is None
+    body = os.urandom(100_000)
+    c.send_body(sid, body)
+    (r,) = c.wait([sid])
+    assert r["headers"][b":status"] == b"200"
+    assert bytes(r["body"]) == b"%d %s" % (len(body), hashlib.sha256(body).hexdigest().encode())
+    # Without the expectation, no interim response.
+    status, _ = c.get("/upload", method="POST", body=b"abc")
+    assert status == b"200" and list(c.informational) == [sid]
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

@@ -66,6 +66,9 @@ pub(super) struct CycleState {
     pub(super) h2_trailers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     /// HTTP/2: the stream's end was queued.
     pub(super) h2_ended: bool,
+    /// HTTP/2: the request asked for `100-continue` and none went yet; the
+    /// first `receive()` that finds no body answers it (as on HTTP/1).
+    pub(super) h2_continue: bool,
     /// `--request-timeout`'s deadline (HTTP calls only), until it passes.
     timeout_at: Option<Instant>,
     /// The watchdog's copy, for a loop that never gets to the deadline.
@@ -110,6 +113,7 @@ impl CycleState {
             h2: None,
             h2_trailers: None,
             h2_ended: false,
+            h2_continue: false,
             timeout_at: None,
             timeout_armed: None,
             timed_out: false,

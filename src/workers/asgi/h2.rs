@@ -191,6 +191,7 @@ impl AsgiServer {
             body_error: None,
             now: self.now,
         });
+        st.h2_continue = st.head.expect_continue;
         st.h2 = Some(shared);
         let key = self.cycles.insert(st);
         client.attached.push(key);
@@ -281,6 +282,14 @@ impl AsgiServer {
         if let Some(st) = self.cycles.get_mut(key) {
             st.add_waiter(fut.clone_ref(py));
             st.wait_deadline = Some(Instant::now() + wait);
+            // The client waits for a 100 before it sends the body; an app
+            // that answered first (a 417, a 413) never asked for it.
+            if std::mem::take(&mut st.h2_continue) && !st.response.started {
+                let hundred = Head { status: 100, fields: Vec::new() };
+                if shared.send([Out::Informational(hundred)]).is_err() {
+                    st.body_failed = true;
+                }
+            }
         }
         Ok(fut)
     }
