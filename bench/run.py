@@ -541,6 +541,30 @@ for _w in (1, os.cpu_count() or 1):
             "servers": _servers,
         }
 
+# The same apps at the same load for every server (issue 15: "never worse
+# p99 than Granian at the same load"): each of the 64 connections pauses
+# between a response and its next request (paced.lua), which offers about
+# 64 / (pause + latency) requests a second: 16 ms is about 3,900, below every
+# server's capacity but Gunicorn's; 10 ms about 6,000, near ferrocorn's and
+# Granian's at one worker on this machine. The req/s column shows whether a
+# server kept up; latencies compare only between servers that did.
+for _name, _what, _servers, _path in (
+    ("flask", "Flask JSON endpoint", real_wsgi("flask_app", 1), "/users/42"),
+    ("django", "Django JSON endpoint (CommonMiddleware, no database)", real_wsgi("django_wsgi", 1), "/users/42"),
+    ("fastapi", "FastAPI JSON endpoint (a path parameter)", real_asgi("fastapi_app", 1), "/users/42"),
+):
+    for _pause in (16, 10):
+        SCENARIOS["%s-w1-paced%d" % (_name, _pause)] = {
+            "what": "%s, 1 worker, keep-alive, wrk -t1 -c64, each connection pausing %d ms between requests"
+            % (_what, _pause),
+            "threads": 1,
+            "connections": 64,
+            "path": _path,
+            "script": "paced.lua",
+            "script_args": [_pause],
+            "servers": _servers,
+        }
+
 # The sync worker on a real app (issue 15): a connection per request, as
 # Gunicorn's sync worker answers, so loopback connection set-up by the load
 # tool caps both servers' throughput; the per CPU-second column is the one
@@ -756,6 +780,11 @@ def allow_descriptors(n):
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n)), hard))
 
 
+def wrk_target(url, sc):
+    """wrk's URL, then the scenario's script arguments (after `--`)."""
+    return [url] + (["--"] + [str(a) for a in sc["script_args"]] if sc.get("script_args") else [])
+
+
 def run_one(template, sc, duration):
     port = free_port()
     cert, key = tls_pair() if "{cert}" in template else ("", "")
@@ -800,7 +829,7 @@ def run_one(template, sc, duration):
                 wrk += ["-H", sc["header"]]
             if sc.get("script"):
                 wrk += ["-s", os.path.join(HERE, sc["script"])]
-            subprocess.run(wrk + ["-d2s", url], capture_output=True)
+            subprocess.run(wrk + ["-d2s"] + wrk_target(url, sc), capture_output=True)
         # CPU used by the server (master and workers) and by wrk during the
         # measured run: a load tool near 100% means the server is not the limit.
         hz = os.sysconf("SC_CLK_TCK")
@@ -815,7 +844,9 @@ def run_one(template, sc, duration):
         elif sc.get("load") == "ws":
             out = subprocess.run(wrk + [str(duration)], capture_output=True, text=True).stdout
         else:
-            out = subprocess.run(wrk + ["-d%ds" % duration, url], capture_output=True, text=True).stdout
+            out = subprocess.run(
+                wrk + ["-d%ds" % duration] + wrk_target(url, sc), capture_output=True, text=True
+            ).stdout
         elapsed = time.time() - started
         wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         result = parse_h2load(out) if sc.get("load") == "h2" else parse_wrk(out)
