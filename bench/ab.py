@@ -14,7 +14,9 @@ second, per server CPU-second, p99), so a drift hits every command alike.
 Each argument is NAME=COMMAND; leading VAR=value words in the command are
 set in its environment (PYTHONPATH=/tmp/other-build to try another build).
 Commands run from bench/, so bench's apps import. The server's CPU is its
-whole process tree's, from /proc.
+whole process tree's, from /proc. `--pause MS` paces each connection
+(paced.lua) so that every server gets the same offered load and the p99
+column compares latency at the same rate.
 """
 
 import argparse
@@ -72,10 +74,14 @@ def one_run(url, words, env, args):
     try:
         wait_up(url, proc, 60)
         wrk = ["wrk", "-t1", "-c%d" % args.connections]
-        subprocess.run(wrk + ["-d%ds" % args.warmup, url], capture_output=True, check=False)
+        tail = [url]
+        if args.pause is not None:
+            wrk += ["-s", os.path.join(HERE, "paced.lua")]
+            tail += ["--", str(args.pause)]
+        subprocess.run(wrk + ["-d%ds" % args.warmup] + tail, capture_output=True, check=False)
         before, started = process_tree_ticks(proc.pid), time.time()
         out = subprocess.run(
-            wrk + ["-d%ds" % args.duration, "--latency", url], capture_output=True, text=True, check=False
+            wrk + ["-d%ds" % args.duration, "--latency"] + tail, capture_output=True, text=True, check=False
         ).stdout
         cpu = (process_tree_ticks(proc.pid) - before) / TICK / (time.time() - started)
     finally:
@@ -100,6 +106,7 @@ def main():
     ap.add_argument("--duration", type=int, default=6, help="seconds measured per run")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--pause", type=int, help="milliseconds each connection waits between requests (paced.lua)")
     ap.add_argument("servers", nargs="+", metavar="NAME=COMMAND")
     args = ap.parse_args()
     specs = [parse_spec(s) for s in args.servers]
