@@ -360,10 +360,10 @@ def test_ferrocornc_works_against_gunicorn(tmp_path):
         top = ctl(path, "top", "--once").stdout.splitlines()
         assert top[0].startswith("ferrocorn master %d  up " % proc.pid)
         # Gunicorn sends no uptime (the age is its spawn number) and its
-        # master cannot tell whether a worker booted
+        # master cannot tell whether a worker booted; no memory figures
         row = top[4].split()
-        assert row[:5] + row[6:] == [str(pids[0]), "#1", "-", "-", "-", "-"]
-        assert row[5].endswith("s") and 0 <= float(row[5][:-1]) < 30, row
+        assert row[:7] + row[8:] == [str(pids[0]), "#1", "-", "-", "-", "-", "-", "-"]
+        assert row[7].endswith("s") and 0 <= float(row[7][:-1]) < 30, row
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

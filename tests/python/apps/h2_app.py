@@ -8,6 +8,8 @@ import hashlib
 import time
 from urllib.parse import parse_qs
 
+from asgi_parts import accept_lifespan
+
 CHUNK = b"x" * 65536
 cut_off = []
 
@@ -65,11 +67,7 @@ def _endless():
 
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        kind = ""
-        while kind != "lifespan.shutdown":
-            kind = (await receive())["type"]
-            await send({"type": kind + ".complete"})
-        return
+        return await accept_lifespan(receive, send)
     path, query = scope["path"], scope["query_string"].decode()
 
     async def respond(body, status=200):

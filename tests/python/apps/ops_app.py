@@ -20,6 +20,8 @@ import time
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
+from asgi_parts import accept_lifespan
+
 _KEPT = []
 PAUSE = float(os.environ.get("OPS_SLEEP_MS", "0")) / 1000.0
 
@@ -73,25 +75,9 @@ def app(environ, start_response):
 application = app
 
 
-# What the lifespan protocol is answered: each event and its reply; the
-# shutdown event ends the exchange.
-LIFESPAN_REPLIES = {
-    "lifespan.startup": "lifespan.startup.complete",
-    "lifespan.shutdown": "lifespan.shutdown.complete",
-}
-
-
-async def _lifespan(receive, send):
-    event = None
-    while event != "lifespan.shutdown":
-        event = (await receive())["type"]
-        if event in LIFESPAN_REPLIES:
-            await send({"type": LIFESPAN_REPLIES[event]})
-
-
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        return await _lifespan(receive, send)
+        return await accept_lifespan(receive, send)
     path, query = scope["path"], scope["query_string"].decode()
     if path == "/sleep":
         await asyncio.sleep(float(_arg(query, "s", "1")))

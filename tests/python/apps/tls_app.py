@@ -7,6 +7,8 @@ WebSocket messages (ASGI)."""
 import hashlib
 import json
 
+from asgi_parts import accept_lifespan, websocket_echo
+
 _CHUNK = b"0123456789abcdef" * 4096
 
 
@@ -53,24 +55,9 @@ async def _body(receive):
 
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        kind = ""
-        while kind != "lifespan.shutdown":
-            kind = (await receive())["type"]
-            await send({"type": kind + ".complete"})
-        return
+        return await accept_lifespan(receive, send)
     if scope["type"] == "websocket":
-        await receive()
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            reply = {"type": "websocket.send"}
-            if message.get("bytes") is not None:
-                reply["bytes"] = message["bytes"]
-            else:
-                reply["text"] = message["text"]
-            await send(reply)
+        return await websocket_echo(receive, send)
     path = scope["path"]
     if path == "/info":
         tls = scope.get("extensions", {}).get("tls")

@@ -5,6 +5,8 @@ the same for ASGI and Tornado."""
 import json
 import os
 
+from asgi_parts import accept_lifespan, websocket_echo
+
 CHUNK = b"0123456789abcdef" * 4096  # 64 KiB
 
 
@@ -50,19 +52,9 @@ def wsgi(environ, start_response):
 
 async def asgi(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        return await accept_lifespan(receive, send)
     if scope["type"] == "websocket":
-        await receive()
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            await send({"type": "websocket.send", "text": "echo:" + (message.get("text") or "")})
+        return await websocket_echo(receive, send, prefix="echo:")
     headers = dict(scope["headers"])
     if scope["path"] == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
