@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from run import process_tree_ticks
+from run import process_tree_ticks, wrk_target
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -74,10 +74,10 @@ def one_run(url, words, env, args):
     try:
         wait_up(url, proc, 60)
         wrk = ["wrk", "-t1", "-c%d" % args.connections]
-        tail = [url]
-        if args.pause is not None:
+        paced = {"script_args": [args.pause]} if args.pause is not None else {}
+        if paced:
             wrk += ["-s", os.path.join(HERE, "paced.lua")]
-            tail += ["--", str(args.pause)]
+        tail = wrk_target(url, paced)
         subprocess.run(wrk + ["-d%ds" % args.warmup] + tail, capture_output=True, check=False)
         before, started = process_tree_ticks(proc.pid), time.time()
         out = subprocess.run(

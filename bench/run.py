@@ -543,10 +543,10 @@ for _w in (1, os.cpu_count() or 1):
 
 # The same apps at the same load for every server (issue 15: "never worse
 # p99 than Granian at the same load"): each of the 64 connections pauses
-# between a response and its next request (paced.lua), which offers about
-# 64 / (pause + latency) requests a second: 16 ms is about 3,900, below every
-# server's capacity but Gunicorn's; 10 ms about 6,000, near ferrocorn's and
-# Granian's at one worker on this machine. The req/s column shows whether a
+# between a response and its next request (paced.lua), which offers at most
+# 64 / (pause + latency) requests a second: 16 ms gave about 3,700 here,
+# below every server's capacity but Gunicorn's; 10 ms 5,000 to 5,800, near
+# ferrocorn's and Granian's at one worker. The req/s column shows whether a
 # server kept up; latencies compare only between servers that did.
 for _name, _what, _servers, _path in (
     ("flask", "Flask JSON endpoint", real_wsgi("flask_app", 1), "/users/42"),

@@ -36,12 +36,12 @@ pub(super) fn enable() -> Result<(), String> {
         Err(e) => crate::log::warning!("--memory-merge: cannot read {KSM_RUN} ({e}): whether pages get merged is unknown"),
     }
     // Smart scan (Linux 6.7, on by default) skips a page that found no twin
-    // for a few passes in 8 passes out of 9. A worker's pages age that way
+    // in its last passes, for up to 8 passes out of 9. A worker's pages age that way
     // while they are still the master's own; when a request later copies
     // one, the copy and the master's page are only compared in a pass
     // that scans both, and their cycles can stay out of step for good. A
     // second worker forked at the same time has its copies in step, so
-    // pools of two or more merge; a lone worker may never.
+    // pools of two or more usually merge; a lone worker may never.
     if std::fs::read_to_string(KSM_SMART_SCAN).is_ok_and(|s| s.trim() == "1") {
         crate::log::warning!(
             "--memory-merge: the kernel's smart scan is on ({KSM_SMART_SCAN} is 1): it skips pages that long found no twin, so pages a worker copies late may merge back slowly or, with one worker, never; an administrator can run `echo 0 > {KSM_SMART_SCAN}`"
