@@ -284,6 +284,33 @@ def test_expect_100_continue_is_answered_when_the_app_waits_for_the_body(server,
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
+def test_streams_that_take_their_100_and_never_send_a_body_time_out_alone(server, kind):
+    """Hostile: 50 streams ask for 100-continue, get it, and never send
+    their body. Another connection is served meanwhile; after --timeout each
+    stream's wait ends (a response or a reset) and the connection and the
+    worker go on."""
+    threads = ("--threads", "64") if kind == "gthread" else ()
+    s = start(server, kind, *H2C, "--timeout", "2", *threads)
+    c = Client(s.port)
+    sids = [c.request("/upload", method="POST", headers=[("expect", "100-continue")], end=False) for _ in range(50)]
+    deadline = time.monotonic() + 10
+    while len(c.informational) < len(sids):
+        assert time.monotonic() < deadline, "100 Continue on %d streams of 50" % len(c.informational)
+        c.pump()
+    other = Client(s.port)
+    started = time.monotonic()
+    assert other.get("/")[0] == b"200"
+    assert time.monotonic() - started < 1.0
+    other.close()
+    deadline = time.monotonic() + 15
+    while not all(sid in c.ended or sid in c.resets for sid in sids):
+        assert time.monotonic() < deadline, "streams still open"
+        c.pump()
+    assert c.get("/")[0] == b"200"
+    assert worker_count(s) == 1
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_a_stream_the_client_does_not_read_stalls_alone_and_memory_stays_bounded(server, kind):
     s = start(server, kind, *H2C, "--http2-max-concurrent-streams", "200")
     worker = s.wait_workers(1)[0]
