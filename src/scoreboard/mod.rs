@@ -36,6 +36,10 @@ pub struct Slot {
     /// 1 once a handler outlived `--request-timeout` and its grace: the
     /// master replaces the worker gracefully.
     replace_asked: AtomicU32,
+    /// 1 + the connections the worker holds while it takes new ones; 0
+    /// while it does not (full, stopping, or a worker type that does not
+    /// share them out). Its siblings read it (see `least_accepting`).
+    accepting: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Slot>() % 64 == 0);
@@ -107,8 +111,21 @@ impl Slot {
         ExitReason::from_u32(self.exit_reason.load(Ordering::Relaxed))
     }
 
+    /// The worker takes new connections holding `held`, or (None) takes
+    /// none now.
+    pub fn publish_accepting(&self, held: Option<usize>) {
+        let v = held.map_or(0, |n| u64::try_from(n).unwrap_or(u64::MAX - 1).saturating_add(1));
+        self.accepting.store(v, Ordering::Relaxed);
+    }
+
+    /// What the worker published, if it takes connections now.
+    pub fn accepting(&self) -> Option<u64> {
+        self.accepting.load(Ordering::Relaxed).checked_sub(1)
+    }
+
     fn reset(&self) {
         self.pid.store(0, Ordering::Relaxed);
+        self.accepting.store(0, Ordering::Relaxed);
         self.booted.store(0, Ordering::Relaxed);
         self.last_beat_ms.store(0, Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
@@ -161,6 +178,39 @@ impl std::ops::Deref for SlotHandle {
     fn deref(&self) -> &Slot {
         // SAFETY: `index` was checked when the handle was made.
         unsafe { &*self.map.base.add(self.index) }
+    }
+}
+
+impl SlotHandle {
+    /// The fewest connections a sibling worker holds among those that take
+    /// new ones now and beat within `fresh_ms` (a sibling whose loop is
+    /// stuck, or that is gone, does not count). Slots are handed out
+    /// lowest first and reused first, so the scan stops after a run of
+    /// empty ones.
+    pub fn least_accepting(&self, fresh_ms: u64) -> Option<u64> {
+        const EMPTY_RUN: usize = 16;
+        let now = now_ms();
+        let mut least: Option<u64> = None;
+        let mut empty = 0;
+        for index in 0..self.map.len {
+            if empty >= EMPTY_RUN {
+                break;
+            }
+            // SAFETY: index < len; shared access goes through atomics.
+            let slot = unsafe { &*self.map.base.add(index) };
+            if slot.pid.load(Ordering::Relaxed) == 0 {
+                empty += 1;
+                continue;
+            }
+            empty = 0;
+            if index == self.index || slot.silent_for_ms(now) > fresh_ms {
+                continue;
+            }
+            if let Some(n) = slot.accepting() {
+                least = Some(least.map_or(n, |l| l.min(n)));
+            }
+        }
+        least
     }
 }
 
@@ -280,6 +330,37 @@ mod tests {
         assert_eq!(slot.counts(), RequestCounts::default());
         assert_eq!(slot.exit_reason(), ExitReason::None);
         assert!(!slot.booted());
+    }
+
+    #[test]
+    fn siblings_that_accept_are_seen_and_the_others_are_not() {
+        let mut board = Scoreboard::new().expect("mmap");
+        let slots: Vec<usize> = (0..4).map(|_| board.claim().expect("slot")).collect();
+        for (n, &i) in slots.iter().enumerate() {
+            board.slot(i).pid.store(100 + n as i32, Ordering::Relaxed);
+        }
+        let me = board.handle(slots[0]);
+        // Nobody publishes: nobody to compare with.
+        assert_eq!(me.least_accepting(1000), None);
+        me.publish_accepting(Some(0));
+        assert_eq!(me.accepting(), Some(0));
+        assert_eq!(me.least_accepting(1000), None, "its own slot is not a sibling");
+        board.slot(slots[1]).publish_accepting(Some(7));
+        board.slot(slots[2]).publish_accepting(Some(3));
+        board.slot(slots[3]).publish_accepting(None);
+        assert_eq!(me.least_accepting(1000), Some(3));
+        // A sibling that stopped beating is left out.
+        board.slot(slots[2]).last_beat_ms.store(0, Ordering::Relaxed);
+        assert_eq!(me.least_accepting(1000), Some(7));
+        // A released slot is left out, and so is everything past a long
+        // run of empty slots.
+        board.release(slots[1]);
+        assert_eq!(me.least_accepting(1000), None);
+        let far = board.handle(40);
+        far.pid.store(9, Ordering::Relaxed);
+        far.beat();
+        far.publish_accepting(Some(1));
+        assert_eq!(me.least_accepting(1000), None);
     }
 
     #[test]

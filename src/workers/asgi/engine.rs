@@ -153,7 +153,7 @@ impl AsgiServer {
             epoll,
             clients: Slab::default(),
             max_conns: s.worker_connections.max(1),
-            acceptor: Acceptor::new(ctx.listeners.clone(), ctx.tls.clone()),
+            acceptor: Acceptor::new(ctx.listeners.clone(), ctx.tls.clone()).sharing(ctx.slot.clone(), &ctx.settings),
             policy,
             h2: H2Serving::from_settings(&s, ctx.tls.is_some()),
             h2_work,
@@ -250,7 +250,11 @@ impl AsgiServer {
         if !self.acceptor.is_watching() {
             return;
         }
-        while self.has_room() {
+        // Past its share the worker leaves what is queued to its siblings,
+        // which were woken for it too.
+        let mut share_left = self.acceptor.share_left(self.clients.len());
+        while self.has_room() && share_left > 0 {
+            share_left -= 1;
             let (stream, peer) = match self.acceptor.accept(&self.epoll, index) {
                 Accepted::Conn(stream, peer) => (stream, peer),
                 Accepted::None | Accepted::Exhausted => return,
@@ -541,7 +545,8 @@ impl AsgiServer {
         }
         match self.stop {
             Stop::Running => {
-                let room = self.has_room() && self.acceptor.may_accept(Instant::now());
+                let able = self.has_room() && self.acceptor.may_accept(Instant::now());
+                let room = self.acceptor.wants(self.clients.len(), able);
                 if self.acceptor.is_watching() != room {
                     if let Err(e) = self.acceptor.watch(&self.epoll, room) {
                         crate::log::error!("listening failed: {e}");
@@ -570,7 +575,7 @@ impl AsgiServer {
     fn begin_stop(&mut self, py: Python<'_>, starts: &mut Vec<TaskStart>) {
         crate::log::info!("Worker shutting down...");
         self.stop.drain(&self.settings);
-        let _ = self.acceptor.watch(&self.epoll, false);
+        let _ = self.acceptor.retire(&self.epoll);
         let mut websockets = Vec::new();
         let mut h2 = Vec::new();
         for (token, client) in self.clients.iter_mut() {
@@ -612,7 +617,7 @@ impl AsgiServer {
             return;
         }
         self.stop = Stop::Done;
-        let _ = self.acceptor.watch(&self.epoll, false);
+        let _ = self.acceptor.retire(&self.epoll);
         if let Some(refs) = &self.refs {
             let done = refs.done.bind(py);
             if !done.call_method0("done").and_then(|d| d.is_truthy()).unwrap_or(true) {

@@ -6,6 +6,8 @@ use crate::net::epoll::{Epoll, READABLE};
 use crate::net::listener::Listener;
 use crate::net::stream::{Peer, Stream};
 use crate::net::tls::TlsAcceptor;
+use crate::scoreboard::SlotHandle;
+use crate::settings::Settings;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -57,6 +59,9 @@ pub struct Acceptor {
     watching: bool,
     exhaustion: Exhaustion,
     tls: Option<TlsAcceptor>,
+    /// The worker's scoreboard slot, when it shares new connections out
+    /// with its siblings (see [`Acceptor::wants`]).
+    share: Option<SlotHandle>,
 }
 
 /// What [`Acceptor::accept`] found.
@@ -71,7 +76,60 @@ pub enum Accepted {
 
 impl Acceptor {
     pub fn new(listeners: Vec<Listener>, tls: Option<TlsAcceptor>) -> Acceptor {
-        Acceptor { listeners, watching: false, exhaustion: Exhaustion::default(), tls }
+        Acceptor { listeners, watching: false, exhaustion: Exhaustion::default(), tls, share: None }
+    }
+
+    /// The worker holds keep-alive connections: it takes new ones only
+    /// while it holds no more than its share (see [`Acceptor::wants`]).
+    /// Not with `--reuse-port`, where each worker listens on a socket of
+    /// its own: the kernel spreads connections over them, and one that
+    /// waits on a worker's own socket can only be taken by that worker.
+    pub fn sharing(mut self, slot: SlotHandle, settings: &Settings) -> Acceptor {
+        slot.publish_accepting(None);
+        if !settings.reuse_port {
+            self.share = Some(slot);
+        }
+        self
+    }
+
+    /// Whether the worker, holding `held` connections, should watch the
+    /// listeners now: it is `able` to take more (room, not paused) and, if
+    /// it shares, holds no more than its share.
+    ///
+    /// Why share: a keep-alive connection stays with the worker that
+    /// accepted it, and EPOLLEXCLUSIVE wakes the first worker waiting in
+    /// the listener's queue, always the same one while it is quick to get
+    /// back to its wait. A burst of clients (a load balancer opening its
+    /// pool) then lands on one worker and the others idle: with two
+    /// workers and 64 clients, 63 to 1 was common, at half the throughput.
+    /// A worker past its share leaves the listeners alone, so the next
+    /// connections wake a sibling; it comes back (at the end of the queue)
+    /// once it is within its share again. It still takes what was queued
+    /// before it left: no connection is left waiting for a wake-up that
+    /// went to it.
+    pub fn wants(&self, held: usize, able: bool) -> bool {
+        let Some(slot) = &self.share else { return able };
+        slot.publish_accepting(able.then_some(held));
+        able && within_share(held as u64, slot.least_accepting(SHARE_FRESH_MS))
+    }
+
+    /// How many connections the worker, holding `held`, may accept now
+    /// before it is past its share (no limit when it does not share or has
+    /// no sibling taking connections).
+    pub fn share_left(&self, held: usize) -> usize {
+        let Some(slot) = &self.share else { return usize::MAX };
+        let Some(least) = slot.least_accepting(SHARE_FRESH_MS) else { return usize::MAX };
+        // Within its share it may take one more; past it, none.
+        let most = least.saturating_add(share_margin(least)).saturating_add(1);
+        usize::try_from(most.saturating_sub(held as u64)).unwrap_or(usize::MAX)
+    }
+
+    /// The worker takes no more connections (it is stopping).
+    pub fn retire(&mut self, epoll: &Epoll) -> io::Result<()> {
+        if let Some(slot) = &self.share {
+            slot.publish_accepting(None);
+        }
+        self.watch(epoll, false)
     }
 
     pub fn listeners(&self) -> &[Listener] {
@@ -88,14 +146,19 @@ impl Acceptor {
         self.exhaustion.may_accept(now)
     }
 
-    /// EPOLLEXCLUSIVE: a new connection wakes one worker, not all of them.
+    /// Unless the worker shares connections out, EPOLLEXCLUSIVE: a new
+    /// connection wakes one worker, not all of them. A sharing worker is
+    /// woken with its siblings (as Gunicorn's are): one that stops at its
+    /// share may leave connections queued, and only a sibling that was
+    /// woken for them too will know they are there.
     pub fn watch(&mut self, epoll: &Epoll, on: bool) -> io::Result<()> {
         if on == self.watching {
             return Ok(());
         }
+        let exclusive = if self.share.is_some() { 0 } else { libc::EPOLLEXCLUSIVE as u32 };
         for (i, l) in self.listeners.iter().enumerate() {
             if on {
-                epoll.add(l.fd(), READABLE | libc::EPOLLEXCLUSIVE as u32, Token::Listener(i).to_epoll())?;
+                epoll.add(l.fd(), READABLE | exclusive, Token::Listener(i).to_epoll())?;
             } else {
                 epoll.delete(l.fd())?;
             }
@@ -132,6 +195,25 @@ impl Acceptor {
             }
         }
     }
+}
+
+/// A sibling whose last beat is older than this is not compared with: its
+/// loop is stuck or it is gone, and new connections should not wait for
+/// it. Sharing workers beat at least every [`SHARE_BEAT`].
+pub const SHARE_FRESH_MS: u64 = 1000;
+pub const SHARE_BEAT: Duration = Duration::from_millis(250);
+
+/// A worker holding `held` connections is within its share while it holds
+/// no more than the least-loaded accepting sibling plus a margin (two, and
+/// an eighth more), which keeps the listeners from being dropped and
+/// re-added for every connection. The least-loaded worker is always within
+/// its share, so some worker always takes new connections.
+fn within_share(held: u64, least_sibling: Option<u64>) -> bool {
+    least_sibling.is_none_or(|least| held <= least.saturating_add(share_margin(least)))
+}
+
+fn share_margin(least: u64) -> u64 {
+    2 + least / 8
 }
 
 /// Out of descriptors: accept(2) keeps failing while the listener stays
@@ -185,6 +267,20 @@ mod tests {
         let t = slab.insert(());
         for token in [Token::Wake, Token::Signals, Token::Listener(0), Token::Listener(7), Token::Conn(t)] {
             assert_eq!(Token::from_epoll(token.to_epoll()), token);
+        }
+    }
+
+    #[test]
+    fn a_worker_past_its_share_leaves_new_connections_to_its_siblings() {
+        assert!(within_share(100, None), "alone, every connection is its share");
+        assert!(within_share(0, Some(0)));
+        assert!(within_share(2, Some(0)));
+        assert!(!within_share(3, Some(0)));
+        assert!(within_share(36, Some(32)));
+        assert!(!within_share(39, Some(32)));
+        // The least-loaded worker is always within its share.
+        for least in [0, 1, 7, 1000] {
+            assert!(within_share(least, Some(least)));
         }
     }
 

@@ -12,7 +12,7 @@ use crate::http::conn::Wait;
 use crate::http2::session::Drive;
 use crate::http2::stream::Notify;
 use crate::net::epoll::{Event, READABLE};
-use crate::workers::core::accept::{Accepted, Acceptor, Token};
+use crate::workers::core::accept::{Accepted, Acceptor, Token, SHARE_BEAT};
 use crate::workers::core::conn::{longest_head_wait, BufferPool, Conn, Deadlines, Progress, EDGE_EVENTS};
 use crate::workers::core::life::{beat_interval, Stop};
 use crate::workers::core::signals::{self, Wakeup};
@@ -66,9 +66,10 @@ impl Engine {
             conns: Slab::default(),
             idle: Vec::new(),
             max_conns: s.worker_connections.max(1),
-            acceptor: Acceptor::new(shared.listeners.clone(), shared.tls.clone()),
+            acceptor: Acceptor::new(shared.listeners.clone(), shared.tls.clone()).sharing(shared.slot.clone(), s),
             limits: Deadlines::from_settings(s),
-            beat_every: beat_interval(s),
+            // Siblings compare with this worker only while it beats.
+            beat_every: beat_interval(s).min(SHARE_BEAT),
             wakeup,
             stop: Stop::Running,
             next_timers: Instant::now() + TIMER_EVERY,
@@ -144,7 +145,8 @@ impl Engine {
             }
             Stop::Done => return Ok(Turn::Finished),
             Stop::Running => {
-                let room = self.has_room() && self.acceptor.may_accept(now);
+                let able = self.has_room() && self.acceptor.may_accept(now);
+                let room = self.acceptor.wants(self.conns.len(), able);
                 if self.acceptor.is_watching() != room {
                     self.acceptor.watch(&shared.epoll, room).map_err(PyErr::from)?;
                 }
@@ -169,7 +171,7 @@ impl Engine {
     /// connections a short while for requests already on their way.
     fn begin_stop(&mut self, shared: &Shared) {
         self.stop.drain(&shared.settings);
-        let _ = self.acceptor.watch(&shared.epoll, false);
+        let _ = self.acceptor.retire(&shared.epoll);
         let now = Instant::now();
         let mut h2 = Vec::new();
         for (token, conn) in self.conns.iter_mut() {
@@ -204,7 +206,11 @@ impl Engine {
         if !self.acceptor.is_watching() {
             return;
         }
-        while self.has_room() {
+        // Past its share the worker leaves what is queued to its siblings,
+        // which were woken for it too.
+        let mut share_left = self.acceptor.share_left(self.conns.len());
+        while self.has_room() && share_left > 0 {
+            share_left -= 1;
             let (stream, peer) = match self.acceptor.accept(&shared.epoll, index) {
                 Accepted::Conn(stream, peer) => (stream, peer),
                 Accepted::None | Accepted::Exhausted => return,

@@ -1,0 +1,104 @@
+"""Keep-alive connections shared out over the workers: a worker past its
+share leaves new connections to its siblings (gthread and asgi)."""
+
+import socket
+import time
+
+import pytest
+from helpers import accepted_connections, connect, get, read_response, wait_for
+
+APPS = {"gthread": "basic:hello", "asgi": "asgi_app:app"}
+PATH = {"gthread": "/", "asgi": "/sleep?0"}
+
+
+def open_served(port, path, n):
+    """`n` keep-alive connections opened one after the other, each served
+    one request (so a worker has accepted it) and left open."""
+    conns = []
+    for _ in range(n):
+        sock = connect(port)
+        conns.append(sock)
+        assert get(sock, path)[0] == 200
+    return conns
+
+
+def start_two(server, *args):
+    """Two workers, both serving: a worker still loading the app takes
+    no connections, so the other would take them all."""
+    s = server("-w", "2", *args)
+    workers = s.wait_workers(2)
+    wait_for(lambda: len(s.booted_workers()) == 2, what="two booted workers")
+    return s, workers
+
+
+def send_get(sock, path):
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+
+
+def held_per_worker(s, workers):
+    return {pid: len(accepted_connections(pid, s.port)) for pid in workers}
+
+
+@pytest.mark.parametrize("kind", ["gthread", "asgi"])
+def test_clients_that_connect_one_by_one_are_spread_over_the_workers(server, kind):
+    """Before sharing, the first worker in the listener's wait queue took
+    every connection made while it was idle (40 of 40 here): each one woke
+    it, and it was back in its wait before the next arrived."""
+    s, workers = start_two(server, "-k", kind, APPS[kind])
+    conns = open_served(s.port, PATH[kind], 40)
+    try:
+        held = held_per_worker(s, workers)
+        assert sum(held.values()) == 40, held
+        # Within the margin: two, and an eighth of the least loaded.
+        assert min(held.values()) >= 16, held
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_a_burst_of_clients_is_spread_over_the_workers(server):
+    """64 clients connecting at once (a load balancer opening its pool):
+    both workers get a fair part."""
+    s, workers = start_two(server, "-k", "asgi", APPS["asgi"])
+    conns = []
+    try:
+        for _ in range(64):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", s.port))
+            conns.append(sock)
+        for sock in conns:
+            sock.setblocking(True)
+            sock.settimeout(10)
+            send_get(sock, PATH["asgi"])
+        for sock in conns:
+            assert read_response(sock).split(b" ", 2)[1] == b"200"
+        held = held_per_worker(s, workers)
+        assert sum(held.values()) == 64, held
+        assert min(held.values()) >= 24, held
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_a_worker_whose_loop_is_stuck_does_not_hold_new_clients_back(server):
+    """A sibling that stops beating (its event loop blocked by the app) is
+    no longer compared with: after at most a second the other worker takes
+    every new client, long before the stuck one would answer."""
+    s, workers = start_two(server, "-k", "asgi", "--timeout", "30", APPS["asgi"])
+    first = open_served(s.port, PATH["asgi"], 1)[0]
+    stuck = next(pid for pid in workers if accepted_connections(pid, s.port))
+    send_get(first, "/block?4")
+    time.sleep(0.2)
+    started = time.monotonic()
+    conns = []
+    try:
+        conns = open_served(s.port, PATH["asgi"], 20)
+        elapsed = time.monotonic() - started
+        assert elapsed < 3.0, elapsed
+        assert len(accepted_connections(stuck, s.port)) == 1
+        assert read_response(first).endswith(b"unblocked")
+    finally:
+        first.close()
+        for c in conns:
+            c.close()
