@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from run import process_tree_ticks, wrk_target
+from run import process_tree_ticks, wait_settled, wrk_target
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -73,6 +73,7 @@ def one_run(url, words, env, args):
     )
     try:
         wait_up(url, proc, 60)
+        wait_settled(proc)
         wrk = ["wrk", "-t1", "-c%d" % args.connections]
         paced = {"script_args": [args.pause]} if args.pause is not None else {}
         if paced:

@@ -743,6 +743,21 @@ def wait_listening(port, proc, timeout=30, ok_exits=()):
     raise RuntimeError("server did not listen")
 
 
+def wait_settled(proc, timeout=15.0, every=0.25):
+    """Until the server's processes stop using the processor: every
+    worker has loaded the app. A worker still importing takes no
+    connections, so the load tool's keep-alive connections would all stay
+    with the first worker ready."""
+    deadline = time.time() + timeout
+    last = process_tree_ticks(proc.pid)
+    quiet = 0
+    while quiet < 2 and time.time() < deadline:
+        time.sleep(every)
+        now = process_tree_ticks(proc.pid)
+        quiet = quiet + 1 if now - last <= 1 else 0
+        last = now
+
+
 def parse_wrk(out):
     def latency(pct):
         m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, out, re.M)
@@ -796,6 +811,7 @@ def run_one(template, sc, duration):
     front = None
     try:
         wait_listening(port, proc)
+        wait_settled(proc)
         target = port
         if sc.get("front") == "nginx":
             front, target = start_nginx(port, "--protocol uwsgi" in template, tmp)

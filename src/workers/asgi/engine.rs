@@ -122,6 +122,9 @@ pub struct AsgiServer {
     pub(super) scoreboard: SlotHandle,
     ppid: i32,
     pub(super) budget: RequestBudget,
+    /// Keep-alive responses still to close, for their clients to connect
+    /// to a sibling (see `Acceptor::shed`).
+    pub(super) shed_left: usize,
     limits: Deadlines,
     /// `--asgi-disconnect-grace-period`.
     disconnect_grace: Duration,
@@ -172,6 +175,7 @@ impl AsgiServer {
             scoreboard: ctx.slot.clone(),
             ppid: ctx.ppid,
             budget: RequestBudget::new(ctx.max_requests),
+            shed_left: 0,
             limits: Deadlines::from_settings(&s),
             disconnect_grace: s.asgi_disconnect_grace_period,
             beat_every: beat_interval(&s),
@@ -545,8 +549,12 @@ impl AsgiServer {
         }
         match self.stop {
             Stop::Running => {
-                let able = self.has_room() && self.acceptor.may_accept(Instant::now());
+                let now = Instant::now();
+                let able = self.has_room() && self.acceptor.may_accept(now);
                 let room = self.acceptor.wants(self.clients.len(), able);
+                if let Some(n) = self.acceptor.shed(self.clients.len(), now) {
+                    self.shed_left = n;
+                }
                 if self.acceptor.is_watching() != room {
                     if let Err(e) = self.acceptor.watch(&self.epoll, room) {
                         crate::log::error!("listening failed: {e}");

@@ -351,7 +351,12 @@ impl AsgiServer {
             http2: false,
             uwsgi: st.head.uwsgi.is_some(),
         };
-        let close = close || st.head.should_close();
+        let mut close = close || st.head.should_close();
+        if !close && self.shed_left > 0 && client.role == Role::Http(key) {
+            self.shed_left -= 1;
+            close = true;
+        }
+        let st = self.cycle(key)?;
         let opts = StartOptions { close, server: crate::SERVER_HEADER.as_bytes(), date: &date, keep_headers };
         st.response.start(facts, status, headers, &opts).map_err(start_error)?;
         if client.role == Role::Http(key) {

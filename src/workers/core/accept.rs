@@ -62,6 +62,8 @@ pub struct Acceptor {
     /// The worker's scoreboard slot, when it shares new connections out
     /// with its siblings (see [`Acceptor::wants`]).
     share: Option<SlotHandle>,
+    /// When the worker next looks at whether it holds too many.
+    next_shed: Option<Instant>,
 }
 
 /// What [`Acceptor::accept`] found.
@@ -76,7 +78,7 @@ pub enum Accepted {
 
 impl Acceptor {
     pub fn new(listeners: Vec<Listener>, tls: Option<TlsAcceptor>) -> Acceptor {
-        Acceptor { listeners, watching: false, exhaustion: Exhaustion::default(), tls, share: None }
+        Acceptor { listeners, watching: false, exhaustion: Exhaustion::default(), tls, share: None, next_shed: None }
     }
 
     /// The worker holds keep-alive connections: it takes new ones only
@@ -97,16 +99,14 @@ impl Acceptor {
     /// it shares, holds no more than its share.
     ///
     /// Why share: a keep-alive connection stays with the worker that
-    /// accepted it, and EPOLLEXCLUSIVE wakes the first worker waiting in
-    /// the listener's queue, always the same one while it is quick to get
-    /// back to its wait. A burst of clients (a load balancer opening its
+    /// accepted it, and whichever worker is quickest back in its wait takes
+    /// the next client (with EPOLLEXCLUSIVE, always the first in the
+    /// listener's queue). A burst of clients (a load balancer opening its
     /// pool) then lands on one worker and the others idle: with two
     /// workers and 64 clients, 63 to 1 was common, at half the throughput.
-    /// A worker past its share leaves the listeners alone, so the next
-    /// connections wake a sibling; it comes back (at the end of the queue)
-    /// once it is within its share again. It still takes what was queued
-    /// before it left: no connection is left waiting for a wake-up that
-    /// went to it.
+    /// A worker past its share stops watching the listeners and leaves
+    /// what is queued to its siblings (woken for it too, see
+    /// [`Acceptor::watch`]); it watches again once within its share.
     pub fn wants(&self, held: usize, able: bool) -> bool {
         let Some(slot) = &self.share else { return able };
         slot.publish_accepting(able.then_some(held));
@@ -122,6 +122,23 @@ impl Acceptor {
         // Within its share it may take one more; past it, none.
         let most = least.saturating_add(share_margin(least)).saturating_add(1);
         usize::try_from(most.saturating_sub(held as u64)).unwrap_or(usize::MAX)
+    }
+
+    /// How many of its keep-alive connections the worker, holding `held`,
+    /// should close after their next response, so that their clients
+    /// connect again and land on a sibling: None between looks (one a
+    /// second, so the closes of the last look are counted first).
+    /// Sharing steers new connections only; this moves established ones
+    /// when a worker holds far more than a sibling (it was alone when a
+    /// pool of clients connected, or the sibling has just been started).
+    pub fn shed(&mut self, held: usize, now: Instant) -> Option<usize> {
+        let slot = self.share.as_ref()?;
+        if self.next_shed.is_some_and(|t| now < t) {
+            return None;
+        }
+        self.next_shed = Some(now + SHED_EVERY);
+        let least = slot.least_accepting(SHARE_FRESH_MS);
+        Some(usize::try_from(excess(held as u64, least)).unwrap_or(usize::MAX))
     }
 
     /// The worker takes no more connections (it is stopping).
@@ -216,6 +233,14 @@ fn share_margin(least: u64) -> u64 {
     2 + least / 8
 }
 
+const SHED_EVERY: Duration = Duration::from_secs(1);
+
+/// Past twice the margin over the least-loaded sibling, half the
+/// difference beyond it is handed back: the two end up near the middle.
+fn excess(held: u64, least_sibling: Option<u64>) -> u64 {
+    least_sibling.map_or(0, |least| held.saturating_sub(least.saturating_add(2 * share_margin(least))) / 2)
+}
+
 /// Out of descriptors: accept(2) keeps failing while the listener stays
 /// readable. Accepting pauses for [`Exhaustion::PAUSE`], and the error is
 /// logged once per [`Exhaustion::LOG_EVERY`] with how often it happened,
@@ -282,6 +307,19 @@ mod tests {
         for least in [0, 1, 7, 1000] {
             assert!(within_share(least, Some(least)));
         }
+    }
+
+    #[test]
+    fn a_worker_far_past_its_share_hands_back_half_the_difference() {
+        assert_eq!(excess(64, None), 0, "alone, nothing to hand back");
+        assert_eq!(excess(64, Some(0)), 30);
+        assert_eq!(excess(4, Some(0)), 0, "within twice the margin");
+        assert_eq!(excess(40, Some(24)), 3);
+        assert_eq!(excess(24, Some(40)), 0);
+        // After handing back, the two are within each other's share.
+        let (held, least) = (64, 0);
+        let moved = excess(held, Some(least));
+        assert!(within_share(held - moved, Some(least + moved)) && within_share(least + moved, Some(held - moved)));
     }
 
     #[test]

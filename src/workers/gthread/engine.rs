@@ -147,6 +147,9 @@ impl Engine {
             Stop::Running => {
                 let able = self.has_room() && self.acceptor.may_accept(now);
                 let room = self.acceptor.wants(self.conns.len(), able);
+                if let Some(n) = self.acceptor.shed(self.conns.len(), now) {
+                    shared.shed.store(n, Ordering::Relaxed);
+                }
                 if self.acceptor.is_watching() != room {
                     self.acceptor.watch(&shared.epoll, room).map_err(PyErr::from)?;
                 }

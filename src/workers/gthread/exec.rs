@@ -65,7 +65,8 @@ fn serve_one(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, conn: &mut C
     shared.budget.count(&shared.slot);
     let must_close = !signals::alive()
         || shared.settings.keepalive.is_zero()
-        || shared.idle.load(Ordering::Relaxed) >= shared.max_keepalived;
+        || shared.idle.load(Ordering::Relaxed) >= shared.max_keepalived
+        || shared.shed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok();
     let stream = conn.stream.clone();
     let continue_ = conn.http.take_continue();
     let Inbound { request, body, error } = inbound;

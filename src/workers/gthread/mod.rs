@@ -107,6 +107,9 @@ pub struct Shared {
     /// (Gunicorn's worker_connections - threads).
     idle: AtomicUsize,
     max_keepalived: usize,
+    /// Keep-alive responses still to close, for their clients to connect
+    /// to a sibling (see `Acceptor::shed`).
+    shed: AtomicUsize,
     /// Threads in `run_job`.
     busy: AtomicUsize,
     /// The engine, turned by whichever thread holds this lock.
@@ -257,6 +260,7 @@ pub fn serve(
         budget: RequestBudget::new(ctx.max_requests),
         idle: AtomicUsize::new(0),
         max_keepalived,
+        shed: AtomicUsize::new(0),
         busy: AtomicUsize::new(0),
         engine: Mutex::new(None),
         main_inline: AtomicBool::new(false),
