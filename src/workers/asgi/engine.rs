@@ -550,15 +550,12 @@ impl AsgiServer {
         match self.stop {
             Stop::Running => {
                 let now = Instant::now();
-                let able = self.has_room() && self.acceptor.may_accept(now);
-                let room = self.acceptor.wants(self.clients.len(), able);
+                let has_room = self.has_room();
+                if let Err(e) = self.acceptor.follow(&self.epoll, self.clients.len(), has_room, now) {
+                    crate::log::error!("listening failed: {e}");
+                }
                 if let Some(n) = self.acceptor.shed(self.clients.len(), now) {
                     self.shed_left = n;
-                }
-                if self.acceptor.is_watching() != room {
-                    if let Err(e) = self.acceptor.watch(&self.epoll, room) {
-                        crate::log::error!("listening failed: {e}");
-                    }
                 }
             }
             Stop::Draining { deadline } => {

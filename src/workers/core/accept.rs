@@ -95,7 +95,7 @@ impl Acceptor {
     }
 
     /// Whether the worker, holding `held` connections, should watch the
-    /// listeners now: it is `able` to take more (room, not paused) and, if
+    /// listeners now (see [`Acceptor::follow`]): it is `able` to take more (room, not paused) and, if
     /// it shares, holds no more than its share.
     ///
     /// Why share: a keep-alive connection stays with the worker that
@@ -107,10 +107,19 @@ impl Acceptor {
     /// A worker past its share stops watching the listeners and leaves
     /// what is queued to its siblings (woken for it too, see
     /// [`Acceptor::watch`]); it watches again once within its share.
-    pub fn wants(&self, held: usize, able: bool) -> bool {
+    fn wants(&self, held: usize, able: bool) -> bool {
         let Some(slot) = &self.share else { return able };
         slot.publish_accepting(able.then_some(held));
         able && within_share(held as u64, slot.least_accepting(SHARE_FRESH_MS))
+    }
+
+    /// Watches the listeners while the worker, holding `held`, has room,
+    /// is not paused after running out of descriptors, and (if it shares)
+    /// is within its share; stops watching otherwise.
+    pub fn follow(&mut self, epoll: &Epoll, held: usize, has_room: bool, now: Instant) -> io::Result<()> {
+        let able = has_room && self.may_accept(now);
+        let on = self.wants(held, able);
+        self.watch(epoll, on)
     }
 
     /// How many connections the worker, holding `held`, may accept now
@@ -120,7 +129,7 @@ impl Acceptor {
         let Some(slot) = &self.share else { return usize::MAX };
         let Some(least) = slot.least_accepting(SHARE_FRESH_MS) else { return usize::MAX };
         // Within its share it may take one more; past it, none.
-        let most = least.saturating_add(share_margin(least)).saturating_add(1);
+        let most = most_held(least).saturating_add(1);
         usize::try_from(most.saturating_sub(held as u64)).unwrap_or(usize::MAX)
     }
 
@@ -159,7 +168,7 @@ impl Acceptor {
 
     /// Whether accepting is allowed now (not paused after running out of
     /// descriptors).
-    pub fn may_accept(&self, now: Instant) -> bool {
+    fn may_accept(&self, now: Instant) -> bool {
         self.exhaustion.may_accept(now)
     }
 
@@ -226,7 +235,13 @@ pub const SHARE_BEAT: Duration = Duration::from_millis(250);
 /// re-added for every connection. The least-loaded worker is always within
 /// its share, so some worker always takes new connections.
 fn within_share(held: u64, least_sibling: Option<u64>) -> bool {
-    least_sibling.is_none_or(|least| held <= least.saturating_add(share_margin(least)))
+    least_sibling.is_none_or(|least| held <= most_held(least))
+}
+
+/// The most a worker holds within its share, beside a least-loaded sibling
+/// holding `least`.
+fn most_held(least: u64) -> u64 {
+    least.saturating_add(share_margin(least))
 }
 
 fn share_margin(least: u64) -> u64 {

@@ -311,11 +311,11 @@ impl GreenServer {
             Stop::Running => {
                 // Out of descriptors: not watched again until the pause is
                 // over (the hub's timer comes back within `tick_interval`).
-                let room = self.has_room() && self.acceptor.may_accept(Instant::now());
-                if self.acceptor.is_watching() != room {
-                    if let Err(e) = self.acceptor.watch(&self.epoll, room) {
-                        crate::log::error!("listening failed: {e}");
-                    }
+                // Out of descriptors: not watched again until the pause is
+                // over (the hub's timer comes back within `tick_interval`).
+                let has_room = self.has_room();
+                if let Err(e) = self.acceptor.follow(&self.epoll, self.conns.len(), has_room, Instant::now()) {
+                    crate::log::error!("listening failed: {e}");
                 }
             }
             Stop::Draining { deadline } => {

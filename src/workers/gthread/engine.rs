@@ -145,13 +145,10 @@ impl Engine {
             }
             Stop::Done => return Ok(Turn::Finished),
             Stop::Running => {
-                let able = self.has_room() && self.acceptor.may_accept(now);
-                let room = self.acceptor.wants(self.conns.len(), able);
+                let has_room = self.has_room();
+                self.acceptor.follow(&shared.epoll, self.conns.len(), has_room, now).map_err(PyErr::from)?;
                 if let Some(n) = self.acceptor.shed(self.conns.len(), now) {
                     shared.shed.store(n, Ordering::Relaxed);
-                }
-                if self.acceptor.is_watching() != room {
-                    self.acceptor.watch(&shared.epoll, room).map_err(PyErr::from)?;
                 }
             }
         }
