@@ -352,10 +352,12 @@ impl Arbiter {
             libc::SIGTERM => Err(Interrupt::Stop { graceful: true }),
             libc::SIGINT | libc::SIGQUIT => Err(Interrupt::Stop { graceful: false }),
             libc::SIGTTIN => {
+                self.reload_before_resizing(py)?;
                 self.set_num_workers(py, self.num_workers + 1)?;
                 self.manage_workers(py)
             }
             libc::SIGTTOU => {
+                self.reload_before_resizing(py)?;
                 if self.num_workers <= 1 {
                     return Ok(());
                 }
@@ -376,6 +378,7 @@ impl Arbiter {
             // step the upgrade procedure needs.
             libc::SIGWINCH if self.settings.daemon || self.reexec_pid != 0 => {
                 crate::log::info!("graceful stop of workers");
+                self.reload_before_resizing(py)?;
                 if self.reexec_pid != 0 {
                     self.hand_metrics_over();
                 }
@@ -400,6 +403,16 @@ impl Arbiter {
         // not speak for the master.
         self.reload(py)?;
         self.report_service_ready();
+        Ok(())
+    }
+
+    /// A deferred HUP came before this TTIN, TTOU or WINCH, and a reload
+    /// sets the pool back to the configured size: it runs first, as it
+    /// would have in Gunicorn's signal order, or it would undo the resize.
+    fn reload_before_resizing(&mut self, py: Python<'_>) -> Result<(), Interrupt> {
+        if self.reload_pending.is_some() {
+            self.reload_now(py)?;
+        }
         Ok(())
     }
 

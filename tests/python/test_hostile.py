@@ -152,6 +152,28 @@ def test_a_hup_storm_does_not_stack_worker_generations(server):
     assert probe(s) == (200, b"probe")
 
 
+@pytest.mark.parametrize(("resize", "size"), [(signal.SIGTTIN, 3), (signal.SIGTTOU, 1)])
+def test_a_resize_after_a_deferred_hup_is_not_undone_by_it(server, resize, size):
+    # Regression: a HUP deferred while a generation booted ran after a
+    # TTIN, TTOU or WINCH that came later, and set the pool back to its
+    # configured size (an upgrade's WINCH left the old master's workers
+    # running). Gunicorn handles signals in order: the reload comes first.
+    s = server("-w", "2", WSGI, env={"HOSTILE_BOOT_DELAY": "1"})
+    first = s.wait_workers(2, timeout=30)
+    wait_for(lambda: probe(s) == (200, b"probe"), timeout=30, what="the first generation")
+    time.sleep(1.5)  # both of its workers booted: this HUP reloads at once
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: len(s.workers()) > 2, what="the new generation")
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: "Reload in progress" in s.log(), what="the HUP to be deferred")
+    s.signal(resize)
+    # Both generations booted, the old ones gone, and the pool stays so.
+    s.wait_workers(size, timeout=30, exclude=first)
+    time.sleep(3)
+    assert len(s.workers()) == size, s.log()[-3000:]
+    assert probe(s) == (200, b"probe")
+
+
 @pytest.mark.parametrize("kind", ["gthread", "asgi"])
 def test_slowloris_and_idle_floods_do_not_lock_out_new_clients(server, kind):
     # Connections that never complete a request head filled
