@@ -1,16 +1,24 @@
 """Keep-alive connections shared out over the workers: a worker past its
 share leaves new connections to its siblings, and one far past it hands
-some back (gthread and asgi)."""
+some back (gthread, asgi and the green workers)."""
 
 import signal
 import socket
 import time
 
 import pytest
+
+try:
+    import gevent  # noqa: F401
+
+    GEVENT = True
+except ImportError:
+    GEVENT = False
 from helpers import accepted_connections, connect, get, read_response, wait_for
 
-APPS = {"gthread": "basic:hello", "asgi": "asgi_app:app"}
-PATH = {"gthread": "/", "asgi": "/sleep?0"}
+APPS = {"gthread": "basic:hello", "asgi": "asgi_app:app", "gevent": "basic:hello"}
+PATH = {"gthread": "/", "asgi": "/sleep?0", "gevent": "/"}
+KINDS = ["gthread", "asgi", pytest.param("gevent", marks=pytest.mark.skipif(not GEVENT, reason="gevent not installed"))]
 
 
 def open_served(port, path, n):
@@ -41,7 +49,7 @@ def held_per_worker(s, workers):
     return {pid: len(accepted_connections(pid, s.port)) for pid in workers}
 
 
-@pytest.mark.parametrize("kind", ["gthread", "asgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_clients_that_connect_one_by_one_are_spread_over_the_workers(server, kind):
     """Before sharing, the first worker in the listener's wait queue took
     every connection made while it was idle (40 of 40 here): each one woke
@@ -112,7 +120,7 @@ def test_a_worker_whose_loop_is_stuck_does_not_hold_new_clients_back(server):
             c.close()
 
 
-@pytest.mark.parametrize("kind", ["gthread", "asgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_new_worker_gets_its_share_of_the_clients_already_connected(server, kind):
     """40 clients connected to the only worker; TTIN starts a second. The
     first closes some connections after their next response (Connection:

@@ -33,7 +33,7 @@ use crate::workers::core::life::{beat_interval, RequestBudget, Stop};
 use crate::workers::core::signals::Wakeup;
 use crate::workers::core::slab::{ConnToken, Slab};
 use pyo3::prelude::*;
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +54,9 @@ pub struct Shared {
     pub proxies: RefCell<Vec<Option<ProxyInfo>>>,
     /// The hub's calls, given at `start`.
     pub hub: OnceCell<HubRefs>,
+    /// Keep-alive responses still to close, for their clients to connect
+    /// to a sibling (see `Acceptor::shed`).
+    pub shed: Cell<usize>,
 }
 
 /// The green library's calls the engine and the greenlets make.
@@ -131,6 +134,7 @@ impl GreenServer {
             date: RefCell::new(DateCache::new()),
             proxies: RefCell::new(Vec::new()),
             hub: OnceCell::new(),
+            shed: Cell::new(0),
             settings: s.clone(),
         });
         Ok(GreenServer {
@@ -138,7 +142,9 @@ impl GreenServer {
             conns: Slab::default(),
             missed: Vec::new(),
             max_conns: s.worker_connections.max(1),
-            acceptor: Acceptor::new(ctx.listeners.clone(), ctx.tls.clone()),
+            // The hub's timer beats every `tick_interval` (0.2 s at most),
+            // often enough for siblings to see this worker as fresh.
+            acceptor: Acceptor::new(ctx.listeners.clone(), ctx.tls.clone()).sharing(ctx.slot.clone(), &s),
             limits: Deadlines::from_settings(&s),
             beat_every: beat_interval(&s),
             wakeup,
@@ -199,7 +205,9 @@ impl GreenServer {
         if !self.acceptor.is_watching() {
             return;
         }
-        while self.has_room() {
+        let mut share_left = self.acceptor.share_left(self.conns.len());
+        while self.has_room() && share_left > 0 {
+            share_left -= 1;
             let (stream, peer) = match self.acceptor.accept(&self.epoll, index) {
                 Accepted::Conn(stream, peer) => (stream, peer),
                 Accepted::None | Accepted::Exhausted => return,
@@ -311,11 +319,13 @@ impl GreenServer {
             Stop::Running => {
                 // Out of descriptors: not watched again until the pause is
                 // over (the hub's timer comes back within `tick_interval`).
-                // Out of descriptors: not watched again until the pause is
-                // over (the hub's timer comes back within `tick_interval`).
                 let has_room = self.has_room();
-                if let Err(e) = self.acceptor.follow(&self.epoll, self.conns.len(), has_room, Instant::now()) {
+                let now = Instant::now();
+                if let Err(e) = self.acceptor.follow(&self.epoll, self.conns.len(), has_room, now) {
                     crate::log::error!("listening failed: {e}");
+                }
+                if let Some(n) = self.acceptor.shed(self.conns.len(), now) {
+                    self.shared.shed.set(n);
                 }
             }
             Stop::Draining { deadline } => {
@@ -338,7 +348,7 @@ impl GreenServer {
     /// `--graceful-timeout`.
     fn begin_stop(&mut self) {
         self.stop.drain(&self.shared.settings);
-        let _ = self.acceptor.watch(&self.epoll, false);
+        let _ = self.acceptor.retire(&self.epoll);
         let now = Instant::now();
         for (_, conn) in self.conns.iter_mut() {
             conn.timer.cap_for_stop(now);

@@ -118,7 +118,10 @@ fn serve_one(py: Python<'_>, shared: &Shared, conn: &mut Conn, inbound: Inbound)
         return Ok(());
     };
     shared.budget.count(&shared.slot);
-    let must_close = !signals::alive() || shared.settings.keepalive.is_zero() || shared.budget.exhausted();
+    let must_close = !signals::alive()
+        || shared.settings.keepalive.is_zero()
+        || shared.budget.exhausted()
+        || shared.shed.replace(shared.shed.get().saturating_sub(1)) > 0;
     let stream = conn.stream.clone();
     let continue_ = conn.http.take_continue();
     let Inbound { request, body, error } = inbound;
