@@ -32,10 +32,15 @@ def open_served(port, path, n):
     return conns
 
 
+# The clients here wait on each other, longer than the 2 s default
+# keep-alive on a loaded machine: the server would close the idle ones.
+KEEPALIVE = ("--keep-alive", "30")
+
+
 def start_two(server, *args):
     """Two workers, both serving: a worker still loading the app takes
     no connections, so the other would take them all."""
-    s = server("-w", "2", *args)
+    s = server("-w", "2", *KEEPALIVE, *args)
     workers = s.wait_workers(2)
     wait_for(lambda: len(s.booted_workers()) == 2, what="two booted workers")
     return s, workers
@@ -125,7 +130,7 @@ def test_a_new_worker_gets_its_share_of_the_clients_already_connected(server, ki
     """40 clients connected to the only worker; TTIN starts a second. The
     first closes some connections after their next response (Connection:
     close), their clients connect again, and the new worker takes them."""
-    s = server("-k", kind, "-w", "1", APPS[kind])
+    s = server("-k", kind, "-w", "1", *KEEPALIVE, APPS[kind])
     [first] = s.wait_workers(1)
     wait_for(lambda: len(s.booted_workers()) == 1, what="a booted worker")
     conns = open_served(s.port, PATH[kind], 40)
