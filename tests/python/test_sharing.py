@@ -2,23 +2,25 @@
 share leaves new connections to its siblings, and one far past it hands
 some back (gthread, asgi and the green workers)."""
 
+import importlib.util
 import signal
 import socket
 import time
 
 import pytest
-
-try:
-    import gevent  # noqa: F401
-
-    GEVENT = True
-except ImportError:
-    GEVENT = False
 from helpers import accepted_connections, connect, get, read_response, wait_for
 
-APPS = {"gthread": "basic:hello", "asgi": "asgi_app:app", "gevent": "basic:hello"}
-PATH = {"gthread": "/", "asgi": "/sleep?0", "gevent": "/"}
-KINDS = ["gthread", "asgi", pytest.param("gevent", marks=pytest.mark.skipif(not GEVENT, reason="gevent not installed"))]
+
+def green(kind):
+    """A green worker type, skipped where its library is not installed."""
+    if importlib.util.find_spec(kind) is None:
+        return pytest.param(kind, marks=pytest.mark.skip(reason="%s not installed" % kind))
+    return kind
+
+
+APPS = {"gthread": "basic:hello", "asgi": "asgi_app:app", "gevent": "basic:hello", "eventlet": "basic:hello"}
+PATH = {"gthread": "/", "asgi": "/sleep?0", "gevent": "/", "eventlet": "/"}
+KINDS = ["gthread", "asgi", green("gevent"), green("eventlet")]
 
 
 def open_served(port, path, n):
