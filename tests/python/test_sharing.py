@@ -39,13 +39,33 @@ def open_served(port, path, n):
 KEEPALIVE = ("--keep-alive", "30")
 
 
-def start_two(server, *args):
-    """Two workers, both serving: a worker still loading the app takes
-    no connections, so the other would take them all."""
-    s = server("-w", "2", *KEEPALIVE, *args)
+def start_two(server, kind, *args):
+    """Two workers of `kind`, both serving: a worker still loading the app
+    takes no connections, so the other would take them all."""
+    s = server("-w", "2", "-k", kind, *KEEPALIVE, *args, APPS[kind])
     workers = s.wait_workers(2)
     wait_for(lambda: len(s.booted_workers()) == 2, what="two booted workers")
+    wait_accepting(s, workers, PATH[kind])
     return s, workers
+
+
+def wait_accepting(s, workers, path):
+    """Until each worker has accepted a client. A worker counts as booted
+    once the app is loaded, a moment before its loop publishes what it
+    holds; until then its sibling takes every client (on a loaded machine
+    that moment took all of a 64-client burst). Clients are kept until
+    both have one, then closed."""
+    conns = []
+    try:
+        deadline = time.monotonic() + 15
+        while not all(accepted_connections(pid, s.port) for pid in workers):
+            assert time.monotonic() < deadline, held_per_worker(s, workers)
+            conns += open_served(s.port, path, 1)
+    finally:
+        for c in conns:
+            c.close()
+    # The workers see the clients leave.
+    time.sleep(0.5)
 
 
 def send_get(sock, path):
@@ -61,7 +81,7 @@ def test_clients_that_connect_one_by_one_are_spread_over_the_workers(server, kin
     """Before sharing, the first worker in the listener's wait queue took
     every connection made while it was idle (40 of 40 here): each one woke
     it, and it was back in its wait before the next arrived."""
-    s, workers = start_two(server, "-k", kind, APPS[kind])
+    s, workers = start_two(server, kind)
     conns = open_served(s.port, PATH[kind], 40)
     try:
         held = held_per_worker(s, workers)
@@ -82,7 +102,7 @@ def test_clients_that_connect_one_by_one_are_spread_over_the_workers(server, kin
 def test_a_burst_of_clients_is_spread_over_the_workers(server):
     """64 clients connecting at once (a load balancer opening its pool):
     both workers get a fair part."""
-    s, workers = start_two(server, "-k", "asgi", APPS["asgi"])
+    s, workers = start_two(server, "asgi")
     conns = []
     try:
         for _ in range(64):
@@ -108,7 +128,7 @@ def test_a_worker_whose_loop_is_stuck_does_not_hold_new_clients_back(server):
     """A sibling that stops beating (its event loop blocked by the app) is
     no longer compared with: after at most a second the other worker takes
     every new client, long before the stuck one would answer."""
-    s, workers = start_two(server, "-k", "asgi", "--timeout", "30", APPS["asgi"])
+    s, workers = start_two(server, "asgi", "--timeout", "30")
     first = open_served(s.port, PATH["asgi"], 1)[0]
     stuck = next(pid for pid in workers if accepted_connections(pid, s.port))
     send_get(first, "/block?4")
