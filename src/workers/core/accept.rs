@@ -95,8 +95,8 @@ impl Acceptor {
     }
 
     /// Whether the worker, holding `held` connections, should watch the
-    /// listeners now (see [`Acceptor::follow`]): it is `able` to take more (room, not paused) and, if
-    /// it shares, holds no more than its share.
+    /// listeners now (see [`Acceptor::follow`]): it is `able` to take more
+    /// (room, not paused) and, if it shares, holds no more than its share.
     ///
     /// Why share: a keep-alive connection stays with the worker that
     /// accepted it, and whichever worker is quickest back in its wait takes
