@@ -111,7 +111,7 @@ def test_hup_with_a_new_bind_keeps_the_passed_sockets(tmp_path, started):
     old = s.workers()
     s.signal(signal.SIGHUP)
     wait_for(lambda: "--bind changed, but the listeners come from systemd" in s.log(), what="the warning")
-    wait_for(lambda: s.workers() and not set(s.workers()) & set(old), what="a new worker")
+    s.wait_workers(1, exclude=old)
     assert get(("127.0.0.1", s.port)) == (200, b"ok\n")
     with pytest.raises(ConnectionRefusedError):
         get(("127.0.0.1", other))
