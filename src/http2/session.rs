@@ -495,6 +495,17 @@ impl H2Session {
     }
 }
 
+impl Drop for H2Session {
+    /// A connection dropped with streams still open (the worker closed it:
+    /// an expired timer, the end of a graceful stop): their applications
+    /// learn it now rather than at their own timeouts.
+    fn drop(&mut self) {
+        for slot in self.slots.values() {
+            slot.shared.set_gone(Gone::Connection);
+        }
+    }
+}
+
 fn log_connection_error(e: &h2::Error) {
     if e.is_io() {
         if let Some(io) = e.get_io() {

@@ -1,22 +1,72 @@
 //! `wsgi.input` and the response sink for a request on an HTTP/2 stream:
 //! both go through the stream's [`StreamShared`], which the worker's engine
-//! moves to and from the connection. A thread waits (without the GIL) for
-//! body bytes that have not come, and for a client that is slow to take
-//! the response; the wait wakes every second for Python's signal handlers
-//! (the gthread worker's main thread runs requests too).
+//! moves to and from the connection. Where nothing can move yet (body bytes
+//! that have not come, a client slow to take the response), the request
+//! waits as its worker waits ([`StreamWait`]): a gthread thread without the
+//! GIL on the stream's condition, waking every second for Python's signal
+//! handlers ([`ThreadWait`]); a green worker's greenlet parked on the hub.
 
 use super::input::{BodyError, BodySource};
 use super::response::{Sink, SinkError};
 use crate::http::error::HttpError;
-use crate::http2::stream::{Gone, Head, Out, Read, StreamShared, OUT_HIGH};
+use crate::http2::stream::{Gone, Head, Out, Read, StreamShared, OUT_HIGH, OUT_LOW};
 use bytes::Bytes;
 use pyo3::prelude::*;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One slice of a wait, between looks at Python's signal handlers.
+/// How long a stream's `wsgi.input` waits for body bytes when `--timeout`
+/// is 0 (as the asgi worker's `receive()`).
+pub const DEFAULT_BODY_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a stream's `wsgi.input` waits for body bytes before the client
+/// counts as gone, as a socket read would time out: `--timeout`.
+pub fn body_wait(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        DEFAULT_BODY_WAIT
+    } else {
+        timeout
+    }
+}
+
+/// One slice of a thread's wait, between looks at Python's signal handlers.
 const WAIT_SLICE: Duration = Duration::from_secs(1);
+
+/// What a request waits for on its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Body bytes (or the body's end).
+    Body,
+    /// Room in the response queue.
+    Room,
+}
+
+/// How a request waits for its stream. A wait may end early (a signal to
+/// look at, another reason to wake): the caller looks again and waits
+/// again until `deadline`. Err: the wait was interrupted (a signal
+/// handler raised, the hub threw in) and the request gives up.
+pub trait StreamWait: Send + 'static {
+    fn wait(&self, py: Python<'_>, stream: &StreamShared, want: Want, deadline: Instant) -> PyResult<()>;
+}
+
+/// A thread's wait: the GIL released, the stream's condition variable.
+pub struct ThreadWait;
+
+impl StreamWait for ThreadWait {
+    fn wait(&self, py: Python<'_>, stream: &StreamShared, want: Want, deadline: Instant) -> PyResult<()> {
+        let slice = deadline.saturating_duration_since(Instant::now()).min(WAIT_SLICE);
+        py.detach(|| match want {
+            Want::Body => {
+                stream.wait_readable(slice);
+            }
+            Want::Room => {
+                let _ = stream.wait_writable(slice);
+            }
+        });
+        py.check_signals()
+    }
+}
 
 fn gone_error(g: Gone) -> io::Error {
     let what = match g {
@@ -28,8 +78,9 @@ fn gone_error(g: Gone) -> io::Error {
 }
 
 /// The request body of a stream.
-pub struct H2Body {
+pub struct H2Body<W: StreamWait> {
     stream: Arc<StreamShared>,
+    waiter: W,
     /// How long a read waits for body bytes before the client counts as
     /// gone (as a socket read would time out).
     wait: Duration,
@@ -37,13 +88,13 @@ pub struct H2Body {
     expect_continue: bool,
 }
 
-impl H2Body {
-    pub fn new(stream: Arc<StreamShared>, wait: Duration, expect_continue: bool) -> H2Body {
-        H2Body { stream, wait, expect_continue }
+impl<W: StreamWait> H2Body<W> {
+    pub fn new(stream: Arc<StreamShared>, waiter: W, wait: Duration, expect_continue: bool) -> H2Body<W> {
+        H2Body { stream, waiter, wait, expect_continue }
     }
 }
 
-impl BodySource for H2Body {
+impl<W: StreamWait> BodySource for H2Body<W> {
     fn fill(&mut self, py: Python<'_>, out: &mut Vec<u8>, want: usize) -> Result<bool, BodyError> {
         let deadline = Instant::now() + self.wait;
         loop {
@@ -62,13 +113,10 @@ impl BodySource for H2Body {
                     return Err(BodyError::Http(HttpError::NoMoreData));
                 }
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if Instant::now() >= deadline {
                 return Err(BodyError::Http(HttpError::NoMoreData));
             }
-            let stream = &self.stream;
-            py.detach(|| stream.wait_readable(left.min(WAIT_SLICE)));
-            py.check_signals().map_err(BodyError::Interrupted)?;
+            self.waiter.wait(py, &self.stream, Want::Body, deadline).map_err(BodyError::Interrupted)?;
         }
     }
 
@@ -78,35 +126,36 @@ impl BodySource for H2Body {
 }
 
 /// The response of a stream.
-pub struct H2Sink {
+pub struct H2Sink<W: StreamWait> {
     stream: Arc<StreamShared>,
+    waiter: W,
     /// How long a write waits for a client that takes nothing.
     stall: Duration,
 }
 
-impl H2Sink {
-    pub fn new(stream: Arc<StreamShared>, stall: Duration) -> H2Sink {
-        H2Sink { stream, stall }
+impl<W: StreamWait> H2Sink<W> {
+    pub fn new(stream: Arc<StreamShared>, waiter: W, stall: Duration) -> H2Sink<W> {
+        H2Sink { stream, waiter, stall }
     }
 
     fn queue(&self, parts: Vec<Out>) -> Result<usize, SinkError> {
         self.stream.send(parts).map_err(|g| SinkError::Io(gone_error(g)))
     }
 
-    /// Waits (GIL released, waking for signals) until the stream's queue
-    /// is low again.
+    /// Waits until at most [`OUT_LOW`] bytes are queued.
     fn wait_room(&self, py: Python<'_>) -> Result<(), SinkError> {
         let deadline = Instant::now() + self.stall;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let stream = &self.stream;
-            match py.detach(|| stream.wait_writable(left.min(WAIT_SLICE))) {
-                Ok(()) => return Ok(()),
-                Err(Gone::Stalled) if !left.is_zero() => {
-                    py.check_signals().map_err(SinkError::Interrupted)?;
-                }
-                Err(g) => return Err(SinkError::Io(gone_error(g))),
+            if let Some(g) = self.stream.gone() {
+                return Err(SinkError::Io(gone_error(g)));
             }
+            if self.stream.queued() <= OUT_LOW {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(SinkError::Io(gone_error(Gone::Stalled)));
+            }
+            self.waiter.wait(py, &self.stream, Want::Room, deadline).map_err(SinkError::Interrupted)?;
         }
     }
 }
@@ -119,7 +168,7 @@ fn joined(bufs: &[&[u8]]) -> Bytes {
     }
 }
 
-impl Sink for H2Sink {
+impl<W: StreamWait> Sink for H2Sink<W> {
     fn write_all(&mut self, py: Python<'_>, bufs: &[&[u8]]) -> Result<(), SinkError> {
         let queued = self.queue(vec![Out::Data(joined(bufs))])?;
         if queued > OUT_HIGH {
@@ -129,7 +178,7 @@ impl Sink for H2Sink {
     }
 
     fn write_final(&mut self, _py: Python<'_>, bufs: &[&[u8]]) -> Result<(), SinkError> {
-        // The engine sends the rest; the thread is free.
+        // The engine sends the rest; the request is free.
         self.queue(vec![Out::Data(joined(bufs)), Out::End(None)]).map(|_| ())
     }
 

@@ -6,7 +6,7 @@
 use super::io::{ConnBody, ConnSink};
 use super::{Job, Shared, StreamJob};
 use crate::bridge::wsgi::environ::{EnvironBuilder, TemplateOptions};
-use crate::bridge::wsgi::h2::{H2Body, H2Sink};
+use crate::bridge::wsgi::h2::{body_wait, H2Body, H2Sink, ThreadWait, DEFAULT_BODY_WAIT};
 use crate::http::conn::Request;
 use crate::http::date::DateCache;
 use crate::http2::stream::Out;
@@ -15,7 +15,6 @@ use crate::workers::core::signals;
 use crate::workers::wsgi_request::{Exchange, Runner, Served};
 use pyo3::prelude::*;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 /// Response bytes a finished app may leave for the engine to send to a
 /// slow client (per connection); past it the thread waits for the client.
@@ -136,17 +135,13 @@ fn take_back(conn: &mut Conn, served: &Served<'_>) -> bool {
     }
 }
 
-/// How long a stream's `wsgi.input` waits for body bytes when `--timeout`
-/// is 0 (as the asgi worker's `receive()`).
-const DEFAULT_BODY_WAIT: Duration = Duration::from_secs(30);
-
 /// One HTTP/2 stream through the app. The connection stays with the engine;
 /// the body and the response go through the stream.
 fn serve_stream(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, job: StreamJob) {
     shared.budget.count(&shared.slot);
     let StreamJob { stream, head, peer, listener, proxy, socket } = job;
     let settings = &shared.settings;
-    let body_wait = if settings.timeout.is_zero() { DEFAULT_BODY_WAIT } else { settings.timeout };
+    let body_wait = body_wait(settings.timeout);
     let stall = shared.h2.as_ref().map_or(DEFAULT_BODY_WAIT, |h2| h2.config.stall);
     let exchange = Exchange {
         head: &head,
@@ -154,8 +149,8 @@ fn serve_stream(py: Python<'_>, shared: &Shared, ts: &mut ThreadState, job: Stre
         proxy: proxy.as_ref(),
         listener: &shared.listeners[listener].address,
         stream: &socket,
-        source: Box::new(H2Body::new(stream.clone(), body_wait, head.expect_continue)),
-        sink: Box::new(H2Sink::new(stream.clone(), stall)),
+        source: Box::new(H2Body::new(stream.clone(), ThreadWait, body_wait, head.expect_continue)),
+        sink: Box::new(H2Sink::new(stream.clone(), ThreadWait, stall)),
         must_close: false,
         date: ts.date.get(),
         continue_: None,
