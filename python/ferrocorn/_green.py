@@ -4,8 +4,9 @@ HTTP is served by ``_ferrocorn.GreenServer`` (Rust): it owns the sockets,
 parses and frames, and hands each complete request to a new greenlet. This
 module does what only the green library can: monkey patching before the
 application is imported, the hub's watcher on the server's epoll fd and its
-timer, spawning greenlets, parking one on a socket, and signal handlers that
-must not block inside the hub.
+timer, spawning greenlets, parking one on a socket or until the server wakes
+it (an HTTP/2 stream's wait), and signal handlers that must not block inside
+the hub.
 
 ``--preload`` loads the application in the master, before any worker
 patches: modules it imports keep references to the unpatched ``socket``,
@@ -122,6 +123,8 @@ def _run_gevent(server: Any) -> None:
         lambda g: hub.loop.run_callback(g.switch),
         wait_read,
         wait_write,
+        getcurrent,
+        hub.switch,
     )
     watcher.start(server.on_ready)
     timer.start(tick)
@@ -178,6 +181,8 @@ def _run_eventlet(server: Any) -> None:
         lambda g: hub.schedule_call_global(0, g.switch),
         wait_read,
         wait_write,
+        getcurrent,
+        hub.switch,
     )
     listener = hub.add(hub.READ, server.fileno(), on_ready, _no_throw, _no_close)
     hub.schedule_call_global(interval, tick)

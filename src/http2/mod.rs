@@ -157,9 +157,10 @@ pub fn check_settings(s: &Settings, kind: crate::workers::WorkerKind) -> Result<
         }
         return Ok(None);
     }
-    if !matches!(kind, WorkerKind::Gthread | WorkerKind::Asgi) {
+    if !matches!(kind, WorkerKind::Gthread | WorkerKind::Asgi | WorkerKind::Gevent | WorkerKind::Eventlet) {
         return Err(format!(
-            "HTTP/2 (http_protocols = {}) is served by the gthread and asgi workers; -k {} serves HTTP/1 only",
+            "HTTP/2 (http_protocols = {}) is served by the gthread, asgi, gevent and eventlet workers; -k {} serves \
+             HTTP/1 only",
             s.http_protocols,
             kind.name()
         ));

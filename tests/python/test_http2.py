@@ -1,5 +1,6 @@
-"""HTTP/2 on the gthread and asgi workers: ALPN over TLS and cleartext h2c
-with prior knowledge from trusted peers, concurrent streams, flow control
+"""HTTP/2 on the gthread, asgi, gevent and eventlet workers: ALPN over TLS
+and cleartext h2c with prior knowledge from trusted peers, concurrent
+streams, flow control
 both ways, resets, GOAWAY at a graceful stop, max-requests counting
 streams, and hostile clients (rapid reset, CONTINUATION and PING floods,
 an HPACK bomb, streams that never open their window). Clients: curl,
@@ -7,6 +8,7 @@ h2load and nghttp (nghttp2), openssl s_client, and the `h2` package for
 frame-level control."""
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -30,8 +32,20 @@ import h2.settings
 KINDS = {
     "gthread": ("-k", "gthread", "--threads", "8"),
     "asgi": ("-k", "asgi"),
+    "gevent": ("-k", "gevent"),
+    "eventlet": ("-k", "eventlet"),
 }
-APP = {"gthread": "h2_app:app", "asgi": "h2_app:asgi"}
+APP = {"gthread": "h2_app:app", "asgi": "h2_app:asgi", "gevent": "h2_app:app", "eventlet": "h2_app:app"}
+
+
+def _installed(kind):
+    """A worker type, skipped where its green library is not installed."""
+    if kind in ("gevent", "eventlet") and importlib.util.find_spec(kind) is None:
+        return pytest.param(kind, marks=pytest.mark.skip(reason="%s not installed" % kind))
+    return kind
+
+
+ALL_KINDS = [_installed(k) for k in sorted(KINDS)]
 H2C = ("--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge")
 
 
@@ -160,12 +174,12 @@ def curl(*args, timeout=30):
 # ---- negotiation
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_alpn_picks_h2_over_tls_and_http11_for_clients_without_it(server, tls_files, kind):
     s = start(server, kind, "--http-protocols", "h2,h1", *tls_args(tls_files))
     ca = tls_files["ca"] + ".pem"
     out = curl("--cacert", ca, "--http2", "-w", " %{http_version}", "https://localhost:%d/" % s.port)
-    if kind == "gthread":
+    if kind != "asgi":
         assert out == b"HTTP/2.0 https 2"
     else:
         assert out == b"2 https ['http.response.trailers', 'tls'] 2"
@@ -190,7 +204,7 @@ def test_h1_first_in_http_protocols_is_still_the_servers_preference(server, tls_
         assert t.selected_alpn_protocol() == "http/1.1"
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_h2c_with_prior_knowledge_from_a_trusted_peer(server, kind):
     s = start(server, kind, *H2C)
     out = curl("--http2-prior-knowledge", "-w", " %{http_version}", "http://127.0.0.1:%d/" % s.port)
@@ -221,9 +235,10 @@ def test_untrusted_peers_get_http11_not_h2c(server):
 def test_settings_that_cannot_serve_http2_stop_the_start(tmp_path):
     r = run_ferrocorn(["-k", "sync", "--http-protocols", "h2,h1", "h2_app:app"], tmp_path)
     assert r.returncode != 0
-    assert "HTTP/2 (http_protocols = h2,h1) is served by the gthread and asgi workers; -k sync serves HTTP/1 only" in (
-        r.stderr
-    )
+    assert (
+        "HTTP/2 (http_protocols = h2,h1) is served by the gthread, asgi, gevent and eventlet workers; -k sync serves "
+        "HTTP/1 only"
+    ) in r.stderr
     r = run_ferrocorn(
         ["-k", "gthread", "--http-protocols", "h2", "--http2-cleartext", "upgrade", "h2_app:app"], tmp_path
     )
@@ -233,7 +248,7 @@ def test_settings_that_cannot_serve_http2_stop_the_start(tmp_path):
 # ---- streams
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_streams_of_one_connection_run_concurrently(server, kind):
     s = start(server, kind, *H2C)
     c = Client(s.port)
@@ -246,7 +261,7 @@ def test_streams_of_one_connection_run_concurrently(server, kind):
     assert took < 3.5, took
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_large_upload_and_download_with_flow_control(server, kind):
     s = start(server, kind, *H2C)
     body = os.urandom(3 * 1024 * 1024 + 17)
@@ -260,7 +275,7 @@ def test_large_upload_and_download_with_flow_control(server, kind):
     assert len(got) == 40 * 65536
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_expect_100_continue_is_answered_when_the_app_waits_for_the_body(server, kind):
     """As on HTTP/1 (and as Gunicorn 27 does on HTTP/2): a client that sent
     `expect: 100-continue` and holds its body back gets an interim 100 once
@@ -283,7 +298,7 @@ def test_expect_100_continue_is_answered_when_the_app_waits_for_the_body(server,
     assert status == b"200" and list(c.informational) == [sid]
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_streams_that_take_their_100_and_never_send_a_body_time_out_alone(server, kind):
     """Hostile: 50 streams ask for 100-continue, get it, and never send
     their body. Another connection is served meanwhile; after --timeout each
@@ -310,7 +325,7 @@ def test_streams_that_take_their_100_and_never_send_a_body_time_out_alone(server
     assert worker_count(s) == 1
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_a_stream_the_client_does_not_read_stalls_alone_and_memory_stays_bounded(server, kind):
     s = start(server, kind, *H2C, "--http2-max-concurrent-streams", "200")
     worker = s.wait_workers(1)[0]
@@ -333,7 +348,7 @@ def test_a_stream_the_client_does_not_read_stalls_alone_and_memory_stays_bounded
     wait_for(lambda: other.get("/")[0] == b"200" and rss_kib(worker) - before < 150 * 1024, timeout=20)
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_reset_stream_stops_the_response_and_the_app_learns_it(server, kind):
     s = start(server, kind, *H2C)
     c = Client(s.port)
@@ -342,7 +357,7 @@ def test_reset_stream_stops_the_response_and_the_app_learns_it(server, kind):
         c.pump()
     c.conn.reset_stream(sid, error_code=8)  # CANCEL
     c.flush()
-    expected = b"['endless']" if kind == "gthread" else b"['http.disconnect']"
+    expected = b"['http.disconnect']" if kind == "asgi" else b"['endless']"
     wait_for(lambda: c.get("/seen") == (b"200", expected), timeout=15, what="the app to learn of the reset")
     # The connection goes on serving other streams.
     assert c.get("/")[0] == b"200"
@@ -357,7 +372,7 @@ def test_asgi_response_trailers(server):
     assert c.trailers[sid] == {b"x-digest": b"abc"}
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_app_failure_is_a_500_on_its_stream_only(server, kind):
     s = start(server, kind, *H2C)
     c = Client(s.port)
@@ -381,7 +396,31 @@ def nghttp(url, streams, timeout=60):
     return statuses, goaways, r.stdout
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ["asgi", _installed("gevent"), _installed("eventlet")])
+def test_request_timeout_answers_its_stream_504_and_the_others_go_on(server, kind):
+    """--request-timeout ends a stream's request as it ends an HTTP/1 one;
+    the other streams of the connection are served meanwhile and after.
+    (gthread cannot interrupt the app's `time.sleep`: it replaces the
+    worker, as on HTTP/1; see docs/request-timeout.md.)"""
+    s = start(server, kind, *H2C, "--request-timeout", "1")
+    c = Client(s.port)
+    slow = c.request("/sleep?s=10")
+    began = time.monotonic()
+    assert c.get("/")[0] == b"200"
+    (r,) = c.wait([slow])
+    assert r["headers"][b":status"] == b"504"
+    assert time.monotonic() - began < 8
+    assert c.get("/")[0] == b"200"
+    wait_for(lambda: "Request timeout: GET /sleep?s=10" in s.log(), what="the error line")
+    # An app waiting for a body that never comes (parked on its stream).
+    stuck = c.request("/upload", method="POST", end=False)
+    (r,) = c.wait([stuck])
+    assert r["headers"][b":status"] == b"504"
+    assert c.get("/")[0] == b"200"
+    assert worker_count(s) == 1
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_access_log_and_max_requests_count_streams(server, kind, tmp_path):
     log = tmp_path / "access.log"
     s = start(server, kind, *H2C, "--access-logfile", str(log), "--max-requests", "10")
@@ -394,7 +433,7 @@ def test_access_log_and_max_requests_count_streams(server, kind, tmp_path):
     assert len([line for line in lines if '"GET / HTTP/2.0" 200' in line]) == 10, lines
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_graceful_stop_sends_goaway_and_finishes_streams_in_flight(server, kind):
     s = start(server, kind, *H2C, "--graceful-timeout", "10")
     result = []
@@ -409,7 +448,7 @@ def test_graceful_stop_sends_goaway_and_finishes_streams_in_flight(server, kind)
     assert s.wait_exit() == 0
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_h2load_many_streams_no_failures(server, kind, tls_files):
     need("h2load")
     s = start(server, kind, "--http-protocols", "h2,h1", *tls_args(tls_files))
@@ -428,14 +467,17 @@ def test_h2load_many_streams_no_failures(server, kind, tls_files):
         ("-k", "gthread", "djsite.wsgi"),
         ("-k", "asgi", "djsite.asgi"),
         ("-k", "asgi", "fastapi_app:app"),
+        ("-k", "gevent", "djsite.wsgi"),
     ],
-    ids=["flask", "django-wsgi", "django-asgi", "fastapi"],
+    ids=["flask", "django-wsgi", "django-asgi", "fastapi", "django-gevent"],
 )
 def test_frameworks_over_h2(server, tls_files, args):
     """Real frameworks over TLS with ALPN h2: a page, and Django's echo of a
     POST body read through the stream."""
     app = args[-1]
     pytest.importorskip({"flask_app:app": "flask", "fastapi_app:app": "fastapi"}.get(app, "django"))
+    if args[1] == "gevent":
+        pytest.importorskip("gevent")
     ca = tls_files["ca"] + ".pem"
     s = server(*args[:-1], "--http-protocols", "h2", *tls_args(tls_files), app)
     url = "https://localhost:%d/" % s.port
@@ -453,8 +495,9 @@ def test_frameworks_over_h2(server, tls_files, args):
 # ---- hostile clients
 
 
-def test_rapid_reset_flood_loses_its_connection_and_others_are_served(server):
-    s = start(server, "asgi", *H2C, "--log-level", "debug")
+@pytest.mark.parametrize("kind", ["asgi", _installed("gevent")])
+def test_rapid_reset_flood_loses_its_connection_and_others_are_served(server, kind):
+    s = start(server, kind, *H2C, "--log-level", "debug")
     c = Client(s.port)
     # The server ends the connection (GOAWAY ENHANCE_YOUR_CALM, then the
     # close; the GOAWAY may be lost to the reset of unread bytes).
@@ -509,7 +552,7 @@ def _raw_flood(port, frames, seconds=5):
     return sent
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_header_floods_and_hpack_bombs_are_bounded(server, kind):
     s = start(server, kind, *H2C, "--http2-max-header-list-size", "16384")
     worker = s.wait_workers(1)[0]
@@ -557,8 +600,9 @@ def test_header_floods_and_hpack_bombs_are_bounded(server, kind):
     assert rss_kib(worker) - before < 64 * 1024
 
 
-def test_ping_and_settings_floods_do_not_stop_others(server):
-    s = start(server, "gthread", *H2C)
+@pytest.mark.parametrize("kind", ["gthread", _installed("gevent")])
+def test_ping_and_settings_floods_do_not_stop_others(server, kind):
+    s = start(server, kind, *H2C)
     worker = s.wait_workers(1)[0]
     before = rss_kib(worker)
     pings = b"".join(_frame(6, 0, 0, i.to_bytes(8, "big")) for i in range(1000))
@@ -579,10 +623,11 @@ def test_ping_and_settings_floods_do_not_stop_others(server):
     assert rss_kib(worker) - before < 64 * 1024
 
 
-def test_stalled_stream_is_reset_after_the_timeout(server):
+@pytest.mark.parametrize("kind", ["gthread", _installed("gevent")])
+def test_stalled_stream_is_reset_after_the_timeout(server, kind):
     """A response whose client never opens its window is reset after
-    --timeout, freeing its thread; the connection stays."""
-    s = start(server, "gthread", *H2C, "--timeout", "3")
+    --timeout, freeing its thread (or greenlet); the connection stays."""
+    s = start(server, kind, *H2C, "--timeout", "3")
     c = Client(s.port, window=65535)
     sid = c.request("/big?n=20")
     deadline = time.monotonic() + 15

@@ -18,10 +18,14 @@
 //! hook that switches greenlets never finds the server borrowed.
 
 use super::exec::{Job, Runners};
+use super::h2::{H2Work, Parking, StreamStart, Woken};
 use super::io::HubWaits;
 use crate::http::conn::Wait;
 use crate::http::date::DateCache;
 use crate::http::policy::HttpPolicy;
+use crate::http2::session::Drive;
+use crate::http2::stream::Notify;
+use crate::http2::H2Serving;
 use crate::net::epoll::{Epoll, Event, READABLE};
 use crate::net::listener::Listener;
 use crate::net::proxy_protocol::ProxyInfo;
@@ -57,6 +61,9 @@ pub struct Shared {
     /// Keep-alive responses still to close, for their clients to connect
     /// to a sibling (see `Acceptor::shed`).
     pub shed: Cell<usize>,
+    /// How long an HTTP/2 response waits for a client that gives it no
+    /// window.
+    pub h2_stall: Duration,
 }
 
 /// The green library's calls the engine and the greenlets make.
@@ -64,9 +71,12 @@ pub struct HubRefs {
     /// `spawn()`: a new request greenlet, started by the hub; it takes jobs
     /// with [`GreenServer::next_job`] until none is left for it.
     pub spawn: Py<PyAny>,
-    /// `wake(greenlet)`: the hub switches to a parked request greenlet.
+    /// `wake(g)`: the hub calls `g.switch()`, for a request greenlet
+    /// parked between jobs or an HTTP/2 stream's `Resume`.
     pub wake: Py<PyAny>,
     pub waits: HubWaits,
+    /// Greenlets parked on HTTP/2 streams.
+    pub parking: Arc<Parking>,
 }
 
 /// Request greenlets kept parked between requests at most. A greenlet is
@@ -84,10 +94,12 @@ enum Next {
     End,
 }
 
-/// A request the engine produced, for a new greenlet.
-pub struct Start {
-    pub conn: Box<Conn>,
-    pub inbound: Inbound,
+/// A request the engine produced, for a greenlet.
+pub enum Start {
+    /// An HTTP/1 request, with its connection (reserved, taken out).
+    Http1 { conn: Box<Conn>, inbound: Inbound },
+    /// An HTTP/2 stream; its connection stays with the engine.
+    Stream(Box<StreamStart>),
 }
 
 #[pyclass(module = "ferrocorn._ferrocorn", unsendable)]
@@ -110,6 +122,13 @@ pub struct GreenServer {
     queue: std::collections::VecDeque<Start>,
     /// Request greenlets parked on the hub, waiting for a job.
     parked: Vec<Py<PyAny>>,
+    /// Requests made since the last dispatch, for greenlets.
+    starts: Vec<Start>,
+    /// Greenlets parked on HTTP/2 streams that are due to run (resumed
+    /// once the server is no longer borrowed).
+    to_wake: Vec<Woken>,
+    h2: Option<H2Serving>,
+    h2_work: Arc<H2Work>,
     pub(super) shared: Rc<Shared>,
 }
 
@@ -125,6 +144,9 @@ impl GreenServer {
         let epoll = Epoll::new()?;
         epoll.add(wakeup.read_fd, READABLE, Token::Signals.to_epoll())?;
         let runners = Runners::new(py, app, &s, ctx.slot.clone())?;
+        let h2 = H2Serving::from_settings(&s, ctx.tls.is_some());
+        let h2_work = Arc::new(H2Work::new()?);
+        epoll.add(h2_work.wake.fd(), READABLE, Token::Wake.to_epoll())?;
         let shared = Rc::new(Shared {
             policy,
             listeners: ctx.listeners.clone(),
@@ -135,6 +157,7 @@ impl GreenServer {
             proxies: RefCell::new(Vec::new()),
             hub: OnceCell::new(),
             shed: Cell::new(0),
+            h2_stall: h2.as_ref().map_or(crate::bridge::wsgi::h2::DEFAULT_BODY_WAIT, |h2| h2.config.stall),
             settings: s.clone(),
         });
         Ok(GreenServer {
@@ -154,12 +177,16 @@ impl GreenServer {
             buffers: BufferPool::default(),
             queue: std::collections::VecDeque::new(),
             parked: Vec::new(),
+            starts: Vec::new(),
+            to_wake: Vec::new(),
+            h2,
+            h2_work,
             shared,
         })
     }
 
     /// Handles everything ready. Returns whether signal handlers are due.
-    fn ready(&mut self, starts: &mut Vec<Start>) -> PyResult<bool> {
+    fn ready(&mut self) -> PyResult<bool> {
         let mut signals_due = false;
         let mut events = std::mem::take(&mut self.events);
         loop {
@@ -177,8 +204,8 @@ impl GreenServer {
                         signals_due = true;
                     }
                     Token::Listener(i) => self.accept(i),
-                    Token::Conn(t) => self.on_event(t, ev.events, starts),
-                    Token::Wake => {}
+                    Token::Conn(t) => self.on_event(t, ev.events),
+                    Token::Wake => self.take_h2_work(),
                 }
             }
             if n < events.capacity() {
@@ -234,6 +261,9 @@ impl GreenServer {
                 proxies[token.index()] = None;
             }
             let mut conn = Conn::new(stream, peer, index, token, self.shared.policy.proxy_protocol);
+            if let Some(h2) = &self.h2 {
+                conn.offer_h2(h2.offer(&self.shared.policy, peer.ip()));
+            }
             conn.follow_timer(Instant::now(), &self.limits, false);
             // Registered once, edge-triggered: the first edge (the request
             // may already be here) comes from this add.
@@ -245,7 +275,7 @@ impl GreenServer {
         }
     }
 
-    fn on_event(&mut self, token: ConnToken, flags: u32, starts: &mut Vec<Start>) {
+    fn on_event(&mut self, token: ConnToken, flags: u32) {
         let Some(mut conn) = self.conns.take(token) else {
             if self.conns.is_taken(token) {
                 // A greenlet has it: acted on when it comes back.
@@ -256,19 +286,37 @@ impl GreenServer {
             return;
         };
         conn.edge.note(flags);
-        if let Some(start) = self.settle(conn) {
-            starts.push(start);
+        if let Some(session) = conn.h2.as_ref() {
+            session.note_event(flags);
         }
+        self.settle_later(conn);
     }
 
-    /// Moves a connection the engine holds as far as it goes; a request
-    /// comes back with its connection (which stays reserved, taken out).
+    /// Moves a connection the engine holds as far as it goes; an HTTP/1
+    /// request comes back with its connection (which stays reserved, taken
+    /// out). An HTTP/2 connection's streams go to `starts`.
     pub(super) fn settle(&mut self, mut conn: Box<Conn>) -> Option<Start> {
+        if conn.h2.is_some() {
+            self.drive_h2(conn);
+            return None;
+        }
         match conn.progress(&self.shared.policy, &mut self.buffers) {
             Progress::Dispatch(inbound) => {
                 // The app's time now, not the client's.
                 conn.timer = Default::default();
-                Some(Start { conn, inbound })
+                Some(Start::Http1 { conn, inbound })
+            }
+            Progress::Http2 => {
+                let Some(h2) = &self.h2 else {
+                    self.close(conn);
+                    return None;
+                };
+                let tag = Token::Conn(conn.token).to_epoll();
+                let notify: Arc<dyn Notify> = self.h2_work.clone();
+                conn.start_h2(h2.config.clone(), tag, notify);
+                conn.timer = Default::default();
+                self.drive_h2(conn);
+                None
             }
             Progress::Keep => {
                 conn.follow_timer(Instant::now(), &self.limits, !self.stop.is_running());
@@ -279,12 +327,68 @@ impl GreenServer {
                 self.conns.put(conn.token, conn);
                 None
             }
-            // HTTP/2 is never offered on this engine (`http2::check_settings`
-            // refuses it at start), so a connection cannot turn to it.
-            Progress::Close | Progress::Http2 => {
+            Progress::Close => {
                 self.close(conn);
                 None
             }
+        }
+    }
+
+    /// Moves an HTTP/2 connection: its socket, its streams' output, new
+    /// streams (for greenlets, the connection staying here).
+    fn drive_h2(&mut self, mut conn: Box<Conn>) {
+        let Some(session) = conn.h2.as_mut() else { return self.close(conn) };
+        let mut drive = Drive::default();
+        session.drive(&self.shared.policy, conn.peer.ip(), Instant::now(), &mut drive);
+        self.h2_outcome(conn, drive);
+    }
+
+    fn h2_outcome(&mut self, mut conn: Box<Conn>, drive: Drive) {
+        let tag = Token::Conn(conn.token).to_epoll();
+        let proxy = conn.http.proxy().cloned();
+        for new in drive.streams {
+            self.starts.push(Start::Stream(Box::new(StreamStart {
+                stream: new.shared,
+                head: new.head,
+                tag,
+                peer: conn.peer,
+                listener: conn.listener,
+                proxy: proxy.clone(),
+                socket: conn.stream.clone(),
+            })));
+        }
+        if let Some(hub) = self.shared.hub.get() {
+            hub.parking.touched(tag, &drive.touched, &mut self.to_wake);
+        }
+        let Some(session) = conn.h2.as_ref() else { return self.close(conn) };
+        if drive.closed {
+            return self.close(conn);
+        }
+        conn.timer.deadline = session.next_deadline();
+        if drive.again {
+            // Back on the hub's next turn, through the eventfd.
+            self.h2_work.stream_has_work(tag);
+        }
+        self.conns.put(conn.token, conn);
+    }
+
+    /// HTTP/2 connections whose streams asked for the engine.
+    fn take_h2_work(&mut self) {
+        for tag in self.h2_work.take() {
+            if let Token::Conn(token) = Token::from_epoll(tag) {
+                // A connection a greenlet has is HTTP/1: none of these.
+                if let Some(conn) = self.conns.take(token) {
+                    self.settle_later(conn);
+                }
+            }
+        }
+    }
+
+    /// `settle`, for a connection no greenlet is waiting on: a request it
+    /// yields goes to `starts`, for the next dispatch.
+    fn settle_later(&mut self, conn: Box<Conn>) {
+        if let Some(start) = self.settle(conn) {
+            self.starts.push(start);
         }
     }
 
@@ -350,8 +454,20 @@ impl GreenServer {
         self.stop.drain(&self.shared.settings);
         let _ = self.acceptor.retire(&self.epoll);
         let now = Instant::now();
-        for (_, conn) in self.conns.iter_mut() {
+        let mut h2 = Vec::new();
+        for (token, conn) in self.conns.iter_mut() {
             conn.timer.cap_for_stop(now);
+            if let Some(session) = conn.h2.as_mut() {
+                // GOAWAY: the streams in flight finish, no new ones.
+                session.shutdown();
+                h2.push(token);
+            }
+        }
+        // Streams that came with the GOAWAY's last read are still served.
+        for token in h2 {
+            if let Some(conn) = self.conns.take(token) {
+                self.drive_h2(conn);
+            }
         }
     }
 
@@ -368,33 +484,46 @@ impl GreenServer {
         self.shared.slot.beat();
         let now = Instant::now();
         for token in self.conns.keys_where(|c| c.timer.expired(now)) {
-            if let Some(conn) = self.conns.take(token) {
+            let Some(mut conn) = self.conns.take(token) else { continue };
+            // An HTTP/2 connection's timers are its session's (idle,
+            // handshake, stalled streams).
+            if let Some(session) = conn.h2.as_mut() {
+                let mut drive = Drive::default();
+                session.expire_and_drive(&self.shared.policy, conn.peer.ip(), now, &mut drive);
+                self.h2_outcome(conn, drive);
+            } else {
                 self.close(conn);
             }
+        }
+        if let Some(hub) = self.shared.hub.get() {
+            hub.parking.expired(now, &mut self.to_wake);
         }
         self.after_events();
     }
 }
 
-/// Queues the requests and gets a greenlet going for each: a parked one
-/// woken, or a new one (the server is not borrowed while Python runs).
-pub(super) fn dispatch(py: Python<'_>, server: &Bound<'_, GreenServer>, starts: Vec<Start>) {
-    if starts.is_empty() {
-        return;
-    }
-    let (shared, woken) = {
+/// Gets a greenlet going for each request the engine made (a parked one
+/// woken, or a new one), and wakes the greenlets whose HTTP/2 stream
+/// moved. Called once the server is no longer borrowed: the hub's calls
+/// run Python.
+pub(super) fn dispatch(py: Python<'_>, server: &Bound<'_, GreenServer>) {
+    let (shared, woken, spawns, to_wake) = {
         let mut s = server.borrow_mut();
+        if s.starts.is_empty() && s.to_wake.is_empty() {
+            return;
+        }
+        let starts = std::mem::take(&mut s.starts);
         let n = starts.len();
         s.queue.extend(starts);
         let keep = s.parked.len().saturating_sub(n);
         let woken = s.parked.split_off(keep);
-        (s.shared.clone(), (woken, n))
+        let spawns = n - woken.len();
+        (s.shared.clone(), woken, spawns, std::mem::take(&mut s.to_wake))
     };
     let Some(hub) = shared.hub.get() else { return };
-    let (woken, n) = woken;
-    let spawns = n - woken.len();
-    for g in woken {
-        if let Err(e) = hub.wake.bind(py).call1((g,)) {
+    let resumes = to_wake.into_iter().map(|w| Bound::new(py, hub.parking.resume(w)).map(Bound::into_any));
+    for g in woken.into_iter().map(|g| Ok(g.into_bound(py))).chain(resumes) {
+        if let Err(e) = g.and_then(|g| hub.wake.bind(py).call1((g,))) {
             crate::log::error!("Error handling request\n{}", crate::python::format_exception(py, &e));
         }
     }
@@ -413,16 +542,26 @@ impl GreenServer {
     }
 
     /// Starts serving with the hub's calls: `spawn()` starts a request
-    /// greenlet, `wake(greenlet)` resumes a parked one, and
-    /// `wait_read(fd)`/`wait_write(fd)` park one on a socket.
+    /// greenlet, `wake(g)` has the hub call `g.switch()` (a parked
+    /// greenlet, or an HTTP/2 stream's `Resume`),
+    /// `wait_read(fd)`/`wait_write(fd)` park one on a socket, `current()`
+    /// is the calling greenlet, and `switch()` parks it on the hub until
+    /// `wake` is called for it (an HTTP/2 stream's wait).
     fn start(
         &mut self,
         spawn: Py<PyAny>,
         wake: Py<PyAny>,
         wait_read: Py<PyAny>,
         wait_write: Py<PyAny>,
+        current: Py<PyAny>,
+        switch: Py<PyAny>,
     ) -> PyResult<()> {
-        let refs = HubRefs { spawn, wake, waits: HubWaits { read: wait_read, write: wait_write } };
+        let refs = HubRefs {
+            spawn,
+            wake,
+            waits: HubWaits { read: wait_read, write: wait_write },
+            parking: Arc::new(Parking::new(current, switch)),
+        };
         if self.shared.hub.set(refs).is_err() {
             return Err(pyo3::exceptions::PyRuntimeError::new_err("the server is already started"));
         }
@@ -433,9 +572,8 @@ impl GreenServer {
     /// The hub says the epoll fd is readable.
     fn on_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let mut starts = Vec::new();
-        let result = slf.borrow_mut().ready(&mut starts);
-        dispatch(py, slf, starts);
+        let result = slf.borrow_mut().ready();
+        dispatch(py, slf);
         if result? {
             // Python's handlers (QUIT may raise SystemExit, which the hub
             // hands to the main greenlet).
@@ -446,9 +584,14 @@ impl GreenServer {
 
     /// Called by the hub's timer a few times a second; false once the
     /// server has stopped.
-    fn tick(&mut self) -> bool {
-        self.timers();
-        self.stop != Stop::Done
+    fn tick(slf: &Bound<'_, Self>) -> bool {
+        let running = {
+            let mut s = slf.borrow_mut();
+            s.timers();
+            s.stop != Stop::Done
+        };
+        dispatch(slf.py(), slf);
+        running
     }
 
     /// How often the hub's timer must call `tick`, in seconds.
@@ -472,9 +615,9 @@ impl GreenServer {
             }
         };
         match next {
-            Next::Job(Start { conn, inbound }) => {
+            Next::Job(start) => {
                 let shared = slf.borrow().shared.clone();
-                Ok(Bound::new(py, Job::new(slf.clone().unbind(), shared, conn, inbound))?.into_any().unbind())
+                Ok(Bound::new(py, Job::new(slf.clone().unbind(), shared, start))?.into_any().unbind())
             }
             Next::Park => Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
             Next::End => Ok(false.into_pyobject(py)?.to_owned().into_any().unbind()),

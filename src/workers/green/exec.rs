@@ -8,7 +8,8 @@
 //! borrowed across the app call (each request takes a `Runner` from the
 //! pool and the server is borrowed only to give the connection back).
 
-use super::engine::{GreenServer, Shared, Start};
+use super::engine::{dispatch, GreenServer, Shared, Start};
+use super::h2::serve_stream;
 use super::io::{GreenBody, GreenSink};
 use crate::bridge::wsgi::environ::{EnvironBuilder, TemplateOptions};
 use crate::http::conn::Request;
@@ -58,7 +59,7 @@ impl Runners {
         Runner::new(py, self.app.clone_ref(py), environ, &self.settings, self.slot.clone())
     }
 
-    fn take(&self, py: Python<'_>) -> PyResult<Runner> {
+    pub(super) fn take(&self, py: Python<'_>) -> PyResult<Runner> {
         let idle = self.idle.borrow_mut().pop();
         match idle {
             Some(r) => Ok(r),
@@ -66,7 +67,7 @@ impl Runners {
         }
     }
 
-    fn put(&self, runner: Runner) {
+    pub(super) fn put(&self, runner: Runner) {
         self.idle.borrow_mut().push(runner);
     }
 }
@@ -80,8 +81,8 @@ pub struct Job {
 }
 
 impl Job {
-    pub fn new(server: Py<GreenServer>, shared: Rc<Shared>, conn: Box<Conn>, inbound: Inbound) -> Job {
-        Job { server, shared, start: Some(Start { conn, inbound }) }
+    pub fn new(server: Py<GreenServer>, shared: Rc<Shared>, start: Start) -> Job {
+        Job { server, shared, start: Some(start) }
     }
 }
 
@@ -92,18 +93,27 @@ impl Job {
     /// or the greenlet was killed while it waited.
     fn run(&mut self, py: Python<'_>) -> PyResult<()> {
         let mut next = self.start.take();
-        while let Some(Start { mut conn, inbound }) = next.take() {
+        while let Some(start) = next.take() {
+            let (mut conn, inbound) = match start {
+                Start::Http1 { conn, inbound } => (conn, inbound),
+                // The engine drives the stream's connection: nothing to
+                // give back.
+                Start::Stream(stream) => return serve_stream(py, &self.shared, *stream),
+            };
             let outcome = serve_one(py, &self.shared, &mut conn, inbound);
+            let server = self.server.bind(py);
             // Only this greenlet runs now, and the engine never switches
             // while borrowed, so the borrow cannot fail; if it did, the
             // connection is dropped (closed) rather than the worker.
-            next = match self.server.bind(py).try_borrow_mut() {
+            next = match server.try_borrow_mut() {
                 Ok(mut server) => server.give_back(conn),
                 Err(e) => {
                     crate::log::error!("connection lost: {e}");
                     None
                 }
             };
+            // A stop the connection's return began may have made work.
+            dispatch(py, server);
             outcome?;
         }
         Ok(())

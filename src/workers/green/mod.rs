@@ -9,12 +9,15 @@
 //! - `exec.rs`: one greenlet per request, through the shared WSGI path.
 //! - `io.rs`: `wsgi.input` and the response, parking the greenlet on the
 //!   hub while the socket is not ready.
+//! - `h2.rs`: HTTP/2 streams, each in a greenlet, parked on the hub while
+//!   its stream cannot move.
 //!
 //! The Python side (`ferrocorn/_green.py`) patches the standard library
 //! before the app is imported (`prepare`), and owns the hub's watchers.
 
 mod engine;
 mod exec;
+mod h2;
 mod io;
 
 pub use engine::GreenServer;
@@ -57,5 +60,6 @@ pub fn serve(py: Python<'_>, ctx: &WorkerCtx, app: Py<PyAny>, policy: HttpPolicy
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GreenServer>()?;
     m.add_class::<Job>()?;
+    m.add_class::<h2::Resume>()?;
     Ok(())
 }
