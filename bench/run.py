@@ -31,7 +31,7 @@ ROOT = os.path.dirname(HERE)
 VENV = os.path.join(HERE, ".venv")
 BIN = os.path.join(VENV, "bin")
 PEERS = [
-    "gunicorn==27.0.1",
+    "gunicorn[http2]==27.0.1",
     "granian",
     "uvicorn[standard]",
     "fastapi",
@@ -297,7 +297,8 @@ SCENARIOS = {
 
 # HTTP/2: h2load (nghttp2-client, from Debian) instead of wrk, over TLS
 # ({cert}/{key}: a self-signed pair made for the run) or h2c with prior
-# knowledge. Gunicorn 27 serves h2 on gthread and asgi, Granian with --http 2.
+# knowledge. Gunicorn 27 serves h2 on gthread, asgi and gevent (with its http2
+# extra: the h2 package), Granian with --http 2.
 def h2_servers(interface, app, tls, threads=4):
     ours = "--http-protocols h2 " + (
         "--certfile {cert} --keyfile {key}" if tls else "--http2-cleartext prior-knowledge"
@@ -373,6 +374,47 @@ SCENARIOS.update(
             "streams": 100,
             "ideal": 10000,
             "servers": h2_servers("wsgi", "sleep10", tls=False, threads=100),
+        },
+    }
+)
+
+
+# HTTP/2 on the gevent worker: Gunicorn 27's gevent worker serves h2 too;
+# Granian has no green worker.
+def h2_gevent_servers(app, tls):
+    ours = "--http-protocols h2 " + (
+        "--certfile {cert} --keyfile {key}" if tls else "--http2-cleartext prior-knowledge"
+    )
+    return [
+        ("ferrocorn -k gevent", "{bin}/ferrocorn -k gevent -w 1 %s -b 127.0.0.1:{port} apps:%s" % (ours, app), False),
+        (
+            "gunicorn -k gevent",
+            "{bin}/gunicorn -k gevent -w 1 --no-control-socket %s -b 127.0.0.1:{port} apps:%s" % (ours, app),
+            True,
+        ),
+    ]
+
+
+SCENARIOS.update(
+    {
+        "h2-gevent-hello": {
+            "what": "Hello-world WSGI over HTTP/2 with TLS (ALPN), 1 worker, gevent, " + H2_LOAD,
+            "load": "h2",
+            "scheme": "https",
+            "connections": 16,
+            "streams": 100,
+            "servers": h2_gevent_servers("hello", tls=True),
+        },
+        "h2c-gevent-sleep": {
+            "what": "The app makes a patched 10 ms wait per request; 100 streams at once on one connection "
+            "(h2load -c1 -m100), cleartext HTTP/2, 1 worker, gevent: concurrent streams take about one wait each "
+            "(ideal: 10,000 req/s)",
+            "load": "h2",
+            "scheme": "http",
+            "connections": 1,
+            "streams": 100,
+            "ideal": 10000,
+            "servers": h2_gevent_servers("sleep10", tls=False),
         },
     }
 )
